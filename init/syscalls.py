@@ -1,0 +1,177 @@
+"""The one seam between podvisor and the Linux kernel's process calls.
+
+Everything that is not a plain `os` call (prctl, unshare, setns, mount) goes
+through this module, so that a test can switch a capability off with
+``mock.patch("podvisor.init.syscalls.HAVE_...", new=False)`` and exercise the
+fallback on a real Linux machine.
+
+Standard library only: the init imports this on its start-up path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from typing import Final
+
+# --- Constants from <linux/sched.h>, <sys/prctl.h>, <sys/mount.h> ----------
+
+CLONE_NEWNS: Final = 0x00020000
+CLONE_NEWCGROUP: Final = 0x02000000
+CLONE_NEWUTS: Final = 0x04000000
+CLONE_NEWIPC: Final = 0x08000000
+CLONE_NEWUSER: Final = 0x10000000
+CLONE_NEWPID: Final = 0x20000000
+CLONE_NEWNET: Final = 0x40000000
+
+PR_SET_PDEATHSIG: Final = 1
+PR_GET_PDEATHSIG: Final = 2
+PR_SET_NAME: Final = 15
+PR_SET_CHILD_SUBREAPER: Final = 36
+PR_GET_CHILD_SUBREAPER: Final = 37
+
+MS_RDONLY: Final = 1
+MS_NOSUID: Final = 2
+MS_NODEV: Final = 4
+MS_NOEXEC: Final = 8
+MS_REMOUNT: Final = 32
+MS_BIND: Final = 4096
+MS_REC: Final = 16384
+MS_PRIVATE: Final = 1 << 18
+MS_SLAVE: Final = 1 << 19
+MNT_DETACH: Final = 2
+
+#: The namespace kinds by their /proc/PID/ns/ names, with their clone flag.
+NAMESPACE_FLAGS: Final[dict[str, int]] = {
+    "mnt": CLONE_NEWNS,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "net": CLONE_NEWNET,
+    "pid": CLONE_NEWPID,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+}
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c") or "libc.so.6"
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+_libc: Final = _load_libc()
+
+#: Whether each call is available. Tests patch these to reach the fallbacks.
+HAVE_PRCTL: bool = _libc is not None
+HAVE_UNSHARE: bool = _libc is not None
+HAVE_SETNS: bool = _libc is not None
+HAVE_MOUNT: bool = _libc is not None
+
+
+def _check(result: int, what: str) -> int:
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _libc_or_raise(available: bool, what: str) -> ctypes.CDLL:
+    if not available or _libc is None:
+        raise OSError(errno.ENOSYS, f"{what} is not available on this system")
+    return _libc
+
+
+# --- prctl -------------------------------------------------------------------
+
+
+def prctl(option: int, arg2: int = 0) -> int:
+    libc = _libc_or_raise(HAVE_PRCTL, "prctl")
+    return _check(
+        libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), 0, 0, 0), f"prctl({option})"
+    )
+
+
+def set_child_subreaper() -> None:
+    """Adopt orphaned descendants, as PID 1 does (prctl(2) PR_SET_CHILD_SUBREAPER)."""
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def is_child_subreaper() -> bool:
+    libc = _libc_or_raise(HAVE_PRCTL, "prctl")
+    value = ctypes.c_int(0)
+    _check(libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0), "prctl")
+    return value.value != 0
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Receive *signum* when the thread that forked us exits (prctl(2) PR_SET_PDEATHSIG)."""
+    prctl(PR_SET_PDEATHSIG, signum)
+
+
+def set_process_name(name: str) -> None:
+    """Set the name `ps -o comm` shows (15 bytes at most)."""
+    libc = _libc_or_raise(HAVE_PRCTL, "prctl")
+    _check(libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0), "prctl")
+
+
+# --- Namespaces --------------------------------------------------------------
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces (unshare(2))."""
+    libc = _libc_or_raise(HAVE_UNSHARE, "unshare")
+    _check(libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """Join the namespace that *fd* (an open /proc/PID/ns/KIND) refers to (setns(2))."""
+    libc = _libc_or_raise(HAVE_SETNS, "setns")
+    _check(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def enter_namespaces(pid: int, kinds: tuple[str, ...]) -> None:
+    """Join the namespaces of *pid*, in the given order (user first, mnt last)."""
+    for kind in kinds:
+        fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(fd, NAMESPACE_FLAGS[kind])
+        finally:
+            os.close(fd)
+
+
+# --- Mounts ------------------------------------------------------------------
+
+
+def mount(
+    source: str, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None
+) -> None:
+    libc = _libc_or_raise(HAVE_MOUNT, "mount")
+    _check(
+        libc.mount(
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype is not None else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data is not None else None,
+        ),
+        f"mount {source} on {target}",
+    )
+
+
+def umount(target: str, flags: int = 0) -> None:
+    libc = _libc_or_raise(HAVE_MOUNT, "umount")
+    _check(libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
+
+
+def make_mounts_private() -> None:
+    """Stop mount events from propagating back to the parent namespace."""
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+
+
+def mount_proc() -> None:
+    """Mount a fresh /proc that shows the calling process's PID namespace."""
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)

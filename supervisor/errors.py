@@ -1,0 +1,86 @@
+"""Every error podvisor raises on purpose, rooted at one base class.
+
+Each says what went wrong, where, and how to fix it: the message is what a
+user reads, so it is written for them. Exit statuses follow the table in the
+README: 2 for a configuration error (nothing was started), 125 for
+podvisor's own failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Exit status for a manifest or command-line error: nothing was started.
+EXIT_CONFIG = 2
+#: Exit status for podvisor's own failure (as `docker run` uses it).
+EXIT_PODVISOR = 125
+
+
+class PodvisorError(Exception):
+    """Raised when podvisor cannot do what it was asked; the base of all the others."""
+
+    exit_status: int = EXIT_PODVISOR
+
+
+# --- Configuration -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding in a manifest: where it is and what is wrong with it."""
+
+    source: str  # file name, or "<stdin>"
+    line: int  # 1-based; 0 when unknown
+    column: int  # 1-based; 0 when unknown
+    path: str  # e.g. "spec.containers[0].resources.limits.memory"
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.line:
+            where += f":{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(PodvisorError):
+    """Raised when a manifest, an annotation or a flag is wrong; nothing has started."""
+
+    exit_status = EXIT_CONFIG
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", 0, 0, "", problems)]
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# --- Running a pod ---------------------------------------------------------------
+
+
+class InitDiedError(PodvisorError):
+    """Raised when the pod's init exits or the channel to it breaks while the pod runs."""
+
+
+class NamespaceError(PodvisorError):
+    """Raised when the pod's namespaces cannot be made and no fallback applies."""
+
+
+# --- cgroups -----------------------------------------------------------------------
+
+
+class CgroupError(PodvisorError):
+    """Raised when a cgroup cannot be made, limited or removed."""
+
+
+# --- Network -----------------------------------------------------------------------
+
+
+class NetworkError(PodvisorError):
+    """Raised when the pod's network cannot be set up as the manifest asks."""
+
+
+# --- Metrics and control -------------------------------------------------------------
+
+
+class AddressInUseError(PodvisorError):
+    """Raised when an address podvisor must listen on (metrics, hostPort) is taken."""

@@ -1,0 +1,149 @@
+"""Fixtures shared by every test: each test leaves the machine as it found it.
+
+The pytest process makes itself a child subreaper, so any process a test
+started, however it forked or called setsid, ends up as our child if it
+outlives its parent. After each test, the `no_leaks` fixture checks that no
+child of ours is left, and that no cgroup, network namespace, veth or mount
+that podvisor makes is left either; it removes what it finds and fails the
+test that left it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from podvisor.init import syscalls
+
+PREFIXES = ("podvisor-", "pv-", "pvh", "pvp")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    syscalls.set_child_subreaper()
+
+
+def children() -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            found.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def state_of(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def own_cgroup_dirs() -> list[Path]:
+    """Our own cgroup in each hierarchy, found from mountinfo and /proc/self/cgroup."""
+    own: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else [""]:
+            own[c] = path
+    dirs = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        fstype, mountpoint, root = fields[sep + 1], fields[4], fields[3]
+        if fstype == "cgroup2":
+            key = ""
+        elif fstype == "cgroup":
+            opts = fields[sep + 3].split(",")
+            key = next((o for o in opts if o in own), "")
+            if not key:
+                continue
+        else:
+            continue
+        rel = own.get(key, "/")
+        if root != "/" and rel.startswith(root):
+            rel = rel[len(root) :]
+        dirs.append(Path(mountpoint) / rel.lstrip("/"))
+    return dirs
+
+
+def leftover_cgroups() -> list[Path]:
+    found = []
+    for base in own_cgroup_dirs():
+        if base.is_dir():
+            found += [p for p in base.iterdir() if p.is_dir() and p.name.startswith(PREFIXES)]
+    return found
+
+
+def leftover_netns() -> list[str]:
+    run = Path("/run/netns")
+    return sorted(p.name for p in run.iterdir() if p.name.startswith(PREFIXES)) if run.is_dir() else []
+
+
+def leftover_links() -> list[str]:
+    return sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(PREFIXES))
+
+
+def mounts() -> list[str]:
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+
+
+def _end(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                pids.discard(pid)
+        time.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    before_children = children()
+    before_cgroups = set(leftover_cgroups())
+    before_netns = set(leftover_netns())
+    before_links = set(leftover_links())
+    before_mounts = mounts()
+    yield
+    problems = []
+    # A process that was told to stop may need a moment to be reaped: allow
+    # it, bounded, before calling it a leak.
+    deadline = time.monotonic() + 5
+    while True:
+        extra = children() - before_children
+        alive = {pid for pid in extra if state_of(pid) not in ("Z", "gone")}
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if alive:
+        problems.append(f"processes left running: {sorted(alive)}")
+    _end(extra)
+    cgroups = set(leftover_cgroups()) - before_cgroups
+    if cgroups:
+        problems.append(f"cgroups left: {sorted(map(str, cgroups))}")
+    netns = set(leftover_netns()) - before_netns
+    if netns:
+        problems.append(f"network namespaces left: {sorted(netns)}")
+    links = set(leftover_links()) - before_links
+    if links:
+        problems.append(f"links left: {sorted(links)}")
+    after_mounts = mounts()
+    if len(after_mounts) != len(before_mounts):
+        problems.append(f"mounts changed: {sorted(set(after_mounts) ^ set(before_mounts))}")
+    if problems:
+        pytest.fail("the test left things behind:\n" + "\n".join(problems))
