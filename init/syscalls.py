@@ -41,6 +41,7 @@ MS_BIND: Final = 4096
 MS_REC: Final = 16384
 MS_PRIVATE: Final = 1 << 18
 MS_SLAVE: Final = 1 << 19
+MS_SHARED: Final = 1 << 20
 MNT_DETACH: Final = 2
 
 #: The namespace kinds by their /proc/PID/ns/ names, with their clone flag.
@@ -175,3 +176,42 @@ def make_mounts_private() -> None:
 def mount_proc() -> None:
     """Mount a fresh /proc that shows the calling process's PID namespace."""
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+# --- signalfd ----------------------------------------------------------------
+
+SFD_NONBLOCK: Final = os.O_NONBLOCK
+SFD_CLOEXEC: Final = os.O_CLOEXEC
+_SIGSET_BYTES: Final = 128  # sizeof(sigset_t) in glibc
+_SIGINFO_BYTES: Final = 128  # sizeof(struct signalfd_siginfo)
+
+HAVE_SIGNALFD: bool = _libc is not None
+
+
+def signalfd(signals: frozenset[int] | set[int]) -> int:
+    """A descriptor that reads the blocked *signals* (signalfd(2)), non-blocking.
+
+    The signals must already be blocked in every thread, or they are delivered
+    normally instead of queued for the descriptor.
+    """
+    libc = _libc_or_raise(HAVE_SIGNALFD, "signalfd")
+    mask = bytearray(_SIGSET_BYTES)
+    for signum in signals:
+        bit = signum - 1  # the kernel's sigset_t: bit N-1 for signal N
+        mask[bit // 8] |= 1 << (bit % 8)
+    buffer = (ctypes.c_char * _SIGSET_BYTES).from_buffer(mask)
+    return _check(libc.signalfd(-1, buffer, SFD_NONBLOCK | SFD_CLOEXEC), "signalfd")
+
+
+def read_signalfd(fd: int) -> list[int]:
+    """Every signal number queued on *fd*, oldest first; [] when none."""
+    signals: list[int] = []
+    while True:
+        try:
+            data = os.read(fd, _SIGINFO_BYTES * 64)
+        except BlockingIOError:
+            return signals
+        signals.extend(
+            int.from_bytes(data[offset : offset + 4], "little")
+            for offset in range(0, len(data), _SIGINFO_BYTES)
+        )

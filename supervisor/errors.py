@@ -54,6 +54,12 @@ class ConfigError(PodvisorError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class QuantityError(PodvisorError, ValueError):
+    """Raised when a text is not a Kubernetes quantity (`500m`, `128Mi`, `1G`, `1e3`)."""
+
+    exit_status = EXIT_CONFIG
+
+
 # --- Running a pod ---------------------------------------------------------------
 
 
@@ -77,6 +83,17 @@ class CgroupError(PodvisorError):
 
 class NetworkError(PodvisorError):
     """Raised when the pod's network cannot be set up as the manifest asks."""
+
+
+# --- Probes and hooks (sidecars/) ------------------------------------------------------
+
+
+class ProbeError(PodvisorError):
+    """Raised when a probe or hook cannot be carried out as written.
+
+    For example: a port name that no port of the container has, or a server
+    that does not answer in HTTP. A probe counts it as a failure.
+    """
 
 
 # --- Metrics and control -------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""Prometheus metrics and health endpoints of a running pod.
+
+`MetricsServer` / `serve_metrics` (server.py) serve /metrics, /livez, /readyz and /status;
+`PodCollector` (collector.py) builds cAdvisor's, kube-state-metrics' and
+podvisor's own series at scrape time; `PodMetrics` (recorder.py) keeps what
+must be recorded as it happens (probe attempts, start-up times).
+"""
+
+from __future__ import annotations
+
+from podvisor.supervisor.metrics.collector import PodCollector, pod_registry
+from podvisor.supervisor.metrics.recorder import PodMetrics
+from podvisor.supervisor.metrics.server import (
+    DEFAULT_ADDRESS,
+    MetricsServer,
+    metrics_address,
+    parse_address,
+    serve_metrics,
+)
+from podvisor.supervisor.metrics.view import PodView
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "MetricsServer",
+    "PodCollector",
+    "PodMetrics",
+    "PodView",
+    "metrics_address",
+    "parse_address",
+    "pod_registry",
+    "serve_metrics",
+]

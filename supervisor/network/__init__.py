@@ -1,0 +1,45 @@
+"""The pod's network: host, loopback or bridge mode, /etc files, published ports.
+
+`create_network` makes the pod's network namespace and everything in it
+before the pod's init starts; the init joins the namespace and bind-mounts
+`PodNetwork.etc_files`; `PodNetwork.aclose` undoes it all. `publish_ports`
+serves the hostPorts; `open_connection_in` opens a TCP connection from
+inside the pod (for probes); `cleanup_stale` undoes what a SIGKILLed
+supervisor left.
+"""
+
+from __future__ import annotations
+
+from podvisor.supervisor.network.model import (
+    DEFAULT_BRIDGE,
+    DEFAULT_SUBNET,
+    NetworkMode,
+    NetworkRequest,
+    PortMapping,
+    Protocol,
+)
+from podvisor.supervisor.network.pod import (
+    PodNetwork,
+    bridge_unavailable_reason,
+    cleanup_stale,
+    create_network,
+    create_network_sync,
+)
+from podvisor.supervisor.network.proxy import PortProxy, open_connection_in, publish_ports
+
+__all__ = [
+    "DEFAULT_BRIDGE",
+    "DEFAULT_SUBNET",
+    "NetworkMode",
+    "NetworkRequest",
+    "PodNetwork",
+    "PortMapping",
+    "PortProxy",
+    "Protocol",
+    "bridge_unavailable_reason",
+    "cleanup_stale",
+    "create_network",
+    "create_network_sync",
+    "open_connection_in",
+    "publish_ports",
+]

@@ -1,0 +1,429 @@
+"""The pod's PID 1: serves the supervisor's channel, spawns, reaps, reports.
+
+How this works
+--------------
+The supervisor starts ``podvisor-init --channel FD ...`` as its child (the
+*outer* process). The outer process joins the pod's cgroup, enters the pod's
+network namespace when one was made for it, unshares the rest (pid, mnt, uts,
+ipc) and forks: the child is PID 1 of the new PID namespace (the *inner*
+process, the init proper). The outer process only waits for it and exits with
+its status, so the supervisor has one child to watch. A process cannot move
+itself into a new PID namespace; only its children are born there, hence the
+two processes (as ``unshare --fork`` does).
+
+The inner process mounts a private /proc, sets the hostname, bind-mounts the
+pod's /etc files, then loops on two descriptors with every signal blocked: the
+channel (requests) and a signalfd (SIGCHLD and the rest). It alone calls
+``waitpid(-1)``: it reports the exit of every process it spawned and reaps
+adopted orphans silently, counting them. On channel end-of-file (the
+supervisor died) it stops the pod by itself: TERM to everything, KILL after
+the grace period, then it exits, and the kernel ends what is left in the
+namespace.
+
+Degraded mode (``--no-namespaces``): when namespaces cannot be made, the init
+runs in the current ones as a child subreaper and signals only the process
+trees it spawned, never ``kill(-1)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pwd
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from podvisor.init import process, protocol, syscalls
+
+_NAMESPACES = {
+    "pid": syscalls.CLONE_NEWPID,
+    "mnt": syscalls.CLONE_NEWNS,
+    "uts": syscalls.CLONE_NEWUTS,
+    "ipc": syscalls.CLONE_NEWIPC,
+}
+
+# =============================================================================
+# Options
+# =============================================================================
+
+
+@dataclass(frozen=True)
+class Options:
+    channel: int
+    unshare: tuple[str, ...] = ()
+    netns: str | None = None
+    hostname: str | None = None
+    binds: tuple[tuple[str, str], ...] = ()
+    cgroup_procs: tuple[str, ...] = ()
+    grace: float = 30.0
+
+
+_OPTIONS = {"channel", "unshare", "netns", "hostname", "bind", "cgroup-procs", "grace"}
+
+USAGE = """\
+usage: podvisor-init --channel FD [--unshare pid,mnt,uts,ipc] [--netns PATH]
+                     [--hostname NAME] [--bind SRC:DST]... [--cgroup-procs FILE]...
+                     [--grace SECONDS]
+
+The pod's init, started by `podvisor run`; not meant to be started by hand.
+"""
+
+
+def parse(argv: list[str]) -> Options:
+    """Parse the supervisor's arguments; they are machine-made, so errors are terse."""
+    values: dict[str, list[str]] = {}
+    it = iter(argv)
+    for arg in it:
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}")
+        value = next(it, None)
+        if value is None:
+            raise ValueError(f"{arg} needs a value")
+        values.setdefault(arg[2:], []).append(value)
+    unknown = set(values) - {
+        "channel",
+        "unshare",
+        "netns",
+        "hostname",
+        "bind",
+        "cgroup-procs",
+        "grace",
+    }
+    if unknown:
+        raise ValueError(f"unknown option --{sorted(unknown)[0]}")
+    kinds = tuple(k for v in values.get("unshare", []) for k in v.split(",") if k)
+    if set(kinds) - set(_NAMESPACES):
+        raise ValueError(f"--unshare takes {','.join(_NAMESPACES)}")
+    binds = tuple(tuple(b.split(":", 1)) for b in values.get("bind", []))
+    return Options(
+        channel=int(values["channel"][-1]),
+        unshare=kinds,
+        netns=values.get("netns", [None])[-1],
+        hostname=values.get("hostname", [None])[-1],
+        binds=binds,  # type: ignore[arg-type]
+        cgroup_procs=tuple(values.get("cgroup-procs", [])),
+        grace=float(values.get("grace", ["30"])[-1]),
+    )
+
+
+# =============================================================================
+# Start-up: the outer process
+# =============================================================================
+
+
+def serve(argv: list[str]) -> int:
+    """Entry point of ``podvisor-init --channel FD ...``."""
+    try:
+        options = parse(argv)
+    except (ValueError, KeyError) as exc:
+        sys.stderr.write(f"podvisor-init: {exc}\n{USAGE}")
+        return 2
+    # No parent-death signal here: the kernel sends it when the *thread* that
+    # forked us exits, and trio starts processes from worker threads that
+    # retire when idle. The inner init learns of the supervisor's death from
+    # the channel's end-of-file; this process then follows it out.
+    for procs in options.cgroup_procs:
+        Path(procs).write_text("0")
+    if options.netns:
+        with open(options.netns, "rb") as ns:
+            syscalls.setns(ns.fileno(), syscalls.CLONE_NEWNET)
+    flags = 0
+    for kind in options.unshare:
+        flags |= _NAMESPACES[kind]
+    if flags:
+        syscalls.unshare(flags)
+    if "pid" not in options.unshare:
+        return _run_inner(options)
+    # Block everything before the fork, so no signal slips between the fork
+    # and the inner process's signalfd; the outer process relays nothing.
+    process.block_signals()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(_run_inner(options))
+    channel = socket.socket(fileno=options.channel)
+    with contextlib.suppress(OSError):
+        protocol.send(channel, {"ev": "init_started", "host_pid": pid})
+    channel.close()
+    while True:
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            return process.exit_status(status)
+
+
+# =============================================================================
+# Start-up: the inner process (PID 1)
+# =============================================================================
+
+
+def _prepare_namespaces(options: Options) -> None:
+    if "mnt" in options.unshare:
+        syscalls.make_mounts_private()
+        if "pid" in options.unshare:
+            syscalls.mount_proc()
+        for source, target in options.binds:
+            syscalls.mount(source, target, None, syscalls.MS_BIND)
+    if options.hostname and "uts" in options.unshare:
+        socket.sethostname(options.hostname)
+
+
+def _run_inner(options: Options) -> int:
+    channel = socket.socket(fileno=options.channel)
+    try:
+        _prepare_namespaces(options)
+    except OSError as exc:
+        protocol.send(channel, {"ev": "init_failed", "message": f"{exc}"})
+        return 125
+    syscalls.set_process_name("podvisor-init")
+    own_namespace = os.getpid() == 1
+    if not own_namespace:
+        syscalls.set_child_subreaper()
+    with contextlib.suppress(OSError):
+        syscalls.set_parent_death_signal(signal.SIGTERM)
+    init = PodInit(channel, options.grace, own_namespace)
+    return init.run()
+
+
+# =============================================================================
+# The loop
+# =============================================================================
+
+
+@dataclass
+class PodInit:
+    channel: socket.socket
+    grace: float
+    own_namespace: bool
+    spawned: dict[int, int] = field(default_factory=dict)  # pid -> request id
+    orphans: int = 0
+    stopping_at: float | None = None
+    stop_code: int = 0
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+
+    def run(self) -> int:
+        waited = process.block_signals()
+        sfd = syscalls.signalfd(waited)
+        selector = self.selector
+        selector.register(self.channel, selectors.EVENT_READ, self._on_channel)
+        selector.register(sfd, selectors.EVENT_READ, lambda: self._on_signals(sfd))
+        self._send({"ev": "ready", "pid": os.getpid()})
+        while not self._finished():
+            timeout = None
+            if self.stopping_at is not None:
+                timeout = max(0.0, self.stopping_at - time.monotonic())
+            events = selector.select(timeout)
+            if not events and self.stopping_at is not None:
+                self._kill_everything(signal.SIGKILL)
+                self.stopping_at = time.monotonic() + 5
+            for key, _ in events:
+                handler: Callable[[], None] = key.data
+                handler()
+        return self.stop_code
+
+    def _finished(self) -> bool:
+        return self.stopping_at is not None and not self._live_processes()
+
+    # --- channel -------------------------------------------------------------
+
+    def _send(self, message: protocol.Message, fds: tuple[int, ...] = ()) -> None:
+        if self.channel.fileno() < 0:
+            return
+        try:
+            protocol.send(self.channel, message, fds)
+        except OSError:
+            self._lost_supervisor()
+
+    def _on_channel(self) -> None:
+        try:
+            received = protocol.receive(self.channel)
+        except (OSError, protocol.ProtocolError):
+            received = None
+        if received is None:
+            self._lost_supervisor()
+            return
+        message, fds = received
+        try:
+            self._dispatch(message, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _lost_supervisor(self) -> None:
+        if self.channel.fileno() >= 0:
+            self.selector.unregister(self.channel)
+            self.channel.close()
+        self._begin_stop(self.grace, code=143)
+
+    def _dispatch(self, message: protocol.Message, fds: list[int]) -> None:
+        op = message.get("op")
+        if op == "spawn":
+            self._spawn(message, fds)
+        elif op == "signal":
+            self._signal(message)
+        elif op == "stop_all":
+            self._begin_stop(float(message.get("grace", self.grace)), code=0)
+        else:
+            self._send({"ev": "error", "message": f"unknown request {op!r}"})
+
+    # --- requests -------------------------------------------------------------
+
+    def _spawn(self, request: protocol.Message, fds: list[int]) -> None:
+        rid = request["id"]
+        if self.stopping_at is not None:
+            self._send(
+                {
+                    "ev": "spawn_failed",
+                    "id": rid,
+                    "errno": errno.ESHUTDOWN,
+                    "message": "the pod is stopping",
+                }
+            )
+            return
+        argv = [str(a) for a in request["argv"]]
+        if request.get("pidns"):
+            argv = [sys.executable, "-m", "podvisor.init", "--pid-ns", "--", *argv]
+        try:
+            with _stdio(fds) as stdio:
+                pid = process.spawn(
+                    argv,
+                    {str(k): str(v) for k, v in request.get("env", {}).items()},
+                    cwd=request.get("cwd"),
+                    fds=stdio,
+                    before_exec=_child_setup(request),
+                )
+        except OSError as exc:
+            self._send(
+                {
+                    "ev": "spawn_failed",
+                    "id": rid,
+                    "errno": exc.errno or 0,
+                    "message": exc.strerror or str(exc),
+                }
+            )
+            return
+        self.spawned[pid] = rid
+        self._send({"ev": "spawned", "id": rid, "pid": pid})
+
+    def _signal(self, request: protocol.Message) -> None:
+        pid, signum = int(request["pid"]), int(request["signal"])
+        err = 0
+        if pid not in self.spawned:
+            err = errno.ESRCH
+        else:
+            try:
+                if request.get("group"):
+                    os.killpg(pid, signum)
+                else:
+                    os.kill(pid, signum)
+            except OSError as exc:
+                err = exc.errno or errno.EPERM
+        self._send({"ev": "signalled", "id": request.get("id"), "errno": err})
+
+    # --- signals and reaping --------------------------------------------------
+
+    def _on_signals(self, sfd: int) -> None:
+        for signum in syscalls.read_signalfd(sfd):
+            if signum == signal.SIGCHLD:
+                continue
+            if self.channel.fileno() < 0 and signum in (signal.SIGTERM, signal.SIGINT):
+                self._begin_stop(0.0 if self.stopping_at else self.grace, code=128 + signum)
+                continue
+            self._send({"ev": "signal_received", "signal": signum})
+        before = self.orphans
+        process.reap(self._on_exit)
+        if self.orphans != before:
+            self._send({"ev": "orphans_reaped", "total": self.orphans})
+
+    def _on_exit(self, pid: int, status: int) -> None:
+        rid = self.spawned.pop(pid, None)
+        if rid is None:
+            self.orphans += 1
+            return
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        self._send({"ev": "exited", "id": rid, "pid": pid, "code": code, "signal": signum})
+
+    # --- stopping -------------------------------------------------------------
+
+    def _begin_stop(self, grace: float, code: int) -> None:
+        if self.stopping_at is None:
+            self.stop_code = code
+        self._kill_everything(signal.SIGTERM if grace > 0 else signal.SIGKILL)
+        self.stopping_at = time.monotonic() + grace
+
+    def _live_processes(self) -> list[int]:
+        if self.own_namespace:
+            return [int(p) for p in os.listdir("/proc") if p.isdigit() and p != "1"]
+        return descendants(os.getpid())
+
+    def _kill_everything(self, signum: int) -> None:
+        if self.own_namespace:
+            # As PID 1 of the pod's namespace, -1 means every process in it
+            # but ourselves (kill(2)).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signum)
+            return
+        for pid in descendants(os.getpid()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of *root*, from /proc's children lists."""
+    found: list[int] = []
+    queue = [root]
+    while queue:
+        pid = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                found.append(child)
+                queue.append(child)
+    return found
+
+
+@contextlib.contextmanager
+def _stdio(fds: list[int]) -> Iterator[tuple[int, int, int]]:
+    """The child's fds 0, 1, 2: those that came with the request, then /dev/null."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC) if len(fds) < 3 else -1
+    try:
+        filled = [*fds[:3], null, null, null][:3]
+        yield filled[0], filled[1], filled[2]
+    finally:
+        if null >= 0:
+            os.close(null)
+
+
+def _child_setup(request: protocol.Message) -> Callable[[], None]:
+    """What a spawned child does between fork and exec: cgroups, then identity."""
+    procs_files = [str(p) for p in request.get("cgroups", [])]
+    uid, gid = request.get("uid"), request.get("gid")
+
+    def setup() -> None:
+        for procs in procs_files:
+            with open(procs, "w") as f:
+                f.write("0")
+        if gid is not None:
+            os.setgroups([])
+            os.setgid(int(gid))
+        if uid is not None:
+            if gid is None:
+                with contextlib.suppress(KeyError):
+                    os.setgid(pwd.getpwuid(int(uid)).pw_gid)
+                os.setgroups([])
+            os.setuid(int(uid))
+
+    return setup

@@ -1,0 +1,142 @@
+"""The runner's one door into sidecars/: probes, hooks, commands' exits, readiness.
+
+How the runner uses it
+----------------------
+::
+
+    actions = ContainerActions(runner)
+    await task_group.start(actions.serve)   # NOTIFY_SOCKET, notification-fd readers
+    env |= actions.env_for(container)       # in every spawn of that container
+    extra = actions.notification_fd(c)      # (N, write end) to hand over as fd N, or None
+    await actions.probe(container, kind)    # its own task, StartProbe until StopProbe
+    await actions.hook(container, hook)     # its own task, on RunHook
+    actions.on_exit(pid, code, signal)      # the exit of a pid the runner did not spawn
+
+Everything here reports to the core through `runner.post` and decides
+nothing: thresholds, restarts and readiness are the core's rules.
+"""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import anyio.abc
+
+from podvisor.sidecars import notify
+from podvisor.sidecars.execs import Execs
+from podvisor.sidecars.hooks import run_hook
+from podvisor.sidecars.host import PodHost
+from podvisor.sidecars.probes import run_probe
+from podvisor.supervisor import lifecycle as lc
+from podvisor.supervisor.errors import CgroupError
+from podvisor.supervisor.manifest.model import Container
+
+_STRANGERS_KEPT = 64  # senders already logged as belonging to no container
+
+
+class ContainerActions:
+    """Probes, hooks, exec commands and readiness notifications of one pod."""
+
+    def __init__(self, host: PodHost) -> None:
+        self._host = host
+        self._execs = Execs(host)
+        self.notify_path = notify.socket_path(host.pod)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._readers: dict[str, anyio.CancelScope] = {}
+        self._strangers: set[int] = set()
+
+    # --- probes, hooks, exec ------------------------------------------------------
+
+    async def probe(self, container: Container, kind: lc.ProbeKind) -> None:
+        """Run *container*'s *kind* probe until cancelled, posting every result."""
+        await run_probe(self._host, self._execs, container, kind)
+
+    async def hook(self, container: Container, hook: lc.Hook) -> None:
+        """Run *container*'s *hook* and post HookFinished."""
+        await run_hook(self._host, self._execs, container, hook)
+
+    def on_exit(self, pid: int, code: int | None, signal: int | None) -> None:
+        """The init reported the exit of a pid the runner does not know: an exec's."""
+        self._execs.on_exit(pid, code, signal)
+
+    # --- readiness: NOTIFY_SOCKET and notification-fd --------------------------------
+
+    def env_for(self, container: Container) -> dict[str, str]:
+        """The variables every process of *container* gets: NOTIFY_SOCKET, WATCHDOG_USEC."""
+        env = {"NOTIFY_SOCKET": str(self.notify_path)}
+        if container.settings.watchdog_usec:
+            # No WATCHDOG_PID: the main process's pid differs in its own PID
+            # namespace, and sd_watchdog_enabled() accepts any pid without it.
+            env["WATCHDOG_USEC"] = str(container.settings.watchdog_usec)
+        return env
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve NOTIFY_SOCKET (bound when this reports started) until cancelled, then remove it.
+
+        Also owns the tasks that wait on notification-fd pipes.
+        """
+        socket = notify.NotifySocket(self.notify_path)
+        socket.bind()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started()
+                async for pid, datagram in socket.receive():
+                    self._on_datagram(pid, datagram)
+        finally:
+            self._tg = None
+            socket.close()
+
+    def notification_fd(self, container: Container) -> tuple[int, int] | None:
+        """For a container with a notification-fd: (N, the write end of a new pipe).
+
+        The caller hands the write end to the new process as its fd N and closes
+        its own copy. A newline on it posts Notified(ready=True). Each call
+        replaces the previous instance's pipe, whose late newline is ignored.
+        """
+        target = container.settings.notification_fd
+        if target is None:
+            return None
+        if self._tg is None:
+            raise RuntimeError("ContainerActions.serve must run before containers start")
+        old = self._readers.pop(container.name, None)
+        if old is not None:
+            old.cancel()
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        scope = self._readers[container.name] = anyio.CancelScope()
+        self._tg.start_soon(self._await_notification, container.name, read_fd, scope)
+        return target, write_fd
+
+    async def _await_notification(self, name: str, fd: int, scope: anyio.CancelScope) -> None:
+        with scope:
+            if await notify.read_notification(fd):
+                self._host.post(lc.Notified(name, ready=True))
+        if self._readers.get(name) is scope:
+            del self._readers[name]
+
+    def _on_datagram(self, pid: int, datagram: bytes) -> None:
+        notice = notify.parse(datagram)
+        if notice.empty:
+            return
+        name = self.container_of(pid)
+        if name is not None:
+            self._host.post(notice.event(name))
+        elif pid not in self._strangers and len(self._strangers) < _STRANGERS_KEPT:
+            self._strangers.add(pid)
+            self._host.sink.system(
+                f"NOTIFY_SOCKET: ignored a message from pid {pid}, which is in no container "
+                "of this pod (or exited before it was read)"
+            )
+
+    def container_of(self, pid: int) -> str | None:
+        """The container whose cgroup holds *pid* (as this PID namespace numbers it)."""
+        for name, cgroup in self._host.cgroups.items():
+            try:
+                if pid in cgroup.pids():
+                    return name
+            except (CgroupError, OSError):
+                continue  # removed meanwhile: nothing of it can be sending
+        return None

@@ -1,0 +1,239 @@
+"""Commands run inside a container: exec probes and exec hooks.
+
+How this works
+--------------
+The pod's init spawns the command (it alone forks and reaps in the pod) with
+the container's environment, working directory, user and cgroup
+(`PodHost.spawn_request`), stdin on /dev/null, and stdout and stderr on one
+pipe that this module reads, keeping the first 10 KiB as the kubelet does.
+The init reports the command's exit like any other; the runner hands the
+exits of pids it does not know to `Execs.on_exit`, which wakes the waiting
+call. That report may be handled before the spawn's reply is, so an exit
+for a pid nobody waits for yet is kept until someone asks for it.
+
+A command that outlives its timeout, or whose caller is cancelled (the probe
+was stopped), is SIGKILLed with its process group (it leads a session of its
+own), and its exit is awaited in a shielded, bounded scope: no command
+outlives its caller unnoticed.
+
+Namespaces: a command runs in the pod's namespaces (network, mount, IPC, UTS)
+and in the pod's PID namespace, not in the nested one a container gets
+without shareProcessNamespace, so `ps` in an exec probe sees the whole pod.
+Its cgroup is the container's: it counts against the container's limits,
+and killing the container kills it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from podvisor.sidecars.host import PodHost
+from podvisor.supervisor.errors import PodvisorError
+from podvisor.supervisor.manifest.model import Container
+
+MAX_OUTPUT = 10 * 1024  # the kubelet keeps this much of an exec probe's output
+SPAWN_WAIT = 30.0  # seconds for the init to answer a spawn; it answers at once when alive
+KILL_WAIT = 10.0  # seconds for a killed command's exit to be reported
+_EARLY_KEPT = 256  # exits that came before their spawn's reply; a handful at most
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How a command ended."""
+
+    argv: tuple[str, ...]
+    code: int | None = None  # the exit code; None when a signal ended it or it never ran
+    signal: int | None = None
+    output: str = ""  # stdout and stderr together, at most MAX_OUTPUT bytes of them
+    timeout: float | None = None  # set when the command ran out of time and was killed
+    error: str = ""  # why the command could not be started
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code == 0 and self.timeout is None and not self.error
+
+    def describe(self) -> str:
+        """One line for a probe's or hook's message, ending with the command's output."""
+        command = shlex.join(self.argv)
+        if self.error:
+            return f"cannot run {command}: {self.error}"
+        if self.timeout is not None:
+            what = f"timed out after {self.timeout:g}s"
+        elif self.signal is not None:
+            what = f"was killed by signal {self.signal}"
+        else:
+            what = f"exited with {self.code}"
+        output = self.output.strip()
+        return f"command {command} {what}" + (f": {output}" if output else "")
+
+
+class _Exit:
+    """One command's exit, reported once by `Execs.on_exit`."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self.code: int | None = None
+        self.signal: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, code: int | None, signum: int | None) -> None:
+        self.code, self.signal = code, signum
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class _Output:
+    """The read end of a command's output pipe; keeps the first MAX_OUTPUT bytes."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.data = bytearray()
+
+    def read_available(self) -> bool:
+        """Read what is there now; False at end-of-file."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.data += chunk[: max(0, MAX_OUTPUT - len(self.data))]
+
+    async def collect(self) -> None:
+        """Read until end-of-file, so a chatty command never blocks on a full pipe."""
+        while self.read_available():
+            await anyio.wait_readable(self.fd)
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Execs:
+    """Runs commands in containers through the pod's init, and collects their exits."""
+
+    def __init__(self, host: PodHost) -> None:
+        self._host = host
+        self._waiting: dict[int, _Exit] = {}
+        self._early: dict[int, tuple[int | None, int | None]] = {}
+
+    def on_exit(self, pid: int, code: int | None, signum: int | None) -> None:
+        """The init reported that *pid*, which the runner does not know, has exited."""
+        waiter = self._waiting.pop(pid, None)
+        if waiter is not None:
+            waiter.set(code, signum)
+            return
+        self._early[pid] = (code, signum)
+        while len(self._early) > _EARLY_KEPT:  # exits of pids that were never ours
+            del self._early[next(iter(self._early))]
+
+    async def run(
+        self,
+        container: Container,
+        argv: Sequence[str],
+        timeout: float | None,  # noqa: ASYNC109 -- the probe's timeoutSeconds; it kills the command
+    ) -> ExecResult:
+        """Run *argv* in *container*, kill it after *timeout* seconds; how it ended."""
+        command = tuple(argv)
+        spawned = await self._spawn(container, command)
+        if isinstance(spawned, str):
+            return ExecResult(command, error=spawned)
+        pid, output = spawned
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(output.collect)
+                done, timed_out = await self._wait(pid, timeout)
+                tg.cancel_scope.cancel()
+            output.read_available()  # what came between the exit and the cancel
+        finally:
+            output.close()
+        return ExecResult(
+            command,
+            code=done.code,
+            signal=done.signal,
+            output=output.text(),
+            timeout=timeout if timed_out else None,
+        )
+
+    async def _spawn(
+        self, container: Container, argv: tuple[str, ...]
+    ) -> tuple[int, _Output] | str:
+        """Start *argv*: its pid and output, or why it could not start."""
+        sandbox = self._host.sandbox
+        if sandbox is None:
+            return "the pod's init is not running"
+        request = self._host.spawn_request(container, argv)
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # Shielded: once the init has the request the process exists, and
+            # its pid must reach `_wait`, which kills it if we were cancelled.
+            with anyio.CancelScope(shield=True), anyio.fail_after(SPAWN_WAIT):
+                reply, fds = await sandbox.channel.request(request, (null, write_fd, write_fd))
+        except (PodvisorError, TimeoutError) as e:
+            os.close(read_fd)
+            return f"the pod's init did not start it: {e or 'no answer'}"
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(null)
+            os.close(write_fd)
+        for fd in fds:
+            os.close(fd)
+        if reply.get("ev") != "spawned":
+            os.close(read_fd)
+            return str(reply.get("message") or reply)
+        return int(reply["pid"]), _Output(read_fd)
+
+    async def _wait(self, pid: int, kill_after: float | None) -> tuple[_Exit, bool]:
+        """Wait for *pid* to exit, killed after *kill_after* s: (its exit, whether it was)."""
+        done = self._exit_of(pid)
+        try:
+            with anyio.move_on_after(kill_after):
+                await done.wait()
+                return done, False
+            await self._kill(pid)
+            with anyio.move_on_after(KILL_WAIT):
+                await done.wait()
+            return done, True
+        finally:
+            if not done.done:  # cancelled, or the kill was not reported in time
+                with anyio.CancelScope(shield=True):
+                    await self._kill(pid)
+                    with anyio.move_on_after(KILL_WAIT):
+                        await done.wait()
+                self._waiting.pop(pid, None)
+
+    def _exit_of(self, pid: int) -> _Exit:
+        done = _Exit()
+        early = self._early.pop(pid, None)
+        if early is not None:
+            done.set(*early)
+        else:
+            self._waiting[pid] = done
+        return done
+
+    async def _kill(self, pid: int) -> None:
+        sandbox = self._host.sandbox
+        if sandbox is None:
+            return
+        message = {"op": "signal", "pid": pid, "signal": int(signal.SIGKILL), "group": True}
+        with contextlib.suppress(PodvisorError):
+            await sandbox.channel.request(message)

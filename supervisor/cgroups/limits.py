@@ -1,0 +1,139 @@
+"""A container's limits, and the cgroup files that set them, with Kubernetes' conversions.
+
+Pure: `plan_limits` turns `Limits` into the file writes for the host's
+controllers, or says which controllers are missing. The formulas are the
+kubelet's (pkg/kubelet/cm/helpers_linux.go) and runc's, so a manifest gets the
+same cgroup values here as on a Kubernetes node:
+
+* CPU limit -> CFS quota: ``quota = millicores * period / 1000`` with the
+  period at 100 ms and at least 1 ms of quota; ``cpu.max = "quota period"``
+  on v2, ``cpu.cfs_period_us`` then ``cpu.cfs_quota_us`` on v1.
+* CPU request -> shares: ``max(2, millicores * 1024 / 1000)`` (at most
+  262144), ``cpu.shares`` on v1; on v2 the kubelet (through runc) maps shares
+  to ``cpu.weight = 1 + ((shares - 2) * 9999) / 262142``.
+* memory limit -> ``memory.max`` / ``memory.limit_in_bytes`` (no memsw on
+  v1, as the kubelet).
+* pids limit -> ``pids.max``; cpuset -> ``cpuset.cpus`` (on v1 the driver has
+  already copied ``cpuset.mems`` from the parent when it made the cgroup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from podvisor.supervisor.errors import CgroupError
+
+CFS_PERIOD_US = 100_000  # the kubelet's default cpu-cfs-quota-period
+MIN_QUOTA_US = 1_000  # the kernel refuses a quota below 1 ms
+MIN_SHARES = 2
+MAX_SHARES = 262_144
+SHARES_PER_CPU = 1024
+MILLICORES_PER_CPU = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a container may use; None leaves the kernel's default (no limit)."""
+
+    memory_bytes: int | None = None
+    cpu_limit_millicores: int | None = None  # 0 or None: no CFS quota, as the kubelet
+    #: None leaves the default weight; 0 gives the kubelet's BestEffort shares (2).
+    cpu_request_millicores: int | None = None
+    pids_max: int | None = None
+    cpuset: str | None = None  # the kernel's list format: "0-1,3"
+
+    def controllers(self) -> dict[str, str]:
+        """The controllers these limits need, each with the limit that needs it."""
+        needed = {}
+        if self.memory_bytes is not None:
+            needed["memory"] = "a memory limit"
+        if self.cpu_limit_millicores or self.cpu_request_millicores is not None:
+            needed["cpu"] = "a CPU limit or request"
+        if self.pids_max is not None:
+            needed["pids"] = "a pids limit"
+        if self.cpuset is not None:
+            needed["cpuset"] = "a cpuset"
+        return needed
+
+
+@dataclass(frozen=True)
+class LimitWrite:
+    """One cgroup file to write: in the hierarchy holding `controller`, `file` = `value`."""
+
+    controller: str
+    file: str
+    value: str
+
+
+# --- Kubernetes' conversions ---------------------------------------------------------
+
+
+def cpu_quota_us(millicores: int, period_us: int = CFS_PERIOD_US) -> int:
+    """The CFS quota for a CPU limit (kubelet MilliCPUToQuota)."""
+    return max(millicores * period_us // MILLICORES_PER_CPU, MIN_QUOTA_US)
+
+
+def cpu_shares(millicores: int) -> int:
+    """cpu.shares for a CPU request (kubelet MilliCPUToShares)."""
+    shares = millicores * SHARES_PER_CPU // MILLICORES_PER_CPU
+    return min(max(shares, MIN_SHARES), MAX_SHARES)
+
+
+def cpu_weight(shares: int) -> int:
+    """cpu.weight for cpu.shares (runc ConvertCPUSharesToCgroupV2Value, used by the kubelet)."""
+    return 1 + ((shares - 2) * 9999) // 262_142
+
+
+# --- The plan ----------------------------------------------------------------------
+
+
+def missing_controllers(limits: Limits, versions: Mapping[str, int]) -> list[str]:
+    """One line per limit whose controller the host lacks (`versions`: controller -> 1|2)."""
+    return [
+        f"{why} needs the {controller!r} cgroup controller"
+        for controller, why in limits.controllers().items()
+        if controller not in versions
+    ]
+
+
+def plan_limits(limits: Limits, versions: Mapping[str, int]) -> list[LimitWrite]:
+    """The writes that apply `limits`; CgroupError naming every missing controller."""
+    missing = missing_controllers(limits, versions)
+    if missing:
+        raise CgroupError(
+            "this host cannot apply the limits asked for: "
+            + "; ".join(missing)
+            + ". Enable the controller (on cgroup v2: delegate it to podvisor's cgroup, "
+            "e.g. `systemd-run -p Delegate=yes ...`; on v1: mount its hierarchy), "
+            "or remove the limit from the manifest"
+        )
+    writes = []
+    if limits.memory_bytes is not None:
+        file = "memory.max" if versions["memory"] == 2 else "memory.limit_in_bytes"
+        writes.append(LimitWrite("memory", file, str(limits.memory_bytes)))
+    writes += _cpu_writes(limits, versions.get("cpu", 0))
+    if limits.pids_max is not None:
+        writes.append(LimitWrite("pids", "pids.max", str(limits.pids_max)))
+    if limits.cpuset is not None:
+        writes.append(LimitWrite("cpuset", "cpuset.cpus", limits.cpuset))
+    return writes
+
+
+def _cpu_writes(limits: Limits, version: int) -> list[LimitWrite]:
+    writes = []
+    if limits.cpu_limit_millicores:
+        quota = cpu_quota_us(limits.cpu_limit_millicores)
+        if version == 2:
+            writes.append(LimitWrite("cpu", "cpu.max", f"{quota} {CFS_PERIOD_US}"))
+        else:
+            # The period first: a quota is checked against the period already set.
+            writes.append(LimitWrite("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)))
+            writes.append(LimitWrite("cpu", "cpu.cfs_quota_us", str(quota)))
+    if limits.cpu_request_millicores is not None:
+        shares = cpu_shares(limits.cpu_request_millicores)
+        if version == 2:
+            writes.append(LimitWrite("cpu", "cpu.weight", str(cpu_weight(shares))))
+        else:
+            writes.append(LimitWrite("cpu", "cpu.shares", str(shares)))
+    return writes

@@ -1,0 +1,86 @@
+"""The ``podvisor`` command line, past tini mode: ``run``, ``check``, ``version``.
+
+`podvisor.init.entry` sends every subcommand here; ``podvisor -- CMD`` never
+imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import metadata
+
+from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError, PodvisorError
+
+BACKENDS = ("trio", "asyncio")
+
+
+def version() -> str:
+    try:
+        return metadata.version("podvisor")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podvisor",
+        description="Run a Kubernetes Pod on this machine. `podvisor -- CMD` runs CMD under "
+        "podvisor's init, as tini does.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run a pod from its manifest until it ends")
+    run.add_argument("manifest", help="a Pod manifest (YAML or JSON), or - for stdin")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="container log lines as `name | line` (default) or JSON objects",
+    )
+    run.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="trio",
+        help="the async backend the supervisor runs on (default: trio)",
+    )
+    sub.add_parser(
+        "check", help="validate a manifest and explain what `run` would do", add_help=False
+    )
+    sub.add_parser("version", help="print podvisor's version")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "check":
+        from podvisor.supervisor.manifest.explain import main as check_main
+
+        return check_main(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(f"podvisor {version()}")
+        return 0
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from podvisor.supervisor import manifest
+    from podvisor.supervisor.runner import RunOptions, run_pod
+
+    try:
+        loaded = manifest.load(args.manifest)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"podvisor: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"podvisor: cannot read {args.manifest}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    options = RunOptions(log_format=args.log_format)
+    try:
+        return run_pod(loaded, options, backend=args.backend)
+    except PodvisorError as exc:
+        print(f"podvisor: {exc}", file=sys.stderr)
+        return exc.exit_status

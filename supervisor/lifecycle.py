@@ -1,0 +1,966 @@
+"""The pod's lifecycle as a pure state machine: `(state, event, now) -> (state, effects)`.
+
+How this works
+--------------
+`begin(plan, now)` makes the first `PodState`; after that the runner feeds
+every event (a process started or exited, a hook or probe finished, a timer
+fired, a stop was asked for) to `handle(state, event, now)` and carries out
+the effects it returns (start a container, run a hook, send a signal, arm a
+timer, ...), in order. `now` is monotonic seconds; the runner maps it to wall
+clock for display with one offset. No IO, no clock reads: the tests drive
+this module with plain calls and synthetic time.
+
+Each container is in one `Step` (finer than Kubernetes' Waiting / Running /
+Terminated, which the status fields show); the legal moves are data
+(`_LEGAL`) and every move is checked. After each event the pod-level rules
+(3, 11-15) look at the whole pod again, like a reconciler (`_reconcile`).
+
+Timers have names: "stop", "active-deadline", and "restart/<container>",
+"kill/<container>", "watchdog/<container>". The runner arms, moves, cancels
+and reports them without looking inside. Probes are run by the runner on
+their period; it reports every result and the core does the counting.
+
+The rules
+---------
+Rule 1: everything that decides a container's or the pod's fate lives in this
+    file. The runner executes effects and reports what happened; it decides
+    nothing. Effects are returned in the order they must be carried out.
+Rule 2: an event that does not fit the container's step is stale and is
+    ignored, as is a timer that is not armed: probe results, hook results and
+    timers race with the core's own cancellations. Nothing happens once the
+    pod has finished.
+Rule 3 (order): init entries (plain init containers and sidecars, i.e. init
+    containers with restartPolicy Always) start one at a time, in manifest
+    order: the next starts when a plain init container has exited 0, or when
+    a sidecar counts as started (rule 5). Then every main container starts at
+    once and the pod is Initialized for good.
+Rule 4 (postStart): a started process with a postStart hook stays Waiting
+    (ContainerCreating) until the hook finishes; a failed hook stops the
+    container (rule 9), which then restarts by its policy (rule 7).
+Rule 5 (started, ready): a running container counts as started at once,
+    unless it has a startupProbe or waits for READY=1 on its NOTIFY_SOCKET:
+    then when the first of the two says so. Liveness and readiness probes start
+    when it is started. `ready` follows the readiness probe, or `started`
+    without one; READY=1 makes it ready too, STOPPING=1 unready.
+Rule 6 (probes): the core counts results: failureThreshold failures or
+    successThreshold successes in a row decide. A startup probe that fails
+    for good, a liveness probe that fails for good or a missed watchdog
+    (WATCHDOG=1 not sent in time) stops the container (rule 9) with the
+    probe's terminationGracePeriodSeconds or the pod's. Probes run only
+    between StartProbe and StopProbe: all stop when the container starts to
+    stop or exits.
+Rule 7 (restart policy): sidecars restart always; plain init containers
+    restart on failure, unless the pod's policy is Never; main containers
+    follow the pod's policy: Always on any exit, OnFailure on a non-zero one,
+    Never not at all. Nothing restarts while the pod stops.
+Rule 8 (back-off): restarts in a row wait `BackOffPolicy.delay` (0, 10, 20,
+    ..., 300 s) in Waiting / CrashLoopBackOff; a run of `reset_after` seconds
+    starts the count again. restartCount counts restarts that happened.
+Rule 9 (stopping one container): its probes stop, it is unready, its preStop
+    hook runs if it has one, then it gets its stop signal. A container
+    stopped on its own (rules 4, 6) is killed after its grace period; during
+    a pod stop the pod's single deadline applies instead (rule 12).
+Rule 10 (termination): an exit makes the container Terminated: Completed
+    (0), OOMKilled, or Error; exitCode is the code or 128+N for signal N. A
+    start failure is Terminated with the runner's reason (ContainerCannotRun,
+    StartError) and code (127 not found, 126 not executable).
+Rule 11 (the pod ends): on StopRequested, at activeDeadlineSeconds (reason
+    DeadlineExceeded), when every main container has terminated for good, or
+    when a plain init container has failed for good (policy Never).
+Rule 12 (stop order): one deadline, now + terminationGracePeriodSeconds.
+    Pending back-offs are cancelled and nothing new starts. Main and plain
+    init containers stop at once; when none is left, sidecars stop one at a
+    time in reverse manifest order.
+Rule 13 (kill): at the deadline, or on StopRequested(immediate=True), every
+    container left is killed (KillContainer: the whole cgroup).
+Rule 14 (init died): every container is killed and counted as killed by
+    SIGKILL; the pod fails at once with reason InitDied.
+Rule 15 (result): when no container is left alive the pod finishes
+    (PodFinished). Exit status: 125 if init died; 124 if the active deadline
+    passed (as timeout(1) exits); a failed plain init container's code; else
+    the first main container's last exitCode (128+N for a signal, so 137
+    for OOMKilled); 128 + the stop signal if no main container ever ended.
+    Phase Succeeded when every main container last exited 0 and none of the
+    failures above applies, else Failed. Before that the phase is Pending
+    until a main container runs, then Running. Ready and ContainersReady:
+    every main and sidecar container is ready and the pod has not finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum, StrEnum
+from typing import Any, TypeAlias
+
+from podvisor.supervisor import backoff
+from podvisor.supervisor.manifest import model
+
+# --- Words ---------------------------------------------------------------------
+
+# The manifest model's own enums: "init", "sidecar", "main"; "Always", "OnFailure", "Never".
+ContainerKind = model.ContainerKind
+RestartPolicy = model.RestartPolicy
+BackOffPolicy = backoff.BackOffPolicy
+
+
+class ProbeKind(StrEnum):
+    STARTUP = "startup"
+    LIVENESS = "liveness"
+    READINESS = "readiness"
+
+
+class Hook(StrEnum):
+    POST_START = "postStart"
+    PRE_STOP = "preStop"
+
+
+class PodPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class State(StrEnum):
+    """Kubernetes' container state (the key of `state` in a containerStatus)."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    TERMINATED = "terminated"
+
+
+class Reason(StrEnum):
+    # A container, Waiting
+    POD_INITIALIZING = "PodInitializing"
+    CONTAINER_CREATING = "ContainerCreating"
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+    # A container, Terminated
+    COMPLETED = "Completed"
+    ERROR = "Error"
+    OOM_KILLED = "OOMKilled"
+    CONTAINER_CANNOT_RUN = "ContainerCannotRun"
+    START_ERROR = "StartError"
+    # The pod
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    INIT_DIED = "InitDied"
+
+
+class Step(Enum):
+    """Where one container is in its life; finer than `State`."""
+
+    PENDING = "pending"  # not yet its turn (rule 3)
+    CREATING = "creating"  # StartContainer sent, no process yet
+    POST_START = "post-start"  # process up, postStart hook running (rule 4)
+    STARTING = "starting"  # running, not yet started (rule 5)
+    RUNNING = "running"  # running and started
+    PRE_STOP = "pre-stop"  # preStop hook running (rule 9)
+    SIGNALLED = "signalled"  # stop signal sent
+    KILLED = "killed"  # KillContainer sent
+    BACK_OFF = "back-off"  # waiting to restart (rule 8)
+    DONE = "done"  # terminated for good
+
+
+_EXIT = frozenset({Step.DONE, Step.BACK_OFF, Step.CREATING})  # where an exit leads
+_STOP = frozenset({Step.PRE_STOP, Step.SIGNALLED, Step.KILLED})
+_LEGAL: Mapping[Step, frozenset[Step]] = {
+    Step.PENDING: frozenset({Step.CREATING}),
+    Step.CREATING: frozenset({Step.POST_START, Step.STARTING, Step.RUNNING, Step.KILLED}) | _EXIT,
+    Step.POST_START: frozenset({Step.STARTING, Step.RUNNING}) | _STOP | _EXIT,
+    Step.STARTING: frozenset({Step.RUNNING}) | _STOP | _EXIT,
+    Step.RUNNING: _STOP | _EXIT,
+    Step.PRE_STOP: frozenset({Step.SIGNALLED, Step.KILLED}) | _EXIT,
+    Step.SIGNALLED: frozenset({Step.KILLED}) | _EXIT,
+    Step.KILLED: _EXIT,
+    Step.BACK_OFF: frozenset({Step.CREATING, Step.DONE}),
+    Step.DONE: frozenset(),
+}
+#: A process may exist: the pod cannot finish while a container is in one of these.
+LIVE = frozenset({Step.CREATING, Step.POST_START, Step.STARTING, Step.RUNNING}) | _STOP
+#: The process runs and nobody is stopping it.
+UP = frozenset({Step.POST_START, Step.STARTING, Step.RUNNING})
+
+STOP_TIMER = "stop"  # the pod's one deadline (rule 12)
+DEADLINE_TIMER = "active-deadline"  # activeDeadlineSeconds (rule 11)
+
+
+def _timer(kind: str, name: str) -> str:
+    # Container names are DNS labels, so "/" cannot occur in them.
+    return f"{kind}/{name}"
+
+
+# --- The plan: what the manifest asks for ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """What the core needs of a probe; the runner runs it and reports each result."""
+
+    failure_threshold: int = 3
+    success_threshold: int = 1
+    termination_grace_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    kind: ContainerKind = ContainerKind.MAIN
+    startup_probe: ProbePlan | None = None
+    liveness_probe: ProbePlan | None = None
+    readiness_probe: ProbePlan | None = None
+    has_post_start: bool = False
+    has_pre_stop: bool = False
+    stop_signal: int = 15
+    notify_ready: bool = False  # counts as started only after READY=1
+    watchdog_seconds: float | None = None  # WATCHDOG_USEC, in seconds
+
+    def probe(self, kind: ProbeKind) -> ProbePlan | None:
+        return {
+            ProbeKind.STARTUP: self.startup_probe,
+            ProbeKind.LIVENESS: self.liveness_probe,
+            ProbeKind.READINESS: self.readiness_probe,
+        }[kind]
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """The pod: containers in manifest order (init entries, then main containers)."""
+
+    containers: tuple[ContainerSpec, ...]
+    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    grace_seconds: float = 30.0
+    active_deadline_seconds: float | None = None
+    backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.containers]
+        kinds = [c.kind is ContainerKind.MAIN for c in self.containers]
+        if len(set(names)) != len(names) or not kinds or kinds != sorted(kinds) or not kinds[-1]:
+            raise ValueError(f"need unique names, init entries first, a main container: {names}")
+
+    def spec(self, name: str) -> ContainerSpec:
+        return next(c for c in self.containers if c.name == name)
+
+
+# --- The status: what `podvisor status` and the metrics show ------------------------
+
+
+@dataclass(frozen=True)
+class Termination:
+    """Kubernetes' `terminated` state of one container instance."""
+
+    exit_code: int
+    reason: Reason
+    message: str = ""
+    signal: int | None = None
+    started_at: float | None = None
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    name: str
+    kind: ContainerKind
+    step: Step = Step.PENDING
+    state: State = State.WAITING
+    reason: Reason | None = Reason.POD_INITIALIZING
+    message: str = ""
+    terminated: Termination | None = None  # the latest instance's end, until a new one starts
+    previous: Termination | None = None  # the end of the instance before that
+    restart_count: int = 0
+    started_at: float | None = None  # of the instance Running or Terminated now
+    ready: bool = False
+    started: bool = False
+    pid: int | None = None
+    notify_status: str = ""  # the last STATUS= on NOTIFY_SOCKET
+    notified_ready: bool = False  # READY=1 came (perhaps while postStart ran)
+    restarts_in_a_row: int = 0  # for the back-off (rule 8)
+    probing: frozenset[ProbeKind] = frozenset()
+    streaks: Mapping[ProbeKind, int] = field(default_factory=dict)  # >0 successes, <0 failures
+
+    @property
+    def last_state(self) -> Termination | None:
+        """Kubernetes' lastState: the termination before the current state."""
+        if self.state is State.WAITING and self.terminated is not None:
+            return self.terminated  # waiting in back-off: the crash it waits after
+        return self.previous
+
+    @property
+    def ended(self) -> Termination | None:
+        """Kubernetes' `state.terminated`: set while the state is Terminated."""
+        return self.terminated if self.state is State.TERMINATED else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.ended is None else self.ended.exit_code
+
+    @property
+    def signal(self) -> int | None:
+        return None if self.ended is None else self.ended.signal
+
+    @property
+    def finished_at(self) -> float | None:
+        return None if self.ended is None else self.ended.finished_at
+
+
+@dataclass(frozen=True)
+class PodState:
+    plan: PodPlan
+    containers: tuple[ContainerStatus, ...]
+    start_time: float
+    phase: PodPhase = PodPhase.PENDING
+    reason: Reason | None = None
+    message: str = ""
+    initialized: bool = False  # the Initialized condition (rule 3)
+    gate: int = 0  # how many init entries have let the next one start
+    stopping: bool = False
+    killing: bool = False
+    stop_signal: int = 15
+    stop_deadline: float | None = None
+    failed_init: str | None = None
+    timers: frozenset[str] = frozenset()  # armed by SetTimer, not yet fired or cancelled
+    exit_status: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.exit_status is not None
+
+    @property
+    def containers_ready(self) -> bool:
+        serving = [c for c in self.containers if c.kind is not ContainerKind.INIT]
+        return not self.finished and all(c.ready for c in serving)
+
+    @property
+    def ready(self) -> bool:
+        return self.containers_ready  # no readiness gates
+
+    def container(self, name: str) -> ContainerStatus:
+        for c in self.containers:
+            if c.name == name:
+                return c
+        raise KeyError(f"the pod has no container named {name!r}")
+
+
+# --- Events: what the runner reports ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    name: str
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    name: str
+    exit_code: int = 127  # 127: no such program; 126: not executable
+    reason: Reason = Reason.CONTAINER_CANNOT_RUN
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Exited:
+    name: str
+    exit_code: int | None = 0
+    signal: int | None = None
+    oom_killed: bool = False
+
+
+@dataclass(frozen=True)
+class HookFinished:
+    name: str
+    hook: Hook
+    success: bool = True
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    name: str
+    kind: ProbeKind
+    success: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Notified:
+    """One NOTIFY_SOCKET datagram from the container (systemd's sd_notify)."""
+
+    name: str
+    ready: bool = False
+    watchdog: bool = False
+    stopping: bool = False
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    key: str
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    immediate: bool = False
+    signal: int = 15  # what the supervisor received; the result if nothing ran
+
+
+@dataclass(frozen=True)
+class InitDied:
+    message: str = ""
+
+
+Event: TypeAlias = (
+    Started
+    | StartFailed
+    | Exited
+    | HookFinished
+    | ProbeResult
+    | Notified
+    | TimerFired
+    | StopRequested
+    | InitDied
+)
+
+# --- Effects: what the runner must do ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartContainer:
+    name: str
+
+
+@dataclass(frozen=True)
+class RunHook:
+    name: str
+    hook: Hook
+
+
+@dataclass(frozen=True)
+class SignalContainer:
+    name: str
+    signal: int
+
+
+@dataclass(frozen=True)
+class KillContainer:
+    """SIGKILL the container's whole cgroup (also when its process is not up yet)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class StartProbe:
+    name: str
+    kind: ProbeKind
+
+
+@dataclass(frozen=True)
+class StopProbe:
+    name: str
+    kind: ProbeKind
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    """Report TimerFired(key) at monotonic time `at`; an armed key moves."""
+
+    key: str
+    at: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    key: str
+
+
+@dataclass(frozen=True)
+class PodFinished:
+    exit_status: int
+    phase: PodPhase
+
+
+Effect: TypeAlias = (
+    StartContainer
+    | RunHook
+    | SignalContainer
+    | KillContainer
+    | StartProbe
+    | StopProbe
+    | SetTimer
+    | CancelTimer
+    | PodFinished
+)
+
+# --- Entry points ----------------------------------------------------------------------
+
+
+def begin(plan: PodPlan, now: float) -> tuple[PodState, list[Effect]]:
+    """The pod's first state, and the effects that start it."""
+    statuses = tuple(ContainerStatus(c.name, c.kind) for c in plan.containers)
+    tx = _Tx(PodState(plan=plan, containers=statuses, start_time=now))
+    if plan.active_deadline_seconds is not None:
+        tx.set_timer(DEADLINE_TIMER, now + plan.active_deadline_seconds)
+    _reconcile(tx, now)
+    return tx.pod, tx.effects
+
+
+def handle(state: PodState, event: Event, now: float) -> tuple[PodState, list[Effect]]:
+    """Apply one event; return the new state and the effects to carry out, in order."""
+    if state.finished:
+        return state, []  # rule 2
+    tx = _Tx(state)
+    match event:
+        case Started():
+            _on_started(tx, event, now)
+        case StartFailed():
+            _on_start_failed(tx, event, now)
+        case Exited():
+            _on_exited(tx, event, now)
+        case HookFinished():
+            _on_hook_finished(tx, event, now)
+        case ProbeResult():
+            _on_probe_result(tx, event, now)
+        case Notified():
+            _on_notified(tx, event, now)
+        case TimerFired():
+            _on_timer(tx, event, now)
+        case StopRequested():
+            _on_stop_requested(tx, event, now)
+        case InitDied():
+            _on_init_died(tx, event, now)
+    _reconcile(tx, now)
+    return tx.pod, tx.effects
+
+
+class _Tx:
+    """One call's work: the pod as it evolves, and the effects so far.
+
+    States stay immutable; this is the one mutable thing, owned by a single
+    `begin` or `handle` call.
+    """
+
+    def __init__(self, pod: PodState) -> None:
+        self.pod = pod
+        self.effects: list[Effect] = []
+
+    def get(self, name: str) -> ContainerStatus:
+        return self.pod.container(name)
+
+    def spec(self, name: str) -> ContainerSpec:
+        return self.pod.plan.spec(name)
+
+    def update(self, name: str, **changes: Any) -> ContainerStatus:
+        new = replace(self.get(name), **changes)
+        self.pod = replace(
+            self.pod, containers=tuple(new if c.name == name else c for c in self.pod.containers)
+        )
+        return new
+
+    def move(self, name: str, step: Step, **changes: Any) -> ContainerStatus:
+        old = self.get(name).step
+        if step not in _LEGAL[old]:
+            raise AssertionError(f"illegal move of container {name}: {old} -> {step}")
+        return self.update(name, step=step, **changes)
+
+    def emit(self, *effects: Effect) -> None:
+        self.effects.extend(effects)
+
+    def set_timer(self, key: str, at: float) -> None:
+        self.emit(SetTimer(key, at))
+        self.pod = replace(self.pod, timers=self.pod.timers | {key})
+
+    def cancel_timer(self, key: str) -> None:
+        if key in self.pod.timers:
+            self.emit(CancelTimer(key))
+            self.pod = replace(self.pod, timers=self.pod.timers - {key})
+
+    def fired(self, key: str) -> bool:
+        """Whether `key` was armed; it is not any more."""
+        armed = key in self.pod.timers
+        self.pod = replace(self.pod, timers=self.pod.timers - {key})
+        return armed
+
+
+# --- Events, one container at a time ---------------------------------------------------------
+
+
+def _on_started(tx: _Tx, ev: Started, now: float) -> None:
+    step = tx.get(ev.name).step
+    if step is Step.KILLED:  # rule 13: the kill may have come before the process
+        tx.update(ev.name, pid=ev.pid, started_at=now)
+        tx.emit(KillContainer(ev.name))
+    elif step is not Step.CREATING:
+        return  # rule 2
+    elif tx.pod.stopping:  # rule 12: no hooks or probes; _stop_waves stops it in turn
+        tx.move(ev.name, Step.RUNNING, state=State.RUNNING, reason=None, pid=ev.pid, started_at=now)
+    elif tx.spec(ev.name).has_post_start:  # rule 4
+        tx.move(ev.name, Step.POST_START, pid=ev.pid, started_at=now)
+        tx.emit(RunHook(ev.name, Hook.POST_START))
+    else:
+        tx.update(ev.name, pid=ev.pid, started_at=now)
+        _on_running(tx, ev.name, now)
+
+
+def _on_running(tx: _Tx, name: str, now: float) -> None:
+    """Rule 5: the process runs (and its postStart hook, if any, is done)."""
+    spec = tx.spec(name)
+    c = tx.move(name, Step.STARTING, state=State.RUNNING, reason=None, message="")
+    if spec.kind is ContainerKind.MAIN and tx.pod.phase is PodPhase.PENDING:
+        tx.pod = replace(tx.pod, phase=PodPhase.RUNNING)  # rule 15
+    if spec.watchdog_seconds is not None:
+        tx.set_timer(_timer("watchdog", name), now + spec.watchdog_seconds)
+    if c.notified_ready or (spec.startup_probe is None and not spec.notify_ready):
+        _mark_started(tx, name, ready=c.notified_ready)
+    elif spec.startup_probe is not None:
+        _start_probe(tx, name, ProbeKind.STARTUP)
+
+
+def _mark_started(tx: _Tx, name: str, *, ready: bool = False) -> None:
+    """Rule 5: the container counts as started; the next init entry may go."""
+    spec = tx.spec(name)
+    tx.move(name, Step.RUNNING, started=True, ready=ready or spec.readiness_probe is None)
+    _stop_probes(tx, name)  # the startup probe, if it ran
+    for kind in (ProbeKind.LIVENESS, ProbeKind.READINESS):
+        if spec.probe(kind) is not None:
+            _start_probe(tx, name, kind)
+
+
+def _start_probe(tx: _Tx, name: str, kind: ProbeKind) -> None:
+    c = tx.get(name)
+    tx.update(name, probing=c.probing | {kind}, streaks={**c.streaks, kind: 0})
+    tx.emit(StartProbe(name, kind))
+
+
+def _stop_probes(tx: _Tx, name: str) -> None:
+    c = tx.get(name)
+    tx.emit(*(StopProbe(name, kind) for kind in sorted(c.probing)))
+    tx.update(name, probing=frozenset(), streaks={})
+
+
+def _on_hook_finished(tx: _Tx, ev: HookFinished, now: float) -> None:
+    step = tx.get(ev.name).step
+    if ev.hook is Hook.POST_START and step is Step.POST_START:
+        if ev.success:
+            _on_running(tx, ev.name, now)
+        else:  # rule 4
+            cause = f"postStart hook failed: {ev.message}"
+            _stop_one(tx, ev.name, now, cause, tx.pod.plan.grace_seconds)
+    elif ev.hook is Hook.PRE_STOP and step is Step.PRE_STOP:
+        _signal(tx, ev.name)  # rule 9: a failed preStop still goes on to the signal
+
+
+def _on_probe_result(tx: _Tx, ev: ProbeResult, now: float) -> None:
+    """Rule 6."""
+    c = tx.get(ev.name)
+    probe = tx.spec(ev.name).probe(ev.kind)
+    if ev.kind not in c.probing or probe is None:
+        return  # rule 2
+    old = c.streaks.get(ev.kind, 0)
+    streak = max(old, 0) + 1 if ev.success else min(old, 0) - 1
+    tx.update(ev.name, streaks={**c.streaks, ev.kind: streak})
+    failed = -streak >= probe.failure_threshold
+    if ev.kind is ProbeKind.READINESS:
+        if streak >= probe.success_threshold or failed:
+            tx.update(ev.name, ready=not failed)
+    elif ev.kind is ProbeKind.STARTUP and ev.success:
+        _mark_started(tx, ev.name)
+    elif failed:
+        what = "Startup" if ev.kind is ProbeKind.STARTUP else "Liveness"
+        _stop_one(tx, ev.name, now, f"{what} probe failed: {ev.message}", _grace(tx, probe))
+
+
+def _grace(tx: _Tx, probe: ProbePlan | None) -> float:
+    if probe is not None and probe.termination_grace_seconds is not None:
+        return probe.termination_grace_seconds
+    return tx.pod.plan.grace_seconds
+
+
+def _on_notified(tx: _Tx, ev: Notified, now: float) -> None:
+    """Rule 5 and 6, from NOTIFY_SOCKET."""
+    c = tx.get(ev.name)
+    if c.step not in UP:
+        return  # rule 2
+    if ev.status is not None:
+        tx.update(ev.name, notify_status=ev.status)
+    if ev.ready:
+        tx.update(ev.name, notified_ready=True)
+        if c.step is Step.STARTING:
+            _mark_started(tx, ev.name, ready=True)
+        elif c.step is Step.RUNNING:
+            tx.update(ev.name, ready=True)
+    if ev.stopping:
+        tx.update(ev.name, ready=False)
+    seconds = tx.spec(ev.name).watchdog_seconds
+    if ev.watchdog and seconds is not None and c.step is not Step.POST_START:
+        tx.set_timer(_timer("watchdog", ev.name), now + seconds)
+
+
+def _on_exited(tx: _Tx, ev: Exited, now: float) -> None:
+    """Rule 10."""
+    c = tx.get(ev.name)
+    if c.step not in LIVE:
+        return  # rule 2
+    code = 128 + ev.signal if ev.signal is not None else ev.exit_code or 0
+    reason = Reason.COMPLETED if code == 0 else Reason.ERROR
+    reason = Reason.OOM_KILLED if ev.oom_killed else reason
+    end = Termination(code, reason, c.message, ev.signal, c.started_at, now)
+    _terminate(tx, ev.name, end, now)
+
+
+def _on_start_failed(tx: _Tx, ev: StartFailed, now: float) -> None:
+    if tx.get(ev.name).step is Step.CREATING:  # rule 2
+        end = Termination(ev.exit_code, ev.reason, ev.message, None, None, now)
+        _terminate(tx, ev.name, end, now)
+
+
+def _terminate(tx: _Tx, name: str, end: Termination, now: float) -> None:
+    """Rules 7 and 10: record the end of an instance; restart it or not."""
+    _stop_probes(tx, name)
+    tx.cancel_timer(_timer("watchdog", name))
+    tx.cancel_timer(_timer("kill", name))
+    spec = tx.spec(name)
+    tx.update(
+        name,
+        state=State.TERMINATED,
+        reason=end.reason,
+        message=end.message,
+        terminated=end,
+        ready=False,
+        started=False,
+        pid=None,
+    )
+    if tx.pod.stopping or not _restarts(_policy(tx.pod.plan, spec), end.exit_code):
+        tx.move(name, Step.DONE)
+        if spec.kind is ContainerKind.INIT and end.exit_code != 0 and not tx.pod.stopping:
+            tx.pod = replace(tx.pod, failed_init=name)  # rule 11
+    else:
+        _restart(tx, name, now)
+
+
+def _policy(plan: PodPlan, spec: ContainerSpec) -> RestartPolicy:
+    if spec.kind is ContainerKind.SIDECAR:
+        return RestartPolicy.ALWAYS
+    if spec.kind is ContainerKind.INIT and plan.restart_policy is not RestartPolicy.NEVER:
+        return RestartPolicy.ON_FAILURE
+    return plan.restart_policy
+
+
+def _restarts(policy: RestartPolicy, exit_code: int) -> bool:
+    if policy is RestartPolicy.ON_FAILURE:
+        return exit_code != 0
+    return policy is RestartPolicy.ALWAYS
+
+
+def _restart(tx: _Tx, name: str, now: float) -> None:
+    """Rule 8."""
+    c = tx.get(name)
+    policy = tx.pod.plan.backoff
+    ran_for = 0.0 if c.started_at is None else now - c.started_at
+    in_a_row = 0 if policy.resets(ran_for) else c.restarts_in_a_row
+    delay = policy.delay(in_a_row)
+    tx.update(name, restarts_in_a_row=in_a_row + 1)
+    if delay == 0:
+        _start(tx, name)
+        return
+    message = f"back-off {delay:g}s restarting failed container={name}"
+    waiting = {"state": State.WAITING, "reason": Reason.CRASH_LOOP_BACK_OFF, "message": message}
+    tx.move(name, Step.BACK_OFF, started_at=None, **waiting)
+    tx.set_timer(_timer("restart", name), now + delay)
+
+
+def _start(tx: _Tx, name: str) -> None:
+    c = tx.get(name)
+    if c.terminated is not None:  # a restart: the old instance's end becomes lastState
+        tx.update(name, previous=c.terminated, terminated=None, restart_count=c.restart_count + 1)
+    tx.move(
+        name,
+        Step.CREATING,
+        state=State.WAITING,
+        reason=Reason.CONTAINER_CREATING,
+        message="",
+        started_at=None,
+        notified_ready=False,
+    )
+    tx.emit(StartContainer(name))
+
+
+def _stop_one(tx: _Tx, name: str, now: float, cause: str, grace: float | None) -> None:
+    """Rule 9. `grace` is None during a pod stop: the pod's deadline applies."""
+    _stop_probes(tx, name)
+    tx.cancel_timer(_timer("watchdog", name))
+    tx.update(name, ready=False, message=cause or tx.get(name).message)
+    if grace is not None:
+        tx.set_timer(_timer("kill", name), now + grace)
+    if tx.spec(name).has_pre_stop:
+        tx.move(name, Step.PRE_STOP)
+        tx.emit(RunHook(name, Hook.PRE_STOP))
+    else:
+        _signal(tx, name)
+
+
+def _signal(tx: _Tx, name: str) -> None:
+    tx.move(name, Step.SIGNALLED)
+    tx.emit(SignalContainer(name, tx.spec(name).stop_signal))
+
+
+def _kill(tx: _Tx, name: str) -> None:
+    _stop_probes(tx, name)
+    tx.cancel_timer(_timer("watchdog", name))
+    tx.move(name, Step.KILLED, ready=False)
+    tx.emit(KillContainer(name))
+
+
+def _on_timer(tx: _Tx, ev: TimerFired, now: float) -> None:
+    if not tx.fired(ev.key):
+        return  # rule 2
+    if ev.key == STOP_TIMER:
+        tx.pod = replace(tx.pod, killing=True)  # rule 13
+        return
+    if ev.key == DEADLINE_TIMER:
+        message = "Pod was active on the node longer than the specified deadline"
+        _begin_stop(tx, now, Reason.DEADLINE_EXCEEDED, message)  # rule 11
+        return
+    kind, _, name = ev.key.partition("/")
+    step = tx.get(name).step
+    if kind == "restart" and step is Step.BACK_OFF:
+        _start(tx, name)  # rule 8
+    elif kind == "kill" and step in (Step.PRE_STOP, Step.SIGNALLED):
+        _kill(tx, name)  # rule 9
+    elif kind == "watchdog" and step in UP:  # rule 6
+        grace = _grace(tx, tx.spec(name).liveness_probe)
+        _stop_one(tx, name, now, "watchdog timeout: no WATCHDOG=1 in time", grace)
+
+
+# --- Events for the whole pod -----------------------------------------------------------------
+
+
+def _on_stop_requested(tx: _Tx, ev: StopRequested, now: float) -> None:
+    if not tx.pod.stopping:
+        _begin_stop(tx, now, stop_signal=ev.signal)
+    if ev.immediate:
+        tx.pod = replace(tx.pod, killing=True)  # rule 13
+
+
+def _on_init_died(tx: _Tx, ev: InitDied, now: float) -> None:
+    """Rule 14: nobody is left to report exits, so count every process as killed."""
+    if not tx.pod.stopping:
+        _begin_stop(tx, now)
+    tx.pod = replace(tx.pod, killing=True, reason=Reason.INIT_DIED, message=ev.message)
+    for c in tx.pod.containers:
+        if c.step in LIVE:
+            tx.emit(KillContainer(c.name))
+            message = f"killed: the pod's init died ({ev.message})"
+            end = Termination(137, Reason.ERROR, message, 9, c.started_at, now)
+            _terminate(tx, c.name, end, now)
+
+
+def _begin_stop(
+    tx: _Tx, now: float, reason: Reason | None = None, message: str = "", stop_signal: int = 15
+) -> None:
+    """Rules 11 and 12: from here on nothing starts and the one deadline runs."""
+    deadline = now + tx.pod.plan.grace_seconds
+    tx.pod = replace(
+        tx.pod,
+        stopping=True,
+        stop_deadline=deadline,
+        stop_signal=stop_signal,
+        reason=reason,
+        message=message,
+    )
+    tx.set_timer(STOP_TIMER, deadline)
+    tx.cancel_timer(DEADLINE_TIMER)
+    for c in tx.pod.containers:
+        if c.step is Step.BACK_OFF:  # what it waited after is its end for good
+            assert c.terminated is not None
+            tx.cancel_timer(_timer("restart", c.name))
+            end = c.terminated
+            ended = {"state": State.TERMINATED, "reason": end.reason, "message": end.message}
+            tx.move(c.name, Step.DONE, started_at=end.started_at, **ended)
+
+
+# --- The pod-level rules, run after every event ------------------------------------------------
+
+
+def _reconcile(tx: _Tx, now: float) -> None:
+    _advance_init(tx)
+    _end_when_done(tx, now)
+    if tx.pod.stopping:
+        if tx.pod.killing:
+            for c in tx.pod.containers:  # rule 13
+                if c.step in LIVE and c.step is not Step.KILLED:
+                    _kill(tx, c.name)
+        else:
+            _stop_waves(tx, now)
+        if not any(c.step in LIVE for c in tx.pod.containers):
+            _finish(tx)
+
+
+def _advance_init(tx: _Tx) -> None:
+    """Rule 3."""
+    pod = tx.pod
+    if pod.initialized or pod.stopping:
+        return
+    entries = [c for c in pod.containers if c.kind is not ContainerKind.MAIN]
+    gate = pod.gate
+    while gate < len(entries):
+        c = tx.get(entries[gate].name)
+        completed = c.step is Step.DONE and c.exit_code == 0
+        if c.started if c.kind is ContainerKind.SIDECAR else completed:
+            gate += 1
+            continue
+        tx.pod = replace(tx.pod, gate=gate)
+        if c.step is Step.PENDING:
+            _start(tx, c.name)
+        return
+    tx.pod = replace(tx.pod, gate=gate, initialized=True)
+    for c in tx.pod.containers:
+        if c.kind is ContainerKind.MAIN:
+            _start(tx, c.name)
+
+
+def _end_when_done(tx: _Tx, now: float) -> None:
+    """Rule 11: the pod ends on its own."""
+    if tx.pod.stopping:
+        return
+    mains = [c for c in tx.pod.containers if c.kind is ContainerKind.MAIN]
+    if tx.pod.failed_init or all(c.step is Step.DONE for c in mains):
+        _begin_stop(tx, now)
+
+
+def _stop_waves(tx: _Tx, now: float) -> None:
+    """Rule 12: main and plain init containers at once, then sidecars one by one, last first."""
+    first = [c.name for c in tx.pod.containers if c.kind is not ContainerKind.SIDECAR]
+    for name in first:
+        if tx.get(name).step in UP:
+            _stop_one(tx, name, now, "", None)
+    if any(tx.get(name).step in LIVE for name in first):
+        return
+    for c in reversed(tx.pod.containers):
+        if c.kind is ContainerKind.SIDECAR and c.step in LIVE:
+            if c.step in UP:
+                _stop_one(tx, c.name, now, "", None)
+            return  # this one first: wait for it to exit
+
+
+def _finish(tx: _Tx) -> None:
+    """Rule 15."""
+    phase, status = _result(tx.pod)
+    for key in sorted(tx.pod.timers):
+        tx.cancel_timer(key)
+    tx.pod = replace(tx.pod, phase=phase, exit_status=status)
+    tx.emit(PodFinished(status, phase))
+
+
+def _result(pod: PodState) -> tuple[PodPhase, int]:
+    """Rule 15: the pod's phase and podvisor's exit status."""
+    if pod.reason is Reason.INIT_DIED:
+        return PodPhase.FAILED, 125
+    if pod.reason is Reason.DEADLINE_EXCEEDED:
+        return PodPhase.FAILED, 124
+    if pod.failed_init is not None:
+        code = pod.container(pod.failed_init).exit_code
+        return PodPhase.FAILED, 1 if code is None else code
+    codes = [c.exit_code for c in pod.containers if c.kind is ContainerKind.MAIN]
+    first = codes[0]
+    status = 128 + pod.stop_signal if first is None else first
+    return (PodPhase.SUCCEEDED if all(c == 0 for c in codes) else PodPhase.FAILED), status

@@ -1,0 +1,313 @@
+"""One container of the manifest: its program, ports and resources, probes and hooks.
+
+Kubernetes' rules and defaults, as the API server applies them: ports default
+to TCP, and with hostNetwork a hostPort defaults to the containerPort (and must
+equal it); a resource request left out defaults to its limit, and may not
+exceed it; an init container that is not a sidecar may have no probes or
+hooks. podvisor adds one rule: `command` is required, because it runs programs
+from the host's file system and there is no image whose entrypoint to use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import yaml
+
+from podvisor.supervisor.manifest import env, fields, names, security
+from podvisor.supervisor.manifest.model import (
+    Container,
+    ContainerKind,
+    ContainerPort,
+    Resources,
+    RestartPolicy,
+    SecurityContext,
+)
+from podvisor.supervisor.manifest.nodes import (
+    Fields,
+    Report,
+    child,
+    did_you_mean,
+    entries,
+    fields_of,
+    scalar_text,
+)
+from podvisor.supervisor.manifest.probes import lifecycle, probe
+from podvisor.supervisor.manifest.quantity import (
+    QuantityError,
+    cpu_millicores,
+    memory_bytes,
+    parse_quantity,
+)
+
+_COMMAND_REQUIRED = (
+    "required: podvisor runs programs from the host's file system and pulls no image, "
+    "so give the program and its arguments (e.g. command: [python3, -m, http.server])"
+)
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+_EXAMPLES = {"cpu": "500m, 1, 1.5", "memory": "128Mi, 1G, 500M"}
+_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class PodContext:
+    """What a container's rules need to know about the pod around it."""
+
+    host_network: bool = False
+    security: SecurityContext = field(default_factory=SecurityContext)
+    os_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedContainer:
+    """A container, and where its parts are in the file (for the loader's later checks)."""
+
+    container: Container
+    path: str  # spec.initContainers[1]
+    node: yaml.Node
+    name_node: yaml.Node
+    stop_signal: int | None  # from lifecycle.stopSignal
+    pre_stop_node: yaml.Node | None
+    probe_nodes: dict[str, yaml.Node]
+    port_nodes: tuple[tuple[yaml.Node, str], ...]  # (node, path) of each of container.ports
+
+
+def container(
+    report: Report, node: yaml.Node, path: str, init: bool, pod: PodContext
+) -> ParsedContainer | None:
+    """A container of spec.containers (init False) or spec.initContainers (init True)."""
+    f = fields_of(report, node, path, fields.CONTAINER)
+    if f is None:
+        return None
+    kind, restart = _kind(f, init)
+    ports = _ports(f, pod.host_network)
+    port_names = {p.name for p, _, _ in ports if p.name}
+    if kind is ContainerKind.INIT:
+        _no_sidecar_fields(f)
+    hooks = lifecycle(f, port_names, pod.os_name)
+    probes = {k: probe(f, k, port_names) for k in _PROBES if kind is not ContainerKind.INIT}
+    built = Container(
+        name=_name(f) or "",
+        kind=kind,
+        command=_command(f),
+        args=f.strings("args"),
+        env=env.read_env(f),
+        working_dir=_working_dir(f),
+        ports=tuple(p for p, _, _ in ports),
+        resources=_resources(f),
+        liveness_probe=probes.get("livenessProbe"),
+        readiness_probe=probes.get("readinessProbe"),
+        startup_probe=probes.get("startupProbe"),
+        lifecycle=hooks.lifecycle,
+        security_context=security.container_security(f, pod.security),
+        stdin=f.flag("stdin"),
+        tty=f.flag("tty"),
+        image=f.string("image"),
+        restart_policy=restart,
+    )
+    return ParsedContainer(
+        built,
+        path,
+        node,
+        f.get("name") or node,
+        hooks.stop_signal,
+        hooks.pre_stop_node,
+        {k: f[k] for k in _PROBES if k in f},
+        tuple((n, p) for _, n, p in ports),
+    )
+
+
+def _name(f: Fields) -> str | None:
+    if not f.require("name", "every container has a name"):
+        return None
+    name = f.string("name")
+    problem = names.dns1123_label(name) if name is not None else None
+    if problem:
+        f.error("name", problem)
+    return name
+
+
+def _command(f: Fields) -> tuple[str, ...]:
+    command = f.strings("command")
+    node = f.get("command")
+    # A list whose items are all wrong has been reported item by item already.
+    if not command and (node is None or (isinstance(node, yaml.SequenceNode) and not node.value)):
+        f.error("command", _COMMAND_REQUIRED)
+    return command
+
+
+def _kind(f: Fields, init: bool) -> tuple[ContainerKind, RestartPolicy | None]:
+    if "restartPolicy" not in f:
+        return (ContainerKind.INIT if init else ContainerKind.MAIN), None
+    if not init:
+        f.error(
+            "restartPolicy",
+            "not supported on a container of spec.containers: set spec.restartPolicy "
+            "(only an init container takes restartPolicy: Always, which makes it a sidecar)",
+        )
+        return ContainerKind.MAIN, None
+    value = f.string("restartPolicy")
+    if value == "Always":
+        return ContainerKind.SIDECAR, RestartPolicy.ALWAYS
+    if value is not None:
+        f.error("restartPolicy", f"{value!r}: an init container takes only Always (a sidecar)")
+    return ContainerKind.INIT, None
+
+
+def _no_sidecar_fields(f: Fields) -> None:
+    for key in ("lifecycle", *_PROBES):
+        if key in f:
+            f.error(
+                key,
+                "may not be set on an init container that runs to completion; "
+                "add restartPolicy: Always to make it a sidecar",
+            )
+
+
+def _working_dir(f: Fields) -> str | None:
+    value = f.string("workingDir")
+    if value and not value.startswith("/"):
+        f.error("workingDir", f"{value!r} must be an absolute path")
+        return None
+    return value or None
+
+
+# --- Ports ---------------------------------------------------------------------------------
+
+
+def _ports(f: Fields, host_network: bool) -> list[tuple[ContainerPort, yaml.Node, str]]:
+    """(port, its node, its path) for each valid entry of `ports`."""
+    found: list[tuple[ContainerPort, yaml.Node, str]] = []
+    for item, path in f.items("ports"):
+        p = fields_of(f.report, item, path, fields.CONTAINER_PORT)
+        port = _port(p, host_network) if p is not None else None
+        if p is None or port is None:
+            continue
+        if port.name and any(other.name == port.name for other, _, _ in found):
+            p.error("name", f"duplicate port name {port.name!r}")
+        found.append((port, item, path))
+    return found
+
+
+def _port(p: Fields, host_network: bool) -> ContainerPort | None:
+    if not p.require("containerPort", "the port the program listens on"):
+        return None
+    number = p.integer("containerPort", 1, 65535)
+    host = p.integer("hostPort", 0, 65535) or None
+    if host_network and host is None:
+        host = number  # Kubernetes' default: with the host's network, the port is the host's
+    elif host_network and number is not None and host != number:
+        p.error("hostPort", f"must equal containerPort ({number}) with hostNetwork: true")
+    name = p.string("name")
+    problem = names.port_name(name) if name is not None else None
+    if problem:
+        p.error("name", problem)
+    protocol = p.string("protocol") if "protocol" in p else "TCP"
+    if protocol is not None and protocol not in ("TCP", "UDP", "SCTP"):
+        p.error("protocol", f"{protocol!r} is not TCP, UDP or SCTP")
+    if number is None or problem or protocol not in ("TCP", "UDP", "SCTP"):
+        return None
+    return ContainerPort(number, name, host, protocol)
+
+
+# --- Resources ------------------------------------------------------------------------------
+
+Amounts = dict[str, tuple[Decimal, yaml.Node, str]]  # resource: (quantity, node, as written)
+
+
+def _resources(f: Fields) -> Resources:
+    r = f.mapping("resources", fields.RESOURCES)
+    if r is None:
+        return Resources()
+    requests = _amounts(r, "requests")
+    limits = _amounts(r, "limits")
+    for resource in ("cpu", "memory"):
+        if (
+            resource in requests
+            and resource in limits
+            and requests[resource][0] > limits[resource][0]
+        ):
+            r.report.error(
+                requests[resource][1],
+                child(r.at("requests"), resource),
+                f"must be at most the {resource} limit ({limits[resource][2]})",
+            )
+    # Kubernetes' default: a request left out equals the limit.
+    requests = limits | requests
+    return Resources(
+        cpu_request_millicores=_whole(requests, "cpu"),
+        cpu_limit_millicores=_whole(limits, "cpu"),
+        memory_request_bytes=_whole(requests, "memory"),
+        memory_limit_bytes=_whole(limits, "memory"),
+    )
+
+
+def _whole(amounts: Amounts, resource: str) -> int | None:
+    """Whole millicores of cpu, whole bytes of memory, rounded up as Kubernetes does."""
+    if resource not in amounts:
+        return None
+    convert = cpu_millicores if resource == "cpu" else memory_bytes
+    return convert(amounts[resource][0])
+
+
+def _amounts(r: Fields, key: str) -> Amounts:
+    """The cpu and memory of requests or limits; other resources are ignored or refused."""
+    node = r.get(key)
+    if node is None:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        r.error(key, "must be a mapping (resource: quantity), e.g. {cpu: 500m, memory: 128Mi}")
+        return {}
+    found: Amounts = {}
+    for key_node, value in entries(r.report, node, r.at(key)):
+        resource = key_node.value
+        where = child(r.at(key), resource)
+        if _resource_known(r.report, key_node, resource, where):
+            amount = _quantity(r.report, value, where, resource)
+            if amount is not None:
+                found[resource] = (amount, value, scalar_text(value) or "")
+    return found
+
+
+def _resource_known(report: Report, key: yaml.Node, resource: str, path: str) -> bool:
+    if resource in ("cpu", "memory"):
+        return True
+    if resource == "ephemeral-storage":
+        report.ignore(key, path, "podvisor neither measures nor limits local storage")
+    elif resource.startswith("hugepages-"):
+        report.error(key, path, "not supported: podvisor reserves no huge pages; remove it")
+    elif "/" in resource:
+        message = "not supported: extended resources are handed out by a cluster's device plugins"
+        report.error(key, path, message)
+    else:
+        choices = ["cpu", "memory", "ephemeral-storage"]
+        report.error(key, path, "unknown resource" + did_you_mean(resource, choices))
+    return False
+
+
+def _quantity(report: Report, node: yaml.Node, path: str, resource: str) -> Decimal | None:
+    text = scalar_text(node)
+    try:
+        amount = parse_quantity(text.strip()) if text is not None else None
+    except QuantityError:
+        amount = None
+    if amount is None:
+        shown = f"{text!r} is not a quantity" if text is not None else "must be a quantity"
+        report.error(node, path, f"{shown} (examples: {_EXAMPLES[resource]})")
+        return None
+    if amount < 0:
+        report.error(node, path, f"{text!r} must not be negative")
+        return None
+    whole = _whole({resource: (amount, node, "")}, resource) or 0
+    if whole >= _MAX:
+        report.error(node, path, f"{text!r} is too large")
+        return None
+    if resource == "memory" and amount != amount.to_integral_value():
+        report.warn(
+            node,
+            path,
+            f"{text!r} is a fractional number of bytes, rounded up to {whole}; "
+            "'m' means milli: did you mean M (megabytes) or Mi (mebibytes)?",
+        )
+    return amount

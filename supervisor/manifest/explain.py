@@ -1,0 +1,341 @@
+"""`podvisor check FILE...`: validate manifests and print the plan `podvisor run` would follow.
+
+For each file: the start order (init containers, sidecars, main containers),
+each container's command, environment, ports, limits, probes and hooks with
+their effective defaults, podvisor's settings, the fields ignored and why, and
+the warnings. `--output json` prints the same as one JSON array, one object
+per file. Problems go to standard error; the exit status is 0 when every
+file is valid, 2 when one is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError
+from podvisor.supervisor.manifest.loader import LoadedPod, load
+from podvisor.supervisor.manifest.model import (
+    Container,
+    ContainerKind,
+    ExecAction,
+    HookHandler,
+    HTTPGetAction,
+    Pod,
+    Probe,
+    ProbeHandler,
+    Resources,
+    SleepAction,
+    TCPSocketAction,
+)
+
+_KINDS = {
+    ContainerKind.INIT: "init container: runs to completion before the next one starts",
+    ContainerKind.SIDECAR: "sidecar: started in order, kept running, restarted whenever it exits",
+    ContainerKind.MAIN: "main container",
+}
+
+
+def main(argv: list[str]) -> int:
+    """`podvisor check [--output text|json] FILE...` (argv: the words after `check`)."""
+    parser = argparse.ArgumentParser(
+        prog="podvisor check",
+        description="Validate Pod manifests and explain what `podvisor run` would do.",
+    )
+    parser.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="a manifest, or - for stdin")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_CONFIG
+    results: list[dict[str, Any]] = []
+    failed = False
+    for i, name in enumerate(args.files):
+        try:
+            loaded = load(name)
+        except ConfigError as error:
+            failed = True
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+            results.append(_errors_json(name, error))
+            continue
+        if args.output == "json":
+            results.append(plan_json(loaded))
+        else:
+            print(("\n" if i else "") + plan_text(loaded), end="")
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+    return EXIT_CONFIG if failed else 0
+
+
+# --- Text ----------------------------------------------------------------------------
+
+
+def plan_text(loaded: LoadedPod) -> str:
+    """The plan, as a person reads it."""
+    return "".join(line + "\n" for line in _plan_lines(loaded))
+
+
+def _plan_lines(loaded: LoadedPod) -> Iterator[str]:
+    pod = loaded.pod
+    spec = pod.spec
+    yield f"{pod.source}: pod {pod.name} (namespace {pod.namespace})"
+    yield f"  restartPolicy: {spec.restart_policy}"
+    yield f"  terminationGracePeriodSeconds: {spec.termination_grace_period_seconds}"
+    if spec.active_deadline_seconds is not None:
+        yield f"  activeDeadlineSeconds: {spec.active_deadline_seconds}"
+    yield from _pod_settings(pod)
+    yield "  start order:"
+    for n, c in enumerate(spec.all_containers, 1):
+        yield f"    {n}. {c.kind:<8} {c.name}{_gate(c)}"
+    for c in spec.all_containers:
+        yield ""
+        yield from _container_lines(c, pod)
+    if loaded.ignored:
+        yield ""
+        yield "  ignored (accepted, no effect here):"
+        for ignored in loaded.ignored:
+            yield f"    line {ignored.line}: {ignored.path}: {ignored.reason}"
+    if loaded.warnings:
+        yield ""
+        yield "  warnings:"
+        for warning in loaded.warnings:
+            yield f"    {warning}"
+
+
+def _gate(c: Container) -> str:
+    """What the next container in the start order waits for."""
+    if c.kind is ContainerKind.INIT:
+        return "  (the next waits for it to exit 0)"
+    if c.kind is ContainerKind.SIDECAR and c.startup_probe is not None:
+        return "  (the next waits for its startupProbe)"
+    if c.kind is ContainerKind.SIDECAR:
+        return "  (the next starts right after it)"
+    return ""
+
+
+def _pod_settings(pod: Pod) -> Iterator[str]:
+    s = pod.settings
+    spec = pod.spec
+    namespaces = [n for n, shared in (("PID", spec.host_pid), ("IPC", spec.host_ipc)) if shared]
+    yield f"  network: {s.network or 'default'}" + (f", subnet {s.subnet}" if s.subnet else "")
+    if namespaces:
+        yield f"  host namespaces shared: {', '.join(namespaces)}"
+    if spec.share_process_namespace:
+        yield "  shareProcessNamespace: containers see each other's processes"
+    yield f"  hostname: {spec.hostname or pod.name}"
+    yield (
+        f"  restart back-off: {s.backoff_initial_seconds:g}s doubling to "
+        f"{s.backoff_max_seconds:g}s, reset after {s.backoff_reset_seconds:g}s running"
+    )
+    if s.metrics_address:
+        yield f"  metrics: http://{s.metrics_address}/metrics"
+
+
+def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
+    yield f"  container {c.name} ({_KINDS[c.kind]})"
+    yield from _command(c.argv)
+    if c.working_dir:
+        yield f"    workingDir: {c.working_dir}"
+    for var in c.env:
+        value = f"<{var.field_path}>" if var.field_path else shlex.quote(var.value or "")
+        yield f"    env: {var.name}={value}"
+    for port in c.ports:
+        host = f" (hostPort {port.host_port})" if port.host_port else ""
+        name = f" {port.name}" if port.name else ""
+        yield f"    port{name}: {port.container_port}/{port.protocol}{host}"
+    yield f"    resources: {_resources(c.resources)}"
+    grace = pod.spec.termination_grace_period_seconds
+    ports = {p.name: p.container_port for p in c.ports if p.name}
+    for which, probe in (
+        ("startupProbe", c.startup_probe),
+        ("readinessProbe", c.readiness_probe),
+        ("livenessProbe", c.liveness_probe),
+    ):
+        if probe is not None:
+            yield f"    {which}: {_probe(probe, which, grace, ports)}"
+    for which, hook in (("postStart", c.lifecycle.post_start), ("preStop", c.lifecycle.pre_stop)):
+        if hook is not None:
+            yield f"    {which}: {_handler(hook, ports)}"
+    yield f"    stop: {_signal_name(c.settings.stop_signal)}, then SIGKILL after {grace}s"
+    yield from _container_extras(c)
+
+
+def _command(argv: tuple[str, ...]) -> Iterator[str]:
+    """The command on one line; a multi-line argument (a script) below it, indented."""
+    script = next((a for a in argv if "\n" in a), None)
+    if script is None:
+        yield f"    command: {shlex.join(argv)}"
+        return
+    words = [shlex.quote(a) if a is not script else "<script below>" for a in argv]
+    yield f"    command: {' '.join(words)}"
+    for line in script.rstrip("\n").splitlines():
+        yield f"      | {line}"
+
+
+def _container_extras(c: Container) -> Iterator[str]:
+    s = c.settings
+    extras = {
+        "pids limit": s.pids_limit,
+        "cpuset": s.cpuset,
+        "watchdog": f"{s.watchdog_usec}us" if s.watchdog_usec else None,
+        "readiness fd": s.notification_fd,
+    }
+    for name, value in extras.items():
+        if value is not None:
+            yield f"    {name}: {value}"
+    sc = c.security_context
+    user = {
+        "runAsUser": sc.run_as_user,
+        "runAsGroup": sc.run_as_group,
+        "runAsNonRoot": sc.run_as_non_root,
+        "allowPrivilegeEscalation": sc.allow_privilege_escalation,
+        "privileged": sc.privileged or None,
+        "capabilities add": ",".join(sc.capabilities_add) or None,
+        "capabilities drop": ",".join(sc.capabilities_drop) or None,
+    }
+    for name, value in user.items():
+        if value is not None:
+            yield f"    {name}: {value}"
+    if c.stdin or c.tty:
+        yield f"    stdin: {c.stdin}, tty: {c.tty}"
+
+
+def _resources(r: Resources) -> str:
+    parts = []
+    if r.cpu_request_millicores is not None or r.cpu_limit_millicores is not None:
+        parts.append(
+            f"cpu request {_cpu(r.cpu_request_millicores)}, limit {_cpu(r.cpu_limit_millicores)}"
+        )
+    if r.memory_request_bytes is not None or r.memory_limit_bytes is not None:
+        parts.append(
+            f"memory request {_bytes(r.memory_request_bytes)}, limit {_bytes(r.memory_limit_bytes)}"
+        )
+    return "; ".join(parts) or "no requests or limits"
+
+
+def _cpu(millicores: int | None) -> str:
+    if millicores is None:
+        return "none"
+    return f"{millicores // 1000}" if millicores % 1000 == 0 else f"{millicores}m"
+
+
+def _bytes(count: int | None) -> str:
+    if count is None:
+        return "none"
+    for suffix, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if count >= size and count % size == 0:
+            return f"{count // size}{suffix}"
+    return f"{count} bytes"
+
+
+def _probe(probe: Probe, which: str, pod_grace: int, ports: dict[str, int]) -> str:
+    consequence = {
+        "startupProbe": "kills and restarts the container",
+        "readinessProbe": "marks the container not ready",
+        "livenessProbe": "kills and restarts the container",
+    }[which]
+    grace = probe.termination_grace_period_seconds
+    grace_text = f" (grace {grace if grace is not None else pod_grace}s)"
+    return (
+        f"{_handler(probe.handler, ports)}; first after {probe.initial_delay_seconds}s, "
+        f"then every {probe.period_seconds}s, timeout {probe.timeout_seconds}s; "
+        f"passes after {_times(probe.success_threshold, 'success')}; "
+        f"after {_times(probe.failure_threshold, 'failure')} in a row {consequence}"
+        + (grace_text if which != "readinessProbe" else "")
+    )
+
+
+def _times(count: int, what: str) -> str:
+    return f"{count} {what}" + ("" if count == 1 else "es" if what.endswith("s") else "s")
+
+
+def _handler(handler: ProbeHandler | HookHandler, ports: dict[str, int]) -> str:
+    if isinstance(handler, ExecAction):
+        return f"exec {shlex.join(handler.command)}"
+    if isinstance(handler, SleepAction):
+        return f"sleep {handler.seconds}s"
+    port = handler.port
+    number = ports.get(port, port) if isinstance(port, str) else port
+    named = f" (port {port})" if isinstance(port, str) else ""
+    host = getattr(handler, "host", None) or "<pod IP>"
+    if isinstance(handler, HTTPGetAction):
+        headers = "".join(f" [{k}: {v}]" for k, v in handler.headers)
+        return f"GET {handler.scheme.lower()}://{host}:{number}{handler.path}{named}{headers}"
+    if isinstance(handler, TCPSocketAction):
+        return f"connect tcp {host}:{number}{named}"
+    return f"grpc {host}:{number}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+
+def plan_json(loaded: LoadedPod) -> dict[str, Any]:
+    """The plan as JSON-ready data: the pod's model with defaults, ignored fields, warnings."""
+    pod = loaded.pod
+    return {
+        "source": pod.source,
+        "ok": True,
+        "pod": {
+            "name": pod.name,
+            "namespace": pod.namespace,
+            "uid": pod.uid,
+            "labels": dict(pod.labels),
+            "annotations": dict(pod.annotations),
+        },
+        "spec": _json(
+            {
+                f.name: getattr(pod.spec, f.name)
+                for f in _fields(pod.spec, "containers", "init_containers")
+            }
+        ),
+        "settings": _json(pod.settings),
+        "start_order": [{"name": c.name, "kind": str(c.kind)} for c in pod.spec.all_containers],
+        "containers": [_json(c) | {"argv": list(c.argv)} for c in pod.spec.all_containers],
+        "ignored": [_json(i) for i in loaded.ignored],
+        "warnings": list(loaded.warnings),
+    }
+
+
+def _fields(obj: Any, *leave_out: str) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(obj) if f.name not in leave_out]
+
+
+def _json(value: Any) -> Any:
+    """Dataclasses as dicts (handlers tagged with their type), tuples as lists, enums as str."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        data = {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, ExecAction | HTTPGetAction | TCPSocketAction | SleepAction):
+            data = {"type": type(value).__name__} | data
+        return data
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_json(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _errors_json(name: str, error: ConfigError) -> dict[str, Any]:
+    return {
+        "source": "<stdin>" if name == "-" else name,
+        "ok": False,
+        "errors": [
+            {"line": p.line, "column": p.column, "path": p.path, "message": p.message}
+            for p in error.problems
+        ],
+    }

@@ -1,0 +1,316 @@
+"""Every field of a Kubernetes Pod, and what podvisor does with it.
+
+One table per Kubernetes object. A field is
+
+* SUPPORTED: read, validated and acted on, meaning what it means in Kubernetes;
+* Ignore(reason): it only means something to a cluster (scheduling, image
+  pulls, the API server's bookkeeping); accepted and listed by `podvisor
+  check` with the reason;
+* Refuse(reason): it would change what a process does and podvisor does not
+  implement it; the manifest is refused, by field and line, with the reason
+  saying what to do instead. Values that ask for what podvisor does anyway
+  (`readOnlyRootFilesystem: false`) pass as ignored.
+
+A key in no table is a typo (or a field newer than this list): refused with a
+"did you mean". tests/manifest/test_fields.py checks these tables against
+Kubernetes' own OpenAPI schema, so no Kubernetes field falls through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podvisor.supervisor.manifest.nodes import SUPPORTED, Ignore, Refuse, Rule
+
+# --- Reasons shared by several fields ----------------------------------------------
+
+_SCHEDULING = Ignore("scheduling: the pod runs on this machine")
+_API_SERVER = Ignore("written by the API server")
+_NO_PULL = Ignore("images are not pulled: podvisor runs programs from the host's file system")
+_VOLUMES = Refuse(
+    "podvisor mounts no volumes: containers see the host's file system, "
+    "so use the host's paths directly (remove volumes and volumeMounts)"
+)
+_CLUSTER_DATA = (
+    "ConfigMaps and Secrets live in a cluster; write the variable under env with a value, "
+    "or have the program read a file"
+)
+_SERVICE_ACCOUNT = Ignore("there is no API server, so no service account token is mounted")
+_WINDOWS = Ignore("applies to Windows containers only")
+
+
+def _unconfined(value: Any) -> bool:
+    return isinstance(value, dict) and value == {"type": "Unconfined"}
+
+
+def _is(*harmless: object) -> Any:
+    return lambda value: value in harmless
+
+
+_SECCOMP = Refuse(
+    "podvisor does not load seccomp profiles; remove seccompProfile (or set type: Unconfined)",
+    harmless=_unconfined,
+)
+_APPARMOR = Refuse(
+    "podvisor does not load AppArmor profiles; remove appArmorProfile (or set type: Unconfined)",
+    harmless=_unconfined,
+)
+_SELINUX = Refuse("podvisor does not set SELinux labels; remove seLinuxOptions")
+
+# --- The Pod -------------------------------------------------------------------------
+
+POD: dict[str, Rule] = {
+    "apiVersion": SUPPORTED,
+    "kind": SUPPORTED,
+    "metadata": SUPPORTED,
+    "spec": SUPPORTED,
+    "status": Ignore("written by the kubelet; `podvisor status` reports the pod's state"),
+}
+
+METADATA: dict[str, Rule] = {
+    "name": SUPPORTED,
+    "namespace": SUPPORTED,
+    "labels": SUPPORTED,
+    "annotations": SUPPORTED,
+    "uid": SUPPORTED,
+    "generateName": Ignore("podvisor uses metadata.name and generates no names"),
+    "creationTimestamp": _API_SERVER,
+    "deletionTimestamp": _API_SERVER,
+    "deletionGracePeriodSeconds": _API_SERVER,
+    "generation": _API_SERVER,
+    "resourceVersion": _API_SERVER,
+    "selfLink": _API_SERVER,
+    "managedFields": _API_SERVER,
+    "finalizers": Ignore("finalizers hold deletion in a cluster; podvisor deletes nothing"),
+    "ownerReferences": Ignore("garbage collection of owned objects is a cluster's"),
+}
+
+POD_SPEC: dict[str, Rule] = {
+    "containers": SUPPORTED,
+    "initContainers": SUPPORTED,
+    "restartPolicy": SUPPORTED,
+    "terminationGracePeriodSeconds": SUPPORTED,
+    "activeDeadlineSeconds": SUPPORTED,
+    "shareProcessNamespace": SUPPORTED,
+    "hostname": SUPPORTED,
+    "hostNetwork": SUPPORTED,
+    "hostPID": SUPPORTED,
+    "hostIPC": SUPPORTED,
+    "securityContext": SUPPORTED,
+    "os": SUPPORTED,
+    "affinity": _SCHEDULING,
+    "nodeName": _SCHEDULING,
+    "nodeSelector": _SCHEDULING,
+    "tolerations": _SCHEDULING,
+    "topologySpreadConstraints": _SCHEDULING,
+    "schedulerName": _SCHEDULING,
+    "schedulingGates": _SCHEDULING,
+    "schedulingGroup": _SCHEDULING,
+    "priority": _SCHEDULING,
+    "priorityClassName": _SCHEDULING,
+    "preemptionPolicy": _SCHEDULING,
+    "evictionResponders": Ignore("evictions are requested through a cluster's API"),
+    "readinessGates": Ignore(
+        "readiness gates are conditions set by cluster controllers; "
+        "the pod is ready when its containers are"
+    ),
+    "serviceAccount": _SERVICE_ACCOUNT,
+    "serviceAccountName": _SERVICE_ACCOUNT,
+    "automountServiceAccountToken": _SERVICE_ACCOUNT,
+    "imagePullSecrets": _NO_PULL,
+    "enableServiceLinks": Ignore(
+        "there are no Services on one machine, so no service variables to add"
+    ),
+    "dnsPolicy": Ignore("containers use the host's /etc/resolv.conf"),
+    "subdomain": Ignore("names in cluster DNS; there is no cluster DNS"),
+    "runtimeClassName": Ignore("podvisor is the runtime"),
+    "overhead": Ignore("set by a cluster's RuntimeClass admission controller"),
+    "dnsConfig": Refuse(
+        "podvisor writes no resolv.conf for the pod and containers use the host's; "
+        "remove dnsConfig, or change /etc/resolv.conf on the host"
+    ),
+    "hostAliases": Refuse(
+        "podvisor writes no /etc/hosts for the pod; add the names to the host's /etc/hosts"
+    ),
+    "setHostnameAsFQDN": Refuse(
+        "podvisor sets the pod's hostname, never an FQDN; remove setHostnameAsFQDN",
+        harmless=_is(False),
+    ),
+    "hostnameOverride": Refuse("use spec.hostname to set the pod's hostname"),
+    "hostUsers": Refuse(
+        "podvisor makes a user namespace by itself when it runs unprivileged and never "
+        "otherwise; remove hostUsers",
+        harmless=_is(True),
+    ),
+    "resources": Refuse("pod-level resources are not implemented; set resources per container"),
+    "resourceClaims": Refuse("dynamic resource allocation needs a cluster's drivers"),
+    "ephemeralContainers": Refuse(
+        "ephemeral containers are added to a running pod by `kubectl debug`, "
+        "not written in a manifest"
+    ),
+    "volumes": _VOLUMES,
+}
+
+POD_SECURITY_CONTEXT: dict[str, Rule] = {
+    "runAsUser": SUPPORTED,
+    "runAsGroup": SUPPORTED,
+    "runAsNonRoot": SUPPORTED,
+    "seccompProfile": _SECCOMP,
+    "appArmorProfile": _APPARMOR,
+    "seLinuxOptions": _SELINUX,
+    "windowsOptions": _WINDOWS,
+    "fsGroup": Refuse(
+        "podvisor mounts no volumes and does not add fsGroup to the containers' groups; "
+        "remove fsGroup"
+    ),
+    "fsGroupChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
+    "seLinuxChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
+    "supplementalGroups": Refuse("supplementary groups are not implemented yet"),
+    "supplementalGroupsPolicy": Ignore(
+        "podvisor runs no image, so there are no image groups to merge"
+    ),
+    "sysctls": Refuse("podvisor sets no sysctls; set them on the host with sysctl(8)"),
+}
+
+POD_OS: dict[str, Rule] = {"name": SUPPORTED}
+
+# --- Containers ------------------------------------------------------------------------
+
+CONTAINER: dict[str, Rule] = {
+    "name": SUPPORTED,
+    "command": SUPPORTED,
+    "args": SUPPORTED,
+    "env": SUPPORTED,
+    "workingDir": SUPPORTED,
+    "ports": SUPPORTED,
+    "resources": SUPPORTED,
+    "livenessProbe": SUPPORTED,
+    "readinessProbe": SUPPORTED,
+    "startupProbe": SUPPORTED,
+    "lifecycle": SUPPORTED,
+    "securityContext": SUPPORTED,
+    "stdin": SUPPORTED,
+    "tty": SUPPORTED,
+    "image": SUPPORTED,
+    "restartPolicy": SUPPORTED,
+    "imagePullPolicy": _NO_PULL,
+    "terminationMessagePath": Ignore(
+        "podvisor reads no termination message; it reports the exit status and the log"
+    ),
+    "terminationMessagePolicy": Ignore(
+        "podvisor reads no termination message; it reports the exit status and the log"
+    ),
+    "resizePolicy": Ignore("in-place resize is a cluster's API; edit the manifest and restart"),
+    "stdinOnce": Refuse(
+        "podvisor keeps stdin open for the container's life; remove stdinOnce",
+        harmless=_is(False),
+    ),
+    "envFrom": Refuse(_CLUSTER_DATA),
+    "volumeMounts": _VOLUMES,
+    "volumeDevices": Refuse("podvisor maps no devices; use the device's path on the host"),
+    "restartPolicyRules": Refuse(
+        "per-container restart rules are not implemented; use spec.restartPolicy"
+    ),
+}
+
+CONTAINER_PORT: dict[str, Rule] = {
+    "containerPort": SUPPORTED,
+    "name": SUPPORTED,
+    "hostPort": SUPPORTED,
+    "protocol": SUPPORTED,
+    "hostIP": Refuse("a hostPort is published on every address of the host; remove hostIP"),
+}
+
+RESOURCES: dict[str, Rule] = {
+    "requests": SUPPORTED,
+    "limits": SUPPORTED,
+    "claims": Refuse("dynamic resource allocation needs a cluster's drivers"),
+}
+
+ENV_VAR: dict[str, Rule] = {"name": SUPPORTED, "value": SUPPORTED, "valueFrom": SUPPORTED}
+
+ENV_VAR_SOURCE: dict[str, Rule] = {
+    "fieldRef": SUPPORTED,
+    "secretKeyRef": Refuse(_CLUSTER_DATA),
+    "configMapKeyRef": Refuse(_CLUSTER_DATA),
+    "resourceFieldRef": Refuse("resourceFieldRef is not implemented; write the number under value"),
+    "fileKeyRef": Refuse("env files are not implemented; write the variable under value"),
+}
+
+FIELD_REF: dict[str, Rule] = {"fieldPath": SUPPORTED, "apiVersion": SUPPORTED}
+
+SECURITY_CONTEXT: dict[str, Rule] = {
+    "runAsUser": SUPPORTED,
+    "runAsGroup": SUPPORTED,
+    "runAsNonRoot": SUPPORTED,
+    "allowPrivilegeEscalation": SUPPORTED,
+    "privileged": SUPPORTED,
+    "capabilities": SUPPORTED,
+    "readOnlyRootFilesystem": Refuse(
+        "containers run on the host's file system, which podvisor does not remount "
+        "read-only; remove readOnlyRootFilesystem",
+        harmless=_is(False),
+    ),
+    "procMount": Refuse("only the default /proc mask is implemented", harmless=_is("Default")),
+    "seccompProfile": _SECCOMP,
+    "appArmorProfile": _APPARMOR,
+    "seLinuxOptions": _SELINUX,
+    "windowsOptions": _WINDOWS,
+}
+
+CAPABILITIES: dict[str, Rule] = {"add": SUPPORTED, "drop": SUPPORTED}
+
+# --- Probes and hooks ----------------------------------------------------------------------
+
+PROBE: dict[str, Rule] = {
+    "exec": SUPPORTED,
+    "httpGet": SUPPORTED,
+    "tcpSocket": SUPPORTED,
+    "grpc": SUPPORTED,  # read, then refused with what to use instead
+    "initialDelaySeconds": SUPPORTED,
+    "periodSeconds": SUPPORTED,
+    "timeoutSeconds": SUPPORTED,
+    "successThreshold": SUPPORTED,
+    "failureThreshold": SUPPORTED,
+    "terminationGracePeriodSeconds": SUPPORTED,
+}
+
+EXEC: dict[str, Rule] = {"command": SUPPORTED}
+
+#: Handler fields written one level too high (`livenessProbe: {command: [...]}`).
+MISPLACED_IN_HANDLER = {
+    "command": "exec (exec: {command: [...]})",
+    "path": "httpGet",
+    "port": "httpGet or tcpSocket",
+    "httpHeaders": "httpGet",
+    "seconds": "sleep (sleep: {seconds: N})",
+}
+
+HTTP_GET: dict[str, Rule] = {
+    "path": SUPPORTED,
+    "port": SUPPORTED,
+    "host": SUPPORTED,
+    "scheme": SUPPORTED,
+    "httpHeaders": SUPPORTED,
+    "protocol": Refuse("podvisor's HTTP probes speak HTTP/1.1 only; remove protocol"),
+}
+
+HTTP_HEADER: dict[str, Rule] = {"name": SUPPORTED, "value": SUPPORTED}
+
+TCP_SOCKET: dict[str, Rule] = {"port": SUPPORTED, "host": SUPPORTED}
+
+GRPC: dict[str, Rule] = {"port": SUPPORTED, "service": SUPPORTED, "mode": SUPPORTED}
+
+LIFECYCLE: dict[str, Rule] = {"postStart": SUPPORTED, "preStop": SUPPORTED, "stopSignal": SUPPORTED}
+
+LIFECYCLE_HANDLER: dict[str, Rule] = {
+    "exec": SUPPORTED,
+    "httpGet": SUPPORTED,
+    "sleep": SUPPORTED,
+    "tcpSocket": Refuse(
+        "Kubernetes keeps tcpSocket in hooks for compatibility only and never runs it; "
+        "use exec, httpGet or sleep"
+    ),
+}
+
+SLEEP: dict[str, Rule] = {"seconds": SUPPORTED}

@@ -1,0 +1,374 @@
+"""`load()`: a manifest file in, a validated `Pod` out, or every problem at once.
+
+How this works: the text is composed into YAML nodes (nodes.py), then read top
+down: kind and apiVersion first (a wrong one is the only thing said), then
+metadata, spec and each container (containers.py, probes.py, security.py,
+env.py), then the `podvisor.io/` annotations (settings.py), then the rules
+that span containers: unique names, host ports, hook and grace-period sums,
+sidecars nothing waits for. Each reader records problems in one `Report`;
+only at the end does `load` raise ConfigError carrying all of them in file
+order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from podvisor.supervisor.errors import ConfigError, Problem
+from podvisor.supervisor.manifest import fields, names
+from podvisor.supervisor.manifest.containers import ParsedContainer, PodContext, container
+from podvisor.supervisor.manifest.model import (
+    ContainerKind,
+    Ignored,
+    Pod,
+    PodSpec,
+    RestartPolicy,
+    SleepAction,
+)
+from podvisor.supervisor.manifest.nodes import (
+    Fields,
+    Report,
+    child,
+    compose,
+    did_you_mean,
+    fields_of,
+    position,
+    string_map,
+)
+from podvisor.supervisor.manifest.security import pod_security
+from podvisor.supervisor.manifest.settings import Annotation, Settings, read_settings
+
+_ANNOTATIONS_MAX = 256 * 1024  # Kubernetes' TotalAnnotationSizeLimitB
+_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+
+
+@dataclass(frozen=True)
+class LoadedPod:
+    """What `load` returns: the pod, the fields it ignored, and the warnings to show."""
+
+    pod: Pod
+    ignored: tuple[Ignored, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def load(source: str | Path, text: str | None = None) -> LoadedPod:
+    """Load and validate a Pod manifest (YAML or JSON); `-` reads standard input.
+
+    Raises ConfigError listing every problem, each as
+    `FILE:LINE:COLUMN: PATH: MESSAGE`, when the manifest is not a pod podvisor can run.
+    """
+    name = "<stdin>" if str(source) == "-" else str(source)
+    if text is None:
+        text = _read(source, name)
+    report = Report(name)
+    top = _top(report, compose(name, text))
+    pod = _pod(report, top)
+    report.fail()
+    assert pod is not None
+    warnings = sorted(report.warnings, key=lambda p: (p.line, p.column))
+    ignored = sorted(report.ignored, key=lambda i: i.line)
+    return LoadedPod(pod, tuple(ignored), tuple(str(w) for w in warnings))
+
+
+def _read(source: str | Path, name: str) -> str:
+    try:
+        if str(source) == "-":
+            return sys.stdin.read()
+        return Path(source).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError([Problem(name, 0, 0, "", f"not UTF-8 text: {error.reason}")]) from None
+    except OSError as error:
+        raise ConfigError([Problem(name, 0, 0, "", f"cannot read: {error.strerror}")]) from None
+
+
+def _top(report: Report, root: yaml.Node) -> Fields:
+    """The top-level fields; raises at once when this is not a v1 Pod (nothing else is said)."""
+    top = fields_of(report, root, "", fields.POD)
+    assert top is not None  # compose() made sure the root is a mapping
+    wrong = Fields(Report(report.source), root, "", top.found)
+    kind = wrong.string("kind")
+    if wrong.require("kind", "write kind: Pod") and kind is not None and kind != "Pod":
+        hint = " (a Pod is apiVersion: v1, kind: Pod)"
+        if kind in _WORKLOADS:
+            hint = f"; copy the {kind}'s pod template (spec.template) into a Pod manifest"
+        wrong.error("kind", f"{kind!r}: podvisor runs a Pod{hint}")
+    wrong.report.fail()  # with the wrong kind, what its apiVersion should be is moot
+    version = wrong.string("apiVersion")
+    if wrong.require("apiVersion", "write apiVersion: v1") and version not in (None, "v1"):
+        wrong.error("apiVersion", f"{version!r}: a Pod is apiVersion: v1")
+    wrong.report.fail()
+    return top
+
+
+# --- Pod and metadata ----------------------------------------------------------------
+
+
+def _pod(report: Report, top: Fields) -> Pod | None:
+    top.require("metadata", "at least metadata.name")
+    meta = top.mapping("metadata", fields.METADATA) or Fields(report, top.node, "metadata", {})
+    pod_name = None
+    if "metadata" in top and meta.require("name", "the pod's name (e.g. name: web)"):
+        pod_name = _dns_label(meta, "name")
+    labels = _labels(meta)
+    annotations = _annotations(meta)
+    spec = (
+        top.mapping("spec", fields.POD_SPEC)
+        if top.require("spec", "the pod's containers")
+        else None
+    )
+    if spec is None:
+        return None
+    pod_spec, parsed = _spec(spec)
+    containers = [p.container.name for p in parsed]
+    settings = read_settings(report, annotations, containers, pod_spec.host_network)
+    pod_spec = _with_settings(report, pod_spec, parsed, settings)
+    _across_containers(report, pod_spec, parsed)
+    return Pod(
+        name=pod_name or "",
+        namespace=_dns_label(meta, "namespace") or "default",
+        uid=meta.string("uid") or _new_uid(),
+        labels={k: v for _, _, k, v in labels},
+        annotations={k: v for _, _, k, v in annotations},
+        spec=pod_spec,
+        settings=settings.pod,
+        source=report.source,
+    )
+
+
+def _new_uid() -> str:
+    import uuid  # imports platform: paid only when the manifest has no uid
+
+    return str(uuid.uuid4())
+
+
+def _dns_label(f: Fields, key: str) -> str | None:
+    value = f.string(key)
+    problem = names.dns1123_label(value) if value is not None else None
+    if problem:
+        f.error(key, problem)
+        return None
+    return value
+
+
+def _labels(meta: Fields) -> list[Annotation]:
+    node = meta.get("labels")
+    found = string_map(meta.report, node, meta.at("labels")) if node is not None else []
+    for key_node, value_node, key, value in found:
+        where = child(meta.at("labels"), key)
+        for problem, at in (
+            (names.qualified_name(key), key_node),
+            (names.label_value(value), value_node),
+        ):
+            if problem:
+                meta.report.error(at, where, problem)
+    return found
+
+
+def _annotations(meta: Fields) -> list[Annotation]:
+    node = meta.get("annotations")
+    found = string_map(meta.report, node, meta.at("annotations")) if node is not None else []
+    for key_node, _, key, _ in found:
+        problem = names.qualified_name(key)
+        if problem:
+            meta.report.error(key_node, child(meta.at("annotations"), key), problem)
+    size = sum(len(k) + len(v) for _, _, k, v in found)
+    if size > _ANNOTATIONS_MAX:
+        meta.error("annotations", f"{size} bytes: Kubernetes allows at most 256 KiB")
+    return found
+
+
+# --- Spec ------------------------------------------------------------------------------
+
+
+def _spec(spec: Fields) -> tuple[PodSpec, list[ParsedContainer]]:
+    context = PodContext(
+        host_network=spec.flag("hostNetwork"),
+        security=pod_security(spec.report, spec.get("securityContext")),
+        os_name=_os(spec),
+    )
+    init = _containers(spec, "initContainers", context)
+    main = _containers(spec, "containers", context)
+    grace = spec.integer("terminationGracePeriodSeconds", minimum=0)
+    pod_spec = PodSpec(
+        containers=tuple(p.container for p in main),
+        init_containers=tuple(p.container for p in init),
+        restart_policy=_restart_policy(spec),
+        termination_grace_period_seconds=30 if grace is None else grace,
+        active_deadline_seconds=spec.integer("activeDeadlineSeconds", minimum=1),
+        share_process_namespace=spec.flag("shareProcessNamespace"),
+        hostname=_dns_label(spec, "hostname"),
+        host_network=context.host_network,
+        host_pid=spec.flag("hostPID"),
+        host_ipc=spec.flag("hostIPC"),
+    )
+    if pod_spec.share_process_namespace and pod_spec.host_pid:
+        spec.error("shareProcessNamespace", "cannot be true with hostPID: true")
+    return pod_spec, init + main
+
+
+def _containers(spec: Fields, key: str, context: PodContext) -> list[ParsedContainer]:
+    items = spec.items(key)
+    if key == "containers" and not items:
+        node = spec.get(key)
+        if node is None:
+            spec.error(key, "required: at least one container")
+        elif isinstance(node, yaml.SequenceNode):
+            spec.error(key, "must list at least one container")
+    parsed = (
+        container(spec.report, item, path, key == "initContainers", context) for item, path in items
+    )
+    return [p for p in parsed if p is not None]
+
+
+def _restart_policy(spec: Fields) -> RestartPolicy:
+    value = spec.string("restartPolicy")
+    if value is None:
+        return RestartPolicy.ALWAYS
+    choices = [p.value for p in RestartPolicy]
+    if value not in choices:
+        hint = did_you_mean(value, choices)
+        spec.error("restartPolicy", f"{value!r} is not one of Always, OnFailure, Never{hint}")
+        return RestartPolicy.ALWAYS
+    return RestartPolicy(value)
+
+
+def _os(spec: Fields) -> str | None:
+    os = spec.mapping("os", fields.POD_OS)
+    name = os.string("name") if os is not None else None
+    if name not in (None, "linux"):
+        assert os is not None
+        os.error("name", f"{name!r}: podvisor runs Linux programs only (os.name: linux)")
+    return name
+
+
+def _with_settings(
+    report: Report, spec: PodSpec, parsed: list[ParsedContainer], settings: Settings
+) -> PodSpec:
+    """The spec with each container's `settings` filled in from the annotations."""
+    built = {}
+    for p in parsed:
+        name = p.container.name
+        own = settings.containers.get(name, {}).get("stop_signal")
+        if p.stop_signal is not None and own is not None and own != p.stop_signal:
+            key = f"podvisor.io/stop-signal.{name}"
+            where = child("metadata.annotations", key)
+            report.error(
+                settings.nodes[key],
+                where,
+                "contradicts the container's lifecycle.stopSignal; keep one",
+            )
+        with_settings = settings.for_container(name, p.stop_signal)
+        built[name] = dataclasses.replace(p.container, settings=with_settings)
+    return dataclasses.replace(
+        spec,
+        containers=tuple(built.get(c.name, c) for c in spec.containers),
+        init_containers=tuple(built.get(c.name, c) for c in spec.init_containers),
+    )
+
+
+# --- Rules across containers, and warnings ------------------------------------------------
+
+
+def _across_containers(report: Report, spec: PodSpec, parsed: list[ParsedContainer]) -> None:
+    _unique_names(report, parsed)
+    _host_ports(report, parsed)
+    for p in parsed:
+        _pre_stop_time(report, spec.termination_grace_period_seconds, p)
+        _probe_times(report, p)
+        c = p.container
+        # As in Kubernetes, only a startupProbe holds back what starts after a sidecar.
+        if c.kind is ContainerKind.SIDECAR and c.startup_probe is None and spec.containers:
+            hint = " (its readinessProbe does not hold them back)" if c.readiness_probe else ""
+            report.warn(
+                p.name_node,
+                p.path,
+                "sidecar without a startupProbe: the containers after it start as soon as "
+                f"its process has started, ready or not{hint}",
+            )
+
+
+def _unique_names(report: Report, parsed: list[ParsedContainer]) -> None:
+    seen: dict[str, ParsedContainer] = {}
+    for p in parsed:
+        name = p.container.name
+        if name and name in seen:
+            first = position(seen[name].name_node)[0]
+            report.error(
+                p.name_node,
+                child(p.path, "name"),
+                f"{name!r} is taken (line {first}): names are unique across containers "
+                "and initContainers",
+            )
+        seen.setdefault(name, p)
+
+
+def _host_ports(report: Report, parsed: list[ParsedContainer]) -> None:
+    seen: dict[tuple[int, str], str] = {}
+    for p in parsed:
+        for port, (node, path) in zip(p.container.ports, p.port_nodes, strict=True):
+            key = (port.host_port or 0, port.protocol)
+            if port.host_port and key in seen:
+                report.error(
+                    node,
+                    child(path, "hostPort"),
+                    f"{port.host_port}/{port.protocol} is taken already, "
+                    f"by container {seen[key]!r}",
+                )
+            seen.setdefault(key, p.container.name)
+
+
+def _pre_stop_time(report: Report, grace: int, p: ParsedContainer) -> None:
+    """A preStop sleep runs inside the grace period: longer is an error, as long a warning."""
+    pre_stop = p.container.lifecycle.pre_stop
+    if not isinstance(pre_stop, SleepAction) or p.pre_stop_node is None:
+        return
+    seconds = pre_stop.seconds
+    path = f"{p.path}.lifecycle.preStop.sleep.seconds"
+    if seconds > grace:
+        report.error(
+            p.pre_stop_node,
+            path,
+            f"{seconds}s is longer than terminationGracePeriodSeconds ({grace}s): "
+            "the container would be killed during its preStop hook",
+        )
+    elif seconds == grace:
+        report.warn(
+            p.pre_stop_node,
+            path,
+            f"{seconds}s takes all of terminationGracePeriodSeconds ({grace}s): "
+            "the container is killed as soon as it is sent its stop signal",
+        )
+    c = p.container
+    for which, probe in (("livenessProbe", c.liveness_probe), ("startupProbe", c.startup_probe)):
+        probe_grace = probe.termination_grace_period_seconds if probe else None
+        if probe_grace is not None and seconds >= probe_grace:
+            report.warn(
+                p.pre_stop_node,
+                path,
+                f"{seconds}s is not shorter than {which}.terminationGracePeriodSeconds "
+                f"({probe_grace}s): when that probe fails, the container is killed during "
+                "its preStop hook",
+            )
+
+
+def _probe_times(report: Report, p: ParsedContainer) -> None:
+    c = p.container
+    probes = {
+        "livenessProbe": c.liveness_probe,
+        "readinessProbe": c.readiness_probe,
+        "startupProbe": c.startup_probe,
+    }
+    for which, node in p.probe_nodes.items():
+        probe = probes[which]
+        if probe is not None and probe.timeout_seconds >= probe.period_seconds:
+            report.warn(
+                node,
+                child(p.path, which),
+                f"timeoutSeconds ({probe.timeout_seconds}) is not below periodSeconds "
+                f"({probe.period_seconds}): a slow probe runs into the next one",
+            )

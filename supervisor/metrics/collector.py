@@ -1,0 +1,115 @@
+"""The pod's collector: every series, read when Prometheus asks, never in between.
+
+`PodCollector.collect` runs inside the supervisor's event loop (the HTTP
+handler calls it), so it sees the core's state between two transitions,
+never half-way through one, and needs no lock. It reads each live
+container's cgroup once, the pod's /proc/<pid>/net/dev once, and builds the
+cAdvisor, kube-state-metrics and podvisor families from what it read.
+
+Which containers have `container_*` series: those with a process or about to
+have one again (restarting, in back-off) -- not those that have not started
+yet, nor those terminated for good, whose series end as a removed
+container's do under cAdvisor. A cgroup that vanishes during the read, or
+cannot be read, is left out of this scrape; the latter sets
+`container_scrape_error` to 1, as cAdvisor does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from podvisor.supervisor import lifecycle as lc
+from podvisor.supervisor.errors import CgroupError
+from podvisor.supervisor.metrics import cadvisor, kube
+from podvisor.supervisor.metrics.netdev import pod_interfaces
+from podvisor.supervisor.metrics.recorder import PodMetrics
+from podvisor.supervisor.metrics.view import PodView
+
+#: Steps in which a container has no cgroup series: not begun, or gone for good.
+NO_SERIES = frozenset({lc.Step.PENDING, lc.Step.DONE})
+
+
+def current_state(view: PodView) -> lc.PodState | None:
+    """The core's state, or None before the runner has begun it."""
+    state = getattr(view, "state", None)
+    return state if isinstance(state, lc.PodState) else None
+
+
+def version() -> str:
+    from podvisor.supervisor.cli import version as podvisor_version
+
+    return podvisor_version()
+
+
+class PodCollector:
+    """A prometheus_client collector for one pod (see the module's header)."""
+
+    def __init__(self, view: PodView, metrics: PodMetrics) -> None:
+        self._view = view
+        self._metrics = metrics
+        self._version = version()
+
+    def collect(self) -> Iterator[Metric]:
+        view, pod = self._view, self._view.pod
+        state = current_state(view)
+        samples, failed = self._read_containers(state)
+        yield from cadvisor.container_families(samples, time.time())
+        yield from self._network()
+        error = GaugeMetricFamily(
+            "container_scrape_error",
+            "1 if there was an error while getting container metrics, 0 otherwise",
+            value=float(failed),
+        )
+        yield error
+        start = view.wall_time(state.start_time) if state is not None else None
+        yield from kube.pod_families(pod, state, start)
+        yield from kube.container_families(pod, state)
+        yield from self._metrics.families(view, self._version)
+
+    def _read_containers(
+        self, state: lc.PodState | None
+    ) -> tuple[list[cadvisor.ContainerSample], bool]:
+        if state is None:
+            return [], False
+        pod, samples, failed = self._view.pod, [], False
+        images = {c.name: c.image or "" for c in pod.spec.all_containers}
+        for status in state.containers:
+            cgroup = self._view.cgroups.get(status.name)
+            if status.step in NO_SERIES or cgroup is None:
+                continue
+            try:
+                stats = cgroup.read()
+            except (OSError, CgroupError):
+                failed = True
+                continue
+            if stats.gone:
+                continue  # removed while we read: what was read is partial
+            labels = (status.name, images.get(status.name, ""), pod.namespace, pod.name)
+            start = self._view.wall_time(status.started_at)
+            samples.append(cadvisor.ContainerSample(labels, stats, start))
+        return samples, failed
+
+    def _network(self) -> Iterator[Metric]:
+        view = self._view
+        # Host network: the interfaces are the machine's, not the pod's.
+        if view.sandbox is None or view.network is None or view.network.netns_path is None:
+            return
+        interfaces = pod_interfaces(view.sandbox.host_pid)
+        yield from cadvisor.network_families(interfaces, view.pod.namespace, view.pod.name)
+
+
+def pod_registry(view: PodView, metrics: PodMetrics) -> CollectorRegistry:
+    """A registry of its own for the pod: the library's global one stays untouched."""
+    from prometheus_client.process_collector import ProcessCollector
+
+    registry = CollectorRegistry()
+    registry.register(PodCollector(view, metrics))
+    # The supervisor's own CPU and memory: podvisor_process_cpu_seconds_total, ...
+    with contextlib.suppress(OSError):
+        ProcessCollector(namespace="podvisor", registry=registry)
+    return registry

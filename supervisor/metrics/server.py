@@ -1,0 +1,301 @@
+"""The supervisor's HTTP endpoint: /metrics, /livez, /readyz and /status.
+
+How this works
+--------------
+`serve_metrics` binds the address (a port in use is `AddressInUseError`,
+before it reports started), then serves each connection in a task of its
+own, in the supervisor's event loop, until it is cancelled with the pod. A
+handler only reads the runner (`PodView`); a scrape collects the pod's
+registry right there, between two lifecycle transitions, so there is no
+thread and nothing to lock.
+
+The address
+-----------
+`podvisor run --metrics-address HOST:PORT`, else the pod's annotation
+``podvisor.io/metrics-address``, else `DEFAULT_ADDRESS`, 127.0.0.1:9464:
+loopback only, as the endpoint shows the pod's status to whoever connects,
+on a port in Prometheus' exporter range. ``:PORT`` listens on every
+interface (for a container whose port is published), ``[::1]:PORT`` on an
+IPv6 address, and ``off`` serves nothing.
+
+The endpoints
+-------------
+``/metrics``   Prometheus text format 0.0.4, or OpenMetrics when the Accept
+               header asks for it; gzip when Accept-Encoding allows it.
+``/livez``     200 while the supervisor serves and the pod's init lives.
+``/readyz``    200 when the pod is Ready (every main and sidecar container
+               ready), else 503 naming the containers that are not: for
+               Docker's HEALTHCHECK and an outer orchestrator's probes.
+``/status``    the pod's status as JSON, shaped as a Kubernetes Pod's.
+
+No response carries a container's environment or arguments: labels are
+names, reasons and numbers, and /status redacts its free-text messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+
+import anyio
+import anyio.abc
+import sniffio
+from anyio.streams.buffered import BufferedByteReceiveStream
+from prometheus_client.exposition import gzip_accepted
+from prometheus_client.registry import CollectorRegistry
+
+from podvisor.supervisor.errors import AddressInUseError, ConfigError
+from podvisor.supervisor.manifest.model import ContainerKind
+from podvisor.supervisor.metrics.collector import current_state, pod_registry
+from podvisor.supervisor.metrics.exposition import Encoder, negotiate
+from podvisor.supervisor.metrics.http import BadRequestError, Request, Response, read_request, text
+from podvisor.supervisor.metrics.recorder import PodMetrics
+from podvisor.supervisor.metrics.status import Redactor, pod_status, secrets_of
+from podvisor.supervisor.metrics.view import PodView
+
+DEFAULT_ADDRESS = "127.0.0.1:9464"
+OFF = "off"
+ANNOTATION = "podvisor.io/metrics-address"
+#: Connections served at once; more wait for a free slot (a scrape is short).
+MAX_CONNECTIONS = 32
+DISCONNECTS = (
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    anyio.IncompleteRead,
+    TimeoutError,
+    ConnectionError,
+)
+
+# --- The address -------------------------------------------------------------------
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT or :PORT (every interface: host ""); ConfigError if neither."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not port.isdigit() or int(port) > 65535 or "[" in host or "]" in host:
+        raise ConfigError(
+            f"metrics address {text!r}: expected HOST:PORT, such as 127.0.0.1:9464, "
+            f"[::1]:9464 or :9464 for every interface, or {OFF!r}"
+        )
+    return host, int(port)
+
+
+def metrics_address(flag: str | None, annotation: str | None) -> tuple[str, int] | None:
+    """Where to listen: the flag, else the annotation, else the default; None for "off"."""
+    chosen = next((a for a in (flag, annotation) if a is not None), DEFAULT_ADDRESS)
+    if chosen.strip().lower() == OFF:
+        return None
+    return parse_address(chosen)
+
+
+def _show(host: str, port: int) -> str:
+    if not host:
+        return f":{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def listen(host: str, port: int) -> anyio.abc.Listener[anyio.abc.SocketStream]:
+    """A TCP listener on host:port; AddressInUseError when something else has the port."""
+    try:
+        return await anyio.create_tcp_listener(local_host=host or None, local_port=port)
+    except OSError as e:
+        where = _show(host, port)
+        if e.errno == errno.EADDRINUSE:
+            raise AddressInUseError(
+                f"cannot serve metrics on {where}: another program listens there (another "
+                "podvisor?); choose a free address with `podvisor run --metrics-address "
+                f"HOST:PORT` or the pod annotation {ANNOTATION}, or turn the endpoint off with "
+                f"{OFF!r}"
+            ) from e
+        raise ConfigError(
+            f"cannot serve metrics on {where}: {e.strerror or e}; set another address with "
+            f"--metrics-address or the annotation {ANNOTATION}"
+        ) from e
+
+
+def bound_address(listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> tuple[str, int]:
+    """The address a listener got (the port the kernel chose, for port 0)."""
+    address = listener.extra(anyio.abc.SocketAttribute.local_address)  # noqa: S610
+    assert isinstance(address, tuple)
+    return str(address[0]), int(address[1])
+
+
+# --- Serving -------------------------------------------------------------------------
+
+
+class MetricsServer:
+    """The endpoint, bound to its address: `open` it at start, `serve` it in a task.
+
+    Binding apart from serving lets the runner bind before it makes
+    anything, so a port in use is a plain `AddressInUseError` at start (not
+    one wrapped in a task group's ExceptionGroup), with nothing to undo.
+    """
+
+    def __init__(
+        self, listener: anyio.abc.Listener[anyio.abc.SocketStream], endpoint: Endpoint
+    ) -> None:
+        self._listener = listener
+        self._endpoint = endpoint
+        self._limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
+        self.address = bound_address(listener)
+
+    @classmethod
+    async def open(
+        cls, view: PodView, metrics: PodMetrics, flag: str | None = None
+    ) -> MetricsServer | None:
+        """Bind where the flag, the pod's annotation or the default says; None when "off"."""
+        chosen = metrics_address(flag, view.pod.settings.metrics_address)
+        if chosen is None:
+            return None
+        listener = await listen(*chosen)
+        server = cls(listener, Endpoint(view, metrics))
+        metrics.backend = sniffio.current_async_library()
+        metrics.address = server.address
+        return server
+
+    async def serve(self) -> None:
+        """Serve connections until cancelled; the listener is closed on the way out."""
+
+        async def handle(stream: anyio.abc.SocketStream) -> None:
+            async with self._limiter:
+                await self._endpoint.serve_connection(stream)
+
+        async with self._listener:
+            await self._listener.serve(handle)
+
+    async def aclose(self) -> None:
+        await self._listener.aclose()
+
+
+async def serve_metrics(
+    view: PodView,
+    metrics: PodMetrics,
+    address: str | None = None,
+    *,
+    task_status: anyio.abc.TaskStatus[tuple[str, int] | None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Bind and serve until cancelled, for ``await task_group.start(serve_metrics, ...)``.
+
+    Reports the bound (host, port), or None when the endpoint is off.
+    *address* is the --metrics-address flag's value (None: not given). A port
+    in use raises AddressInUseError before it reports started.
+    """
+    server = await MetricsServer.open(view, metrics, address)
+    if server is None:
+        task_status.started(None)
+        return
+    task_status.started(server.address)
+    await server.serve()
+
+
+class Endpoint:
+    """The routes, and the connection loop that feeds them."""
+
+    def __init__(self, view: PodView, metrics: PodMetrics) -> None:
+        self.view = view
+        self.metrics = metrics
+        self.registry: CollectorRegistry = pod_registry(view, metrics)
+        self.encoder = Encoder()
+        self.redact = Redactor(secrets_of(view.pod))
+        self.routes: dict[str, Callable[[Request], Response]] = {
+            "/metrics": self.scrape,
+            "/livez": self.livez,
+            "/readyz": self.readyz,
+            "/status": self.status,
+            "/": self.index,
+        }
+
+    async def serve_connection(self, stream: anyio.abc.SocketStream) -> None:
+        """Answer requests on one connection until either side closes it."""
+        # A client that hangs up, stalls or breaks the protocol ends its connection, quietly.
+        with contextlib.suppress(*DISCONNECTS):
+            async with stream:
+                reader = BufferedByteReceiveStream(stream)
+                while await self._one_exchange(reader, stream):
+                    pass
+
+    async def _one_exchange(
+        self, reader: BufferedByteReceiveStream, stream: anyio.abc.SocketStream
+    ) -> bool:
+        """Read one request and answer it; False when the connection is done."""
+        try:
+            request = await read_request(reader)
+        except BadRequestError as e:
+            await stream.send(text(e.status, str(e)).encode(head_only=False, keep_alive=False))
+            return False
+        if request is None:
+            return False
+        response = self.respond(request)
+        keep = request.keep_alive
+        await stream.send(response.encode(head_only=request.method == "HEAD", keep_alive=keep))
+        return keep
+
+    def respond(self, request: Request) -> Response:
+        route = self.routes.get(request.path)
+        if route is None:
+            return text(HTTPStatus.NOT_FOUND, "not found: try /metrics, /livez, /readyz, /status")
+        if request.method not in ("GET", "HEAD"):
+            response = text(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD are served")
+            response.headers.append(("Allow", "GET, HEAD"))
+            return response
+        try:
+            return route(request)
+        except Exception as e:  # a bug must cost one response, not the pod
+            self.view.sink.system(f"metrics endpoint: {request.path} failed: {e!r}")
+            return text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see podvisor's log)")
+
+    # --- routes --------------------------------------------------------------------
+
+    def scrape(self, request: Request) -> Response:
+        encode, content_type = negotiate(request.header("accept"), self.encoder)
+        body = encode(self.registry)
+        headers = [("Vary", "Accept, Accept-Encoding")]
+        if gzip_accepted(request.header("accept-encoding")):
+            # Compressed once and thrown away: level 1 gets most of the size for little CPU.
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        return Response(HTTPStatus.OK, body, content_type, headers)
+
+    def livez(self, _: Request) -> Response:
+        sandbox = self.view.sandbox
+        if sandbox is not None and sandbox.process.returncode is not None:
+            return text(HTTPStatus.SERVICE_UNAVAILABLE, "the pod's init has exited")
+        return text(HTTPStatus.OK, "ok")
+
+    def readyz(self, _: Request) -> Response:
+        state = current_state(self.view)
+        if state is not None and state.ready:
+            return text(HTTPStatus.OK, "ok")
+        if state is None:
+            why = "the pod is starting"
+        elif state.finished:
+            why = f"the pod has finished ({state.phase.value})"
+        else:
+            serving = [c for c in state.containers if c.kind is not ContainerKind.INIT]
+            unready = [c.name for c in serving if not c.ready]
+            why = f"containers with unready status: [{' '.join(unready)}]"
+        return text(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {why}")
+
+    def status(self, _: Request) -> Response:
+        network = self.view.network
+        found = pod_status(
+            self.view.pod,
+            current_state(self.view),
+            pod_ip=network.pod_ip if network is not None else None,
+            wall_time=self.view.wall_time,
+            conditions=self.metrics.conditions,
+            redact=self.redact,
+        )
+        body = json.dumps(found, indent=2).encode() + b"\n"
+        return Response(HTTPStatus.OK, body, "application/json")
+
+    def index(self, _: Request) -> Response:
+        lines = ["podvisor: /metrics /livez /readyz /status", f"pod {self.view.pod.name}"]
+        return text(HTTPStatus.OK, "\n".join(lines))

@@ -1,0 +1,219 @@
+"""Links, addresses and routes, over netlink with pyroute2.
+
+Each function opens its own `IPRoute` in the calling thread's network
+namespace (see netns.py for how a thread gets into a pod's) and closes it
+before returning; pyroute2's objects, which are untyped, never leave this
+module. pyroute2's synchronous `IPRoute` runs a private asyncio loop, so
+these functions must run in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_network
+from typing import Any
+
+from pyroute2 import IPRoute, NetlinkError
+
+from podvisor.supervisor.errors import NetworkError
+
+#: The name the pod's end of its veth pair gets inside the pod.
+POD_INTERFACE = "eth0"
+_DEFAULT_MTU = 1500
+
+
+@contextmanager
+def _netlink() -> Iterator[Any]:
+    with IPRoute() as ipr:
+        yield ipr
+
+
+def _index(ipr: Any, name: str) -> int | None:
+    found: list[int] = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def link_exists(name: str) -> bool:
+    with _netlink() as ipr:
+        return _index(ipr, name) is not None
+
+
+# --- The host's view -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """The link of the host's IPv4 default route: its MTU and first address."""
+
+    mtu: int
+    address: str | None
+
+
+def uplink() -> Uplink:
+    """What the pods' traffic leaves through; a plain 1500 when there is no default route."""
+    with _netlink() as ipr:
+        for route in ipr.route("dump", family=socket.AF_INET):
+            if route["dst_len"] == 0 and route.get("table") == 254 and route.get("oif"):
+                oif = route.get("oif")
+                mtu = int(ipr.link("get", index=oif)[0].get("mtu") or _DEFAULT_MTU)
+                addresses = [a.get("address") for a in ipr.addr("dump", index=oif, family=2)]
+                return Uplink(min(mtu, _DEFAULT_MTU), addresses[0] if addresses else None)
+    return Uplink(_DEFAULT_MTU, None)
+
+
+def overlapping_routes(subnet: IPv4Network, bridge: str) -> list[str]:
+    """The host's IPv4 routes that overlap *subnet*, except default routes and *bridge*'s own."""
+    found: list[str] = []
+    with _netlink() as ipr:
+        own = _index(ipr, bridge)
+        names = {link["index"]: link.get("ifname") for link in ipr.link("dump")}
+        for route in ipr.route("dump", family=socket.AF_INET):
+            oif = route.get("oif")
+            if route["dst_len"] == 0 or (own is not None and oif == own):
+                continue
+            network = ip_network(f"{route.get('dst')}/{route['dst_len']}", strict=False)
+            described = f"{network} dev {names.get(oif, '?')}"
+            if network.overlaps(subnet) and described not in found:
+                found.append(described)
+    return found
+
+
+# --- The bridge ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BridgeSetup:
+    """What `ensure_bridge` changed, so that `remove_bridge` undoes exactly that."""
+
+    made: bool
+    address_added: bool
+
+
+def plan_bridge(name: str, gateway: IPv4Interface) -> BridgeSetup:
+    """What `ensure_bridge` would change; NetworkError when *name* cannot serve *gateway*."""
+    with _netlink() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return BridgeSetup(made=True, address_added=True)
+        kind = ipr.link("get", index=index)[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+        if kind != "bridge":
+            raise NetworkError(f"{name} exists and is not a bridge: choose another bridge name")
+        present = _addresses(ipr, index)
+    if present and gateway not in present:
+        raise NetworkError(
+            f"bridge {name} already has address {present[0]}, not {gateway}: it serves "
+            "another subnet; choose another bridge name or that subnet"
+        )
+    return BridgeSetup(made=False, address_added=gateway not in present)
+
+
+def ensure_bridge(name: str, gateway: IPv4Interface, mtu: int) -> None:
+    """Make bridge *name* if missing, give it *gateway* if missing, bring it up."""
+    with _netlink() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+            index = ipr.link_lookup(ifname=name)[0]
+        if gateway not in _addresses(ipr, index):
+            ipr.addr(
+                "add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen
+            )
+        ipr.link("set", index=index, state="up")
+
+
+def _addresses(ipr: Any, index: int) -> list[IPv4Interface]:
+    return [
+        IPv4Interface(f"{a.get('address')}/{a['prefixlen']}")
+        for a in ipr.addr("dump", index=index, family=socket.AF_INET)
+    ]
+
+
+def remove_bridge(name: str, setup: BridgeSetup, gateway: IPv4Interface) -> bool:
+    """Undo `ensure_bridge`: delete a bridge we made, or just our address from one we found."""
+    with _netlink() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return False
+        if setup.made:
+            ipr.link("del", index=index)
+        elif setup.address_added:
+            _ignore_missing(
+                lambda: ipr.addr(
+                    "del", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen
+                )
+            )
+    return True
+
+
+# --- The pod's veth pair ---------------------------------------------------------
+
+
+def add_veth(host_end: str, netns_fd: int, bridge: str, mtu: int) -> None:
+    """A veth pair: *host_end* on *bridge*, its peer made as eth0 right inside the pod.
+
+    Making the peer directly in the pod's namespace (IFLA_NET_NS_FD) means it
+    never appears in the host's, where the name eth0 is usually taken.
+    """
+    with _netlink() as ipr:
+        bridge_index = _index(ipr, bridge)
+        if bridge_index is None:
+            raise NetworkError(f"bridge {bridge} vanished while the pod's network was made")
+        ipr.link(
+            "add",
+            ifname=host_end,
+            kind="veth",
+            mtu=mtu,
+            peer={"ifname": POD_INTERFACE, "net_ns_fd": netns_fd, "mtu": mtu},
+        )
+        index = _index(ipr, host_end)
+        ipr.link("set", index=index, master=bridge_index, state="up")
+
+
+def delete_link(name: str) -> bool:
+    """Delete link *name* (for a veth, both ends); whether it was there."""
+    with _netlink() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return False
+        _ignore_missing(lambda: ipr.link("del", index=index))
+    return True
+
+
+# --- Inside the pod (run these in the pod's namespace) ---------------------------
+
+
+def bring_up_loopback() -> None:
+    with _netlink() as ipr:
+        ipr.link("set", index=_index(ipr, "lo"), state="up")
+
+
+def configure_pod_interface(address: IPv4Interface, gateway: IPv4Address) -> None:
+    """Give eth0 its address, bring it up, and route everything via *gateway*."""
+    with _netlink() as ipr:
+        index = _index(ipr, POD_INTERFACE)
+        ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+        ipr.link("set", index=index, state="up")
+        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=index)
+
+
+def link_names() -> list[str]:
+    with _netlink() as ipr:
+        return sorted(str(link.get("ifname")) for link in ipr.link("dump"))
+
+
+def is_up(name: str) -> bool:
+    with _netlink() as ipr:
+        index = _index(ipr, name)
+        return index is not None and bool(ipr.link("get", index=index)[0]["flags"] & 1)
+
+
+def _ignore_missing(call: Any) -> None:
+    try:
+        call()
+    except NetlinkError as e:
+        if e.code not in (errno.ENODEV, errno.EADDRNOTAVAIL, errno.ENOENT):
+            raise

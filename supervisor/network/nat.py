@@ -1,0 +1,169 @@
+"""Egress for bridged pods: IP forwarding and masquerade.
+
+Masquerade rules go through Debian's `nft` binary, fed JSON (`nft -j -f -`),
+not through pyroute2's nftables module: pyroute2 0.9 only offers raw
+expression builders there (its prefix-mask helper even packs masks in host
+byte order), while `nft` checks and applies a whole batch as one atomic
+transaction, and JSON needs no quoting of names. Everything lives in a table
+of our own, `table ip podvisor`, with one chain per bridge:
+
+    table ip podvisor {
+        chain nat-podvisor0 {
+            type nat hook postrouting priority srcnat; policy accept;
+            ip saddr 10.213.0.0/24 oifname != "podvisor0" masquerade
+        }
+    }
+
+so no rule of the host's is touched, a bridge's rules go with one
+`delete chain`, and all of podvisor's with `nft delete table ip podvisor`.
+
+net.ipv4.ip_forward is set to 1 while a bridge exists; its value before the
+first bridge is kept in /run/podvisor/net/ip_forward.before and restored
+when the last bridge goes.
+
+Blocking: run these from a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.network import records
+
+TABLE = "podvisor"
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+_NFT_TIMEOUT = 20.0
+
+
+def nft_available() -> bool:
+    return shutil.which("nft") is not None
+
+
+def chain_name(bridge: str) -> str:
+    return f"nat-{bridge}"
+
+
+def enable_masquerade(bridge: str, subnet: IPv4Network) -> None:
+    """Masquerade what *subnet* sends out of any link but *bridge* (idempotent)."""
+    chain = {"family": "ip", "table": TABLE, "name": chain_name(bridge)}
+    match_source = {
+        "op": "==",
+        "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+        "right": {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}},
+    }
+    match_out = {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": bridge}
+    rule = {
+        "family": "ip",
+        "table": TABLE,
+        "chain": chain_name(bridge),
+        "comment": f"podvisor: egress of the pods on {bridge}",
+        "expr": [{"match": match_source}, {"match": match_out}, {"masquerade": None}],
+    }
+    base = {"type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}
+    _nft(
+        {"add": {"table": {"family": "ip", "name": TABLE}}},
+        {"add": {"chain": {**chain, **base}}},
+        {"flush": {"chain": chain}},
+        {"add": {"rule": rule}},
+    )
+
+
+def disable_masquerade(bridge: str) -> bool:
+    """Delete *bridge*'s chain, and the table with the last chain; whether there was one."""
+    present = chains()
+    if chain_name(bridge) not in present:
+        return False
+    drop = {"delete": {"chain": {"family": "ip", "table": TABLE, "name": chain_name(bridge)}}}
+    if present == [chain_name(bridge)]:
+        drop = {"delete": {"table": {"family": "ip", "name": TABLE}}}
+    _nft(drop)
+    return True
+
+
+def chains() -> list[str]:
+    """The chains in our table (none when the table is absent)."""
+    listing = _nft_list("list", "table", "ip", TABLE)
+    return [item["chain"]["name"] for item in listing if "chain" in item]
+
+
+def forward_drop_warning() -> str | None:
+    """A warning when a firewall chain of the host drops forwarded packets by default.
+
+    Our table cannot override another table's drop verdict, and it must not
+    change the host's rules; so the user is told what to allow.
+    """
+    for item in _nft_list("list", "chains"):
+        chain = item.get("chain", {})
+        if chain.get("hook") == "forward" and chain.get("policy") == "drop":
+            return (
+                f"the host's firewall chain {chain.get('family')} {chain.get('table')} "
+                f"{chain.get('name')} drops forwarded packets by default: pods on the bridge "
+                "cannot reach beyond this host until it accepts their traffic "
+                "(iifname/oifname of the bridge)"
+            )
+    return None
+
+
+def _nft(*commands: dict[str, Any]) -> None:
+    batch = json.dumps({"nftables": list(commands)})
+    result = _run_nft(["-j", "-f", "-"], batch)
+    if result.returncode != 0:
+        raise NetworkError(f"nft refused podvisor's NAT rules: {result.stderr.strip()}")
+
+
+def _nft_list(*what: str) -> list[dict[str, Any]]:
+    result = _run_nft(["-j", *what], None)
+    if result.returncode != 0:
+        return []  # "No such file or directory": the table is not there
+    items: list[dict[str, Any]] = json.loads(result.stdout).get("nftables", [])
+    return items
+
+
+def _run_nft(args: list[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+    nft = shutil.which("nft")
+    if nft is None:
+        raise NetworkError(
+            "bridge mode needs the nft program for its NAT rules: install nftables "
+            "(apt-get install nftables), or choose the host or loopback network"
+        )
+    try:
+        return subprocess.run(
+            [nft, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=_NFT_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise NetworkError(f"nft did not answer within {_NFT_TIMEOUT:g} s") from e
+
+
+# --- IP forwarding -------------------------------------------------------------
+
+
+def enable_forwarding() -> None:
+    """Turn net.ipv4.ip_forward on, first noting how it was (once, for the first bridge)."""
+    if not records.IP_FORWARD_BEFORE.exists():
+        records.IP_FORWARD_BEFORE.parent.mkdir(parents=True, exist_ok=True)
+        records.IP_FORWARD_BEFORE.write_text(IP_FORWARD.read_text())
+    if IP_FORWARD.read_text().strip() != "1":
+        IP_FORWARD.write_text("1\n")
+
+
+def restore_forwarding() -> bool:
+    """Put net.ipv4.ip_forward back as it was before our first bridge; whether we did."""
+    try:
+        before = records.IP_FORWARD_BEFORE.read_text().strip()
+    except FileNotFoundError:
+        return False
+    if before in ("0", "1") and IP_FORWARD.read_text().strip() != before:
+        IP_FORWARD.write_text(f"{before}\n")
+    records.remove_file(records.IP_FORWARD_BEFORE)
+    return True

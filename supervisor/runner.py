@@ -1,0 +1,504 @@
+"""The pod runner: the IO shell around the pure lifecycle core.
+
+How this works
+--------------
+`PodRunner.run` makes what the pod needs, in order, and undoes it in reverse
+on the way out, whatever happened (an `AsyncExitStack` with shielded exits):
+cgroups, the network namespace, the init. Then it starts the lifecycle core
+(`lifecycle.begin`) and loops: take one event, hand it to `lifecycle.handle`,
+carry out the effects it returns, until the core says `PodFinished`.
+
+Events come from small tasks that each own one source: the init's channel
+(spawned, exited), the supervisor's signals (SIGTERM/SIGINT: an ordered stop,
+a second SIGINT: kill now), timers the core armed, probes and hooks (run by
+`podvisor.sidecars`), and the init process itself (its exit is `InitDied`).
+They all write to one memory stream; only the loop reads it, so the core's
+state has exactly one owner and no locks are needed.
+
+The runner decides nothing about the pod's fate: that is the core's job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal, TextIO
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from podvisor.sidecars.actions import ContainerActions
+
+from podvisor.init import protocol
+from podvisor.init.process import exec_failure_exit_code
+from podvisor.supervisor import lifecycle as lc
+from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup, Limits, PodCgroup
+from podvisor.supervisor.errors import EXIT_PODVISOR, CgroupError, ConfigError, InitDiedError
+from podvisor.supervisor.logs import LogSink, pump
+from podvisor.supervisor.manifest import LoadedPod, resolve_env
+from podvisor.supervisor.manifest.model import Container, Pod
+from podvisor.supervisor.network import (
+    NetworkMode,
+    NetworkRequest,
+    PodNetwork,
+    PortMapping,
+    Protocol,
+    cleanup_stale,
+    create_network,
+    publish_ports,
+)
+from podvisor.supervisor.sandbox import Sandbox, plan_namespaces, start_init
+
+# =============================================================================
+# Options and the plan the core needs
+# =============================================================================
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    log_format: Literal["text", "json"] = "text"
+    stdout: TextIO | None = None
+    stderr: TextIO | None = None
+    #: Called with the runner once the pod's init serves (tests, the control API).
+    on_ready: Callable[[PodRunner], None] | None = None
+
+
+def lifecycle_plan(pod: Pod) -> lc.PodPlan:
+    """What the pure core needs to know of the manifest."""
+
+    def probe(p: object) -> lc.ProbePlan | None:
+        if p is None:
+            return None
+        from podvisor.supervisor.manifest.model import Probe
+
+        assert isinstance(p, Probe)
+        grace = p.termination_grace_period_seconds
+        return lc.ProbePlan(
+            p.failure_threshold, p.success_threshold, float(grace) if grace is not None else None
+        )
+
+    def spec(c: Container) -> lc.ContainerSpec:
+        watchdog = c.settings.watchdog_usec
+        return lc.ContainerSpec(
+            name=c.name,
+            kind=lc.ContainerKind(c.kind.value),
+            startup_probe=probe(c.startup_probe),
+            liveness_probe=probe(c.liveness_probe),
+            readiness_probe=probe(c.readiness_probe),
+            has_post_start=c.lifecycle.post_start is not None,
+            has_pre_stop=c.lifecycle.pre_stop is not None,
+            stop_signal=int(c.settings.stop_signal),
+            watchdog_seconds=watchdog / 1e6 if watchdog else None,
+        )
+
+    s = pod.settings
+    deadline = pod.spec.active_deadline_seconds
+    return lc.PodPlan(
+        containers=tuple(spec(c) for c in pod.spec.all_containers),
+        restart_policy=lc.RestartPolicy(pod.spec.restart_policy.value),
+        grace_seconds=float(pod.spec.termination_grace_period_seconds),
+        active_deadline_seconds=float(deadline) if deadline is not None else None,
+        backoff=lc.BackOffPolicy(
+            s.backoff_initial_seconds, s.backoff_max_seconds, s.backoff_reset_seconds
+        ),
+    )
+
+
+def container_limits(pod: Pod, c: Container) -> Limits:
+    r = c.resources
+    return Limits(
+        memory_bytes=r.memory_limit_bytes,
+        cpu_limit_millicores=r.cpu_limit_millicores,
+        cpu_request_millicores=r.cpu_request_millicores,
+        pids_max=c.settings.pids_limit
+        if c.settings.pids_limit is not None
+        else pod.settings.pids_limit,
+        cpuset=c.settings.cpuset,
+    )
+
+
+def run_pod(loaded: LoadedPod, options: RunOptions, backend: str = "trio") -> int:
+    """Run the pod to its end and return podvisor's exit status."""
+    runner = PodRunner(loaded, options)
+    return anyio.run(runner.run, backend=backend)
+
+
+# =============================================================================
+# The runner
+# =============================================================================
+
+
+@dataclass
+class _Instance:
+    """One running process of a container."""
+
+    pid: int
+    oom_kills_at_start: int
+
+
+@dataclass
+class PodRunner:
+    loaded: LoadedPod
+    options: RunOptions
+    sink: LogSink = field(init=False)
+    state: lc.PodState = field(init=False)
+    network: PodNetwork | None = None
+    sandbox: Sandbox | None = None
+    pod_cgroup: PodCgroup | None = None
+    cgroups: dict[str, ContainerCgroup] = field(default_factory=dict)
+    instances: dict[str, _Instance] = field(default_factory=dict)
+    orphans_reaped: int = 0
+    #: monotonic (the event loop's clock) to wall clock, for display
+    clock_offset: float = 0.0
+    _events_in: MemoryObjectSendStream[lc.Event] = field(init=False)
+    _events: MemoryObjectReceiveStream[lc.Event] = field(init=False)
+    _scopes: dict[str, anyio.CancelScope] = field(default_factory=dict)
+    _tg: anyio.abc.TaskGroup | None = None
+    _actions: ContainerActions | None = None
+
+    def __post_init__(self) -> None:
+        pod = self.loaded.pod
+        self.sink = LogSink(
+            pod.name, self.options.log_format, self.options.stdout, self.options.stderr
+        )
+        self.sink.register([c.name for c in pod.spec.all_containers])
+        self._events_in, self._events = anyio.create_memory_object_stream[lc.Event](math.inf)
+
+    @property
+    def pod(self) -> Pod:
+        return self.loaded.pod
+
+    @property
+    def hostname(self) -> str:
+        """spec.hostname, or the pod's name cut to a DNS label as the kubelet does."""
+        return self.pod.spec.hostname or self.pod.name[:63].rstrip("-.")
+
+    def container(self, name: str) -> Container:
+        return next(c for c in self.pod.spec.all_containers if c.name == name)
+
+    def post(self, event: lc.Event) -> None:
+        """Queue an event for the loop; safe from any task of this runner."""
+        self._events_in.send_nowait(event)
+
+    def wall_time(self, monotonic: float | None) -> float | None:
+        return None if monotonic is None else monotonic + self.clock_offset
+
+    # --- the whole run -----------------------------------------------------------
+
+    async def run(self) -> int:
+        self.clock_offset = time.time() - anyio.current_time()
+        for warning in self.loaded.warnings:
+            self.sink.system(f"warning: {warning}")
+        try:
+            async with AsyncExitStack() as stack:
+                await self._set_up(stack)
+                return await self._supervise()
+        except InitDiedError as exc:
+            self.sink.system(f"error: {exc}")
+            return EXIT_PODVISOR
+        finally:
+            self._events_in.close()
+            self._events.close()
+
+    async def _set_up(self, stack: AsyncExitStack) -> None:
+        pod = self.pod
+        driver = CgroupDriver.detect()
+        for warning in driver.warnings:
+            self.sink.system(f"warning: {warning}")
+        limits = {c.name: container_limits(pod, c) for c in pod.spec.all_containers}
+        for name, limit in limits.items():
+            try:
+                driver.check(limit)
+            except CgroupError as exc:
+                raise ConfigError(f"container {name}: {exc}") from exc
+        for removed in driver.remove_stale():
+            self.sink.system(f"removed a cgroup an earlier run left behind: {removed}")
+        for removed in await anyio.to_thread.run_sync(cleanup_stale):
+            self.sink.system(f"removed a network an earlier run left behind: {removed}")
+        self.pod_cgroup = driver.create_pod(pod.name, pod.uid)
+        stack.push_async_callback(self._remove_cgroups)
+        for c in pod.spec.all_containers:
+            self.cgroups[c.name] = cg = self.pod_cgroup.container(c.name)
+            cg.apply_limits(limits[c.name])
+        init_cgroup = self.pod_cgroup.init()
+
+        request = self._network_request()
+        self.network = await create_network(request)
+        stack.push_async_callback(self._close_network)
+        for warning in self.network.warnings:
+            self.sink.system(f"warning: {warning}")
+        if request.host_ports:
+            await stack.enter_async_context(publish_ports(self.network, request.host_ports))
+
+        plan = plan_namespaces(
+            host_pid=pod.spec.host_pid,
+            host_ipc=pod.spec.host_ipc,
+            hostname=self.hostname,
+            netns=self.network.netns_path,
+            binds=tuple((src, dst) for dst, src in self.network.etc_files.items()),
+            cgroup_procs=tuple(init_cgroup.procs_files()),
+            grace=float(pod.spec.termination_grace_period_seconds),
+        )
+        for warning in plan.warnings:
+            self.sink.system(f"warning: {warning}")
+        self.sandbox = await start_init(plan)
+        stack.push_async_callback(self._stop_init)
+
+    def _network_request(self) -> NetworkRequest:
+        pod = self.pod
+        mode: NetworkMode | None
+        if pod.spec.host_network:
+            mode = NetworkMode.HOST
+        elif pod.settings.network:
+            mode = NetworkMode(pod.settings.network)
+        else:
+            mode = None
+        kwargs: dict[str, object] = {}
+        if pod.settings.subnet:
+            kwargs["subnet"] = pod.settings.subnet
+        ports = tuple(
+            PortMapping(p.host_port, p.container_port, Protocol(p.protocol), container=c.name)
+            for c in pod.spec.all_containers
+            for p in c.ports
+            if p.host_port
+        )
+        return NetworkRequest(
+            pod_name=pod.name,
+            pod_uid=pod.uid,
+            hostname=self.hostname,
+            mode=mode,
+            host_ports=ports,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    async def _supervise(self) -> int:
+        assert self.sandbox is not None
+        sandbox = self.sandbox
+        self._actions = ContainerActions(self)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(sandbox.channel.serve)
+            tg.start_soon(self._watch_channel)
+            tg.start_soon(self._watch_signals)
+            tg.start_soon(self._watch_init)
+            if self.options.on_ready is not None:
+                self.options.on_ready(self)
+            self.state, effects = lc.begin(lifecycle_plan(self.pod), anyio.current_time())
+            result = await self._loop(effects)
+            tg.cancel_scope.cancel()
+        return result
+
+    async def _loop(self, effects: list[lc.Effect]) -> int:
+        trace = os.environ.get("PODVISOR_TRACE") == "1"
+        while True:
+            for effect in effects:
+                if trace:
+                    self.sink.system(f"trace: effect {effect}")
+                if isinstance(effect, lc.PodFinished):
+                    return effect.exit_status
+                await self._execute(effect)
+            event = await self._events.receive()
+            if trace:
+                self.sink.system(f"trace: event {event}")
+            self.state, effects = lc.handle(self.state, event, anyio.current_time())
+
+    # --- effects -------------------------------------------------------------------
+
+    async def _execute(self, effect: lc.Effect) -> None:
+        assert self._tg is not None
+        assert self._actions is not None
+        match effect:
+            case lc.StartContainer(name):
+                await self._start(name)
+            case lc.SignalContainer(name, signum):
+                await self._signal(name, signum)
+            case lc.KillContainer(name):
+                self._tg.start_soon(self._kill, name)
+            case lc.SetTimer(key, at):
+                self._spawn_scoped(f"timer:{key}", partial(self._timer, key, at))
+            case lc.CancelTimer(key):
+                self._cancel_scoped(f"timer:{key}")
+            case lc.StartProbe(name, kind):
+                run = partial(self._actions.probe, self.container(name), kind)
+                self._spawn_scoped(f"probe:{name}:{kind}", run)
+            case lc.StopProbe(name, kind):
+                self._cancel_scoped(f"probe:{name}:{kind}")
+            case lc.RunHook(name, hook):
+                run = partial(self._actions.hook, self.container(name), hook)
+                self._spawn_scoped(f"hook:{name}:{hook}", run)
+
+    def _spawn_scoped(self, key: str, func: Callable[[], object]) -> None:
+        """Run *func* in a task that `_cancel_scoped(key)` can cancel."""
+        assert self._tg is not None
+        self._cancel_scoped(key)
+        scope = self._scopes[key] = anyio.CancelScope()
+
+        async def task() -> None:
+            with scope:
+                await func()  # type: ignore[misc]
+            if self._scopes.get(key) is scope:
+                del self._scopes[key]
+
+        self._tg.start_soon(task)
+
+    def _cancel_scoped(self, key: str) -> None:
+        scope = self._scopes.pop(key, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _timer(self, key: str, at: float) -> None:
+        await anyio.sleep_until(at)
+        self.post(lc.TimerFired(key))
+
+    # --- starting, signalling, killing ---------------------------------------------
+
+    def spawn_request(self, c: Container, argv: list[str] | tuple[str, ...]) -> protocol.Message:
+        """The spawn request for a process of container *c* (its main process or an exec)."""
+        pod_ip = self.network.pod_ip if self.network else None
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOSTNAME": self.hostname,
+        }
+        env.update(resolve_env(c, self.pod, pod_ip))
+        sc = c.security_context
+        return {
+            "op": "spawn",
+            "argv": list(argv),
+            "env": env,
+            "cwd": c.working_dir,
+            "uid": sc.run_as_user,
+            "gid": sc.run_as_group,
+            "cgroups": self.cgroups[c.name].procs_files(),
+        }
+
+    async def _start(self, name: str) -> None:
+        assert self.sandbox is not None
+        assert self._tg is not None
+        c = self.container(name)
+        request = self.spawn_request(c, c.argv)
+        request["pidns"] = not self.pod.spec.share_process_namespace and self._own_pid_ns()
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            reply, _ = await self.sandbox.channel.request(request, (null, out_w, err_w))
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+        self.sink.containers[name].new_instance()
+        self._tg.start_soon(pump, out_r, name, "stdout", self.sink)
+        self._tg.start_soon(pump, err_r, name, "stderr", self.sink)
+        if reply.get("ev") == "spawned":
+            pid = int(reply["pid"])
+            self.instances[name] = _Instance(pid, self.cgroups[name].oom_kills())
+            self.post(lc.Started(name, pid))
+            return
+        err = OSError(int(reply.get("errno", 0)), str(reply.get("message", "")))
+        message = f"{c.argv[0]}: {reply.get('message')}"
+        self.sink.system(f"{name}: cannot run {message}")
+        self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=message))
+
+    def _own_pid_ns(self) -> bool:
+        return self.sandbox is not None and self.sandbox.plan.own_pid_namespace
+
+    async def _signal(self, name: str, signum: int) -> None:
+        assert self.sandbox is not None
+        instance = self.instances.get(name)
+        if instance is None:
+            return
+        with contextlib.suppress(InitDiedError):
+            await self.sandbox.channel.request(
+                {"op": "signal", "pid": instance.pid, "signal": signum, "group": False}
+            )
+
+    async def _kill(self, name: str) -> None:
+        with contextlib.suppress(CgroupError):
+            await self.cgroups[name].kill()
+
+    # --- event sources ---------------------------------------------------------------
+
+    async def _watch_channel(self) -> None:
+        assert self.sandbox is not None
+        for message in self.sandbox.pending_events:
+            self._on_init_event(message)
+        async for message in self.sandbox.channel.events:
+            self._on_init_event(message)
+
+    def _on_init_event(self, message: protocol.Message) -> None:
+        event = message.get("ev")
+        if event == "exited":
+            self._on_exit(int(message["pid"]), message.get("code"), message.get("signal"))
+        elif event == "orphans_reaped":
+            self.orphans_reaped = int(message["total"])
+        elif event == "signal_received":
+            self.sink.system(f"the pod's init received signal {message['signal']}")
+
+    def _on_exit(self, pid: int, code: int | None, signum: int | None) -> None:
+        name = next((n for n, i in self.instances.items() if i.pid == pid), None)
+        if name is None:
+            if self._actions is not None:
+                self._actions.on_exit(pid, code, signum)
+            return
+        instance = self.instances.pop(name)
+        oom = self.cgroups[name].oom_kills() > instance.oom_kills_at_start
+        self.post(lc.Exited(name, code, signum, oom_killed=oom))
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            interrupts = 0
+            async for signum in signals:
+                if signum == signal.SIGINT:
+                    interrupts += 1
+                immediate = interrupts > 1
+                what = "killing the pod now" if immediate else "stopping the pod"
+                self.sink.system(f"received {signal.Signals(signum).name}: {what}")
+                self.post(lc.StopRequested(immediate=immediate, signal=int(signum)))
+
+    async def _watch_init(self) -> None:
+        assert self.sandbox is not None
+        code = await self.sandbox.process.wait()
+        self.sink.system(f"error: the pod's init exited unexpectedly (status {code})")
+        self.post(lc.InitDied(f"init exited with status {code}"))
+
+    # --- tearing down ----------------------------------------------------------------
+
+    async def _stop_init(self) -> None:
+        """Ask init to end what is left, then make sure it is gone."""
+        assert self.sandbox is not None
+        sandbox = self.sandbox
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(InitDiedError):
+                await sandbox.channel.send({"op": "stop_all", "grace": 0})
+            with anyio.move_on_after(10):
+                await sandbox.process.wait()
+            if sandbox.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    sandbox.process.kill()
+                await sandbox.process.wait()
+            sandbox.channel.close()
+            await sandbox.process.aclose()
+
+    async def _close_network(self) -> None:
+        if self.network is not None:
+            with anyio.CancelScope(shield=True):
+                await self.network.aclose()
+
+    async def _remove_cgroups(self) -> None:
+        if self.pod_cgroup is None:
+            return
+        with anyio.CancelScope(shield=True):
+            for cg in self.cgroups.values():
+                with contextlib.suppress(CgroupError):
+                    await cg.kill()
+        self.pod_cgroup.remove()

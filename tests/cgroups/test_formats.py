@@ -1,0 +1,167 @@
+"""Kubernetes' conversions, the limit plans of each version, and the file parsers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from podvisor.supervisor.cgroups.limits import (
+    Limits,
+    LimitWrite,
+    cpu_quota_us,
+    cpu_shares,
+    cpu_weight,
+    plan_limits,
+)
+from podvisor.supervisor.cgroups.stats import (
+    DeviceIo,
+    parse_blkio,
+    parse_flat,
+    parse_int,
+    parse_io_stat,
+    parse_pressure,
+    shares_from_weight,
+    working_set,
+)
+from podvisor.supervisor.errors import CgroupError
+
+SAMPLES = Path(__file__).parent / "samples"
+V1 = dict.fromkeys(("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio"), 1)
+V2 = dict.fromkeys(("cpu", "cpuset", "io", "memory", "pids"), 2)
+
+
+# --- Kubernetes' conversions -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("millicores", "shares"),
+    [(0, 2), (1, 2), (2, 2), (100, 102), (250, 256), (1000, 1024), (10**6, 262_144)],
+)
+def test_cpu_shares_as_the_kubelet(millicores: int, shares: int) -> None:
+    assert cpu_shares(millicores) == shares
+
+
+@pytest.mark.parametrize(("shares", "weight"), [(2, 1), (102, 4), (1024, 39), (262_144, 10_000)])
+def test_cpu_weight_as_the_kubelet_through_runc(shares: int, weight: int) -> None:
+    assert cpu_weight(shares) == weight
+
+
+@pytest.mark.parametrize(("weight", "shares"), [(1, 2), (39, 998), (100, 2597), (10_000, 262_144)])
+def test_shares_from_weight_inverts_it_closely(weight: int, shares: int) -> None:
+    assert shares_from_weight(weight) == shares
+    assert cpu_weight(shares) in (weight, weight - 1)
+
+
+@pytest.mark.parametrize(
+    ("millicores", "quota"), [(1, 1000), (10, 1000), (200, 20_000), (1500, 150_000)]
+)
+def test_cpu_quota_as_the_kubelet(millicores: int, quota: int) -> None:
+    assert cpu_quota_us(millicores) == quota
+
+
+ALL = Limits(
+    memory_bytes=64 << 20,
+    cpu_limit_millicores=200,
+    cpu_request_millicores=100,
+    pids_max=10,
+    cpuset="0-1",
+)
+
+
+def test_plan_on_v1_sets_the_period_before_the_quota() -> None:
+    assert plan_limits(ALL, V1) == [
+        LimitWrite("memory", "memory.limit_in_bytes", str(64 << 20)),
+        LimitWrite("cpu", "cpu.cfs_period_us", "100000"),
+        LimitWrite("cpu", "cpu.cfs_quota_us", "20000"),
+        LimitWrite("cpu", "cpu.shares", "102"),
+        LimitWrite("pids", "pids.max", "10"),
+        LimitWrite("cpuset", "cpuset.cpus", "0-1"),
+    ]
+
+
+def test_plan_on_v2() -> None:
+    assert plan_limits(ALL, V2) == [
+        LimitWrite("memory", "memory.max", str(64 << 20)),
+        LimitWrite("cpu", "cpu.max", "20000 100000"),
+        LimitWrite("cpu", "cpu.weight", "4"),
+        LimitWrite("pids", "pids.max", "10"),
+        LimitWrite("cpuset", "cpuset.cpus", "0-1"),
+    ]
+
+
+def test_no_limits_write_nothing_and_a_zero_cpu_limit_is_none() -> None:
+    assert plan_limits(Limits(), {}) == []
+    assert plan_limits(Limits(cpu_limit_millicores=0), {}) == []
+    assert plan_limits(Limits(cpu_request_millicores=0), V2) == [
+        LimitWrite("cpu", "cpu.weight", "1")  # BestEffort: shares 2
+    ]
+
+
+def test_a_limit_the_host_cannot_apply_names_every_missing_controller() -> None:
+    with pytest.raises(CgroupError) as raised:
+        plan_limits(ALL, {"cpu": 2, "memory": 2})
+    message = str(raised.value)
+    assert "'pids'" in message
+    assert "'cpuset'" in message
+    assert "'memory'" not in message
+    assert "Delegate=yes" in message
+    assert "remove the limit" in message
+
+
+# --- Parsers -----------------------------------------------------------------------
+
+
+def test_parse_flat_and_int() -> None:
+    assert parse_flat("user 11\nsystem 39\n") == {"user": 11, "system": 39}
+    assert parse_flat("nr_periods 3\nweird line here\n") == {"nr_periods": 3}
+    assert parse_flat(None) == {}
+    assert parse_int("max\n") is None
+    assert parse_int("-1\n") is None  # v1 cfs_quota_us: no quota
+    assert parse_int("9223372036854771712\n") is None  # v1 memory: no limit
+    assert parse_int("67108864\n") == 64 << 20
+    assert parse_int(None) is None
+
+
+def test_parse_pressure_v2_sample() -> None:
+    pressure = parse_pressure((SAMPLES / "v2/files/memory.pressure").read_text())
+    assert pressure is not None
+    assert pressure.some is not None
+    assert pressure.full is not None
+    assert pressure.some.avg60 == 0.25
+    assert pressure.some.total_seconds == 0.181234
+    assert pressure.full.avg300 == 0.04
+    assert pressure.full.total_seconds == 0.150001
+    assert parse_pressure(None) is None
+    old = parse_pressure("some avg10=1.00 avg60=0.50 avg300=0.10 total=5\n")
+    assert old is not None
+    assert old.full is None
+
+
+def test_parse_io_stat_v2_sample() -> None:
+    devices = parse_io_stat((SAMPLES / "v2/files/io.stat").read_text())
+    assert devices == (
+        DeviceIo(253, 0, read_bytes=1048576, write_bytes=65536, read_ops=12, write_ops=1),
+        DeviceIo(259, 0, read_bytes=4096, write_bytes=0, read_ops=1, write_ops=0),
+    )
+    assert parse_io_stat("") == ()
+
+
+def test_parse_blkio_v1_sample() -> None:
+    blkio = SAMPLES / "v1/files/blkio"
+    devices = parse_blkio(
+        (blkio / "blkio.throttle.io_service_bytes_recursive").read_text(),
+        (blkio / "blkio.throttle.io_serviced_recursive").read_text(),
+    )
+    assert devices == (
+        DeviceIo(254, 0, read_bytes=4096, write_bytes=65536, read_ops=1, write_ops=1),
+    )
+    empty = (SAMPLES / "hybrid/files/blkio/blkio.throttle.io_service_bytes_recursive").read_text()
+    assert parse_blkio(empty, empty) == ()
+
+
+def test_working_set_is_usage_less_inactive_file_never_below_zero() -> None:
+    assert working_set(100, 30) == 70
+    assert working_set(100, 130) == 0
+    assert working_set(100, None) == 100
+    assert working_set(None, 5) is None

@@ -1,0 +1,173 @@
+"""`podvisor check`: the plan for valid manifests, the problems for the rest, exit 0 or 2."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from podvisor.supervisor.manifest.explain import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PODVISOR = Path(sys.executable).parent / "podvisor"
+
+BROKEN = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: broken}
+spec:
+  containers:
+  - name: web
+    image: nginx
+"""
+
+
+def test_web_example_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(EXAMPLES / "web.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    start = lines.index("  start order:")
+    assert lines[start + 1 : start + 5] == [
+        "    1. init     prepare  (the next waits for it to exit 0)",
+        "    2. sidecar  log-tailer  (the next waits for its startupProbe)",
+        "    3. sidecar  status  (the next waits for its startupProbe)",
+        "    4. main     web",
+    ]
+    # Each container's command, limits, probes and hooks, with the defaults filled in.
+    assert "  container web (main container)" in lines
+    assert (
+        '    command: sh -c \'exec python3 -m http.server "$PORT" --directory '
+        "/tmp/podvisor-web/site 2>>/tmp/podvisor-web/access.log'" in lines
+    )
+    assert "    resources: cpu request 100m, limit 500m; memory request 32Mi, limit 128Mi" in lines
+    assert (
+        "    livenessProbe: connect tcp <pod IP>:8080 (port http); first after 2s, then every 10s, "
+        "timeout 1s; passes after 1 success; after 3 failures in a row kills and restarts the "
+        "container (grace 10s)" in lines
+    )
+    assert "    preStop: sleep 2s" in lines
+    assert "    stop: SIGINT, then SIGKILL after 10s" in lines
+    assert "    pids limit: 64" in lines
+    assert "warnings:" not in out
+
+
+def test_ignored_fields_and_warnings_are_in_the_plan(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeSelector: {disktype: ssd}
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    readinessProbe:
+      exec: {command: ["true"]}
+      periodSeconds: 1
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("<stdin>: pod web (namespace default)\n")
+    assert "    line 5: spec.nodeSelector: scheduling: the pod runs on this machine\n" in out
+    assert (
+        "    <stdin>:9:5: spec.containers[0].readinessProbe: timeoutSeconds (1) is not below "
+        "periodSeconds (1): a slow probe runs into the next one\n" in out
+    )
+
+
+def test_problems_go_to_stderr_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BROKEN)
+    assert main([str(EXAMPLES / "job.yaml"), str(broken)]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{EXAMPLES / 'job.yaml'}: pod sum-job")
+    assert err.startswith(f"{broken}:6:5: spec.containers[0].command: required: ")
+    assert err.count("\n") == 1
+
+
+def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BROKEN)
+    assert main(["--output", "json", str(EXAMPLES / "web.yaml"), str(broken)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"{broken}:6:5:")
+    web, bad = json.loads(out)
+    assert web["ok"] is True
+    assert web["pod"]["name"] == "web"
+    assert [c["name"] for c in web["start_order"]] == ["prepare", "log-tailer", "status", "web"]
+    status = web["containers"][2]
+    assert status["kind"] == "sidecar"
+    assert status["startup_probe"] == {
+        "handler": {
+            "type": "HTTPGetAction",
+            "path": "/healthz",
+            "port": "status",
+            "host": "127.0.0.1",
+            "scheme": "HTTP",
+            "headers": [],
+        },
+        "initial_delay_seconds": 0,
+        "period_seconds": 2,
+        "timeout_seconds": 1,
+        "success_threshold": 1,
+        "failure_threshold": 15,
+        "termination_grace_period_seconds": None,
+    }
+    assert web["containers"][3]["settings"]["stop_signal"] == 2
+    assert web["settings"]["backoff_initial_seconds"] == 1.0
+    assert web["ignored"] == []
+    assert web["warnings"] == []
+    assert bad == {
+        "source": str(broken),
+        "ok": False,
+        "errors": [
+            {
+                "line": 6,
+                "column": 5,
+                "path": "spec.containers[0].command",
+                "message": (
+                    "required: podvisor runs programs from the host's file system and pulls no "
+                    "image, so give the program and its arguments "
+                    "(e.g. command: [python3, -m, http.server])"
+                ),
+            }
+        ],
+    }
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["--output", "xml", "pod.yaml"]) == 2
+    assert "usage: podvisor check" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "usage: podvisor check" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not PODVISOR.exists(), reason="the podvisor console script is not installed")
+def test_podvisor_check_command() -> None:
+    examples = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))
+    done = subprocess.run(
+        [str(PODVISOR), "check", *examples], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("  start order:") == len(examples)
+    bad = subprocess.run(
+        [str(PODVISOR), "check", "-"],
+        input=BROKEN,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("<stdin>:6:5: spec.containers[0].command: required")

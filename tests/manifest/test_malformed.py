@@ -1,0 +1,1326 @@
+"""Malformed manifests: each gives exactly these messages, at these lines and columns.
+
+One case per mistake a person makes, from a blank file to a typo in an
+annotation. Every problem in a manifest is reported at once, in file order,
+as `FILE:LINE:COLUMN: PATH: MESSAGE`; nothing loads.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from podvisor.supervisor.errors import ConfigError
+from podvisor.supervisor.manifest import load
+
+CASES = [
+    pytest.param(
+        "",
+        [
+            "pod.yaml: empty manifest: expected a Pod",
+        ],
+        id="empty",
+    ),
+    pytest.param(
+        """\
+# nothing here
+---
+""",
+        [
+            "pod.yaml: empty manifest: expected a Pod",
+        ],
+        id="only-comments",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+spec: [containers
+""",
+        [
+            "pod.yaml:4:1: not YAML: did not find expected ',' or ']' (while parsing a flow sequence started at line 3)",
+        ],
+        id="not-yaml",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+ metadata: {}
+""",
+        [
+            "pod.yaml:3:10: not YAML: mapping values are not allowed in this context",
+        ],
+        id="not-yaml-indent",
+    ),
+    pytest.param(
+        """\
+- apiVersion: v1
+- kind: Pod
+""",
+        [
+            "pod.yaml:1:1: a Pod manifest is a mapping (apiVersion, kind, metadata, spec), not a list",
+        ],
+        id="a-list",
+    ),
+    pytest.param(
+        "just some text\n",
+        [
+            "pod.yaml:1:1: a Pod manifest is a mapping (apiVersion, kind, metadata, spec), not the string 'just some text'",
+        ],
+        id="a-string",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+---
+apiVersion: v1
+kind: Pod
+""",
+        [
+            "pod.yaml:4:1: 2 YAML documents in one file: podvisor runs one Pod per file; split them, or remove the '---' separators",
+        ],
+        id="two-documents",
+    ),
+    pytest.param(
+        """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec: {}
+""",
+        [
+            "pod.yaml:2:7: kind: 'Deployment': podvisor runs a Pod; copy the Deployment's pod template (spec.template) into a Pod manifest",
+        ],
+        id="deployment",
+    ),
+    pytest.param(
+        """\
+apiVersion: v2
+kind: Pod
+metadata: {name: web}
+""",
+        [
+            "pod.yaml:1:13: apiVersion: 'v2': a Pod is apiVersion: v1",
+        ],
+        id="wrong-api-version",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+metadata: {name: web}
+""",
+        [
+            "pod.yaml:1:1: kind: required: write kind: Pod",
+        ],
+        id="no-kind",
+    ),
+    pytest.param(
+        """\
+kind: Pod
+metadata: {name: web}
+""",
+        [
+            "pod.yaml:1:1: apiVersion: required: write apiVersion: v1",
+        ],
+        id="no-api-version",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: pod
+""",
+        [
+            "pod.yaml:2:7: kind: 'pod': podvisor runs a Pod (a Pod is apiVersion: v1, kind: Pod)",
+        ],
+        id="kind-lowercase",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+spec:
+  containers: [{name: a, command: ["true"]}]
+""",
+        [
+            "pod.yaml:1:1: metadata: required: at least metadata.name",
+        ],
+        id="no-metadata",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  labels: {app: web}
+spec:
+  containers: [{name: a, command: ["true"]}]
+""",
+        [
+            "pod.yaml:3:1: metadata.name: required: the pod's name (e.g. name: web)",
+        ],
+        id="no-name",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: My_Pod}
+spec:
+  containers: [{name: a, command: ["true"]}]
+""",
+        [
+            "pod.yaml:3:18: metadata.name: 'My_Pod' is not a valid name: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit (e.g. 'my-app')",
+        ],
+        id="bad-pod-name",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+""",
+        [
+            "pod.yaml:1:1: spec: required: the pod's containers",
+        ],
+        id="no-spec",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  restartPolicy: Never
+""",
+        [
+            "pod.yaml:4:1: spec.containers: required: at least one container",
+        ],
+        id="no-containers",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers: []
+""",
+        [
+            "pod.yaml:5:3: spec.containers: must list at least one container",
+        ],
+        id="empty-containers",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - command: ["true"]
+""",
+        [
+            "pod.yaml:6:5: spec.containers[0].name: required: every container has a name",
+        ],
+        id="container-no-name",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    image: nginx
+    args: [--port, "80"]
+""",
+        [
+            "pod.yaml:6:5: spec.containers[0].command: required: podvisor runs programs from the host's file system and pulls no image, so give the program and its arguments (e.g. command: [python3, -m, http.server])",
+        ],
+        id="container-no-command",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: []
+""",
+        [
+            "pod.yaml:7:5: spec.containers[0].command: required: podvisor runs programs from the host's file system and pulls no image, so give the program and its arguments (e.g. command: [python3, -m, http.server])",
+        ],
+        id="command-empty",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    comand: [python3, -m, http.server]
+""",
+        [
+            "pod.yaml:6:5: spec.containers[0].command: required: podvisor runs programs from the host's file system and pulls no image, so give the program and its arguments (e.g. command: [python3, -m, http.server])",
+            "pod.yaml:7:5: spec.containers[0].comand: unknown field; did you mean 'command'?",
+        ],
+        id="typo-command",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    replicas: 3
+""",
+        [
+            "pod.yaml:8:5: spec.containers[0].replicas: unknown field",
+        ],
+        id="unknown-field",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, "1"]
+    command: [sleep, "2"]
+""",
+        [
+            "pod.yaml:8:5: spec.containers[0].command: duplicate key (first at line 7)",
+        ],
+        id="duplicate-key",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  initContainers:
+  - name: web
+    command: ["true"]
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:9:11: spec.containers[0].name: 'web' is taken (line 6): names are unique across containers and initContainers",
+        ],
+        id="duplicate-container",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [env]
+    env:
+    - name: PORT
+      value: 8080
+""",
+        [
+            "pod.yaml:10:14: spec.containers[0].env[0].value: must be a string, not the number 8080: quote it, '8080'",
+        ],
+        id="env-number",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, -m, http.server]
+    args: [8080]
+""",
+        [
+            "pod.yaml:8:12: spec.containers[0].args[0]: must be a string, not the number 8080: quote it, '8080'",
+        ],
+        id="args-number",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, -m, http.server]
+    ports:
+    - containerPort: 80800
+""",
+        [
+            "pod.yaml:9:22: spec.containers[0].ports[0].containerPort: must be between 1 and 65535, not 80800",
+        ],
+        id="port-range",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, -m, http.server]
+    ports:
+    - containerPort: "8080"
+""",
+        [
+            "pod.yaml:9:22: spec.containers[0].ports[0].containerPort: must be an integer, not the string '8080': remove the quotes",
+        ],
+        id="port-quoted",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, -m, http.server]
+    resources:
+      limits:
+        memory: 12Q
+""",
+        [
+            "pod.yaml:10:17: spec.containers[0].resources.limits.memory: '12Q' is not a quantity (examples: 128Mi, 1G, 500M)",
+        ],
+        id="memory-not-quantity",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, -m, http.server]
+    resources:
+      requests: {cpu: -500m}
+""",
+        [
+            "pod.yaml:9:23: spec.containers[0].resources.requests.cpu: '-500m' must not be negative",
+        ],
+        id="cpu-negative",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, -m, http.server]
+    resources:
+      requests: {memory: 1Gi}
+      limits: {memory: 512Mi}
+""",
+        [
+            "pod.yaml:9:26: spec.containers[0].resources.requests.memory: must be at most the memory limit (512Mi)",
+        ],
+        id="request-over-limit",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, -m, http.server]
+    resources:
+      limits: {memmory: 1Gi}
+""",
+        [
+            "pod.yaml:9:16: spec.containers[0].resources.limits.memmory: unknown resource; did you mean 'memory'?",
+        ],
+        id="resource-typo",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, train.py]
+    resources:
+      limits: {nvidia.com/gpu: 1}
+""",
+        [
+            "pod.yaml:9:16: spec.containers[0].resources.limits[nvidia.com/gpu]: not supported: extended resources are handed out by a cluster's device plugins",
+        ],
+        id="extended-resource",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  restartPolicy: Allways
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:5:18: spec.restartPolicy: 'Allways' is not one of Always, OnFailure, Never; did you mean 'Always'?",
+        ],
+        id="restart-policy",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  initContainers:
+  - name: setup
+    command: ["true"]
+    restartPolicy: OnFailure
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:8:20: spec.initContainers[0].restartPolicy: 'OnFailure': an init container takes only Always (a sidecar)",
+        ],
+        id="init-restart-policy",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    restartPolicy: Always
+""",
+        [
+            "pod.yaml:8:20: spec.containers[0].restartPolicy: not supported on a container of spec.containers: set spec.restartPolicy (only an init container takes restartPolicy: Always, which makes it a sidecar)",
+        ],
+        id="main-restart-policy",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    livenessProbe:
+      periodSeconds: 5
+""",
+        [
+            "pod.yaml:8:5: spec.containers[0].livenessProbe: must have a handler: one of exec, httpGet or tcpSocket",
+        ],
+        id="probe-no-handler",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    readinessProbe:
+      exec: {command: ["true"]}
+      tcpSocket: {port: 80}
+""",
+        [
+            "pod.yaml:10:7: spec.containers[0].readinessProbe.tcpSocket: a probe has one handler; this one already has exec",
+        ],
+        id="probe-two-handlers",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    livenessProbe:
+      exec: {command: ["true"]}
+      successThreshold: 2
+""",
+        [
+            "pod.yaml:10:25: spec.containers[0].livenessProbe.successThreshold: must be 1 for a livenessProbe (Kubernetes' rule); only a readinessProbe can ask for more",
+        ],
+        id="liveness-success-threshold",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    startupProbe:
+      exec: {command: ["true"]}
+      successThreshold: 3
+""",
+        [
+            "pod.yaml:10:25: spec.containers[0].startupProbe.successThreshold: must be 1 for a startupProbe (Kubernetes' rule); only a readinessProbe can ask for more",
+        ],
+        id="startup-success-threshold",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    readinessProbe:
+      exec: {command: ["true"]}
+      periodSeconds: -5
+""",
+        [
+            "pod.yaml:10:22: spec.containers[0].readinessProbe.periodSeconds: must be at least 1 (0 means the default, 10), not -5",
+        ],
+        id="period-negative",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    readinessProbe:
+      exec: {command: ["true"]}
+      terminationGracePeriodSeconds: 10
+""",
+        [
+            "pod.yaml:10:38: spec.containers[0].readinessProbe.terminationGracePeriodSeconds: may not be set on a readinessProbe: a failing one never kills",
+        ],
+        id="readiness-grace",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    livenessProbe:
+      exec: {command: ["true"]}
+      terminationGracePeriodSeconds: 0
+""",
+        [
+            "pod.yaml:10:38: spec.containers[0].livenessProbe.terminationGracePeriodSeconds: must be at least 1, not 0",
+        ],
+        id="probe-grace-zero",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    livenessProbe:
+      grpc: {port: 9090}
+""",
+        [
+            "pod.yaml:9:7: spec.containers[0].livenessProbe.grpc: not supported: podvisor does not speak the gRPC health-checking protocol yet; use an exec probe that runs grpc_health_probe (command: [grpc_health_probe, -addr=:PORT]), or a tcpSocket probe",
+        ],
+        id="grpc-probe",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [python3, -m, http.server, "8080"]
+    ports:
+    - {name: http, containerPort: 8080}
+    readinessProbe:
+      httpGet: {path: /, port: htpp}
+""",
+        [
+            "pod.yaml:11:32: spec.containers[0].readinessProbe.httpGet.port: no port named 'htpp' in this container (named ports: http)",
+        ],
+        id="named-port-missing",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  initContainers:
+  - name: migrate
+    command: [./migrate]
+    readinessProbe:
+      exec: {command: ["true"]}
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:8:5: spec.initContainers[0].readinessProbe: may not be set on an init container that runs to completion; add restartPolicy: Always to make it a sidecar",
+        ],
+        id="init-with-probe",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  volumes:
+  - {name: data, emptyDir: {}}
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    volumeMounts:
+    - {name: data, mountPath: /data}
+""",
+        [
+            "pod.yaml:5:3: spec.volumes: not supported: podvisor mounts no volumes: containers see the host's file system, so use the host's paths directly (remove volumes and volumeMounts)",
+            "pod.yaml:10:5: spec.containers[0].volumeMounts: not supported: podvisor mounts no volumes: containers see the host's file system, so use the host's paths directly (remove volumes and volumeMounts)",
+        ],
+        id="volumes",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [env]
+    envFrom:
+    - configMapRef: {name: settings}
+""",
+        [
+            "pod.yaml:8:5: spec.containers[0].envFrom: not supported: ConfigMaps and Secrets live in a cluster; write the variable under env with a value, or have the program read a file",
+        ],
+        id="env-from",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [env]
+    env:
+    - name: PASSWORD
+      valueFrom:
+        secretKeyRef: {name: db, key: password}
+""",
+        [
+            "pod.yaml:11:9: spec.containers[0].env[0].valueFrom.secretKeyRef: not supported: ConfigMaps and Secrets live in a cluster; write the variable under env with a value, or have the program read a file",
+        ],
+        id="secret-key-ref",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [env]
+    env:
+    - name: NODE
+      valueFrom:
+        fieldRef: {fieldPath: spec.nodeName}
+""",
+        [
+            "pod.yaml:11:31: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: spec.nodeName is known only to a cluster; write the value under value instead",
+        ],
+        id="field-ref-cluster-only",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [env]
+    env:
+    - name: NAME
+      valueFrom:
+        fieldRef: {fieldPath: metadata.nme}
+""",
+        [
+            "pod.yaml:11:31: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: 'metadata.nme' is not supported (supported: metadata.name, metadata.namespace, metadata.uid, status.podIP, status.podIPs, metadata.labels['KEY'], metadata.annotations['KEY']); did you mean 'metadata.name'?",
+        ],
+        id="field-ref-typo",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  hostNetwork: true
+  containers:
+  - name: web
+    command: [python3, -m, http.server]
+    ports:
+    - {containerPort: 8000, hostPort: 80}
+""",
+        [
+            "pod.yaml:10:39: spec.containers[0].ports[0].hostPort: must equal containerPort (8000) with hostNetwork: true",
+        ],
+        id="host-network-port",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: a
+    command: [sleep, infinity]
+    ports: [{containerPort: 80, hostPort: 8080}]
+  - name: b
+    command: [sleep, infinity]
+    ports: [{containerPort: 81, hostPort: 8080}]
+""",
+        [
+            "pod.yaml:11:13: spec.containers[1].ports[0].hostPort: 8080/TCP is taken already, by container 'a'",
+        ],
+        id="host-port-taken",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    lifecycle:
+      preStop:
+        sleep: {seconds: 10}
+""",
+        [
+            "pod.yaml:10:7: spec.containers[0].lifecycle.preStop.sleep.seconds: 10s is longer than terminationGracePeriodSeconds (5s): the container would be killed during its preStop hook",
+        ],
+        id="pre-stop-too-long",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    lifecycle:
+      postStart:
+        tcpSocket: {port: 80}
+""",
+        [
+            "pod.yaml:10:9: spec.containers[0].lifecycle.postStart.tcpSocket: not supported: Kubernetes keeps tcpSocket in hooks for compatibility only and never runs it; use exec, httpGet or sleep",
+        ],
+        id="hook-tcp-socket",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    lifecycle:
+      preStop: {}
+      postStart:
+        command: [echo, hi]
+""",
+        [
+            "pod.yaml:9:7: spec.containers[0].lifecycle.preStop: must have a handler: one of exec, httpGet or sleep",
+            "pod.yaml:11:9: spec.containers[0].lifecycle.postStart.command: unknown field here: command goes under exec (exec: {command: [...]})",
+        ],
+        id="hook-no-handler",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    securityContext:
+      allowPrivilegeEscalation: false
+      privileged: true
+""",
+        [
+            "pod.yaml:10:19: spec.containers[0].securityContext.privileged: cannot be true with allowPrivilegeEscalation: false",
+        ],
+        id="privileged-no-escalation",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  securityContext:
+    runAsNonRoot: true
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    securityContext:
+      runAsUser: 0
+""",
+        [
+            "pod.yaml:11:18: spec.containers[0].securityContext.runAsUser: runAsNonRoot is true but runAsUser is 0 (root)",
+        ],
+        id="non-root-as-root",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    securityContext:
+      capabilities:
+        add: [NET_BIND_SERVCE]
+        drop: [ALL]
+""",
+        [
+            "pod.yaml:10:15: spec.containers[0].securityContext.capabilities.add[0]: 'NET_BIND_SERVCE' is not a Linux capability (see capabilities(7)); did you mean 'NET_BIND_SERVICE'?",
+        ],
+        id="capability-typo",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  securityContext:
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    securityContext:
+      readOnlyRootFilesystem: true
+""",
+        [
+            "pod.yaml:6:5: spec.securityContext.seccompProfile: not supported: podvisor does not load seccomp profiles; remove seccompProfile (or set type: Unconfined)",
+            "pod.yaml:11:7: spec.containers[0].securityContext.readOnlyRootFilesystem: not supported: containers run on the host's file system, which podvisor does not remount read-only; remove readOnlyRootFilesystem",
+        ],
+        id="seccomp",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    podvisor.io/pid-limit: "100"
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:6:5: metadata.annotations[podvisor.io/pid-limit]: unknown podvisor setting; did you mean 'podvisor.io/pids-limit'?",
+        ],
+        id="annotation-typo",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    podvisor.io/cpuset.wbe: "0-1"
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:6:5: metadata.annotations[podvisor.io/cpuset.wbe]: no container named 'wbe'; did you mean 'web'?",
+        ],
+        id="annotation-container-typo",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    podvisor.io/pids-limit: 100
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:6:29: metadata.annotations[podvisor.io/pids-limit]: must be a string, not the number 100: quote it, '100'",
+        ],
+        id="annotation-number",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    podvisor.io/network: vpn
+    podvisor.io/backoff-max: "-5"
+    podvisor.io/metrics-address: "9100"
+    podvisor.io/stop-signal.web: SIGFOO
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:6:26: metadata.annotations[podvisor.io/network]: 'vpn' is not a network mode: use host, loopback or bridge",
+            "pod.yaml:7:30: metadata.annotations[podvisor.io/backoff-max]: '-5' is not a duration (examples: 10, 10s, 500ms, 5m)",
+            "pod.yaml:8:34: metadata.annotations[podvisor.io/metrics-address]: '9100' is not HOST:PORT (examples: 127.0.0.1:9100, [::1]:9100, :9100)",
+            "pod.yaml:9:34: metadata.annotations[podvisor.io/stop-signal.web]: 'SIGFOO' is not a signal that can stop a process (examples: SIGTERM, SIGINT)",
+        ],
+        id="annotation-bad-value",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    podvisor.io/network.web: loopback
+    podvisor.io/cpuset: "0"
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:6:5: metadata.annotations[podvisor.io/network.web]: podvisor.io/network applies to the whole pod: remove '.web'",
+            "pod.yaml:7:5: metadata.annotations[podvisor.io/cpuset]: podvisor.io/cpuset applies to one container: write podvisor.io/cpuset.CONTAINER",
+        ],
+        id="annotation-scope",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    podvisor.io/network: loopback
+    podvisor.io/subnet: 10.88.0.0/24
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:7:25: metadata.annotations[podvisor.io/subnet]: applies only with podvisor.io/network: bridge",
+        ],
+        id="subnet-without-bridge",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    podvisor.io/network: bridge
+spec:
+  hostNetwork: true
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:6:26: metadata.annotations[podvisor.io/network]: 'bridge' contradicts spec.hostNetwork: true",
+        ],
+        id="host-network-contradiction",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    lifecycle:
+      stopSignal: SIGUSR1
+""",
+        [
+            "pod.yaml:9:19: spec.containers[0].lifecycle.stopSignal: Kubernetes accepts stopSignal only when the pod sets spec.os.name: linux",
+        ],
+        id="stop-signal-without-os",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  shareProcessNamespace: true
+  hostPID: true
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:5:26: spec.shareProcessNamespace: cannot be true with hostPID: true",
+        ],
+        id="share-pid-and-host-pid",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    version: "1.0 beta"
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:6:14: metadata.labels.version: '1.0 beta' is not a valid label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+        ],
+        id="label-value",
+    ),
+    pytest.param(
+        """\
+{
+  "apiVersion": "v1",
+  "kind": "Pod",
+  "metadata": {"name": "web"},
+  "spec": {
+    "containers": [
+      {"name": "web", "command": ["sleep", "infinity"], "tty": "true"}
+    ]
+  }
+}
+""",
+        [
+            "pod.yaml:7:64: spec.containers[0].tty: must be true or false, not the string 'true': remove the quotes",
+        ],
+        id="json",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [make]
+    workingDir: src
+""",
+        [
+            "pod.yaml:8:17: spec.containers[0].workingDir: 'src' must be an absolute path",
+        ],
+        id="working-dir-relative",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    ports:
+    - {name: http, containerPort: 80}
+    - {name: http, containerPort: 81}
+    - {name: HTTPS_PORT, containerPort: 443}
+""",
+        [
+            "pod.yaml:10:14: spec.containers[0].ports[1].name: duplicate port name 'http'",
+            "pod.yaml:11:14: spec.containers[0].ports[2].name: 'HTTPS_PORT' is not a valid port name: at most 15 lower-case letters, digits and '-', with at least one letter (e.g. 'http', 'metrics')",
+        ],
+        id="port-names",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  os: {name: windows}
+  containers:
+  - name: web
+    command: [cmd.exe]
+""",
+        [
+            "pod.yaml:5:14: spec.os.name: 'windows': podvisor runs Linux programs only (os.name: linux)",
+        ],
+        id="windows",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    lifecycle:
+      preStop:
+        sleep: {}
+""",
+        [
+            "pod.yaml:10:9: spec.containers[0].lifecycle.preStop.sleep.seconds: required: how long to sleep",
+        ],
+        id="sleep-without-seconds",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    livenessProbe:
+      httpGet: {port: 80, scheme: http}
+""",
+        [
+            "pod.yaml:9:35: spec.containers[0].livenessProbe.httpGet.scheme: 'http' is not HTTP or HTTPS",
+        ],
+        id="http-scheme",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+    name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:5:3: spec.containers: must be a list, not a mapping",
+        ],
+        id="containers-not-a-list",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  initContainers:
+  - &base
+    name: init
+    command: [sleep, "0"]
+  containers:
+  - <<: *base
+    name: web
+    comand: [sleep, infinity]
+""",
+        [
+            "pod.yaml:12:5: spec.containers[0].comand: unknown field; did you mean 'command'?",
+        ],
+        id="merge-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_malformed_manifest(text: str, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load("pod.yaml", text)
+    assert [str(p) for p in caught.value.problems] == expected
+
+
+def test_there_are_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40
+
+
+def test_every_problem_has_a_place() -> None:
+    # Past the one-line cases (an empty file), each message points at a line and column.
+    for case in CASES:
+        text, expected = case.values
+        assert isinstance(text, str)
+        assert isinstance(expected, list)
+        if text.strip() and not text.lstrip().startswith("#"):
+            for line in expected:
+                assert line.split(":")[1].isdigit(), (case.id, line)

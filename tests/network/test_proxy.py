@@ -1,0 +1,127 @@
+"""Published ports (hostPort) and connections opened from inside a pod."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+
+from podvisor.supervisor.errors import AddressInUseError, NetworkError
+from podvisor.supervisor.network import (
+    NetworkMode,
+    NetworkRequest,
+    PodNetwork,
+    PortMapping,
+    Protocol,
+    create_network,
+    open_connection_in,
+    publish_ports,
+)
+from tests.network.conftest import POD_SUBNET
+from tests.network.helpers import TCP_WHO_ECHO, UDP_WHO_ECHO, child, exchange, free_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.needs_root]
+
+
+async def pod(mode: NetworkMode, bridge: str) -> PodNetwork:
+    req = NetworkRequest("web", str(uuid.uuid4()), "web", mode, subnet=POD_SUBNET, bridge=bridge)
+    return await create_network(req)
+
+
+def netns_name(network: PodNetwork) -> str | None:
+    return Path(network.netns_path).name if network.netns_path else None
+
+
+@pytest.mark.parametrize(
+    ("mode", "seen_as"),
+    [
+        (NetworkMode.LOOPBACK, "127.0.0.1"),
+        (NetworkMode.BRIDGE, "10.231.0.2"),  # the proxy connects to the pod's IP, from the pod
+        (NetworkMode.HOST, "127.0.0.1"),
+    ],
+)
+async def test_a_host_port_reaches_the_pods_server(
+    mode: NetworkMode, seen_as: str, bridge: str
+) -> None:
+    network = await pod(mode, bridge)
+    try:
+        bind = "0.0.0.0" if mode is NetworkMode.BRIDGE else "127.0.0.1"
+        async with child(netns_name(network), TCP_WHO_ECHO, bind) as port:
+            host_port = free_port()
+            mapping = PortMapping(host_port, int(port), host_ip="127.0.0.1", container="web")
+            async with publish_ports(network, [mapping]):
+                for message in (b"first", b"second"):
+                    async with await anyio.connect_tcp("127.0.0.1", host_port) as stream:
+                        assert await exchange(stream, message) == f"{seen_as} ".encode() + message
+            with pytest.raises(OSError, match="connection attempts failed"):  # given back
+                await anyio.connect_tcp("127.0.0.1", host_port)
+    finally:
+        await network.aclose()
+
+
+async def test_a_udp_host_port_reaches_the_pods_server(bridge: str) -> None:
+    network = await pod(NetworkMode.LOOPBACK, bridge)
+    try:
+        async with child(netns_name(network), UDP_WHO_ECHO, "127.0.0.1") as port:
+            host_port = free_port(socket.SOCK_DGRAM)
+            mapping = PortMapping(host_port, int(port), Protocol.UDP, host_ip="127.0.0.1")
+            async with publish_ports(network, [mapping]):
+                client = await anyio.create_connected_udp_socket("127.0.0.1", host_port)
+                async with client:
+                    with anyio.fail_after(10):
+                        await client.send(b"ping")
+                        assert await client.receive() == b"127.0.0.1 ping"
+                        await client.send(b"again")
+                        assert await client.receive() == b"127.0.0.1 again"
+    finally:
+        await network.aclose()
+
+
+async def test_a_taken_host_port_is_an_error_naming_port_and_container(bridge: str) -> None:
+    network = await pod(NetworkMode.LOOPBACK, bridge)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            free = PortMapping(free_port(), 80, host_ip="127.0.0.1", container="web")
+            clash = PortMapping(port, 8080, host_ip="127.0.0.1", container="api")
+            with pytest.raises(AddressInUseError, match=rf"hostPort 127.0.0.1:{port}/TCP .* api"):
+                async with publish_ports(network, [free, clash]):
+                    pytest.fail("published a taken port")
+            # All or none: the port bound before the clash was given back.
+            with socket.socket() as again:
+                again.bind(("127.0.0.1", free.host_port))
+    finally:
+        await network.aclose()
+
+
+async def test_a_connection_to_a_closed_port_is_reset_by_the_proxy(bridge: str) -> None:
+    network = await pod(NetworkMode.LOOPBACK, bridge)
+    try:
+        host_port = free_port()
+        mapping = PortMapping(host_port, free_port(), host_ip="127.0.0.1")
+        async with publish_ports(network, [mapping]):
+            stream = await anyio.connect_tcp("127.0.0.1", host_port)
+            async with stream:
+                with anyio.fail_after(10), pytest.raises(anyio.BrokenResourceError):
+                    await exchange(stream, b"anyone?")
+    finally:
+        await network.aclose()
+
+
+async def test_open_connection_in_reports_refusal_and_timeout(bridge: str) -> None:
+    network = await pod(NetworkMode.BRIDGE, bridge)
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await open_connection_in(network.netns_path, "127.0.0.1", free_port(), 10)
+        # Nobody has this address on the bridge: ARP gets no answer for seconds.
+        with pytest.raises(TimeoutError):
+            await open_connection_in(network.netns_path, "10.231.0.200", 80, 0.3)
+        with pytest.raises(NetworkError, match="not an IP address"):
+            await open_connection_in(network.netns_path, "example.org", 80, 1)
+    finally:
+        await network.aclose()

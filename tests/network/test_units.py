@@ -1,0 +1,167 @@
+"""The pure parts: /etc files, request checks, mode choice, address pool records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.network import NetworkMode, NetworkRequest, pod
+from podvisor.supervisor.network.etcfiles import (
+    render_host_mode_hosts,
+    render_hosts,
+    render_resolv_conf,
+)
+from podvisor.supervisor.network.ipam import AddressPool
+from podvisor.supervisor.network.records import Owner
+from tests.network.helpers import REPO
+
+STUB = "# This is /run/systemd/resolve/stub-resolv.conf\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n"
+UPSTREAMS = "nameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch lan\n"
+
+
+def test_hosts_maps_the_hostname_to_the_pod_ip_after_localhost() -> None:
+    hosts = render_hosts("web", "10.231.0.2")
+    assert hosts.splitlines()[1] == "127.0.0.1\tlocalhost"
+    assert "::1\tlocalhost ip6-localhost ip6-loopback" in hosts
+    assert hosts.endswith("10.231.0.2\tweb\n")
+
+
+def test_host_mode_hosts_is_the_hosts_file_plus_a_missing_hostname() -> None:
+    host = "127.0.0.1 localhost\n127.0.1.1 vm\n"
+    assert render_host_mode_hosts(host, "web", "192.0.2.2") == host + "192.0.2.2\tweb\n"
+    assert render_host_mode_hosts(host, "vm", "192.0.2.2") == host
+
+
+def test_resolv_conf_replaces_the_loopback_stub_by_the_upstreams() -> None:
+    resolv = render_resolv_conf(STUB, UPSTREAMS)
+    assert resolv.unreachable == []
+    assert resolv.text == (
+        "# This is /run/systemd/resolve/stub-resolv.conf\n"
+        "nameserver 192.0.2.53\nnameserver 2001:db8::53\n"
+        "options edns0 trust-ad\nsearch lan\n"
+    )
+
+
+def test_resolv_conf_without_upstreams_is_kept_and_flagged() -> None:
+    resolv = render_resolv_conf(STUB, None)
+    assert resolv.text == STUB
+    assert resolv.unreachable == ["127.0.0.53"]
+
+
+def test_resolv_conf_with_real_nameservers_is_copied() -> None:
+    text = "nameserver 192.0.2.53\n"
+    assert render_resolv_conf(text, UPSTREAMS).text == text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("pod_name", "Web/../x", "DNS-1123 subdomain"),
+        ("hostname", "web\n10.0.0.1 evil", "not a valid host name"),
+        ("hostname", "x" * 64, "at most 63"),
+        ("bridge", "a-much-too-long-name", "not a valid interface name"),
+    ],
+)
+def test_bad_names_are_refused(field: str, value: str, message: str) -> None:
+    fields = {"pod_name": "web", "pod_uid": "u", "hostname": "web", field: value}
+    with pytest.raises(NetworkError, match=message):
+        NetworkRequest(**fields).check_names()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("subnet", "message"), [("10.231.0.0/31", "too small"), ("10.231.0.1/24", "not an IPv4")]
+)
+def test_bad_subnets_are_refused(subnet: str, message: str) -> None:
+    with pytest.raises(NetworkError, match=message):
+        NetworkRequest("web", "u", "web", subnet=subnet).checked_subnet()
+
+
+def test_default_mode_falls_back_to_host_with_the_reason() -> None:
+    no_caps = "Name:\tx\nCapEff:\t0000000000000000\n"
+    reason = pod.bridge_unavailable_reason(no_caps)
+    assert reason is not None
+    assert "CAP_NET_ADMIN" in reason
+    all_caps = "CapEff:\t000001ffffffffff\n"
+    assert pod.bridge_unavailable_reason(all_caps) is None
+
+
+def test_explicit_bridge_without_privileges_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pod, "bridge_unavailable_reason", lambda: "no CAP_NET_ADMIN")
+    assert pod.choose_mode(None) == (
+        NetworkMode.HOST,
+        ["network: the pod uses the host's network: no CAP_NET_ADMIN"],
+    )
+    with pytest.raises(NetworkError, match="no CAP_NET_ADMIN"):
+        pod.choose_mode(NetworkMode.BRIDGE)
+    assert pod.choose_mode(NetworkMode.LOOPBACK) == (NetworkMode.LOOPBACK, [])
+
+
+def test_a_stale_allocation_is_reclaimed_and_release_needs_the_owner(tmp_path: Path) -> None:
+    pool = AddressPool(IPv4Network("10.231.5.0/29"), tmp_path)
+    dead = Owner(2**22 + 1, 1)  # above pid_max's default: never alive
+    me = Owner.current()
+    two, three = IPv4Address("10.231.5.2"), IPv4Address("10.231.5.3")
+    assert pool.allocate(dead, "old") == two
+    assert pool.allocate(me, "a") == two  # taken over from the dead owner
+    assert pool.allocate(dead, "older") == three
+    assert pool.reclaim_stale() == [three]
+    assert not pool.release(two, dead)
+    assert [(a.address, a.pod) for a in pool.live()] == [(two, "a")]
+    assert pool.release(two, me)
+    pool.remove_if_empty()
+    assert not pool.dir.exists()
+
+
+def test_a_full_pool_is_a_clear_error(tmp_path: Path) -> None:
+    pool = AddressPool(IPv4Network("10.231.5.0/30"), tmp_path)  # gateway .1, one pod: .2
+    pool.allocate(Owner.current(), "a")
+    with pytest.raises(NetworkError, match=r"no free address left in 10\.231\.5\.0/30"):
+        pool.allocate(Owner.current(), "b")
+
+
+def test_concurrent_supervisors_get_distinct_addresses(tmp_path: Path) -> None:
+    allocate = """
+import sys
+from ipaddress import IPv4Network
+from pathlib import Path
+from podvisor.supervisor.network.ipam import AddressPool
+from podvisor.supervisor.network.records import Owner
+pool = AddressPool(IPv4Network("10.231.6.0/24"), Path(sys.argv[1]))
+print("ready", flush=True)
+sys.stdin.readline()  # go
+print(pool.allocate(Owner.current(), "p"), flush=True)
+sys.stdin.readline()  # stay alive (owning the address) until told to end
+"""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", allocate, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={"PYTHONPATH": str(REPO)},
+        )
+        for _ in range(6)
+    ]
+    try:
+        for c in children:
+            assert c.stdout is not None
+            assert c.stdout.readline() == "ready\n"
+        for c in children:  # all at once, as close as a test can make it
+            assert c.stdin is not None
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        addresses = [c.stdout.readline().strip() for c in children if c.stdout]
+        assert sorted(addresses) == [f"10.231.6.{i}" for i in range(2, 8)]
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+            for stream in (c.stdin, c.stdout):
+                if stream:
+                    stream.close()

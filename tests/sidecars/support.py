@@ -1,0 +1,263 @@
+"""A pod without the runner: a real init (and network, cgroups) around `ContainerActions`.
+
+`sandboxed_pod` starts what the runner would (the pod's init in fresh
+namespaces, optionally a loopback network namespace and real cgroups), and a
+`FakeHost` that stands in for the runner: it records what is posted and
+hands the init's exit reports to `ContainerActions.on_exit`. The unit tests
+of probes, hooks and notifications use it; the end-to-end tests use the real
+runner instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from podvisor.init import protocol
+from podvisor.sidecars.actions import ContainerActions
+from podvisor.supervisor import lifecycle as lc
+from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup
+from podvisor.supervisor.errors import InitDiedError
+from podvisor.supervisor.manifest.model import (
+    Container,
+    ContainerKind,
+    ContainerPort,
+    ContainerSettings,
+    Lifecycle,
+    Pod,
+    PodSpec,
+    Probe,
+)
+from podvisor.supervisor.network import NetworkMode, NetworkRequest, PodNetwork, create_network
+from podvisor.supervisor.sandbox import Sandbox, plan_namespaces, start_init
+
+PY = sys.executable
+WAIT = 30.0  # the bound of every wait in these tests; the machine is slow and shared
+
+
+def make_container(
+    name: str = "app",
+    command: Sequence[str] = ("sleep", "1000"),
+    *,
+    ports: Sequence[tuple[str, int]] = (),
+    liveness: Probe | None = None,
+    readiness: Probe | None = None,
+    startup: Probe | None = None,
+    lifecycle: Lifecycle | None = None,
+    settings: ContainerSettings | None = None,
+) -> Container:
+    return Container(
+        name=name,
+        kind=ContainerKind.MAIN,
+        command=tuple(command),
+        ports=tuple(ContainerPort(number, name=port) for port, number in ports),
+        liveness_probe=liveness,
+        readiness_probe=readiness,
+        startup_probe=startup,
+        lifecycle=lifecycle or Lifecycle(),
+        settings=settings or ContainerSettings(),
+    )
+
+
+def make_pod(*containers: Container, name: str = "pv-sidecars", grace: int = 5) -> Pod:
+    return Pod(
+        name=name,
+        namespace="default",
+        uid=str(uuid.uuid4()),
+        labels={},
+        annotations={},
+        spec=PodSpec(containers=containers, termination_grace_period_seconds=grace),
+    )
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def system(self, message: str) -> None:
+        self.lines.append(message)
+
+
+@dataclass
+class FakeHost:
+    """The runner, as far as sidecars/ sees it; `post` feeds `next_event`."""
+
+    pod: Pod
+    sandbox: Sandbox | None = None
+    network: PodNetwork | None = None
+    cgroups: dict[str, ContainerCgroup] = field(default_factory=dict)
+    sink: RecordingSink = field(default_factory=RecordingSink)
+    posted: list[lc.Event] = field(default_factory=list)
+    _send: MemoryObjectSendStream[lc.Event] = field(init=False)
+    _receive: MemoryObjectReceiveStream[lc.Event] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[lc.Event](1000)
+
+    def spawn_request(self, c: Container, argv: list[str] | tuple[str, ...]) -> protocol.Message:
+        cgroup = self.cgroups.get(c.name)
+        return {
+            "op": "spawn",
+            "argv": list(argv),
+            "env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            "cwd": None,
+            "uid": None,
+            "gid": None,
+            "cgroups": cgroup.procs_files() if cgroup is not None else [],
+        }
+
+    def post(self, event: lc.Event) -> None:
+        self.posted.append(event)
+        self._send.send_nowait(event)
+
+    def close(self) -> None:
+        self._send.close()
+        self._receive.close()
+
+    async def next_event(self) -> lc.Event:
+        with anyio.fail_after(WAIT):
+            return await self._receive.receive()
+
+
+@asynccontextmanager
+async def sandboxed_pod(
+    pod: Pod, *, network: NetworkMode | None = None, cgroups: bool = False
+) -> AsyncIterator[tuple[FakeHost, ContainerActions]]:
+    """The pod's init (in a loopback netns when asked), ContainerActions serving."""
+    host = FakeHost(pod)
+    async with AsyncExitStack() as stack:
+        if cgroups:
+            pod_cgroup = CgroupDriver.detect().create_pod(pod.name, pod.uid)
+            stack.callback(pod_cgroup.remove)
+            for c in pod.spec.all_containers:
+                host.cgroups[c.name] = pod_cgroup.container(c.name)
+        if network is not None:
+            request = NetworkRequest(pod.name, pod.uid, pod.name, mode=network)
+            host.network = await create_network(request)
+            stack.push_async_callback(host.network.aclose)
+        netns = host.network.netns_path if host.network is not None else None
+        plan = plan_namespaces(
+            host_pid=False,
+            host_ipc=False,
+            hostname=pod.name,
+            netns=netns,
+            binds=(),
+            cgroup_procs=(),
+            grace=5.0,
+        )
+        sandbox = host.sandbox = await start_init(plan)
+        actions = ContainerActions(host)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sandbox.channel.serve)
+                tg.start_soon(_pass_exits, sandbox, actions)
+                await tg.start(actions.serve)
+                try:
+                    yield host, actions
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await _stop_init(sandbox)
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                sandbox.channel.close()
+                sandbox.channel.events.close()
+                await sandbox.process.aclose()
+            host.close()
+
+
+async def _pass_exits(sandbox: Sandbox, actions: ContainerActions) -> None:
+    for message in sandbox.pending_events:
+        _pass_exit(message, actions)
+    async for message in sandbox.channel.events:
+        _pass_exit(message, actions)
+
+
+def _pass_exit(message: protocol.Message, actions: ContainerActions) -> None:
+    if message.get("ev") == "exited":
+        actions.on_exit(int(message["pid"]), message.get("code"), message.get("signal"))
+
+
+async def _stop_init(sandbox: Sandbox) -> None:
+    """Ask the init to kill everything and exit, while the channel is still served."""
+    with contextlib.suppress(InitDiedError):
+        await sandbox.channel.send({"op": "stop_all", "grace": 0})
+    with anyio.move_on_after(WAIT):
+        await sandbox.process.wait()
+    if sandbox.process.returncode is None:
+        sandbox.process.kill()
+        await sandbox.process.wait()
+
+
+async def spawn_server(host: FakeHost, code: str, *args: str) -> str:
+    """Run `python -c CODE ARGS` in the pod; the first line it prints (it keeps running).
+
+    The init kills it when the pod ends.
+    """
+    assert host.sandbox is not None
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    request: protocol.Message = {"op": "spawn", "argv": [PY, "-c", code, *args], "env": {}}
+    try:
+        reply, _ = await host.sandbox.channel.request(request, (null, write_fd, write_fd))
+    finally:
+        os.close(null)
+        os.close(write_fd)
+    try:
+        assert reply["ev"] == "spawned", reply
+        return await read_line(read_fd)
+    finally:
+        os.close(read_fd)
+
+
+async def read_line(fd: int) -> str:
+    """The first line on *fd*, waited for at most WAIT seconds."""
+    os.set_blocking(fd, False)
+    data = b""
+    with anyio.fail_after(WAIT):
+        while b"\n" not in data:
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                await anyio.wait_readable(fd)
+                continue
+            if not chunk:
+                raise AssertionError(f"end of output before a line: {data!r}")
+            data += chunk
+    return data.split(b"\n", 1)[0].decode()
+
+
+#: An HTTP server on 127.0.0.1, any port: prints the port, then answers GET
+#: /status/N with status N, /to/LOCATION with a 302 to LOCATION, /token with
+#: 200 when the X-Token header is "s3cret" (else 401), anything else with 200;
+#: a request for /slow never gets an answer.
+HTTP_SERVER = r"""
+import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(3600)
+        if self.path == "/token":
+            self.send_response(200 if self.headers.get("X-Token") == "s3cret" else 401)
+        elif self.path.startswith("/status/"):
+            self.send_response(int(self.path.split("/")[2]))
+        elif self.path.startswith("/to/"):
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/to/"):])
+        else:
+            self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""

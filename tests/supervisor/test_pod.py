@@ -1,0 +1,328 @@
+"""`podvisor run`: real pods in real namespaces, on trio and asyncio."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.supervisor.conftest import pod_yaml, podvisor_run, run_pod
+
+pytestmark = pytest.mark.anyio
+
+
+def _shell_pod(script: str, *, policy: str = "Never", extra: str = "") -> str:
+    return f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: shell}}
+        spec:
+          restartPolicy: {policy}
+          terminationGracePeriodSeconds: 5
+          {extra}
+          containers:
+            - name: main
+              command: ["sh", "-c", {json.dumps(script)}]
+    """
+
+
+# --- namespaces ---------------------------------------------------------------------
+
+
+async def test_init_is_pid_1_and_only_pod_processes_are_visible() -> None:
+    result = await run_pod(_shell_pod("ps -e -o pid=,comm=", extra="shareProcessNamespace: true"))
+    assert result.status == 0, result.stderr
+    processes = [line.split() for line in result.lines("main")]
+    assert ["1", "podvisor-init"] in processes
+    # init, the shell and ps: nothing of the host's
+    assert {comm for _, comm in processes} <= {"podvisor-init", "sh", "ps"}
+
+
+async def test_each_container_sees_its_own_pid_namespace_by_default() -> None:
+    result = await run_pod(_shell_pod("echo $$; ps -e -o comm= | sort | tr '\\n' ' '"))
+    assert result.status == 0, result.stderr
+    pid_line, comms = result.lines("main")
+    # The container's init is PID 1 of its own namespace, so the shell is 2.
+    assert pid_line == "2"
+    assert "podvisor-init" in comms.split()
+
+
+async def test_hostname_is_the_pod_name_or_spec_hostname() -> None:
+    assert (await run_pod(_shell_pod("hostname"))).lines("main") == ["shell"]
+    named = await run_pod(_shell_pod("hostname", extra="hostname: web-0"))
+    assert named.lines("main") == ["web-0"]
+
+
+async def test_containers_reach_each_other_on_localhost(tmp_path: Path) -> None:
+    result = await run_pod(f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: talk}}
+        spec:
+          restartPolicy: Never
+          initContainers:
+            - name: server
+              restartPolicy: Always
+              command: ["python3", "-c", "import socket; s = socket.create_server(('127.0.0.1', 7070)); open('{tmp_path}/up', 'w').close(); c, _ = s.accept(); c.sendall(b'hello from server'); c.close()"]
+              startupProbe:
+                exec: {{command: ["test", "-e", "{tmp_path}/up"]}}
+                periodSeconds: 1
+                failureThreshold: 30
+          containers:
+            - name: client
+              command: ["python3", "-c", "import socket; print(socket.create_connection(('127.0.0.1', 7070)).recv(100).decode())"]
+    """)
+    assert result.status == 0, result.stderr
+    assert result.lines("client") == ["hello from server"]
+
+
+# --- restart policies and the exit status -------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, 0), (3, 3), (255, 255)])
+async def test_exit_status_is_the_main_containers(code: int, expected: int) -> None:
+    assert (await run_pod(_shell_pod(f"exit {code}"))).status == expected
+
+
+async def test_a_signal_death_is_128_plus_n() -> None:
+    assert (await run_pod(_shell_pod("kill -TERM $$"))).status == 143
+
+
+async def test_on_failure_restarts_until_success(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    script = f"echo x >> {counter}; test $(wc -l < {counter}) -ge 3"
+    result = await run_pod(_shell_pod(script, policy="OnFailure"))
+    assert result.status == 0
+    assert counter.read_text().count("x") == 3
+
+
+async def test_never_does_not_restart(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    result = await run_pod(_shell_pod(f"echo x >> {counter}; exit 7", policy="Never"))
+    assert result.status == 7
+    assert counter.read_text().count("x") == 1
+
+
+async def test_always_restarts_a_completed_container(tmp_path: Path) -> None:
+    # Always restarts even exit 0; the pod ends when the deadline stops it.
+    counter = tmp_path / "runs"
+    script = f"echo x >> {counter}; test $(wc -l < {counter}) -lt 2 || exec sleep 60"
+    result = await run_pod(_shell_pod(script, policy="Always", extra="activeDeadlineSeconds: 3"))
+    assert counter.read_text().count("x") == 2
+    assert result.status == 124
+
+
+async def test_a_missing_program_cannot_run() -> None:
+    result = await run_pod("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: missing}
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: main
+              command: ["/no/such/program"]
+    """)
+    assert result.status == 127
+    assert "/no/such/program" in result.stderr
+
+
+# --- logs ---------------------------------------------------------------------------
+
+
+async def test_logs_are_prefixed_and_never_split() -> None:
+    result = await run_pod(f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: logs}}
+        spec:
+          restartPolicy: Never
+          initContainers:
+            - name: sidecar
+              restartPolicy: Always
+              command: ["sh", "-c", "while true; do echo {"s" * 3000}; done"]
+          containers:
+            - name: main
+              command: ["python3", "-c", "import sys\\nfor i in range(2000): print('m' * 3000)\\nsys.stdout.write('partial')"]
+    """)
+    assert result.status == 0
+    for line in result.stdout.splitlines():
+        name, sep, text = line.partition(" | ")
+        assert sep, line[:80]
+        assert text in ("s" * 3000, "m" * 3000, "partial"), (name, text[:40])
+    assert result.lines("main")[-1] == "partial"
+    assert len(result.lines("main")) == 2001
+
+
+async def test_json_logs() -> None:
+    result = await run_pod(_shell_pod("echo out; echo err >&2"), log_format="json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    records += [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    by_stream = {(r["container"], r["stream"]): r for r in records if r["container"] == "main"}
+    assert by_stream["main", "stdout"]["line"] == "out"
+    assert by_stream["main", "stderr"]["line"] == "err"
+    assert by_stream["main", "stdout"]["pod"] == "shell"
+    assert "time" in by_stream["main", "stdout"]
+
+
+# --- stopping -----------------------------------------------------------------------
+
+
+def _write(tmp: Path, name: str, body: str) -> Path:
+    path = tmp / name
+    path.write_text(pod_yaml(body))
+    return path
+
+
+_SEEN: dict[int, list[tuple[str, str]]] = {}
+
+
+def _wait_for_line(proc: subprocess.Popen[str], container: str, text: str) -> None:
+    """Read the pod's output until *container* has printed *text* (its ready signal)."""
+    seen = _SEEN.setdefault(proc.pid, [])
+    assert proc.stdout is not None
+    while (container, text) not in seen:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"{container} never said {text!r}; saw {seen}")
+        name, _, said = line.rstrip("\n").partition(" | ")
+        seen.append((name.strip(), said))
+
+
+def test_sigterm_stops_main_then_sidecars_in_reverse(tmp_path: Path) -> None:
+    log = tmp_path / "order"
+    trap = f"trap 'echo $NAME $(date +%s.%N) >> {log}; exit 0' TERM; echo up; while :; do sleep 0.1; done"
+    path = _write(
+        tmp_path,
+        "pod.yaml",
+        f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: order}}
+        spec:
+          terminationGracePeriodSeconds: 20
+          initContainers:
+            - name: first
+              restartPolicy: Always
+              env: [{{name: NAME, value: first}}]
+              command: ["sh", "-c", "{trap}"]
+            - name: second
+              restartPolicy: Always
+              env: [{{name: NAME, value: second}}]
+              command: ["sh", "-c", "{trap}"]
+          containers:
+            - name: main
+              env: [{{name: NAME, value: main}}]
+              command: ["sh", "-c", "{trap}"]
+    """,
+    )
+    with podvisor_run(path) as proc:
+        for name in ("first", "second", "main"):  # each has its trap set
+            _wait_for_line(proc, name, "up")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    names = [line.split()[0] for line in log.read_text().splitlines()]
+    assert names == ["main", "second", "first"], err
+    assert proc.returncode == 0, err
+
+
+def test_grace_deadline_kills_a_term_ignoring_double_forked_escapee(tmp_path: Path) -> None:
+    pidfile = tmp_path / "escapee"
+    escape = (
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "if os.fork(): os._exit(0)\n"
+        "os.setsid()\n"
+        "if os.fork(): os._exit(0)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
+    script = tmp_path / "escape.py"
+    script.write_text(escape)
+    path = _write(
+        tmp_path,
+        "pod.yaml",
+        f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: escape}}
+        spec:
+          terminationGracePeriodSeconds: 2
+          shareProcessNamespace: true
+          containers:
+            - name: main
+              command: ["sh", "-c", "trap '' TERM; python3 {script}; echo up; while :; do sleep 0.1; done"]
+    """,
+    )
+    with podvisor_run(path) as proc:
+        _wait_for_line(proc, "main", "up")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        waited = time.monotonic() - started
+    assert waited >= 1.5  # it waited for the grace period, then killed
+    assert proc.returncode == 137
+    # The escapee ran in the pod's PID namespace; every process of the pod is gone.
+    assert not any(
+        "time.sleep(600)" in _cmdline(pid) for pid in os.listdir("/proc") if pid.isdigit()
+    )
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def test_supervisor_sigkill_leaves_nothing_behind(tmp_path: Path) -> None:
+    marker = f"podvisor-test-marker-{os.getpid()}"
+    path = _write(
+        tmp_path,
+        "pod.yaml",
+        f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: orphaned}}
+        spec:
+          terminationGracePeriodSeconds: 3
+          containers:
+            - name: main
+              command: ["sh", "-c", "echo up; exec -a {marker} sleep 600"]
+    """,
+    )
+    with podvisor_run(path) as proc:
+        _wait_for_line(proc, "main", "up")
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if not any(marker in _cmdline(p) for p in os.listdir("/proc") if p.isdigit()):
+                break
+            time.sleep(0.05)
+        survivors = [p for p in os.listdir("/proc") if p.isdigit() and marker in _cmdline(p)]
+        assert not survivors
+    # The cgroups a SIGKILLed supervisor left are removed by the next start.
+    with podvisor_run(
+        _write(
+            tmp_path,
+            "ok.yaml",
+            """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: orphaned}
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: main
+              command: ["true"]
+    """,
+        )
+    ) as rerun:
+        rerun.communicate(timeout=60)
+    assert rerun.returncode == 0
