@@ -106,18 +106,21 @@ def available() -> dict[str, list[str]]:
 # --- Start overhead ---------------------------------------------------------------
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> float:
-    """Seconds from spawn to exit, with as little of our own overhead as we can."""
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(seconds from spawn to exit, peak RSS in MB), with little overhead of our own."""
     started = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, env)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv} exited with {status}")
-    return elapsed
+    return elapsed, usage.ru_maxrss / 1024
 
 
-def bench_start(inits: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict[str, float]:
+def bench_start(
+    inits: dict[str, list[str]], runs: int, env: dict[str, str]
+) -> tuple[dict[str, float], float]:
+    """Median start time of each, and the peak RSS of `python -c pass`."""
     commands = {name: [*_resolve(argv), "/bin/true"] for name, argv in inits.items()}
     commands["python -c pass"] = [PYTHON, "-c", "pass"]
     for argv in commands.values():
@@ -125,8 +128,9 @@ def bench_start(inits: dict[str, list[str]], runs: int, env: dict[str, str]) -> 
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
-            times[name].append(run_once(argv, env))
-    return {name: statistics.median(values) for name, values in times.items()}
+            times[name].append(run_once(argv, env)[0])
+    python_rss = run_once(commands["python -c pass"], env)[1]
+    return {name: statistics.median(values) for name, values in times.items()}, python_rss
 
 
 def _resolve(argv: list[str]) -> list[str]:
@@ -205,7 +209,7 @@ def measure(quick: bool) -> dict[str, object]:
     inits = available()
     start_runs, signals, reap_runs = (20, 50, 1) if quick else (100, 300, 3)
     orphans = 10_000
-    start = bench_start(inits, start_runs, env)
+    start, python_rss = bench_start(inits, start_runs, env)
     results: dict[str, dict[str, float]] = {}
     for name, argv in inits.items():
         reaps = [bench_reap(_resolve(argv), orphans, env) for _ in range(reap_runs)]
@@ -221,6 +225,7 @@ def measure(quick: bool) -> dict[str, object]:
         "machine": f"{os.cpu_count()} CPUs, {os.uname().release}",
         "python": sys.version.split()[0],
         "python_c_pass_s": start["python -c pass"],
+        "python_c_pass_rss_mb": python_rss,
         "runs": {"start": start_runs, "signals": signals, "reap": reap_runs, "orphans": orphans},
         "inits": results,
         "missing": sorted(set(INITS) - set(inits)),
@@ -247,10 +252,14 @@ def markdown(report: dict[str, object]) -> str:
     for label, key, scale, unit in ROWS:
         cells = [_cell(inits, name, key, scale, unit) for name in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    python_pass = report["python_c_pass_s"]
+    python_pass, python_rss = report["python_c_pass_s"], report["python_c_pass_rss_mb"]
     assert isinstance(python_pass, float)
+    assert isinstance(python_rss, float)
     lines.append("")
-    lines.append(f"Ratios in brackets are to tini. `python -c pass`: {python_pass * 1e3:.1f} ms.")
+    lines.append(
+        f"Ratios in brackets are to tini. `python -c pass` on the same interpreter: "
+        f"{python_pass * 1e3:.1f} ms, peak RSS {python_rss:.1f} MB."
+    )
     if "podvisor-init" in inits:
         lines.extend(_targets(inits, python_pass))
     return "\n".join(lines)

@@ -43,6 +43,7 @@ from pathlib import Path
 from podvisor.init import process, protocol, syscalls
 
 _NAMESPACES = {
+    "user": syscalls.CLONE_NEWUSER,
     "pid": syscalls.CLONE_NEWPID,
     "mnt": syscalls.CLONE_NEWNS,
     "uts": syscalls.CLONE_NEWUTS,
@@ -68,7 +69,7 @@ class Options:
 _OPTIONS = {"channel", "unshare", "netns", "hostname", "bind", "cgroup-procs", "grace"}
 
 USAGE = """\
-usage: podvisor-init --channel FD [--unshare pid,mnt,uts,ipc] [--netns PATH]
+usage: podvisor-init --channel FD [--unshare user,pid,mnt,uts,ipc] [--netns PATH]
                      [--hostname NAME] [--bind SRC:DST]... [--cgroup-procs FILE]...
                      [--grace SECONDS]
 
@@ -138,7 +139,14 @@ def serve(argv: list[str]) -> int:
     for kind in options.unshare:
         flags |= _NAMESPACES[kind]
     if flags:
-        syscalls.unshare(flags)
+        uid, gid = os.geteuid(), os.getegid()
+        try:
+            syscalls.unshare(flags)
+            if "user" in options.unshare:
+                _map_ids(uid, gid)
+        except OSError as exc:
+            _report_failure(options.channel, f"cannot make the pod's namespaces: {exc}")
+            return 125
     if "pid" not in options.unshare:
         return _run_inner(options)
     # Block everything before the fork, so no signal slips between the fork
@@ -160,6 +168,29 @@ def serve(argv: list[str]) -> int:
 # =============================================================================
 # Start-up: the inner process (PID 1)
 # =============================================================================
+
+
+def _map_ids(uid: int, gid: int) -> None:
+    """Map ids in the new user namespace: all of them when allowed, else ours as root.
+
+    Only a writer with CAP_SETUID over the parent namespace may map more than
+    its own id; without it the pod runs as root inside, *uid* outside.
+    """
+    for path, own in (("/proc/self/uid_map", uid), ("/proc/self/gid_map", gid)):
+        try:
+            Path(path).write_text("0 0 4294967295\n")
+        except OSError:
+            if path.endswith("gid_map"):
+                # An unprivileged gid map needs setgroups(2) switched off first.
+                Path("/proc/self/setgroups").write_text("deny")
+            Path(path).write_text(f"0 {own} 1\n")
+
+
+def _report_failure(channel_fd: int, message: str) -> None:
+    channel = socket.socket(fileno=channel_fd)
+    with contextlib.suppress(OSError):
+        protocol.send(channel, {"ev": "init_failed", "message": message})
+    channel.close()
 
 
 def _prepare_namespaces(options: Options) -> None:

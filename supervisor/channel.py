@@ -81,6 +81,7 @@ class InitChannel:
             while True:
                 received = await self._receive()
                 if received is None:
+                    self._closed = True  # only end-of-file closes: a cancelled reader does not
                     return
                 message, fds = received
                 rid = message.get("id")
@@ -93,7 +94,6 @@ class InitChannel:
                     os.close(fd)
                 await self._events_in.send(message)
         finally:
-            self._closed = True
             for pending in self._pending.values():
                 pending.done.set()
             self._events_in.close()

@@ -34,15 +34,21 @@ from typing import Literal, TextIO
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from podvisor.sidecars.actions import ContainerActions
 
 from podvisor.init import protocol
 from podvisor.init.process import exec_failure_exit_code
+from podvisor.sidecars.actions import ContainerActions
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup, Limits, PodCgroup
-from podvisor.supervisor.errors import EXIT_PODVISOR, CgroupError, ConfigError, InitDiedError
+from podvisor.supervisor.errors import (
+    EXIT_PODVISOR,
+    CgroupError,
+    ConfigError,
+    InitDiedError,
+    NamespaceError,
+)
 from podvisor.supervisor.logs import LogSink, pump
-from podvisor.supervisor.manifest import LoadedPod, resolve_env
+from podvisor.supervisor.manifest import LoadedPod, expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, Pod
 from podvisor.supervisor.network import (
     NetworkMode,
@@ -54,7 +60,7 @@ from podvisor.supervisor.network import (
     create_network,
     publish_ports,
 )
-from podvisor.supervisor.sandbox import Sandbox, plan_namespaces, start_init
+from podvisor.supervisor.sandbox import Sandbox, plan_namespaces, start_init, without_namespaces
 
 # =============================================================================
 # Options and the plan the core needs
@@ -246,9 +252,15 @@ class PodRunner:
             cgroup_procs=tuple(init_cgroup.procs_files()),
             grace=float(pod.spec.termination_grace_period_seconds),
         )
+        try:
+            self.sandbox = await start_init(plan)
+        except NamespaceError as exc:
+            if "user" not in plan.unshare:
+                raise
+            plan = without_namespaces(plan, str(exc))
+            self.sandbox = await start_init(plan)
         for warning in plan.warnings:
             self.sink.system(f"warning: {warning}")
-        self.sandbox = await start_init(plan)
         stack.push_async_callback(self._stop_init)
 
     def _network_request(self) -> NetworkRequest:
@@ -359,14 +371,19 @@ class PodRunner:
 
     # --- starting, signalling, killing ---------------------------------------------
 
-    def spawn_request(self, c: Container, argv: list[str] | tuple[str, ...]) -> protocol.Message:
-        """The spawn request for a process of container *c* (its main process or an exec)."""
+    def spawn_request(
+        self, c: Container, argv: list[str] | tuple[str, ...] | None = None
+    ) -> protocol.Message:
+        """The spawn request for a process of container *c*: by default its own command
+        (with `$(VAR)` expanded as the kubelet does), else *argv* (an exec, a probe)."""
         pod_ip = self.network.pod_ip if self.network else None
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "HOSTNAME": self.hostname,
         }
         env.update(resolve_env(c, self.pod, pod_ip))
+        if argv is None:
+            argv = expand_argv(c, env)
         sc = c.security_context
         return {
             "op": "spawn",
@@ -382,7 +399,7 @@ class PodRunner:
         assert self.sandbox is not None
         assert self._tg is not None
         c = self.container(name)
-        request = self.spawn_request(c, c.argv)
+        request = self.spawn_request(c)
         request["pidns"] = not self.pod.spec.share_process_namespace and self._own_pid_ns()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)

@@ -36,6 +36,14 @@ def has_capability(bit: int, status_text: str | None = None) -> bool:
     return False
 
 
+def user_namespaces_allowed() -> bool:
+    """Whether this machine lets us make a user namespace at all (a limit of 0 says no)."""
+    try:
+        return int(Path("/proc/sys/user/max_user_namespaces").read_text()) > 0
+    except (OSError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class SandboxPlan:
     """Which namespaces the pod's init makes, and what it sets up in them."""
@@ -63,9 +71,29 @@ def plan_namespaces(
     cgroup_procs: tuple[str, ...],
     grace: float,
     privileged: bool | None = None,
+    user_namespaces: bool | None = None,
 ) -> SandboxPlan:
+    """Which namespaces to make: all the pod's own, or a user namespace, or none."""
     if privileged is None:
         privileged = has_capability(CAP_SYS_ADMIN)
+    if user_namespaces is None:
+        user_namespaces = user_namespaces_allowed()
+    if not privileged and user_namespaces:
+        return SandboxPlan(
+            unshare=("user", "mnt", "uts", "ipc", *(() if host_pid else ("pid",))),
+            hostname=hostname,
+            binds=binds,
+            cgroup_procs=cgroup_procs,
+            grace=grace,
+            warnings=(
+                (
+                    "running in a user namespace: podvisor lacks CAP_SYS_ADMIN, so the pod's "
+                    "processes are root only inside it and the pod uses this machine's "
+                    "network; grant it with `docker run --cap-add SYS_ADMIN`, or run "
+                    "podvisor as root"
+                ),
+            ),
+        )
     if not privileged:
         return SandboxPlan(
             unshare=(),
@@ -124,6 +152,23 @@ def init_argv(plan: SandboxPlan, channel_fd: int) -> list[str]:
     for procs in plan.cgroup_procs:
         argv += ["--cgroup-procs", procs]
     return argv
+
+
+def without_namespaces(plan: SandboxPlan, why: str) -> SandboxPlan:
+    """The plan to fall back to when *plan*'s namespaces could not be made."""
+    return SandboxPlan(
+        unshare=(),
+        cgroup_procs=plan.cgroup_procs,
+        grace=plan.grace,
+        warnings=(
+            (
+                f"running without namespaces ({why}): the pod shares this machine's pid, "
+                "mount, uts, ipc and network namespaces and its init reaps as a child "
+                "subreaper; grant CAP_SYS_ADMIN (`docker run --cap-add SYS_ADMIN`) or allow "
+                "user namespaces (sysctl user.max_user_namespaces)"
+            ),
+        ),
+    )
 
 
 async def start_init(plan: SandboxPlan) -> Sandbox:

@@ -10,6 +10,7 @@ test that left it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -83,7 +84,9 @@ def leftover_cgroups() -> list[Path]:
 
 def leftover_netns() -> list[str]:
     run = Path("/run/netns")
-    return sorted(p.name for p in run.iterdir() if p.name.startswith(PREFIXES)) if run.is_dir() else []
+    return (
+        sorted(p.name for p in run.iterdir() if p.name.startswith(PREFIXES)) if run.is_dir() else []
+    )
 
 
 def leftover_links() -> list[str]:
@@ -96,10 +99,8 @@ def mounts() -> list[str]:
 
 def _end(pids: set[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + 10
     while pids and time.monotonic() < deadline:
         for pid in list(pids):

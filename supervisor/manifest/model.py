@@ -208,7 +208,9 @@ class PodSettings:
     """podvisor's own pod-wide settings, from `podvisor.io/` annotations."""
 
     metrics_address: str | None = None  # "HOST:PORT"; None: no metrics endpoint
-    network: str | None = None  # "host" | "loopback" | "bridge"; None: podvisor's default
+    # "host" | "loopback" | "bridge"; None: podvisor's default. "host" whenever
+    # spec.hostNetwork is true (a contradicting annotation is refused).
+    network: str | None = None
     subnet: str | None = None  # CIDR for the bridge network
     backoff_initial_seconds: float = 10.0
     backoff_max_seconds: float = 300.0

@@ -24,9 +24,10 @@ import yaml
 from podvisor.supervisor.errors import ConfigError, Problem
 from podvisor.supervisor.manifest.model import Ignored
 
-# libyaml's composer when it is built in (ten times faster), else the pure one;
-# both are the safe loader: no Python objects are ever built from tags.
+# libyaml's composer when PyYAML was built with it (much faster), else the pure
+# one; both are the safe loader: no Python object is ever built from a tag.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Used only for its scalar constructors (0o17, 1_000, yes) and merge keys (<<).
 _CONSTRUCTOR = yaml.SafeLoader("")
 
 STR = "tag:yaml.org,2002:str"
@@ -121,7 +122,7 @@ def compose(source: str, text: str) -> yaml.Node:
 
 
 def _from_json(text: str) -> yaml.Node | None:
-    """Nodes for JSON that libyaml refuses (rare: tabs, with the pure loader); no positions."""
+    """Nodes, without positions, for JSON the YAML loader refuses (the pure one refuses tabs)."""
     try:
         data = json.loads(text)
     except ValueError:

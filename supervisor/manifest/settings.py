@@ -154,7 +154,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "backoff-initial", "pod", "duration (10, 10s, 500ms)", "10s",
-        "Delay before the first restart of a crashed container; it doubles after each crash.",
+        "Delay before the second restart in a row of a crashing container (the first is"
+        " immediate); it doubles after each crash.",
         _duration, "backoff_initial_seconds",
     ),
     Setting(

@@ -106,12 +106,13 @@ async def read_request(stream: BufferedByteReceiveStream) -> Request | None:
         if not await _request_begun(stream):
             return None
     with anyio.fail_after(HEAD_SECONDS):
+        too_large = BadRequestError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "head too large")
         try:
             raw = await stream.receive_until(b"\r\n\r\n", MAX_HEAD)
         except anyio.DelimiterNotFound as e:
-            raise BadRequestError(
-                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "head too large"
-            ) from e
+            raise too_large from e
+        if len(raw) > MAX_HEAD:  # it came in one chunk: receive_until only bounds its reads
+            raise too_large
         request = parse_head(raw)
         await _skip_body(stream, request)
     return request

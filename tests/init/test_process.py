@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,24 @@ def test_spawn_swapped_fds_land_where_asked() -> None:
     finally:
         os.close(from_child_r)
     assert os.waitstatus_to_exitcode(wait_pid(pid)) == 0
+
+
+def test_spawn_works_from_a_thread_other_than_the_main_one() -> None:
+    # The child resets signal dispositions, which Python allows only in the
+    # main thread: after fork, the forking thread is the child's main thread.
+    results: list[int | str] = []
+
+    def start() -> None:
+        try:
+            pid = process.spawn(["sh", "-c", "exit 4"], dict(os.environ))
+            results.append(os.waitstatus_to_exitcode(wait_pid(pid)))
+        except Exception as exc:  # reported to the main thread
+            results.append(repr(exc))
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join(timeout=60)
+    assert results == [4]
 
 
 def test_before_exec_runs_in_the_child_and_its_errors_come_back() -> None:

@@ -122,13 +122,16 @@ def expressions(board: dict[str, Any]) -> Iterator[str]:
 def test_dashboard_is_an_importable_grafana_dashboard() -> None:
     board = dashboard()
     assert board["id"] is None  # import assigns one
-    assert board["uid"] and board["title"] and board["schemaVersion"] >= 36
+    assert board["uid"]
+    assert board["title"]
+    assert board["schemaVersion"] >= 36
     ids = [p["id"] for p in panels(board)]
     assert len(ids) == len(set(ids))
     for panel in panels(board):
         assert {"type", "title", "gridPos"} <= set(panel)
         for target in panel.get("targets", []):
-            assert target["refId"] and target["expr"]
+            assert target["refId"]
+            assert target["expr"]
     names = {v["name"] for v in board["templating"]["list"]}
     assert {"datasource", "namespace", "pod"} <= names
 

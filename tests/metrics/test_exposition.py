@@ -12,8 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest.model import ContainerKind, Resources
-from podvisor.supervisor.metrics import PodMetrics, pod_registry
-from podvisor.supervisor.metrics import exposition
+from podvisor.supervisor.metrics import PodMetrics, exposition, pod_registry
 from podvisor.supervisor.metrics.exposition import Encoder, go_float, negotiate
 from tests.metrics.conftest import (
     Driver,
@@ -58,9 +57,9 @@ class Frozen:
 def test_text_format_is_byte_for_byte_the_librarys() -> None:
     frozen = Frozen(full_registry())
     encoder = Encoder()
-    assert encoder.encode(frozen, openmetrics=False) == generate_latest(frozen)  # type: ignore[arg-type]
+    assert encoder.encode(frozen, openmetrics=False) == generate_latest(frozen)
     # again, from the label cache
-    assert encoder.encode(frozen, openmetrics=False) == generate_latest(frozen)  # type: ignore[arg-type]
+    assert encoder.encode(frozen, openmetrics=False) == generate_latest(frozen)
 
 
 def test_openmetrics_is_byte_for_byte_the_librarys() -> None:
@@ -75,13 +74,14 @@ def test_families_it_does_not_write_go_to_the_library() -> None:
     with_unit = CounterMetricFamily("took_seconds", "with a unit", unit="seconds", value=2.0)
     frozen = Frozen(CollectorRegistry())
     frozen.metrics = [timed, with_unit]
-    assert Encoder().encode(frozen, openmetrics=False) == generate_latest(frozen)  # type: ignore[arg-type]
+    assert Encoder().encode(frozen, openmetrics=False) == generate_latest(frozen)
     om = generate_openmetrics(frozen)  # type: ignore[no-untyped-call]
     assert Encoder().encode(frozen, openmetrics=True) == om
 
 
 @pytest.mark.parametrize(
-    "value", [0.0, 1.0, 3, 0.1, 1e-9, 1234567.0, 12345678.9, 1.5e20, -2.5, float("inf"), float("-inf")]
+    "value",
+    [0.0, 1.0, 3, 0.1, 1e-9, 1234567.0, 12345678.9, 1.5e20, -2.5, float("inf"), float("-inf")],
 )
 def test_values_are_written_as_go_writes_them(value: float) -> None:
     from prometheus_client.utils import floatToGoString
@@ -98,7 +98,7 @@ def test_the_label_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     frozen = Frozen(CollectorRegistry())
     frozen.metrics = [family]
     encoder = Encoder()
-    assert encoder.encode(frozen, openmetrics=False) == generate_latest(frozen)  # type: ignore[arg-type]
+    assert encoder.encode(frozen, openmetrics=False) == generate_latest(frozen)
     assert len(encoder._labels) <= 10
 
 
@@ -110,8 +110,10 @@ def test_the_label_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         ("application/openmetrics-text", True, "application/openmetrics-text; version=1.0.0"),
         # What Prometheus sends:
         (
-            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-            "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            (
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            ),
             True,
             "application/openmetrics-text; version=1.0.0",
         ),

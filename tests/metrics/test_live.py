@@ -97,7 +97,9 @@ async def test_prometheus_scrapes_a_running_pod(tmp_path: Path) -> None:
         async with live_pod(text) as pod:
             assert await read_line(fifo) == "ready"
             async with prometheus(pod.port, tmp_path) as server:
-                memory = await server.query_until('container_memory_working_set_bytes{container="main"}')
+                memory = await server.query_until(
+                    'container_memory_working_set_bytes{container="main"}'
+                )
                 restarts = await server.query_until("kube_pod_container_status_restarts_total")
                 up = await server.query_until('up{job="podvisor"}')
             main = await pod.container_status("main")

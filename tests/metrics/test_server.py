@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -345,7 +346,7 @@ async def exchange(port: int, raw: bytes) -> list[bytes]:
             with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
                 while True:
                     data += await stream.receive()
-    return [line for line in data.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+    return re.findall(rb"HTTP/1\.1 [0-9]{3} [^\r]*", data)
 
 
 async def test_http_1_0_closes_after_one_response(served: Served) -> None:

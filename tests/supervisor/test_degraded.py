@@ -1,0 +1,99 @@
+"""Degraded, never broken: pods without CAP_SYS_ADMIN, taken away for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from podvisor.supervisor.sandbox import plan_namespaces, start_init
+from tests.supervisor.conftest import pod_yaml, podvisor_command
+
+DROP_SYS_ADMIN = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin"]
+
+
+def test_without_cap_sys_admin_the_pod_runs_in_a_user_namespace(tmp_path: Path) -> None:
+    path = tmp_path / "pod.yaml"
+    path.write_text(
+        pod_yaml("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: unprivileged}
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: main
+              command: ["sh", "-c", "echo pid=$$; hostname; grep CapEff /proc/self/status; exit 5"]
+    """)
+    )
+    result = subprocess.run(
+        [*DROP_SYS_ADMIN, *podvisor_command(), "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 5, result.stderr
+    lines = [line.partition(" | ")[2] for line in result.stdout.splitlines()]
+    assert lines[0] == "pid=2"  # its own PID namespace, under the container's init
+    assert lines[1] == "unprivileged"  # its own UTS namespace
+    # Said once, at start, with how to grant what is missing.
+    assert result.stderr.count("running in a user namespace") == 1
+    assert "--cap-add SYS_ADMIN" in result.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_without_any_namespace_init_reaps_as_a_subreaper(tmp_path: Path) -> None:
+    # No CAP_SYS_ADMIN and no user namespaces: the init runs in our namespaces.
+    plan = plan_namespaces(
+        host_pid=False,
+        host_ipc=False,
+        hostname="ignored",
+        netns=None,
+        binds=(),
+        cgroup_procs=(),
+        grace=5,
+        privileged=False,
+        user_namespaces=False,
+    )
+    assert plan.unshare == ()
+    assert "running without namespaces" in plan.warnings[0]
+    sandbox = await start_init(plan)
+    try:
+        assert sandbox.host_pid == sandbox.process.pid  # no inner PID 1
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sandbox.channel.serve)
+            read_end, write_end = os.pipe()
+            null = os.open(os.devnull, os.O_RDONLY)
+            orphan = "import os, time\nif os.fork() == 0:\n    time.sleep(0.3)\n    os._exit(0)\nprint(os.getpid())"
+            reply, _ = await sandbox.channel.request(
+                {"op": "spawn", "argv": [sys.executable, "-c", orphan], "env": {}},
+                (null, write_end, write_end),
+            )
+            os.close(write_end)
+            os.close(null)
+            assert reply["ev"] == "spawned"
+            with anyio.fail_after(30):
+                exited = await sandbox.channel.events.receive()
+                while exited["ev"] != "exited":
+                    exited = await sandbox.channel.events.receive()
+                assert exited["code"] == 0
+                # The grandchild was orphaned; the init adopted and reaped it.
+                reaped = await sandbox.channel.events.receive()
+                while reaped["ev"] != "orphans_reaped":
+                    reaped = await sandbox.channel.events.receive()
+            assert reaped["total"] == 1
+            assert int(os.read(read_end, 100)) == reply["pid"]  # pids are the host's
+            os.close(read_end)
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sandbox.channel.send({"op": "stop_all", "grace": 1})
+            await sandbox.process.wait()
+            sandbox.channel.close()
+            await sandbox.process.aclose()
