@@ -17,15 +17,17 @@ reap
     they are then orphans of the init, and they all exit at once. The child
     exits when the last of them has. Reported: the time until the init has
     exited (the namespace is then empty by construction) and, of that, the
-    time from the orphans' release to the init's exit. Target: at most 1.2x
-    tini's.
+    time from the orphans' release to the init's exit. The total is mostly
+    the helper's 10,000 forks, the same work whatever the init, and on a
+    shared machine its noise swamps the init's part; so the target (at most
+    1.2x tini's) is checked on the second figure, the init's own reaping.
 latency
     Median time from ``kill(init, SIGUSR1)`` to the child taking the signal
     (it waits in sigwaitinfo and writes CLOCK_MONOTONIC to a pipe; the clock
     is the same for the benchmark). Target: at most 1 ms.
 rss
     The init's peak resident set (VmHWM) after the latency run. Target: at
-    most 10 MB.
+    most 10 MB. The bare interpreter's own figure is printed beside it.
 
 Python bytecode caching is turned on for the measured commands (the
 project's shells often set PYTHONDONTWRITEBYTECODE, which would make every
@@ -106,21 +108,18 @@ def available() -> dict[str, list[str]]:
 # --- Start overhead ---------------------------------------------------------------
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(seconds from spawn to exit, peak RSS in MB), with little overhead of our own."""
+def run_once(argv: list[str], env: dict[str, str]) -> float:
+    """Seconds from spawn to exit, with as little overhead of our own as we can."""
     started = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, env)
-    _, status, usage = os.wait4(pid, 0)
+    _, status = os.waitpid(pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv} exited with {status}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed
 
 
-def bench_start(
-    inits: dict[str, list[str]], runs: int, env: dict[str, str]
-) -> tuple[dict[str, float], float]:
-    """Median start time of each, and the peak RSS of `python -c pass`."""
+def bench_start(inits: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict[str, float]:
     commands = {name: [*_resolve(argv), "/bin/true"] for name, argv in inits.items()}
     commands["python -c pass"] = [PYTHON, "-c", "pass"]
     for argv in commands.values():
@@ -128,9 +127,19 @@ def bench_start(
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
-            times[name].append(run_once(argv, env)[0])
-    python_rss = run_once(commands["python -c pass"], env)[1]
-    return {name: statistics.median(values) for name, values in times.items()}, python_rss
+            times[name].append(run_once(argv, env))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def python_rss_mb(env: dict[str, str]) -> float:
+    """The bare interpreter's own VmHWM, read by itself at its end.
+
+    Not wait4's ru_maxrss: after posix_spawn (vfork) that also counts the
+    high-water mark of the spawning process's memory, i.e. this benchmark's.
+    """
+    code = "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    out = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout) / 1024
 
 
 def _resolve(argv: list[str]) -> list[str]:
@@ -209,7 +218,8 @@ def measure(quick: bool) -> dict[str, object]:
     inits = available()
     start_runs, signals, reap_runs = (20, 50, 1) if quick else (100, 300, 3)
     orphans = 10_000
-    start, python_rss = bench_start(inits, start_runs, env)
+    start = bench_start(inits, start_runs, env)
+    python_rss = python_rss_mb(env)
     results: dict[str, dict[str, float]] = {}
     for name, argv in inits.items():
         reaps = [bench_reap(_resolve(argv), orphans, env) for _ in range(reap_runs)]
@@ -281,8 +291,8 @@ def _targets(inits: dict[str, dict[str, float]], python_pass: float) -> list[str
         ("median signal latency <= 1 ms", ours["latency_s"] * 1e3, 1.0, " ms"),
     ]
     if "tini" in inits:
-        ratio = ours["reap_total_s"] / inits["tini"]["reap_total_s"]
-        checks.insert(1, ("reaping <= 1.2x tini", ratio, 1.2, "x"))
+        ratio = ours["reap_after_release_s"] / inits["tini"]["reap_after_release_s"]
+        checks.insert(1, ("reaping (release to exit) <= 1.2x tini", ratio, 1.2, "x"))
     lines = ["", "Targets for podvisor-init:", ""]
     for label, value, limit, unit in checks:
         verdict = "met" if value <= limit else "MISSED"

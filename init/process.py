@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 # --- The signal state the init inherited --------------------------------------
 
+#: Every signal number there is: 1-31 and the real-time SIGRTMIN..SIGRTMAX
+#: (glibc keeps 32 and 33 for itself).
+_VALID = frozenset(int(s) for s in signal.valid_signals())
+
 #: Python sets these to SIG_IGN during start-up, so a parent's choice is lost.
 _PYTHON_IGNORES = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
 
@@ -75,8 +79,6 @@ def _ignored_at_start() -> frozenset[int]:
     found = {n for n in _VALID if signal.getsignal(n) is signal.SIG_IGN}
     return frozenset(found) - _PYTHON_IGNORES
 
-
-_VALID = frozenset(int(s) for s in signal.valid_signals())
 
 #: The signal mask the init was started with; its children get it back.
 INHERITED_MASK: frozenset[int] = frozenset(

@@ -11,10 +11,12 @@ Standard library only: the init imports this on its start-up path.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-from typing import Final
+
+TYPE_CHECKING = False  # mypy takes this as typing.TYPE_CHECKING; importing typing costs ~3 ms
+if TYPE_CHECKING:
+    from typing import Final
 
 # --- Constants from <linux/sched.h>, <sys/prctl.h>, <sys/mount.h> ----------
 
@@ -57,9 +59,17 @@ NAMESPACE_FLAGS: Final[dict[str, int]] = {
 
 
 def _load_libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c") or "libc.so.6"
+    # The usual name first: ctypes.util.find_library imports subprocess and
+    # runs ldconfig, which would double the init's start-up time.
     try:
-        return ctypes.CDLL(name, use_errno=True)
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        pass
+    from ctypes import util
+
+    name = util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True) if name else None
     except OSError:
         return None
 

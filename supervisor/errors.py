@@ -101,3 +101,15 @@ class ProbeError(PodvisorError):
 
 class AddressInUseError(PodvisorError):
     """Raised when an address podvisor must listen on (metrics, hostPort) is taken."""
+
+
+class ControlError(PodvisorError):
+    """Raised when a request on a pod's control socket cannot be carried out.
+
+    `podvisor ps/status/logs/exec/restart/stop/kill/pause/resume` print its
+    message and exit 1: no such pod or container, permission denied (the pod
+    belongs to another user), a supervisor that does not answer, a container
+    that is not running.
+    """
+
+    exit_status = 1

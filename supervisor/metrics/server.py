@@ -16,7 +16,7 @@ The address
 loopback only, as the endpoint shows the pod's status to whoever connects,
 on a port in Prometheus' exporter range. ``:PORT`` listens on every
 interface (for a container whose port is published), ``[::1]:PORT`` on an
-IPv6 address, and ``off`` serves nothing.
+IPv6 address, and ``off`` (or ``none``) serves nothing.
 
 The endpoints
 -------------
@@ -59,6 +59,8 @@ from podvisor.supervisor.metrics.view import PodView
 
 DEFAULT_ADDRESS = "127.0.0.1:9464"
 OFF = "off"
+#: Values that turn the endpoint off ("none" is the manifest's word for no address).
+OFF_WORDS = frozenset({OFF, "none"})
 ANNOTATION = "podvisor.io/metrics-address"
 #: Connections served at once; more wait for a free slot (a scrape is short).
 MAX_CONNECTIONS = 32
@@ -90,7 +92,7 @@ def parse_address(text: str) -> tuple[str, int]:
 def metrics_address(flag: str | None, annotation: str | None) -> tuple[str, int] | None:
     """Where to listen: the flag, else the annotation, else the default; None for "off"."""
     chosen = next((a for a in (flag, annotation) if a is not None), DEFAULT_ADDRESS)
-    if chosen.strip().lower() == OFF:
+    if chosen.strip().lower() in OFF_WORDS:
         return None
     return parse_address(chosen)
 

@@ -9,8 +9,7 @@ in the tests that need the kernel's own numbers.
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -216,15 +215,3 @@ def promtool_findings(text: str | bytes) -> str:
     )
     findings = (result.stdout + result.stderr).decode().strip()
     return findings if findings or result.returncode == 0 else f"exit {result.returncode}"
-
-
-def wall(monotonic: float) -> float:
-    return monotonic + OFFSET
-
-
-def names_in(pairs: Iterable[tuple[str, str]]) -> list[str]:
-    return [n for n, _ in pairs]
-
-
-def now() -> float:
-    return time.time()

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.metrics.client import get
@@ -49,21 +50,23 @@ time.sleep(3600)
     """
 
 
-async def _steady(workdir: Path) -> tuple[int, str]:
-    fifo = make_fifo(workdir / "ready")
-    return fifo, restarting_pod(workdir)
+def ready_fifo_and_pod(workdir: Path) -> tuple[int, str]:
+    """The FIFO main says "ready" on (open for reading first), and the pod's manifest."""
+    return make_fifo(workdir / "ready"), restarting_pod(workdir)
 
 
 async def test_a_live_scrape_passes_promtool_and_shows_the_pod(
     tmp_path: Path, anyio_backend: str
 ) -> None:
-    fifo, text = await _steady(tmp_path)
+    fifo, text = ready_fifo_and_pod(tmp_path)
     try:
         async with live_pod(text) as pod:
             assert await read_line(fifo) == "ready"
             main = await pod.container_status("main")
-            while "running" not in main["state"]:  # the spawn's reply may trail the process
-                main = await pod.container_status("main")
+            with anyio.fail_after(30):
+                while "running" not in main["state"]:  # the spawn's reply may trail the process
+                    await anyio.sleep(0.05)
+                    main = await pod.container_status("main")
             reply = await get(pod.port, "/metrics")
             assert reply.status == 200
             assert promtool_findings(reply.text) == ""
@@ -92,7 +95,7 @@ async def test_a_live_scrape_passes_promtool_and_shows_the_pod(
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_prometheus_scrapes_a_running_pod(tmp_path: Path) -> None:
-    fifo, text = await _steady(tmp_path)
+    fifo, text = ready_fifo_and_pod(tmp_path)
     try:
         async with live_pod(text) as pod:
             assert await read_line(fifo) == "ready"

@@ -286,6 +286,7 @@ def test_address_precedence_and_default() -> None:
     assert metrics_address("127.0.0.1:9001", "0.0.0.0:9000") == ("127.0.0.1", 9001)
     assert metrics_address("off", "0.0.0.0:9000") is None
     assert metrics_address(None, "OFF") is None
+    assert metrics_address(None, "none") is None
     assert parse_address(":9464") == ("", 9464)
     assert parse_address("[::1]:9464") == ("::1", 9464)
     for bad in ("9464", "host:port", "127.0.0.1:70000", "[::1:9464"):

@@ -1,0 +1,764 @@
+"""podvisor against supervisord: the same three programs, supervised, in one run.
+
+Usage::
+
+    .venv/bin/python bench/pod.py [--quick] [--json] [--runs N] [--idle SECONDS]
+
+The work: a main program and two sidecars, small programs from the host
+(two shell scripts and a Python one). Each prints one line, then idles
+(``exec sleep infinity``, ``signal.pause()``). podvisor runs them from a Pod
+manifest (the sidecars as native sidecars: init containers with
+``restartPolicy: Always``); supervisord from a config file (the sidecars
+first by priority), its programs' stdout on its own stdout
+(``stdout_logfile=/dev/stdout``), so both are read the same way: on the
+supervisor's stdout, through a pipe. Both are written to a temporary
+directory; both run with their default settings.
+
+What is measured:
+
+start
+    From launching the supervisor to the main program's line on its stdout,
+    median of N runs; the contenders take turns so machine noise hits them
+    alike, and each runs once first, unmeasured (bytecode, page cache).
+    podvisor runs twice: with its default network (a bridge when it can make
+    one, what users get) and with ``podvisor.io/network: loopback``.
+stop
+    From SIGTERM to the supervisor's exit, all programs stopped.
+idle CPU and wake-ups
+    Both supervisors run the pod side by side (so noise hits both) for 60 s
+    (10 s with --quick) once every program has printed; the supervisor's own
+    utime + stime from /proc/PID/stat (its threads, not its children) over
+    that window, and its voluntary context switches (each is a sleep, so one
+    wake-up; summed over its threads). For podvisor the init processes (the
+    pod's PID 1 and each container's) are reported apart and in sum.
+peak RSS
+    VmHWM of the supervisor when all three programs have printed, each start
+    run; for podvisor also the supervisor and its init processes together
+    (a sum of VmHWM: pages the processes share are counted in each).
+
+Every run is stopped with SIGTERM and waited for; a supervisor that does not
+exit in time is killed with its process group and descendants. This process
+is a child subreaper, so anything that outlives a supervisor comes back to it
+and is reported (and killed) as a leak, as are cgroups and network
+namespaces of a bench pod left behind. Needs root (podvisor's namespaces and
+cgroups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import select
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+# `bench` is a folder, not an installed package: reach it from the repository's root.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from bench import common
+from bench.common import Figure, Report, Stat
+from podvisor.init import syscalls
+
+READY = re.compile(rb"PVBENCH-READY (\S+)")
+PROGRAMS = ("side-a", "side-b", "main")
+LAUNCH_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+#: Time for start-up work to die down (thread pools idling out, first probes
+#: of nothing) before the idle window opens.
+SETTLE_SECONDS = 3.0
+
+
+class BenchError(Exception):
+    """Raised when a supervisor does not start, print, or stop as the benchmark needs."""
+
+
+# --- The work, written for each supervisor ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str  # the key in the report's values
+    argv: list[str]
+    podvisor: bool
+    pod_name: str = ""
+
+
+def write_programs(tmp: Path) -> dict[str, list[str]]:
+    """The three programs, as argv lists both supervisors run."""
+    side_b = tmp / "side_b.py"
+    side_b.write_text("import signal\nprint('PVBENCH-READY side-b', flush=True)\nsignal.pause()\n")
+    return {
+        "side-a": ["sh", "-c", "echo PVBENCH-READY side-a; exec sleep infinity"],
+        "side-b": [sys.executable, "-u", str(side_b)],
+        "main": ["sh", "-c", "echo PVBENCH-READY main; exec sleep infinity"],
+    }
+
+
+def write_manifest(tmp: Path, name: str, programs: dict[str, list[str]], network: str) -> Path:
+    """A Pod: two native sidecars (started first, in order) and the main container."""
+    annotations = {"podvisor.io/network": network} if network else {}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "terminationGracePeriodSeconds": 10,
+            "initContainers": [
+                {"name": p, "command": programs[p], "restartPolicy": "Always"}
+                for p in ("side-a", "side-b")
+            ],
+            "containers": [{"name": "main", "command": programs["main"]}],
+        },
+    }
+    path = tmp / f"{name}-{network or 'default'}.yaml"
+    path.write_text(json.dumps(pod, indent=2))  # JSON is YAML
+    return path
+
+
+def write_supervisord_conf(tmp: Path, programs: dict[str, list[str]]) -> Path:
+    """supervisord as its docs set it up, with a control socket; logs to its stdout."""
+    lines = [
+        "[supervisord]",
+        "nodaemon=true",
+        f"logfile={tmp}/supervisord.log",
+        f"pidfile={tmp}/supervisord.pid",
+        f"childlogdir={tmp}",
+        "user=root",
+        "",
+        "[unix_http_server]",
+        f"file={tmp}/supervisor.sock",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+    ]
+    for priority, name in enumerate(PROGRAMS, start=1):
+        # supervisord splits `command` with shlex and expands %(name)s.
+        command = shlex.join(programs[name]).replace("%", "%%")
+        lines += [
+            f"[program:{name}]",
+            f"command={command}",
+            f"priority={priority}",
+            "stdout_logfile=/dev/stdout",
+            "stdout_logfile_maxbytes=0",
+            "stderr_logfile=/dev/stderr",
+            "stderr_logfile_maxbytes=0",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "stopwaitsecs=10",
+            "",
+        ]
+    path = tmp / "supervisord.conf"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# --- One supervisor, launched and read -------------------------------------------------------
+
+
+@dataclass
+class Running:
+    """A launched supervisor: its process, and the times its programs said they were ready."""
+
+    contender: Contender
+    process_id: int
+    stdout: int  # the read end of its stdout pipe
+    launched: float  # perf_counter() just before the launch
+    stderr_path: Path
+    ready: dict[str, float] = field(default_factory=dict)  # program: seconds after launch
+    pending: bytes = b""
+    status: int | None = None
+
+    def read_available(self, timeout: float) -> bool:
+        """Read what the supervisor wrote, within *timeout*; False at end of file."""
+        if not select.select([self.stdout], [], [], max(timeout, 0))[0]:
+            return True
+        now = time.perf_counter()
+        chunk = os.read(self.stdout, 65536)
+        if not chunk:
+            return False
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        for line in lines:
+            match = READY.search(line)
+            if match:
+                self.ready.setdefault(match[1].decode(), now - self.launched)
+        return True
+
+    def wait_ready(self, programs: tuple[str, ...], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(p in self.ready for p in programs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchError(f"{self.contender.name}: no line from {programs} in {timeout} s")
+            if not self.read_available(left):
+                raise BenchError(f"{self.contender.name} exited early: {self.stderr_tail()}")
+
+    def stderr_tail(self) -> str:
+        try:
+            lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no stderr)"
+        return " / ".join(lines[-5:]) or "(no stderr)"
+
+
+def launch(contender: Contender, tmp: Path, env: dict[str, str]) -> Running:
+    read_end, write_end = os.pipe()
+    stderr_path = tmp / f"{contender.name.replace(' ', '_')}.stderr"
+    with stderr_path.open("ab") as stderr:
+        launched = time.perf_counter()
+        # A session of its own, so that a stuck supervisor can be killed with its group.
+        pid = os.posix_spawn(
+            contender.argv[0],
+            contender.argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 1),
+                (os.POSIX_SPAWN_DUP2, stderr.fileno(), 2),
+                (os.POSIX_SPAWN_CLOSE, read_end),
+            ],
+            setsid=True,
+        )
+    os.close(write_end)
+    return Running(contender, pid, read_end, launched, stderr_path)
+
+
+def stop(run: Running) -> float:
+    """SIGTERM, read to end of file, wait; the seconds to exit. Kills it all on a timeout."""
+    began = time.perf_counter()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(run.process_id, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    try:
+        _read_to_end(run, deadline)
+        run.status = _wait(run.process_id, deadline)
+        return time.perf_counter() - began
+    except BaseException:
+        kill(run)
+        raise
+    finally:
+        os.close(run.stdout)
+
+
+def _read_to_end(run: Running, deadline: float) -> None:
+    while run.read_available(deadline - time.monotonic()):
+        if time.monotonic() > deadline:
+            raise BenchError(f"{run.contender.name} did not stop in {STOP_TIMEOUT} s")
+
+
+def _wait(pid: int, deadline: float) -> int:
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            raise BenchError(f"process {pid} closed its stdout but did not exit")
+        time.sleep(0.005)  # it closed its stdout: it is on its way out
+
+
+def kill(run: Running) -> None:
+    """SIGKILL the supervisor's process group and every descendant, and reap it."""
+    if run.status is not None:
+        return
+    tree = common.descendants(run.process_id)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(run.process_id, signal.SIGKILL)
+    for pid in [run.process_id, *tree]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        run.status = os.waitstatus_to_exitcode(os.waitpid(run.process_id, 0)[1])
+
+
+# --- Leaks ---------------------------------------------------------------------------------
+
+
+def reap_leftovers() -> list[str]:
+    """Kill and reap what came back to us (we are a subreaper): each is a leak."""
+    leaks = []
+    for pid in common.children(os.getpid()):
+        command = " ".join(common.cmdline(pid))[:80]
+        leaks.append(f"process {pid} ({command}) outlived its supervisor")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return leaks
+
+
+def leftover_pod_state(pod_name: str) -> list[str]:
+    """Cgroups and network namespaces of a bench pod still there after it stopped."""
+    found = [
+        f"cgroup {cgroup}"
+        for base in _own_cgroup_dirs()
+        for cgroup in base.glob(f"podvisor-{pod_name}-*")
+    ]
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        found += [f"netns {p.name}" for p in netns.iterdir() if pod_name in p.name]
+    return found
+
+
+def _own_cgroup_dirs() -> list[Path]:
+    """Our cgroup in each mounted hierarchy: where podvisor makes the pod's cgroups."""
+    own: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            own[controller] = path
+    dirs = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        fstype, root, mountpoint = fields[sep + 1], fields[3], fields[4]
+        if fstype == "cgroup2":
+            key = ""
+        elif fstype == "cgroup":
+            key = next((o for o in fields[sep + 3].split(",") if o in own), "")
+            if not key:
+                continue
+        else:
+            continue
+        relative = own.get(key, "/")
+        if root != "/" and relative.startswith(root):
+            relative = relative[len(root) :]
+        dirs.append(Path(mountpoint) / relative.lstrip("/"))
+    return dirs
+
+
+# --- Start runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class StartSample:
+    start_s: float
+    stop_s: float
+    supervisor_rss_mb: float
+    tree_rss_mb: float  # the supervisor and its init processes
+
+
+def init_processes(supervisor: int) -> list[int]:
+    """podvisor's init processes below the supervisor: the pod's PID 1 and each container's."""
+    found = []
+    for pid in common.descendants(supervisor):
+        argv = common.cmdline(pid)
+        if "podvisor.init" in argv or any(a.endswith("podvisor-init") for a in argv[:2]):
+            found.append(pid)
+    return found
+
+
+def start_once(contender: Contender, tmp: Path, env: dict[str, str]) -> StartSample:
+    run = launch(contender, tmp, env)
+    try:
+        run.wait_ready(PROGRAMS, LAUNCH_TIMEOUT)
+        rss = common.peak_rss_mb(run.process_id)
+        tree = rss + sum(_quiet_rss(pid) for pid in init_processes(run.process_id))
+    except BaseException:
+        kill(run)
+        with contextlib.suppress(OSError):
+            os.close(run.stdout)
+        raise
+    stopped = stop(run)
+    return StartSample(run.ready["main"], stopped, rss, tree)
+
+
+def _quiet_rss(pid: int) -> float:
+    try:
+        return common.peak_rss_mb(pid)
+    except OSError:
+        return 0.0  # it exited between the listing and the reading
+
+
+def start_runs(
+    contenders: list[Contender], runs: int, tmp: Path, env: dict[str, str], problems: list[str]
+) -> dict[str, list[StartSample]]:
+    """Each contender once unmeasured, then *runs* rounds in turns, rotating the order."""
+    samples: dict[str, list[StartSample]] = {c.name: [] for c in contenders}
+    failed: set[str] = set()
+    for round_ in range(-1, runs):
+        shift = max(round_, 0) % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
+            if contender.name in failed:
+                continue
+            try:
+                sample = start_once(contender, tmp, env)
+            except BenchError as exc:
+                problems.append(str(exc))
+                failed.add(contender.name)
+                continue
+            finally:
+                problems.extend(_leaks(contender))
+            if round_ >= 0:
+                samples[contender.name].append(sample)
+        _progress(f"start runs: round {round_ + 1} of {runs} done")
+    return samples
+
+
+def _leaks(contender: Contender) -> list[str]:
+    found = reap_leftovers()
+    if contender.podvisor:
+        found += leftover_pod_state(contender.pod_name)
+    return [f"{contender.name}: leak: {leak}" for leak in found]
+
+
+# --- The idle window -------------------------------------------------------------------------
+
+
+@dataclass
+class Idle:
+    window_s: float
+    cpu_ms: float  # utime + stime, clock ticks
+    run_ms: float  # schedstat, ns resolution
+    wakeups: int
+    init_cpu_ms: float = 0.0
+    init_run_ms: float = 0.0
+    init_wakeups: int = 0
+
+
+@dataclass
+class Reading:
+    cpu: float
+    run: float
+    wakeups: int
+
+
+def read_counters(pid: int) -> Reading:
+    return Reading(common.cpu_seconds(pid), common.run_seconds(pid), common.voluntary_switches(pid))
+
+
+def read_inits(pids: list[int]) -> dict[int, Reading]:
+    readings = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            readings[pid] = read_counters(pid)
+    return readings
+
+
+def idle_window(
+    contenders: list[Contender], seconds: float, tmp: Path, env: dict[str, str]
+) -> dict[str, Idle]:
+    """Run every contender side by side, idle, and read their counters across the window."""
+    runs: list[Running] = []
+    try:
+        runs.extend(launch(contender, tmp, env) for contender in contenders)
+        for run in runs:
+            run.wait_ready(PROGRAMS, LAUNCH_TIMEOUT)
+        _drain(runs, SETTLE_SECONDS)
+        inits = {r.contender.name: init_processes(r.process_id) for r in runs}
+        before = {r.contender.name: read_counters(r.process_id) for r in runs}
+        before_inits = {name: read_inits(pids) for name, pids in inits.items()}
+        began = time.monotonic()
+        _drain(runs, seconds)
+        window = time.monotonic() - began
+        results = {}
+        for run in runs:
+            name = run.contender.name
+            after = read_counters(run.process_id)
+            results[name] = _idle(window, before[name], after)
+            _add_inits(results[name], before_inits[name], read_inits(inits[name]))
+    finally:
+        for run in runs:
+            with contextlib.suppress(BenchError):
+                stop(run)
+    return results
+
+
+def _drain(runs: list[Running], seconds: float) -> None:
+    """Keep reading the supervisors' stdout for *seconds*; select does not wake them."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        readable = select.select([r.stdout for r in runs], [], [], left)[0]
+        for run in runs:
+            if run.stdout in readable and not run.read_available(0):
+                raise BenchError(f"{run.contender.name} exited while idle: {run.stderr_tail()}")
+
+
+def _idle(window: float, before: Reading, after: Reading) -> Idle:
+    return Idle(
+        window,
+        (after.cpu - before.cpu) * 1e3,
+        (after.run - before.run) * 1e3,
+        after.wakeups - before.wakeups,
+    )
+
+
+def _add_inits(idle: Idle, before: dict[int, Reading], after: dict[int, Reading]) -> None:
+    for pid in before.keys() & after.keys():
+        idle.init_cpu_ms += (after[pid].cpu - before[pid].cpu) * 1e3
+        idle.init_run_ms += (after[pid].run - before[pid].run) * 1e3
+        idle.init_wakeups += after[pid].wakeups - before[pid].wakeups
+
+
+# --- The report --------------------------------------------------------------------------
+
+
+SUPERVISORD = "supervisord"
+
+
+def _stat(samples: list[StartSample], attribute: str, scale: float = 1.0) -> Stat | None:
+    if not samples:
+        return None
+    return common.summarize(getattr(s, attribute) * scale for s in samples)
+
+
+def _values(**named: Stat | None) -> dict[str, Stat]:
+    return {name: stat for name, stat in named.items() if stat is not None}
+
+
+def _verdict(fig: Figure, limit: float, strict: bool = False) -> Figure:
+    """Judge podvisor / baseline against *limit* (strictly below when *strict*)."""
+    r = common.ratio(fig)
+    if r is not None:
+        fig["met"] = r < limit if strict else r <= limit
+    return fig
+
+
+def start_figures(samples: dict[str, list[StartSample]]) -> list[Figure]:
+    ours, loopback, theirs = (samples.get(k, []) for k in ("podvisor", "loopback", SUPERVISORD))
+    sup = _stat(theirs, "start_s", 1e3)
+    figures = [
+        _verdict(
+            common.figure(
+                "pod start: launch to the main program's first line (default network)",
+                "ms",
+                _values(podvisor=_stat(ours, "start_s", 1e3), supervisord=sup),
+                baseline=SUPERVISORD,
+                target="<= 0.5x supervisord",
+            ),
+            0.5,
+        ),
+        _verdict(
+            common.figure(
+                "pod start: launch to the main program's first line (network: loopback)",
+                "ms",
+                _values(podvisor=_stat(loopback, "start_s", 1e3), supervisord=sup),
+                baseline=SUPERVISORD,
+                target="<= 0.5x supervisord",
+            ),
+            0.5,
+        ),
+        common.figure(
+            "pod stop: SIGTERM to the supervisor's exit (default network)",
+            "ms",
+            _values(podvisor=_stat(ours, "stop_s", 1e3), supervisord=_stat(theirs, "stop_s", 1e3)),
+            baseline=SUPERVISORD,
+        ),
+        _verdict(
+            common.figure(
+                "supervisor peak RSS (VmHWM), all programs running",
+                "MB",
+                _values(
+                    podvisor=_stat(ours, "supervisor_rss_mb"),
+                    supervisord=_stat(theirs, "supervisor_rss_mb"),
+                ),
+                baseline=SUPERVISORD,
+                target="<= supervisord",
+            ),
+            1.0,
+        ),
+        common.figure(
+            "supervisor + init processes peak RSS (sum of VmHWM)",
+            "MB",
+            _values(podvisor=_stat(ours, "tree_rss_mb"), supervisord=_stat(theirs, "tree_rss_mb")),
+            baseline=SUPERVISORD,
+        ),
+    ]
+    return [f for f in figures if "podvisor" in f["values"] or SUPERVISORD in f["values"]]
+
+
+def idle_figures(idle: dict[str, Idle]) -> list[Figure]:
+    ours, theirs = idle.get("podvisor"), idle.get(SUPERVISORD)
+    window = next(i.window_s for i in (ours, theirs) if i is not None)
+    span = f"{window:.0f} s idle, 3 programs"
+
+    def value(item: Idle | None, attribute: str) -> Stat | None:
+        return common.one(float(getattr(item, attribute))) if item else None
+
+    cpu = common.figure(
+        f"supervisor CPU (utime+stime), {span}",
+        "ms",
+        _values(podvisor=value(ours, "cpu_ms"), supervisord=value(theirs, "cpu_ms")),
+        baseline=SUPERVISORD,
+        target="< supervisord",
+    )
+    precise = common.figure(
+        f"supervisor CPU (schedstat, ns resolution), {span}",
+        "ms",
+        _values(podvisor=value(ours, "run_ms"), supervisord=value(theirs, "run_ms")),
+        baseline=SUPERVISORD,
+        target="< supervisord",
+    )
+    for fig in (cpu, precise):
+        _verdict(fig, 1.0, strict=True)
+    inits = common.figure(
+        f"init processes' CPU (utime+stime), {span}",
+        "ms",
+        _values(podvisor=value(ours, "init_cpu_ms")),
+    )
+    total = common.figure(
+        f"supervisor + inits CPU (utime+stime), {span}",
+        "ms",
+        _values(
+            podvisor=common.one(ours.cpu_ms + ours.init_cpu_ms) if ours else None,
+            supervisord=value(theirs, "cpu_ms"),
+        ),
+        baseline=SUPERVISORD,
+    )
+    wakeups = common.figure(
+        f"supervisor wake-ups (voluntary context switches), {span}",
+        "",
+        _values(podvisor=value(ours, "wakeups"), supervisord=value(theirs, "wakeups")),
+        baseline=SUPERVISORD,
+        target="none periodic (<= 1 per 30 s)",
+        met=ours.wakeups <= max(1, window / 30) if ours else None,
+    )
+    init_wakeups = common.figure(
+        f"init processes' wake-ups, {span}", "", _values(podvisor=value(ours, "init_wakeups"))
+    )
+    return [cpu, precise, inits, total, wakeups, init_wakeups]
+
+
+# --- Main -------------------------------------------------------------------------------------
+
+
+def contenders(programs: dict[str, list[str]], tmp: Path) -> tuple[list[Contender], list[str]]:
+    """podvisor (default network and loopback) and supervisord, where installed."""
+    podvisor, supervisord = common.venv_bin("podvisor"), common.venv_bin("supervisord")
+    missing, found = [], []
+    pod_name = f"pvbench-{os.getpid()}"
+    if podvisor.exists():
+        for key, network in (("podvisor", ""), ("loopback", "loopback")):
+            manifest = write_manifest(tmp, pod_name, programs, network)
+            found.append(Contender(key, [str(podvisor), "run", str(manifest)], True, pod_name))
+    else:
+        missing.append(f"podvisor is not installed in {podvisor.parent}: run scripts/setup")
+    if supervisord.exists():
+        conf = write_supervisord_conf(tmp, programs)
+        found.append(Contender(SUPERVISORD, [str(supervisord), "-n", "-c", str(conf)], False))
+    else:
+        missing.append(
+            f"supervisord is not installed in {supervisord.parent}: run scripts/setup "
+            "(or .venv/bin/pip install supervisor)"
+        )
+    return found, missing
+
+
+def measure(runs: int, idle_seconds: float, quick: bool) -> Report:
+    problems: list[str] = []
+    env = common.bench_env()
+    with tempfile.TemporaryDirectory(prefix="pvbench-") as name:
+        tmp = Path(name)
+        programs = write_programs(tmp)
+        found, missing = contenders(programs, tmp)
+        problems += missing
+        samples = start_runs(found, runs, tmp, env, problems)
+        figures = start_figures(samples)
+        _progress(f"idle window: {idle_seconds:g} s")
+        idle_contenders = [c for c in found if c.name in ("podvisor", SUPERVISORD)]
+        try:
+            idle = idle_window(idle_contenders, idle_seconds, tmp, env)
+        except BenchError as exc:
+            problems.append(str(exc))
+            idle = {}
+        finally:
+            for contender in idle_contenders:
+                problems.extend(_leaks(contender))
+        figures += idle_figures(idle) if idle else []
+    return Report(
+        benchmark="pod",
+        quick=quick,
+        machine=common.machine(),
+        figures=figures,
+        notes=_notes(runs, idle_seconds),
+        problems=problems,
+    )
+
+
+def _notes(runs: int, idle_seconds: float) -> list[str]:
+    return [
+        (
+            f"pod: {runs} start runs per contender, taking turns; the idle window "
+            f"({idle_seconds:g} s) runs podvisor and supervisord side by side."
+        ),
+        (
+            "pod: the work is a main program and two sidecars (sh, sh, python) that print a "
+            "line and idle; podvisor runs its default settings, supervisord its documented ones."
+        ),
+        (
+            "pod: podvisor's 'init processes' are the pod's PID 1 and one init per container "
+            "(shareProcessNamespace: false, the Kubernetes default)."
+        ),
+    ]
+
+
+def markdown(report: Report) -> str:
+    rows = []
+    for fig in report["figures"]:
+        cells = [
+            common.format_stat(fig["values"][k], fig["unit"]) if k in fig["values"] else "n/a"
+            for k in ("podvisor", SUPERVISORD)
+        ]
+        r = common.ratio(fig)
+        verdict = {True: "met", False: "MISSED", None: ""}[fig["met"]]
+        target = f"{fig['target']}: {verdict}" if fig["target"] else ""
+        rows.append([fig["name"], *cells, f"{r:.2f}x" if r is not None else "", target])
+    table = common.markdown_table(
+        ["figure", "podvisor", "supervisord", "ratio", "target"], rows, numeric=1
+    )
+    lines = [table, "", f"Machine: {common.describe(report['machine'])}.", ""]
+    lines += [f"- {note}" for note in report["notes"]]
+    lines += ["", "± is half the interquartile range of the runs."]
+    lines += [f"PROBLEM: {p}" for p in report["problems"]]
+    return "\n".join(lines)
+
+
+def _progress(message: str) -> None:
+    print(f"bench/pod: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM (bench/run's timeout) unwinds like Ctrl-C, so every pod is stopped."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 start runs, 10 s idle window")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--runs", type=int, help="start runs per contender (default 15)")
+    parser.add_argument("--idle", type=float, help="idle window in seconds (default 60)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/pod.py needs root (podvisor's namespaces and cgroups)", file=sys.stderr)
+        return 2
+    # Whatever escapes a supervisor comes back to us, to be reported and killed.
+    syscalls.set_child_subreaper()
+    runs = args.runs or (5 if args.quick else 15)
+    idle = args.idle or (10.0 if args.quick else 60.0)
+    with terminated_as_interrupt():
+        report = measure(runs, idle, args.quick)
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
+    return 1 if report["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""`podvisor logs` on the server's side: from the log sink's rings to the client.
+
+The sink (`podvisor.supervisor.logs`) keeps each container's last lines, of
+its current instance and of the one before, but announces nothing; so a
+follower (``logs -f``) looks at the rings every `FOLLOW_POLL_SECONDS`, which
+nobody watching a log notices. The sink's running count of lines says how
+many are new since the last look; a ring that was swapped meanwhile (the
+container restarted) says that the older of them are in `previous` now.
+
+A line goes out as one record, or in pieces of `TEXT_PER_MESSAGE` characters
+(all but the last marked partial): a packet must fit the socket's send buffer
+(208 KiB by default), and JSON may spell one character with six.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+
+import anyio
+
+from podvisor.supervisor.control_protocol import Message
+from podvisor.supervisor.control_socket import Connection
+from podvisor.supervisor.logs import ContainerLog, LogLine
+
+FOLLOW_POLL_SECONDS = 0.1
+TEXT_PER_MESSAGE = 16 * 1024
+
+
+async def serve_logs(
+    conn: Connection,
+    rings: Mapping[str, ContainerLog],
+    names: list[str],
+    *,
+    previous: bool = False,
+    since: object = None,
+    tail: object = None,
+    follow: bool = False,
+) -> None:
+    """Answer a logs request whose containers (*names*) are known to exist."""
+    # Read the rings and start following in one step: no line can fall between.
+    follower = Follower(rings, names)
+    lines = [line for n in names for line in (rings[n].previous if previous else rings[n].current)]
+    await conn.send({"ok": True, "containers": names})
+    await send_lines(conn, select(lines, since=since, tail=tail))
+    if not follow or previous:
+        await conn.send({"end": True})
+        return
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_on_hangup, conn, tg.cancel_scope)
+        while True:
+            await anyio.sleep(FOLLOW_POLL_SECONDS)
+            await send_lines(conn, follower.new_lines())
+
+
+async def _cancel_on_hangup(conn: Connection, scope: anyio.CancelScope) -> None:
+    while await conn.receive() is not None:
+        pass
+    scope.cancel()
+
+
+def select(lines: list[LogLine], *, since: object, tail: object) -> list[LogLine]:
+    """The lines in time order, from *since* (Unix seconds), the last *tail* of them."""
+    found = sorted(lines, key=lambda line: line.time)
+    if isinstance(since, int | float):
+        found = [line for line in found if line.time >= since]
+    if isinstance(tail, int) and tail >= 0:
+        found = found[len(found) - tail :] if tail else []
+    return found
+
+
+async def send_lines(conn: Connection, lines: Sequence[LogLine]) -> None:
+    batch: list[Message] = []
+    size = 0
+    for record in itertools.chain.from_iterable(map(records, lines)):
+        if batch and size + len(record["text"]) > TEXT_PER_MESSAGE:
+            await conn.send({"lines": batch})
+            batch, size = [], 0
+        batch.append(record)
+        size += len(record["text"])
+    if batch:
+        await conn.send({"lines": batch})
+
+
+def records(line: LogLine) -> list[Message]:
+    """One line as messages: a long one in pieces, all but the last partial."""
+    text = line.text
+    pieces = [text[i : i + TEXT_PER_MESSAGE] for i in range(0, len(text), TEXT_PER_MESSAGE)]
+    pieces = pieces or [""]
+    base = {"time": line.time, "container": line.container, "stream": line.stream}
+    return [
+        {**base, "text": piece, "partial": line.partial if i == len(pieces) - 1 else True}
+        for i, piece in enumerate(pieces)
+    ]
+
+
+class Follower:
+    """Finds the lines written since the last look, across a restart's ring swap."""
+
+    def __init__(self, rings: Mapping[str, ContainerLog], names: list[str]) -> None:
+        self._rings = rings
+        self._seen = {n: (_count(rings[n]), rings[n].current) for n in names}
+
+    def new_lines(self) -> list[LogLine]:
+        found: list[LogLine] = []
+        for name, (seen, ring) in self._seen.items():
+            log = self._rings[name]
+            fresh = _count(log) - seen
+            current = _last(log.current, fresh)
+            older = _last(log.previous, fresh - len(current)) if log.current is not ring else []
+            found += older + current
+            self._seen[name] = (_count(log), log.current)
+        return sorted(found, key=lambda line: line.time)
+
+
+def _count(log: ContainerLog) -> int:
+    return sum(log.lines.values())
+
+
+def _last(lines: Sequence[LogLine] | Iterable[LogLine], n: int) -> list[LogLine]:
+    every = list(lines)
+    return every[max(0, len(every) - n) :] if n > 0 else []

@@ -1,0 +1,164 @@
+"""The server's end of a pod's control socket: binding it, and one connection.
+
+The socket's place and protocol are in `control_protocol`. Binding makes the
+socket under a temporary name, makes it mode 0600 and only then renames it into
+place, so no other user can connect in between. A socket file left by a
+supervisor that was SIGKILLed refuses connections and is replaced; one that
+answers belongs to a live pod of the same name, and this pod then serves none
+(said once on its log), rather than failing to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from podvisor.init import protocol
+from podvisor.supervisor.control_protocol import (
+    SUN_PATH_MAX,
+    Message,
+    pods_dir,
+    socket_path,
+    user_pods_dir,
+)
+
+#: Connections waiting to be accepted.
+BACKLOG = 64
+
+
+@dataclass
+class ControlSocket:
+    """The bound, listening socket, and the file that names it."""
+
+    path: Path
+    sock: socket.socket
+    inode: tuple[int, int]
+
+    def close(self) -> None:
+        """Remove the file (when it is still ours) and close; safe to call twice."""
+        with contextlib.suppress(OSError):
+            st = self.path.stat()
+            if (st.st_dev, st.st_ino) == self.inode:
+                self.path.unlink()
+        self.sock.close()
+
+
+def bind_control_socket(pod: str, directory: Path | None = None) -> ControlSocket | str:
+    """Bind *pod*'s socket (mode 0600); or say why the pod gets none."""
+    if directory is None:
+        directory = _writable_dir()
+        if directory is None:
+            return (
+                f"no control socket: cannot write {pods_dir()} (run podvisor as root, or set "
+                "XDG_RUNTIME_DIR); `podvisor ps` and `status` will not see this pod"
+            )
+    path = socket_path(directory, pod)
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        return f"no control socket: the path {path} is too long for a unix socket"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if _alive(path):
+            return (
+                f"no control socket: another pod named {pod!r} serves {path}; `podvisor` "
+                "commands reach that one, not this one"
+            )
+        return _bind(path)
+    except OSError as exc:
+        return f"no control socket at {path}: {exc.strerror or exc}"
+
+
+def _writable_dir() -> Path | None:
+    shared = pods_dir()
+    with contextlib.suppress(OSError):
+        shared.mkdir(parents=True, exist_ok=True)
+    if os.access(shared, os.W_OK | os.X_OK):
+        return shared
+    return user_pods_dir()
+
+
+def _alive(path: Path) -> bool:
+    """Whether a server listens on *path*; a socket left by a dead one is removed."""
+    if not path.exists():
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    probe.setblocking(False)
+    try:
+        probe.connect(str(path))
+    except BlockingIOError:
+        return True  # its backlog is full: alive, and busy
+    except ConnectionRefusedError:
+        path.unlink(missing_ok=True)  # its supervisor was SIGKILLed
+        return False
+    except FileNotFoundError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _bind(path: Path) -> ControlSocket:
+    """Bind under a temporary name, chmod 0600, then rename: never reachable while open."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        temporary.unlink(missing_ok=True)
+        sock.bind(str(temporary))
+        os.chmod(temporary, 0o600)
+        os.rename(temporary, path)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+        st = path.stat()
+    except BaseException:
+        sock.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    return ControlSocket(path, sock, (st.st_dev, st.st_ino))
+
+
+class Connection:
+    """A client's connection: one JSON message per packet, fds alongside."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+
+    async def receive(self) -> tuple[Message, list[int]] | None:
+        while True:
+            try:
+                return protocol.receive(self.sock)
+            except BlockingIOError:
+                await anyio.wait_readable(self.sock)
+            except ConnectionResetError:
+                return None
+
+    async def send(self, message: Message) -> None:
+        while True:
+            try:
+                protocol.send(self.sock, message)
+            except BlockingIOError:
+                await anyio.wait_writable(self.sock)
+            else:
+                return
+
+    def send_nowait(self, message: Message) -> None:
+        """Send if the socket takes it now (on the way out, when nothing may wait)."""
+        with contextlib.suppress(OSError, protocol.ProtocolError):
+            protocol.send(self.sock, message)
+
+    def peer_uid(self) -> int:
+        creds = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, uid, _ = struct.unpack("3i", creds)
+        return int(uid)
+
+
+def close_all(fds: Iterable[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

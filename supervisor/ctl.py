@@ -1,0 +1,619 @@
+"""``podvisor ps / status / logs / exec / restart / stop / kill / pause / resume``.
+
+Each command talks to one pod's control socket (`control_protocol` says where
+it is and what goes over it) and prints what a person reads, or with
+``-o json`` what a script reads. The client is plain blocking sockets and the
+standard library: it starts as fast as the interpreter does.
+
+Exit statuses
+-------------
+0    done
+1    the request failed: no such pod or container, permission denied, a pod
+     that does not answer, a container that is not running (`ControlError`)
+2    a usage error (bad flags)
+exec: the command's own status, 128+N when signal N ended it, 126 when it
+     cannot be run, 127 when it is not found, 255 when the pod went away
+     before it ended (as ssh).
+
+exec and terminals
+------------------
+``exec`` hands the caller's own stdin (with ``-i``), stdout and stderr to the
+command over the socket: nothing is copied, and with ``-t`` the command uses
+the caller's terminal itself, size and all. The terminal stays the caller's
+controlling terminal (its session is the caller's), so the terminal's
+signals come here: Ctrl-C, Ctrl-\\ and window size changes are relayed to
+the command's process group, as a terminal would deliver them to its
+foreground. The terminal is left in its normal (cooked) mode, which the
+command changes itself if it wants to (an editor, a shell's line editor),
+and its settings are put back when the command ends, however it ends.
+Ctrl-Z is ignored meanwhile: stopping this client would hand the terminal
+back to the caller's shell while the command still reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import selectors
+import signal
+import sys
+import termios
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from podvisor.supervisor import ctl_output as out
+from podvisor.supervisor.control_protocol import Client, Message, ask, list_pods
+from podvisor.supervisor.errors import EXIT_CONFIG, ControlError
+
+COMMANDS = ("ps", "status", "logs", "exec", "restart", "stop", "kill", "pause", "resume")
+EXIT_LOST = 255
+#: The signals exec passes on to the command.
+RELAYED = (
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+#: Ignored while the command has the terminal (see the module's header).
+IGNORED_ON_A_TERMINAL = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+PS_TIMEOUT = 2.0  # per pod: one stuck supervisor must not hold up the list
+
+Command = Callable[[argparse.Namespace], int]
+
+# =============================================================================
+# The command line
+# =============================================================================
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the commands to ``podvisor``'s sub-parsers; `dispatch` runs the one chosen."""
+    _add_ps(sub)
+    _add_status(sub)
+    _add_logs(sub)
+    _add_exec(sub)
+    _add_container_command(sub, "restart", "restart one container of a running pod", restart)
+    stop_ = _command(sub, "stop", "stop a pod in order, as SIGTERM to `podvisor run` does", stop)
+    stop_.add_argument("pod", metavar="POD")
+    stop_.add_argument("--now", action="store_true", help="kill every container at once")
+    stop_.add_argument(
+        "--no-wait", action="store_true", help="return at once instead of when the pod has stopped"
+    )
+    kill_ = _add_container_command(sub, "kill", "send a signal to a container's process", kill)
+    kill_.add_argument(
+        "-s",
+        "--signal",
+        default="KILL",
+        help="a signal name or number (default: KILL, as docker kill)",
+    )
+    _add_container_command(sub, "pause", "freeze every process of a container", pause)
+    _add_container_command(sub, "resume", "thaw a paused container", resume)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the command `add_commands` set up; print a failure and return its status."""
+    command: Command = args.ctl
+    try:
+        return command(args)
+    except ControlError as exc:
+        print(f"podvisor: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    except BrokenPipeError:  # `podvisor logs POD | head`
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """These commands alone: ``python -m podvisor.supervisor.ctl status POD``."""
+    parser = argparse.ArgumentParser(prog="podvisor")
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return dispatch(parser.parse_args(argv))
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    run: Command,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(ctl=run)
+    return parser
+
+
+def _output_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), json for scripts",
+    )
+
+
+def _add_container_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, run: Command
+) -> argparse.ArgumentParser:
+    parser = _command(sub, name, summary, run)
+    parser.add_argument("pod", metavar="POD")
+    parser.add_argument("container", metavar="CONTAINER")
+    _output_flag(parser)
+    return parser
+
+
+def _add_ps(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(sub, "ps", "list the pods running on this host", ps)
+    _output_flag(parser)
+
+
+def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        sub,
+        "status",
+        "show a pod's containers: state, restarts, last termination, CPU, memory, pids",
+        status,
+    )
+    parser.add_argument("pod", metavar="POD")
+    _output_flag(parser)
+
+
+def _add_logs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        sub,
+        "logs",
+        "print a pod's recent container log lines (the last 1000 of each instance)",
+        logs,
+        epilog="Without -c, every container's lines, each with its container's name.",
+    )
+    parser.add_argument("pod", metavar="POD")
+    parser.add_argument("-c", "--container", help="only this container's lines")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    parser.add_argument(
+        "-p",
+        "--previous",
+        action="store_true",
+        help="the lines of the container's previous instance (before its last restart)",
+    )
+    parser.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    parser.add_argument(
+        "--since", metavar="DURATION", help="only lines newer than this: 10s, 5m, 1h30m"
+    )
+    parser.add_argument(
+        "--timestamps", action="store_true", help="start each line with its time (RFC 3339)"
+    )
+    _output_flag(parser)
+
+
+def _add_exec(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        sub,
+        "exec",
+        "run a command in a running container (its namespaces, cgroup, user and environment)",
+        exec_command,
+        epilog="Example: podvisor exec -it web -c app -- sh\n"
+        "Exit status: the command's; 126 or 127 when it cannot run; 255 when the pod "
+        "stops first.",
+    )
+    parser.add_argument("pod", metavar="POD")
+    _exec_options(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+
+
+def _exec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--container", help="the container (default: the first one)")
+    parser.add_argument(
+        "-i", "--stdin", action="store_true", help="pass this terminal's or pipe's input on"
+    )
+    parser.add_argument(
+        "-t", "--tty", action="store_true", help="the command uses this terminal (with -i)"
+    )
+
+
+def _split_command(args: argparse.Namespace) -> list[str]:
+    """The command after ``--``; options between POD and ``--`` apply to exec.
+
+    argparse's REMAINDER takes everything after POD, so ``exec web -c app -- sh``
+    leaves ``-c app`` with the command; they are parsed here (as kubectl takes them).
+    """
+    rest = list(args.command)
+    if "--" not in rest:
+        return rest
+    cut = rest.index("--")
+    if cut:
+        late = argparse.ArgumentParser(prog="podvisor exec", add_help=False)
+        _exec_options(late)
+        found = late.parse_args(rest[:cut])
+        args.container = found.container or args.container
+        args.stdin = args.stdin or found.stdin
+        args.tty = args.tty or found.tty
+    return rest[cut + 1 :]
+
+
+# =============================================================================
+# ps and status
+# =============================================================================
+
+
+def ps(args: argparse.Namespace) -> int:
+    pods: list[Message] = []
+    for name, path in list_pods():
+        try:
+            with Client(name, path, timeout=PS_TIMEOUT) as client:
+                pods.append(client.request({"op": "ps"})["pod"])
+        except ControlError as exc:
+            pods.append({"name": name, "status": "Unknown", "error": str(exc)})
+    if args.output == "json":
+        print(json.dumps(pods, indent=2))
+        return 0
+    if not pods:
+        print("no pods run on this host", file=sys.stderr)
+        return 0
+    print(_ps_table(pods, out.Style(sys.stdout), time.time()))
+    return 0
+
+
+def _ps_table(pods: list[Message], style: out.Style, now: float) -> str:
+    rows = []
+    notes = []
+    for p in pods:
+        if "error" in p:
+            rows.append([p["name"], p["status"], "-", "-", "-", "-", "-"])
+            notes.append(f"{p['name']}: {p['error']}")
+            continue
+        ready = f"{p['ready']}/{p['containers']}" if p.get("containers") is not None else "-"
+        rows.append(
+            [
+                p["name"],
+                p["status"],
+                ready,
+                str(p["restarts"]),
+                out.since(p.get("start_time"), now),
+                p.get("pod_ip") or "-",
+                p.get("metrics") or "-",
+            ]
+        )
+    headers = ("NAME", "STATUS", "READY", "RESTARTS", "AGE", "IP", "METRICS")
+    text = out.table(headers, rows, style)
+    return "\n".join([text, *notes])
+
+
+def status(args: argparse.Namespace) -> int:
+    found = ask(args.pod, {"op": "status"})
+    found.pop("ok", None)
+    if args.output == "json":
+        print(json.dumps(found, indent=2))
+        return 0
+    print(_status_text(found, out.Style(sys.stdout), time.time()))
+    return 0
+
+
+def _status_text(found: Message, style: out.Style, now: float) -> str:
+    pod = found["pod"]
+    ready = f"{pod['ready']}/{pod['containers']}" if pod.get("containers") is not None else "-"
+    head = [
+        f"Pod:       {pod['name']}",
+        (
+            f"Status:    {style.word(pod['status'])}   ready {ready}   "
+            f"restarts {pod['restarts']}   up {out.since(pod.get('start_time'), now)}"
+        ),
+        (
+            f"IP:        {pod.get('pod_ip') or '-'}   metrics {pod.get('metrics') or '-'}   "
+            f"supervisor pid {pod.get('supervisor_pid')}"
+        ),
+    ]
+    containers = found.get("containers", [])
+    headers = ["CONTAINER", "KIND", "STATE", "READY", "RESTARTS", "LAST TERMINATION"]
+    headers += ["CPU", "MEMORY", "PIDS"]
+    rows = [_container_row(c, now) for c in containers]
+    notes = [f"{c['name']}: {c['message']}" for c in containers if c.get("message")]
+    return "\n".join([*head, "", out.table(headers, rows, style), *notes])
+
+
+def _container_row(c: Message, now: float) -> list[out.Cell]:
+    state = "paused" if c.get("paused") else c["state"]
+    word = state.capitalize()
+    detail = c.get("reason") or ""
+    if c["state"] == "running":
+        detail = out.since(c.get("started_at"), now)
+    colour = out.WORD_COLOURS.get(detail) or out.WORD_COLOURS.get(state)
+    return [
+        c["name"],
+        c["kind"],
+        (f"{word} {detail}".strip(), colour),
+        "yes" if c["ready"] else "no",
+        str(c["restarts"]),
+        _termination(c.get("last_termination"), now),
+        _cpu(c),
+        _memory(c),
+        out.against(_number(c.get("pids")), _number(c.get("pids_max"))),
+    ]
+
+
+def _termination(end: Message | None, now: float) -> str:
+    if not end:
+        return "-"
+    code = f"exit {end['exit_code']}"
+    if end.get("signal"):
+        code += f", signal {end['signal']}"
+    return f"{end['reason']} ({code}) {out.since(end.get('finished_at'), now)} ago"
+
+
+def _cpu(c: Message) -> str:
+    limit = c.get("cpu_limit_cores")
+    return out.against(out.cores(c.get("cpu_cores")), out.cores(limit) if limit else None)
+
+
+def _memory(c: Message) -> str:
+    used, limit = c.get("memory_bytes"), c.get("memory_limit_bytes")
+    text = out.against(out.memory(used), out.memory(limit) if limit else None)
+    return text + out.percent(used, limit)
+
+
+def _number(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
+# =============================================================================
+# logs
+# =============================================================================
+
+
+def logs(args: argparse.Namespace) -> int:
+    since = None
+    if args.since:
+        try:
+            since = time.time() - out.parse_duration(args.since)
+        except ValueError as exc:
+            print(f"podvisor logs: --since: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    request = {
+        "op": "logs",
+        "container": args.container,
+        "previous": args.previous,
+        "tail": args.tail,
+        "since": since,
+        "follow": args.follow,
+    }
+    with Client.open(args.pod) as client:
+        reply = client.request(request)
+        client.sock.settimeout(None)  # the lines come when they come
+        names: list[str] = reply.get("containers", [])
+        write = _line_writer(args, max(map(len, names)) if len(names) > 1 else 0)
+        while (message := client.receive()) is not None and not message.get("end"):
+            for record in message.get("lines", []):
+                write(record)
+            sys.stdout.flush()
+    return 0
+
+
+def _line_writer(args: argparse.Namespace, width: int) -> Callable[[Message], None]:
+    """How one record is printed: text with the container's name when there are several."""
+    if args.output == "json":
+
+        def as_json(r: Message) -> None:
+            record = {**r, "time": out.timestamp(r["time"])}
+            print(json.dumps(record, ensure_ascii=False))
+
+        return as_json
+    partial = False
+
+    def as_text(r: Message) -> None:
+        nonlocal partial
+        prefix = "" if partial else _prefix(r, width, args.timestamps)
+        sys.stdout.write(prefix + r["text"] + ("" if r.get("partial") else "\n"))
+        partial = bool(r.get("partial"))
+
+    return as_text
+
+
+def _prefix(r: Message, width: int, timestamps: bool) -> str:
+    prefix = f"{out.timestamp(r['time'])} " if timestamps else ""
+    return prefix + (f"{r['container']:<{width}} | " if width else "")
+
+
+# =============================================================================
+# exec
+# =============================================================================
+
+
+def exec_command(args: argparse.Namespace) -> int:
+    argv = _split_command(args)
+    if not argv:
+        print("podvisor exec: no command given: podvisor exec POD -- COMMAND", file=sys.stderr)
+        return EXIT_CONFIG
+    tty = args.tty and os.isatty(0)
+    if args.tty and not tty:
+        print("podvisor exec: -t: stdin is not a terminal; running without one", file=sys.stderr)
+    env = {"TERM": os.environ.get("TERM") or "xterm"} if tty else {}
+    request = {"op": "exec", "container": args.container, "argv": argv, "env": env, "tty": tty}
+    with contextlib.ExitStack() as stack:
+        stdin = 0 if args.stdin else _devnull(stack)
+        client = stack.enter_context(Client.open(args.pod))
+        client.send(request, (stdin, 1, 2))
+        reply = client.receive()
+        if reply is None or not reply.get("ok"):
+            error = reply.get("error") if reply else "the pod closed the connection"
+            print(f"podvisor: {error}", file=sys.stderr)
+            return int(reply.get("exit_code", 1)) if reply else 1
+        client.sock.settimeout(None)  # the command runs as long as it runs
+        on_terminal = any(os.isatty(fd) for fd in (stdin, 1, 2))
+        stack.enter_context(_terminal_restored(stdin if tty else None))
+        wakeup = stack.enter_context(_signals_to_pipe(on_terminal))
+        return _wait_for_exit(client, wakeup, " ".join(argv))
+
+
+def _devnull(stack: contextlib.ExitStack) -> int:
+    fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    stack.callback(os.close, fd)
+    return fd
+
+
+def _wait_for_exit(client: Client, wakeup: int, command: str) -> int:
+    """Relay signals until the command's exit comes; its exit status."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(client.sock, selectors.EVENT_READ)
+        selector.register(wakeup, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj == wakeup:
+                    _relay(client, os.read(wakeup, 256))
+                    continue
+                message = client.receive()
+                if message is None:
+                    print(f"podvisor: the pod stopped before `{command}` ended", file=sys.stderr)
+                    return EXIT_LOST
+                if message.get("ev") == "exited":
+                    return _exit_status(message)
+
+
+def _relay(client: Client, signums: bytes) -> None:
+    for signum in signums:
+        # Lost only when the connection is: the exit (or end-of-file) says what happened.
+        with contextlib.suppress(ControlError):
+            client.send({"op": "signal", "signal": signum})
+
+
+def _exit_status(message: Message) -> int:
+    if message.get("signal") is not None:
+        return 128 + int(message["signal"])
+    return int(message.get("code") or 0)
+
+
+@contextlib.contextmanager
+def _signals_to_pipe(on_terminal: bool) -> Iterator[int]:
+    """The relayed signals, as bytes on a pipe (the handlers only let them be written)."""
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    previous: dict[int, Any] = {s: signal.signal(s, _noted) for s in RELAYED}
+    if on_terminal:
+        previous |= {s: signal.signal(s, signal.SIG_IGN) for s in IGNORED_ON_A_TERMINAL}
+    try:
+        yield read_end
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _noted(signum: int, frame: object) -> None:
+    """Nothing to do: the wakeup fd has the signal's number already."""
+
+
+@contextlib.contextmanager
+def _terminal_restored(fd: int | None) -> Iterator[None]:
+    """Put the terminal's settings back as they were (a killed editor leaves it raw)."""
+    saved = None
+    if fd is not None:
+        with contextlib.suppress(termios.error):
+            saved = termios.tcgetattr(fd)
+    try:
+        yield
+    finally:
+        if fd is not None and saved is not None:
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+# =============================================================================
+# restart, stop, kill, pause, resume
+# =============================================================================
+
+
+def _act(args: argparse.Namespace, request: Message, done: str) -> int:
+    reply = ask(args.pod, request)
+    if getattr(args, "output", "text") == "json":
+        print(json.dumps(reply))
+    else:
+        print(done)
+    return 0
+
+
+def restart(args: argparse.Namespace) -> int:
+    request = {"op": "restart", "container": args.container}
+    return _act(args, request, f"restarting container {args.container} of pod {args.pod}")
+
+
+def kill(args: argparse.Namespace) -> int:
+    try:
+        signum = _signal_number(args.signal)
+    except ValueError as exc:
+        print(f"podvisor kill: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    reply = ask(args.pod, {"op": "kill", "container": args.container, "signal": signum})
+    if args.output == "json":
+        print(json.dumps(reply))
+        return 0
+    name = signal.Signals(signum).name
+    print(f"sent {name} to container {args.container} of pod {args.pod}")
+    if reply.get("paused"):
+        print(f"note: {args.container} is paused: it gets the signal when resumed")
+    return 0
+
+
+def _signal_number(text: str) -> int:
+    """KILL, SIGKILL, kill or 9."""
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else f"SIG{name}"
+        with contextlib.suppress(KeyError):
+            return int(signal.Signals[name])
+    raise ValueError(f"not a signal: {text!r} (try TERM, HUP, KILL or a number)")
+
+
+def pause(args: argparse.Namespace) -> int:
+    reply = ask(args.pod, {"op": "pause", "container": args.container})
+    if args.output == "json":
+        print(json.dumps(reply))
+        return 0
+    print(f"paused container {args.container} of pod {args.pod}")
+    if "liveness" in reply.get("probes", []):
+        print(
+            f"note: {args.container} has a liveness probe: it fails while the container is "
+            "paused, and restarts the container when it has failed for good"
+        )
+    return 0
+
+
+def resume(args: argparse.Namespace) -> int:
+    request = {"op": "resume", "container": args.container}
+    return _act(args, request, f"resumed container {args.container} of pod {args.pod}")
+
+
+def stop(args: argparse.Namespace) -> int:
+    with Client.open(args.pod) as client:
+        client.request({"op": "stop", "immediate": args.now})
+        if args.no_wait:
+            print(f"stopping pod {args.pod}")
+            return 0
+        client.sock.settimeout(None)  # the pod's grace period bounds it
+        finished = client.receive()
+    if finished is None or finished.get("ev") != "finished":
+        print(f"pod {args.pod} stopped")
+        return 0
+    print(f"pod {args.pod} stopped: {finished['phase']} (exit status {finished['exit_status']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
