@@ -233,6 +233,14 @@ def peak_rss_mb(pid: int) -> float:
     return int(status(pid)["VmHWM"].split()[0]) / 1024
 
 
+def pss_mb(pid: int) -> float:
+    """The proportional set size now: shared pages split among the processes sharing them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise OSError(f"no Pss in /proc/{pid}/smaps_rollup")
+
+
 def voluntary_switches(pid: int) -> int:
     """Voluntary context switches of all live threads: each is one sleep, so one wake-up."""
     total = 0

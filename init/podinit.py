@@ -334,7 +334,8 @@ class PodInit:
                     "ev": "spawn_failed",
                     "id": rid,
                     "errno": exc.errno or 0,
-                    "message": exc.strerror or str(exc),
+                    "stage": getattr(exc, "stage", "fork"),
+                    "message": str(exc),
                 }
             )
             return

@@ -17,23 +17,17 @@ Requests::
 
     {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": "/" | null,
      "uid": 0 | null, "gid": 0 | null, "cgroups": ["/sys/fs/cgroup/.../cgroup.procs"],
-     "pidns": false, "enter": null | PID, "stdio": 3}
-        Start a process. ``stdio`` is how many fds ride along: they become
-        the child's fds 0, 1, 2 (when fewer than three come, the rest are
-        /dev/null). The child gets its own session and process group, writes
+     "pidns": false}
+        Start a process. The fds that ride along (at most three) become
+        the child's fds 0, 1, 2; when fewer come, the rest are /dev/null. The child gets its own session and process group, writes
         itself into each of ``cgroups`` before it execs, and starts with the
         signal mask and dispositions init inherited. With ``pidns`` it runs
-        under its own init in a nested PID namespace. With ``enter`` it
-        first joins that process's PID and mount namespaces (probes, exec).
-        Answered by ``spawned`` or ``spawn_failed``; a spawned process is
-        later reported by exactly one ``exited``.
+        under its own init in a nested PID namespace (``podvisor-init
+        --pid-ns``). Answered by ``spawned`` or ``spawn_failed``; a spawned
+        process is later reported by exactly one ``exited``.
     {"op": "signal", "id": 8, "pid": 42, "signal": 15, "group": true}
         Send a signal to a process that init spawned (and to its process
         group when ``group``). Answered by ``signalled``.
-    {"op": "connect", "id": 9, "host": "127.0.0.1", "port": 8080, "timeout": 1.0}
-        Open a TCP connection from inside the pod's network namespace and
-        pass the connected socket back. Answered by ``connected`` (one fd
-        attached) or ``connect_failed``.
     {"op": "stop_all", "grace": 30.0}
         Send SIGTERM to every process in the pod, SIGKILL to what is left
         after ``grace`` seconds, then exit. Init does the same on its own
@@ -41,13 +35,15 @@ Requests::
 
 Events::
 
+    {"ev": "init_started", "host_pid": 4242}        the outer process forked the init
+    {"ev": "init_failed", "message": "..."}         namespaces could not be made
     {"ev": "ready", "pid": 1}                       init is serving
     {"ev": "spawned", "id": 7, "pid": 5}
-    {"ev": "spawn_failed", "id": 7, "errno": 2, "message": "..."}
-    {"ev": "exited", "pid": 5, "code": 0 | null, "signal": null | 9}
+    {"ev": "spawn_failed", "id": 7, "errno": 2, "stage": "exec", "message": "prog: ..."}
+                                                    stage: what failed before the program
+                                                    ran: exec, chdir, before_exec, fork
+    {"ev": "exited", "id": 7, "pid": 5, "code": 0 | null, "signal": null | 9}
     {"ev": "signalled", "id": 8, "errno": 0}
-    {"ev": "connected", "id": 9}                    one fd attached
-    {"ev": "connect_failed", "id": 9, "errno": 111, "message": "..."}
     {"ev": "signal_received", "signal": 1}          e.g. ``kill -HUP 1`` in the pod
     {"ev": "orphans_reaped", "total": 12}           coalesced running count
 

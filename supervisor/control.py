@@ -443,7 +443,11 @@ class ControlServer:
             await conn.send(reply)
             return
         done = _execs_of(self.host)._exit_of(pid)
-        await conn.send({"ok": True, "pid": pid})
+        try:
+            await conn.send({"ok": True, "pid": pid})
+        except DISCONNECTS:  # the client died as the command started
+            await self._hang_up(pid, done)
+            return
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._relay, conn, pid, done)
             await done.wait()
@@ -493,6 +497,10 @@ class ControlServer:
             close_all(fds)
             if message.get("op") == "signal":
                 await self._signal_group(pid, int(message.get("signal", 0)))
+        await self._hang_up(pid, done)
+
+    async def _hang_up(self, pid: int, done: ExitWaiter) -> None:
+        """What a terminal's hang-up does: SIGHUP, then (after a grace) SIGKILL."""
         await self._signal_group(pid, signal.SIGHUP)
         with anyio.move_on_after(HANGUP_GRACE):
             await done.wait()

@@ -443,6 +443,10 @@ def exec_command(args: argparse.Namespace) -> int:
     request = {"op": "exec", "container": args.container, "argv": argv, "env": env, "tty": tty}
     with contextlib.ExitStack() as stack:
         stdin = 0 if args.stdin else _devnull(stack)
+        stack.enter_context(_terminal_restored(stdin if tty else None))
+        # From here on a Ctrl-C waits on the pipe until the command can have it.
+        on_terminal = any(os.isatty(fd) for fd in (stdin, 1, 2))
+        wakeup = stack.enter_context(_signals_to_pipe(on_terminal))
         client = stack.enter_context(Client.open(args.pod))
         client.send(request, (stdin, 1, 2))
         reply = client.receive()
@@ -451,9 +455,6 @@ def exec_command(args: argparse.Namespace) -> int:
             print(f"podvisor: {error}", file=sys.stderr)
             return int(reply.get("exit_code", 1)) if reply else 1
         client.sock.settimeout(None)  # the command runs as long as it runs
-        on_terminal = any(os.isatty(fd) for fd in (stdin, 1, 2))
-        stack.enter_context(_terminal_restored(stdin if tty else None))
-        wakeup = stack.enter_context(_signals_to_pipe(on_terminal))
         return _wait_for_exit(client, wakeup, " ".join(argv))
 
 

@@ -421,10 +421,13 @@ class PodRunner:
             self.instances[name] = _Instance(pid, self.cgroups[name].oom_kills())
             self.post(lc.Started(name, pid))
             return
-        err = OSError(int(reply.get("errno", 0)), str(reply.get("message", "")))
-        message = f"{c.argv[0]}: {reply.get('message')}"
-        self.sink.system(f"{name}: cannot run {message}")
-        self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=message))
+        message = str(reply.get("message", ""))
+        self.sink.system(f"{name}: cannot start: {message}")
+        if reply.get("stage") == "exec":
+            err = OSError(int(reply.get("errno", 0)), message)
+            self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=message))
+        else:  # the program was found, but its process could not be set up (as the kubelet)
+            self.post(lc.StartFailed(name, 128, lc.Reason.START_ERROR, message))
 
     def _own_pid_ns(self) -> bool:
         return self.sandbox is not None and self.sandbox.plan.own_pid_namespace

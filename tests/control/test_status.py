@@ -20,7 +20,7 @@ async def test_ps_lists_the_running_pod(run_dir: Path) -> None:
         assert done.returncode == 0, done.stderr
         header, row = done.stdout.splitlines()
         assert header.split() == ["NAME", "STATUS", "READY", "RESTARTS", "AGE", "IP", "METRICS"]
-        name, status, ready, restarts, age, ip, metrics = row.split()
+        name, status, ready, restarts, age, ip, _metrics = row.split()
         assert (name, status, ready, restarts) == ("ctl-ps", "Running", "1/1", "0")
         assert age.endswith("s")
         assert ip == ((pod.runner.network.pod_ip if pod.runner.network else None) or "-")
@@ -32,7 +32,8 @@ async def test_ps_lists_the_running_pod(run_dir: Path) -> None:
         [found] = await pod.json("ps")
         assert found["name"] == "ctl-ps"
         assert found["phase"] == "Running"
-        assert found["ready"] == 1 and found["containers"] == 1
+        assert found["ready"] == 1
+        assert found["containers"] == 1
         assert found["supervisor_pid"] == os.getpid()
         assert abs(found["start_time"] - time.time()) < 60
 
@@ -43,13 +44,16 @@ async def test_status_shows_each_container(run_dir: Path) -> None:
         found = await pod.json("status", "ctl-status")
         [c] = found["containers"]
         assert c["name"] == "app"
-        assert c["state"] == "running" and c["ready"] is True
-        assert c["restarts"] == 0 and c["last_termination"] is None
+        assert c["state"] == "running"
+        assert c["ready"] is True
+        assert c["restarts"] == 0
+        assert c["last_termination"] is None
         assert c["pid"] == app.pid
         assert c["memory_limit_bytes"] == 64 * 1024 * 1024
         assert 0 < c["memory_bytes"] < c["memory_limit_bytes"]
         assert c["cpu_limit_cores"] == pytest.approx(0.5)
-        assert c["cpu_cores"] is not None and c["cpu_cores"] >= 0
+        assert c["cpu_cores"] is not None
+        assert c["cpu_cores"] >= 0
         assert c["pids"] >= 1
         assert c["paused"] is False
 
@@ -57,11 +61,13 @@ async def test_status_shows_each_container(run_dir: Path) -> None:
         assert text.returncode == 0, text.stderr
         lines = text.stdout.splitlines()
         assert lines[0].split() == ["Pod:", "ctl-status"]
-        assert "Running" in lines[1] and "ready 1/1" in lines[1]
+        assert "Running" in lines[1]
+        assert "ready 1/1" in lines[1]
         table = lines[lines.index("") + 1 :]
         assert table[0].split()[:3] == ["CONTAINER", "KIND", "STATE"]
         assert table[1].split()[:3] == ["app", "main", "Running"]
-        assert "/64Mi" in table[1] and "/500m" in table[1]
+        assert "/64Mi" in table[1]
+        assert "/500m" in table[1]
 
 
 async def test_an_unknown_pod_is_an_error(run_dir: Path) -> None:

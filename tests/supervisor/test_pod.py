@@ -326,3 +326,29 @@ def test_supervisor_sigkill_leaves_nothing_behind(tmp_path: Path) -> None:
     ) as rerun:
         rerun.communicate(timeout=60)
     assert rerun.returncode == 0
+
+
+async def test_a_program_that_is_not_executable_cannot_run(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\necho never\n")
+    script.chmod(0o644)
+    result = await run_pod(_shell_pod("unused").replace('["sh", "-c", "unused"]', f'["{script}"]'))
+    assert result.status == 126
+    assert f"{script}: Permission denied" in result.stderr
+
+
+async def test_a_missing_working_dir_is_a_start_error() -> None:
+    result = await run_pod("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: nowhere}
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: main
+              command: ["true"]
+              workingDir: /no/such/dir
+    """)
+    # The program exists; its process could not be set up: StartError, 128.
+    assert result.status == 128
+    assert "/no/such/dir" in result.stderr
