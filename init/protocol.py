@@ -19,7 +19,8 @@ Requests::
      "uid": 0 | null, "gid": 0 | null, "cgroups": ["/sys/fs/cgroup/.../cgroup.procs"],
      "pidns": false}
         Start a process. The fds that ride along (at most three) become
-        the child's fds 0, 1, 2; when fewer come, the rest are /dev/null. The child gets its own session and process group, writes
+        the child's fds 0, 1, 2; when fewer come, the rest are /dev/null.
+        The child gets its own session and process group, writes
         itself into each of ``cgroups`` before it execs, and starts with the
         signal mask and dispositions init inherited. With ``pidns`` it runs
         under its own init in a nested PID namespace (``podvisor-init
