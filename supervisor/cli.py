@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
         help="container log lines as `name | line` (default) or JSON objects",
     )
     run.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve /metrics, /livez, /readyz and /status here (default: the annotation "
+        "podvisor.io/metrics-address, else 127.0.0.1:9464; 'off' for none)",
+    )
+    run.add_argument(
         "--backend",
         choices=BACKENDS,
         default="trio",
@@ -78,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"podvisor: cannot read {args.manifest}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
-    options = RunOptions(log_format=args.log_format)
+    options = RunOptions(log_format=args.log_format, metrics_address=args.metrics_address)
     try:
         return run_pod(loaded, options, backend=args.backend)
     except PodvisorError as exc:

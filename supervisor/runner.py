@@ -50,6 +50,7 @@ from podvisor.supervisor.errors import (
 from podvisor.supervisor.logs import LogSink, pump
 from podvisor.supervisor.manifest import LoadedPod, expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, Pod
+from podvisor.supervisor.metrics import MetricsServer, PodMetrics
 from podvisor.supervisor.network import (
     NetworkMode,
     NetworkRequest,
@@ -70,6 +71,8 @@ from podvisor.supervisor.sandbox import Sandbox, plan_namespaces, start_init, wi
 @dataclass(frozen=True)
 class RunOptions:
     log_format: Literal["text", "json"] = "text"
+    #: --metrics-address; None: the annotation, else the default; "off": no endpoint
+    metrics_address: str | None = None
     stdout: TextIO | None = None
     stderr: TextIO | None = None
     #: Called with the runner once the pod's init serves (tests, the control API).
@@ -168,6 +171,8 @@ class PodRunner:
     _scopes: dict[str, anyio.CancelScope] = field(default_factory=dict)
     _tg: anyio.abc.TaskGroup | None = None
     _actions: ContainerActions | None = None
+    metrics: PodMetrics = field(init=False)
+    metrics_server: MetricsServer | None = None
 
     def __post_init__(self) -> None:
         pod = self.loaded.pod
@@ -176,6 +181,7 @@ class PodRunner:
         )
         self.sink.register([c.name for c in pod.spec.all_containers])
         self._events_in, self._events = anyio.create_memory_object_stream[lc.Event](math.inf)
+        self.metrics = PodMetrics(pod)
 
     @property
     def pod(self) -> Pod:
@@ -215,6 +221,12 @@ class PodRunner:
 
     async def _set_up(self, stack: AsyncExitStack) -> None:
         pod = self.pod
+        # The address first: a port already taken is an error before anything is made.
+        self.metrics_server = await MetricsServer.open(
+            self, self.metrics, self.options.metrics_address
+        )
+        if self.metrics_server is not None:
+            stack.push_async_callback(self.metrics_server.aclose)
         driver = CgroupDriver.detect()
         for warning in driver.warnings:
             self.sink.system(f"warning: {warning}")
@@ -300,9 +312,13 @@ class PodRunner:
             tg.start_soon(self._watch_channel)
             tg.start_soon(self._watch_signals)
             tg.start_soon(self._watch_init)
+            if self.metrics_server is not None:
+                tg.start_soon(self.metrics_server.serve)
             if self.options.on_ready is not None:
                 self.options.on_ready(self)
-            self.state, effects = lc.begin(lifecycle_plan(self.pod), anyio.current_time())
+            now = anyio.current_time()
+            self.state, effects = lc.begin(lifecycle_plan(self.pod), now)
+            self.metrics.observe(self.state, now)
             result = await self._loop(effects)
             tg.cancel_scope.cancel()
         return result
@@ -319,7 +335,9 @@ class PodRunner:
             event = await self._events.receive()
             if trace:
                 self.sink.system(f"trace: event {event}")
-            self.state, effects = lc.handle(self.state, event, anyio.current_time())
+            now = anyio.current_time()
+            self.state, effects = lc.handle(self.state, event, now)
+            self.metrics.observe(self.state, now)
 
     # --- effects -------------------------------------------------------------------
 

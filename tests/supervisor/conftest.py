@@ -48,6 +48,7 @@ def pod_yaml(body: str) -> str:
 async def run_pod(text: str, **options: object) -> PodResult:
     loaded = manifest.load("pod.yaml", pod_yaml(text))
     out, err = io.StringIO(), io.StringIO()
+    options.setdefault("metrics_address", "off")  # tests run side by side: no port 9464
     runner = PodRunner(loaded, RunOptions(stdout=out, stderr=err, **options))  # type: ignore[arg-type]
     status = await runner.run()
     return PodResult(status, out.getvalue(), err.getvalue())
@@ -61,6 +62,8 @@ def podvisor_command() -> list[str]:
 @contextlib.contextmanager
 def podvisor_run(path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     """`podvisor run PATH` as a child; killed (if still running) and reaped on the way out."""
+    if not any(a.startswith("--metrics-address") for a in args):
+        args = ("--metrics-address", "off", *args)  # tests run side by side: no port 9464
     with subprocess.Popen(
         [*podvisor_command(), "run", *args, str(path)],
         stdout=subprocess.PIPE,
