@@ -207,7 +207,7 @@ class Container:
 class PodSettings:
     """podvisor's own pod-wide settings, from `podvisor.io/` annotations."""
 
-    metrics_address: str | None = None  # "HOST:PORT"; None: no metrics endpoint
+    metrics_address: str | None = None  # "HOST:PORT" or "off"; None: the default
     # "host" | "loopback" | "bridge"; None: podvisor's default. "host" whenever
     # spec.hostNetwork is true (a contradicting annotation is refused).
     network: str | None = None

@@ -103,9 +103,13 @@ def _subnet(text: str) -> str:
 
 
 def _address(text: str) -> str:
+    if text in ("off", "none"):
+        return text
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT (examples: 127.0.0.1:9100, [::1]:9100, :9100)")
+        raise ValueError(
+            f"{text!r} is not HOST:PORT or off (examples: 127.0.0.1:9464, [::1]:9464, :9464)"
+        )
     bare = host.removeprefix("[").removesuffix("]")
     if host and host != "localhost":
         try:
@@ -137,8 +141,9 @@ def parse_signal(text: str) -> int:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
-        "metrics-address", "pod", "HOST:PORT", "none",
-        "Serve Prometheus metrics on this address, e.g. 127.0.0.1:9100.",
+        "metrics-address", "pod", "HOST:PORT or off", "127.0.0.1:9464",
+        "Serve /metrics, /livez, /readyz and /status on this address (:9464 for every"
+        " interface); off for none. The --metrics-address flag overrides it.",
         _address, "metrics_address",
     ),
     Setting(

@@ -1046,7 +1046,7 @@ spec:
         [
             "pod.yaml:6:26: metadata.annotations[podvisor.io/network]: 'vpn' is not a network mode: use host, loopback or bridge",
             "pod.yaml:7:30: metadata.annotations[podvisor.io/backoff-max]: '-5' is not a duration (examples: 10, 10s, 500ms, 5m)",
-            "pod.yaml:8:34: metadata.annotations[podvisor.io/metrics-address]: '9100' is not HOST:PORT (examples: 127.0.0.1:9100, [::1]:9100, :9100)",
+            "pod.yaml:8:34: metadata.annotations[podvisor.io/metrics-address]: '9100' is not HOST:PORT or off (examples: 127.0.0.1:9464, [::1]:9464, :9464)",
             "pod.yaml:9:34: metadata.annotations[podvisor.io/stop-signal.web]: 'SIGFOO' is not a signal that can stop a process (examples: SIGTERM, SIGINT)",
         ],
         id="annotation-bad-value",
