@@ -11,7 +11,9 @@ test that left it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -93,6 +95,74 @@ def leftover_links() -> list[str]:
     return sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(PREFIXES))
 
 
+# --- Whose is it? -------------------------------------------------------------------
+# Several test sessions may share this machine. A leftover that a live process
+# outside our own process tree holds (a network record's owner, a cgroup's
+# flock) belongs to another session, and is not ours to report.
+
+
+def _ancestors(pid: int) -> set[int]:
+    found = set()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        pid = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")))
+    return found
+
+
+def _foreign(pid: int) -> bool:
+    """A live process that is neither us nor one of our descendants."""
+    return Path(f"/proc/{pid}").exists() and os.getpid() not in _ancestors(pid)
+
+
+def _network_owners() -> dict[str, int]:
+    """The owner pid named by each pod network record, by every name the record holds."""
+    owners: dict[str, int] = {}
+    for record in Path("/run/podvisor/pods").glob("*/network.json"):
+        try:
+            text = record.read_text()
+            pid = int(json.loads(text)["owner"]["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for word in re.findall(r"[A-Za-z0-9_.-]+", text):
+            if word.startswith(PREFIXES):
+                owners[word] = pid
+    return owners
+
+
+def _lock_holders() -> dict[tuple[int, int, int], int]:
+    """(major, minor, inode) -> pid of every flock on this machine (/proc/locks)."""
+    holders: dict[tuple[int, int, int], int] = {}
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK":
+            major, minor, inode = fields[5].split(":")
+            holders[int(major, 16), int(minor, 16), int(inode)] = int(fields[4])
+    return holders
+
+
+def _ours_cgroups(paths: set[Path]) -> set[Path]:
+    holders = _lock_holders()
+    mine = set()
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        holder = holders.get((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+        if holder is None or not _foreign(holder):
+            mine.add(path)
+    return mine
+
+
+def _ours_names(names: set[str]) -> set[str]:
+    owners = _network_owners()
+    return {n for n in names if n not in owners or not _foreign(owners[n])}
+
+
 def mounts() -> list[str]:
     return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
 
@@ -134,17 +204,21 @@ def no_leaks() -> Iterator[None]:
     if alive:
         problems.append(f"processes left running: {sorted(alive)}")
     _end(extra)
-    cgroups = set(leftover_cgroups()) - before_cgroups
+    cgroups = _ours_cgroups(set(leftover_cgroups()) - before_cgroups)
     if cgroups:
         problems.append(f"cgroups left: {sorted(map(str, cgroups))}")
-    netns = set(leftover_netns()) - before_netns
+    netns = _ours_names(set(leftover_netns()) - before_netns)
     if netns:
         problems.append(f"network namespaces left: {sorted(netns)}")
-    links = set(leftover_links()) - before_links
+    links = _ours_names(set(leftover_links()) - before_links)
     if links:
         problems.append(f"links left: {sorted(links)}")
-    after_mounts = mounts()
-    if len(after_mounts) != len(before_mounts):
-        problems.append(f"mounts changed: {sorted(set(after_mounts) ^ set(before_mounts))}")
+    changed = set(mounts()) ^ set(before_mounts)
+    # A named network namespace is a mount under /run/netns: judged like the netns.
+    netns_mounts = {m for m in changed if m.startswith("/run/netns/")}
+    changed -= netns_mounts
+    changed |= {f"/run/netns/{n}" for n in _ours_names({m[11:] for m in netns_mounts})}
+    if changed:
+        problems.append(f"mounts changed: {sorted(changed)}")
     if problems:
         pytest.fail("the test left things behind:\n" + "\n".join(problems))
