@@ -41,7 +41,7 @@ import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import NamedTuple, NotRequired, TypedDict
 
 #: The columns of the merged table, in order.
 PODVISOR = "podvisor"
@@ -154,13 +154,15 @@ def machine() -> dict[str, str]:
         "kernel": f"{platform.system()} {platform.release()}",
         "os": _os_name(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
+        # Other work on the machine moves the figures: say how busy it was.
+        "load": "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
     }
 
 
 def describe(info: dict[str, str]) -> str:
     return ", ".join(
-        f"{info[k]}" if k in ("cpu", "kernel", "os", "python") else f"{k} {info[k]}"
-        for k in ("cpu", "cores", "memory", "kernel", "os", "python")
+        f"{info[k]}" if k in ("cpu", "kernel", "os", "python", "load") else f"{k} {info[k]}"
+        for k in ("cpu", "cores", "memory", "kernel", "os", "python", "load")
         if k in info
     )
 
@@ -208,15 +210,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def run_seconds(pid: int) -> float:
-    """Time on a CPU from schedstat, in ns resolution, summed over live threads."""
-    total = 0
+class ThreadCounters(NamedTuple):
+    switches: int  # voluntary context switches: each is one sleep, so one wake-up
+    run_ns: int  # time on a CPU (schedstat), in ns
+
+
+def thread_counters(pid: int) -> dict[int, ThreadCounters]:
+    """Per live thread: wake-ups and CPU time, finer than the clock ticks of /proc/PID/stat."""
+    found = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / 1e9
+            run_ns = int((task / "schedstat").read_text().split()[0])
+            switches = next(
+                int(line.split()[1])
+                for line in (task / "status").read_text().splitlines()
+                if line.startswith("voluntary_ctxt_switches:")
+            )
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue  # it exited while we looked
+        found[int(task.name)] = ThreadCounters(switches, run_ns)
+    return found
+
+
+def thread_deltas(
+    before: dict[int, ThreadCounters], after: dict[int, ThreadCounters]
+) -> tuple[int, float, int]:
+    """(wake-ups, CPU seconds, threads that exited) between two readings.
+
+    A thread that exited took its counters with it: it counts as one wake-up
+    (at least), and its CPU time is lost (the figure errs low).
+    """
+    wakeups, run_ns = 0, 0
+    for tid, now in after.items():
+        then = before.get(tid, ThreadCounters(0, 0))
+        wakeups += now.switches - then.switches
+        run_ns += now.run_ns - then.run_ns
+    exited = len(before.keys() - after.keys())
+    return wakeups + exited, run_ns / 1e9, exited
 
 
 def status(pid: int) -> dict[str, str]:
@@ -239,19 +269,6 @@ def pss_mb(pid: int) -> float:
         if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     raise OSError(f"no Pss in /proc/{pid}/smaps_rollup")
-
-
-def voluntary_switches(pid: int) -> int:
-    """Voluntary context switches of all live threads: each is one sleep, so one wake-up."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            for line in (task / "status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
 
 
 def parent_pid(pid: int) -> int:
@@ -292,6 +309,46 @@ def cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def leftover_pod_state(pod_name: str) -> list[str]:
+    """Cgroups and network namespaces of a bench pod still there after it stopped."""
+    found = [
+        f"cgroup {cgroup}"
+        for base in own_cgroup_dirs()
+        for cgroup in base.glob(f"podvisor-{pod_name}-*")
+    ]
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        found += [f"netns {p.name}" for p in netns.iterdir() if pod_name in p.name]
+    return found
+
+
+def own_cgroup_dirs() -> list[Path]:
+    """Our cgroup in each mounted hierarchy: where podvisor makes the pod's cgroups."""
+    own: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            own[controller] = path
+    dirs = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        fstype, root, mountpoint = fields[sep + 1], fields[3], fields[4]
+        if fstype == "cgroup2":
+            key = ""
+        elif fstype == "cgroup":
+            key = next((o for o in fields[sep + 3].split(",") if o in own), "")
+            if not key:
+                continue
+        else:
+            continue
+        relative = own.get(key, "/")
+        if root != "/" and relative.startswith(root):
+            relative = relative[len(root) :]
+        dirs.append(Path(mountpoint) / relative.lstrip("/"))
+    return dirs
 
 
 # --- Running the measured programs ------------------------------------------------------------

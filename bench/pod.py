@@ -73,9 +73,12 @@ READY = re.compile(rb"PVBENCH-READY (\S+)")
 PROGRAMS = ("side-a", "side-b", "main")
 LAUNCH_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-#: Time for start-up work to die down (thread pools idling out, first probes
-#: of nothing) before the idle window opens.
-SETTLE_SECONDS = 3.0
+#: Time for start-up work to die down before the idle window opens: trio's
+#: thread cache lets an idle worker thread go after 10 s.
+SETTLE_SECONDS = 12.0
+#: Start rounds stop early past this many seconds, after at least MIN_ROUNDS.
+START_BUDGET_S = 75.0
+MIN_ROUNDS = 3
 
 
 class BenchError(Exception):
@@ -296,46 +299,6 @@ def reap_leftovers() -> list[str]:
     return leaks
 
 
-def leftover_pod_state(pod_name: str) -> list[str]:
-    """Cgroups and network namespaces of a bench pod still there after it stopped."""
-    found = [
-        f"cgroup {cgroup}"
-        for base in _own_cgroup_dirs()
-        for cgroup in base.glob(f"podvisor-{pod_name}-*")
-    ]
-    netns = Path("/run/netns")
-    if netns.is_dir():
-        found += [f"netns {p.name}" for p in netns.iterdir() if pod_name in p.name]
-    return found
-
-
-def _own_cgroup_dirs() -> list[Path]:
-    """Our cgroup in each mounted hierarchy: where podvisor makes the pod's cgroups."""
-    own: dict[str, str] = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") if controllers else [""]:
-            own[controller] = path
-    dirs = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        sep = fields.index("-")
-        fstype, root, mountpoint = fields[sep + 1], fields[3], fields[4]
-        if fstype == "cgroup2":
-            key = ""
-        elif fstype == "cgroup":
-            key = next((o for o in fields[sep + 3].split(",") if o in own), "")
-            if not key:
-                continue
-        else:
-            continue
-        relative = own.get(key, "/")
-        if root != "/" and relative.startswith(root):
-            relative = relative[len(root) :]
-        dirs.append(Path(mountpoint) / relative.lstrip("/"))
-    return dirs
-
-
 # --- Start runs ---------------------------------------------------------------------------------
 
 
@@ -386,18 +349,26 @@ def _quietly(read: Callable[[int], float], pid: int) -> float:
 def start_runs(
     contenders: list[Contender], runs: int, tmp: Path, env: dict[str, str], problems: list[str]
 ) -> dict[str, list[StartSample]]:
-    """Each contender once unmeasured, then *runs* rounds in turns, rotating the order."""
+    """Each contender once unmeasured, then *runs* rounds in turns, rotating the order.
+
+    On a machine so loaded that the rounds overrun `START_BUDGET_S`, fewer are
+    made (at least `MIN_ROUNDS`), so that bench/run stays within its time.
+    """
     samples: dict[str, list[StartSample]] = {c.name: [] for c in contenders}
     failed: set[str] = set()
+    began = time.monotonic()
     for round_ in range(-1, runs):
+        if round_ >= MIN_ROUNDS and time.monotonic() - began > START_BUDGET_S:
+            problems.append(f"the machine is slow: {round_} start rounds of {runs} in the time")
+            break
         shift = max(round_, 0) % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
             if contender.name in failed:
                 continue
             try:
                 sample = start_once(contender, tmp, env)
-            except BenchError as exc:
-                problems.append(str(exc))
+            except (BenchError, OSError) as exc:
+                problems.append(f"{exc}; no more runs of {contender.name}")
                 failed.add(contender.name)
                 continue
             finally:
@@ -411,7 +382,7 @@ def start_runs(
 def _leaks(contender: Contender) -> list[str]:
     found = reap_leftovers()
     if contender.podvisor:
-        found += leftover_pod_state(contender.pod_name)
+        found += common.leftover_pod_state(contender.pod_name)
     return [f"{contender.name}: leak: {leak}" for leak in found]
 
 
@@ -421,9 +392,10 @@ def _leaks(contender: Contender) -> list[str]:
 @dataclass
 class Idle:
     window_s: float
-    cpu_ms: float  # utime + stime, clock ticks
-    run_ms: float  # schedstat, ns resolution
+    cpu_ms: float  # utime + stime: clock ticks, but dead threads included
+    run_ms: float  # schedstat: ns resolution, live threads only
     wakeups: int
+    exited_threads: int
     init_cpu_ms: float = 0.0
     init_run_ms: float = 0.0
     init_wakeups: int = 0
@@ -432,12 +404,11 @@ class Idle:
 @dataclass
 class Reading:
     cpu: float
-    run: float
-    wakeups: int
+    threads: dict[int, common.ThreadCounters]
 
 
 def read_counters(pid: int) -> Reading:
-    return Reading(common.cpu_seconds(pid), common.run_seconds(pid), common.voluntary_switches(pid))
+    return Reading(common.cpu_seconds(pid), common.thread_counters(pid))
 
 
 def read_inits(pids: list[int]) -> dict[int, Reading]:
@@ -488,19 +459,16 @@ def _drain(runs: list[Running], seconds: float) -> None:
 
 
 def _idle(window: float, before: Reading, after: Reading) -> Idle:
-    return Idle(
-        window,
-        (after.cpu - before.cpu) * 1e3,
-        (after.run - before.run) * 1e3,
-        after.wakeups - before.wakeups,
-    )
+    wakeups, run_s, exited = common.thread_deltas(before.threads, after.threads)
+    return Idle(window, (after.cpu - before.cpu) * 1e3, run_s * 1e3, wakeups, exited)
 
 
 def _add_inits(idle: Idle, before: dict[int, Reading], after: dict[int, Reading]) -> None:
     for pid in before.keys() & after.keys():
-        idle.init_cpu_ms += (after[pid].cpu - before[pid].cpu) * 1e3
-        idle.init_run_ms += (after[pid].run - before[pid].run) * 1e3
-        idle.init_wakeups += after[pid].wakeups - before[pid].wakeups
+        init = _idle(idle.window_s, before[pid], after[pid])
+        idle.init_cpu_ms += init.cpu_ms
+        idle.init_run_ms += init.run_ms
+        idle.init_wakeups += init.wakeups
 
 
 # --- The report --------------------------------------------------------------------------
@@ -666,39 +634,49 @@ def contenders(programs: dict[str, list[str]], tmp: Path) -> tuple[list[Contende
 def measure(runs: int, idle_seconds: float, quick: bool) -> Report:
     problems: list[str] = []
     env = common.bench_env()
-    with tempfile.TemporaryDirectory(prefix="pvbench-") as name:
-        tmp = Path(name)
-        programs = write_programs(tmp)
-        found, missing = contenders(programs, tmp)
+    with tempfile.TemporaryDirectory(prefix="pvbench-") as tmpdir:
+        tmp = Path(tmpdir)
+        found, missing = contenders(write_programs(tmp), tmp)
         problems += missing
         samples = start_runs(found, runs, tmp, env, problems)
-        figures = start_figures(samples)
-        _progress(f"idle window: {idle_seconds:g} s")
-        idle_contenders = [c for c in found if c.name in ("podvisor", SUPERVISORD)]
-        try:
-            idle = idle_window(idle_contenders, idle_seconds, tmp, env)
-        except BenchError as exc:
-            problems.append(str(exc))
-            idle = {}
-        finally:
-            for contender in idle_contenders:
-                problems.extend(_leaks(contender))
-        figures += idle_figures(idle) if idle else []
+        idle = idle_phase(found, idle_seconds, tmp, env, problems)
+    exits = [
+        f"pod: {name}: {i.exited_threads} thread(s) exited in the idle window (counted as a "
+        "wake-up each; their CPU time is lost to the schedstat figure)"
+        for name, i in idle.items()
+        if i.exited_threads
+    ]
     return Report(
         benchmark="pod",
         quick=quick,
         machine=common.machine(),
-        figures=figures,
-        notes=_notes(runs, idle_seconds, samples.get("podvisor", [])),
+        figures=start_figures(samples) + (idle_figures(idle) if idle else []),
+        notes=_notes(idle_seconds, samples.get("podvisor", [])) + exits,
         problems=problems,
     )
 
 
-def _notes(runs: int, idle_seconds: float, ours: list[StartSample]) -> list[str]:
+def idle_phase(
+    found: list[Contender], seconds: float, tmp: Path, env: dict[str, str], problems: list[str]
+) -> dict[str, Idle]:
+    """podvisor with its default settings and supervisord, idle side by side."""
+    _progress(f"idle window: {SETTLE_SECONDS:g} s to settle, then {seconds:g} s")
+    chosen = [c for c in found if c.name in ("podvisor", SUPERVISORD)]
+    try:
+        return idle_window(chosen, seconds, tmp, env)
+    except BenchError as exc:
+        problems.append(str(exc))
+        return {}
+    finally:
+        for contender in chosen:
+            problems.extend(_leaks(contender))
+
+
+def _notes(idle_seconds: float, ours: list[StartSample]) -> list[str]:
     inits = max((s.inits for s in ours), default=0)
     return [
         (
-            f"pod: {runs} start runs per contender, taking turns; the idle window "
+            f"pod: {len(ours)} start runs per contender, taking turns; the idle window "
             f"({idle_seconds:g} s) runs podvisor and supervisord side by side."
         ),
         (
@@ -766,8 +744,12 @@ def main(argv: list[str] | None = None) -> int:
     syscalls.set_child_subreaper()
     runs = args.runs or (5 if args.quick else 11)
     idle = args.idle or (10.0 if args.quick else 60.0)
-    with terminated_as_interrupt():
-        report = measure(runs, idle, args.quick)
+    try:
+        with terminated_as_interrupt():
+            report = measure(runs, idle, args.quick)
+    except KeyboardInterrupt:
+        _progress("interrupted; every supervisor it started was stopped")
+        return 130
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 1 if report["problems"] else 0
 

@@ -27,7 +27,8 @@ def test_without_cap_sys_admin_the_pod_runs_in_a_user_namespace(tmp_path: Path) 
           restartPolicy: Never
           containers:
             - name: main
-              command: ["sh", "-c", "echo pid=$$; hostname; grep CapEff /proc/self/status; exit 5"]
+              # $$$$: Kubernetes reduces $$ to $ in command and args
+              command: ["sh", "-c", "echo pid=$$$$; hostname; grep CapEff /proc/self/status; exit 5"]
     """)
     )
     result = subprocess.run(

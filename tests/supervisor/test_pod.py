@@ -17,6 +17,8 @@ pytestmark = pytest.mark.anyio
 
 
 def _shell_pod(script: str, *, policy: str = "Never", extra: str = "") -> str:
+    """A pod running `sh -c SCRIPT`; write $$$$ for the shell's $$, since Kubernetes
+    reduces $$ to $ in command and args (its escape for $(VAR))."""
     return f"""
         apiVersion: v1
         kind: Pod
@@ -44,7 +46,7 @@ async def test_init_is_pid_1_and_only_pod_processes_are_visible() -> None:
 
 
 async def test_each_container_sees_its_own_pid_namespace_by_default() -> None:
-    result = await run_pod(_shell_pod("echo $$; ps -e -o comm= | sort | tr '\\n' ' '"))
+    result = await run_pod(_shell_pod("echo $$$$; ps -e -o comm= | sort | tr '\\n' ' '"))
     assert result.status == 0, result.stderr
     pid_line, comms = result.lines("main")
     # The container's init is PID 1 of its own namespace, so the shell is 2.
@@ -90,7 +92,7 @@ async def test_exit_status_is_the_main_containers(code: int, expected: int) -> N
 
 
 async def test_a_signal_death_is_128_plus_n() -> None:
-    assert (await run_pod(_shell_pod("kill -TERM $$"))).status == 143
+    assert (await run_pod(_shell_pod("kill -TERM $$$$"))).status == 143
 
 
 async def test_on_failure_restarts_until_success(tmp_path: Path) -> None:
@@ -352,3 +354,21 @@ async def test_a_missing_working_dir_is_a_start_error() -> None:
     # The program exists; its process could not be set up: StartError, 128.
     assert result.status == 128
     assert "/no/such/dir" in result.stderr
+
+
+async def test_command_and_args_expand_variables_as_kubernetes_does() -> None:
+    result = await run_pod("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: expand}
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: main
+              env:
+                - {name: GREETING, value: hello}
+                - name: POD
+                  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+              command: ["echo", "$(GREETING) from $(POD)", "$$(GREETING)", "$(UNDEFINED)"]
+    """)
+    assert result.lines("main") == ["hello from expand $(GREETING) $(UNDEFINED)"]
