@@ -10,14 +10,14 @@ these functions must run in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import errno
+import fcntl
 import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_network
 from typing import Any
-
-from pyroute2 import IPRoute, NetlinkError
 
 from podvisor.supervisor.errors import NetworkError
 
@@ -28,6 +28,10 @@ _DEFAULT_MTU = 1500
 
 @contextmanager
 def _netlink() -> Iterator[Any]:
+    # Imported here, not at the top: `import pyroute2` costs a quarter of a
+    # second, which a pod in host mode never needs to pay.
+    from pyroute2 import IPRoute
+
     with IPRoute() as ipr:
         yield ipr
 
@@ -186,9 +190,22 @@ def delete_link(name: str) -> bool:
 # --- Inside the pod (run these in the pod's namespace) ---------------------------
 
 
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFREQ = struct.Struct("16sH14x")  # struct ifreq: the name, then ifr_flags (netdevice(7))
+
+
 def bring_up_loopback() -> None:
-    with _netlink() as ipr:
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
+    """Set `lo` up in the calling thread's network namespace.
+
+    Two ioctls rather than netlink: a loopback-only pod then starts without
+    importing pyroute2 at all, which costs a quarter of a second.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = _IFREQ.pack(b"lo", 0)
+        _, flags = _IFREQ.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | _IFF_UP))
 
 
 def configure_pod_interface(address: IPv4Interface, gateway: IPv4Address) -> None:
@@ -212,6 +229,8 @@ def is_up(name: str) -> bool:
 
 
 def _ignore_missing(call: Any) -> None:
+    from pyroute2 import NetlinkError
+
     try:
         call()
     except NetlinkError as e:
