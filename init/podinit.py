@@ -319,14 +319,15 @@ class PodInit:
         argv = [str(a) for a in request["argv"]]
         if request.get("pidns"):
             argv = [sys.executable, "-m", "podvisor.init", "--pid-ns", "--", *argv]
+        extra = dict(zip((int(n) for n in request.get("extra_fds", [])), fds[3:], strict=False))
         try:
-            with _stdio(fds) as stdio:
+            with _stdio(fds[:3]) as stdio:
                 pid = process.spawn(
                     argv,
                     {str(k): str(v) for k, v in request.get("env", {}).items()},
                     cwd=request.get("cwd"),
                     fds=stdio,
-                    before_exec=_child_setup(request),
+                    before_exec=_child_setup(request, extra),
                 )
         except OSError as exc:
             self._send(
@@ -439,12 +440,18 @@ def _stdio(fds: list[int]) -> Iterator[tuple[int, int, int]]:
             os.close(null)
 
 
-def _child_setup(request: protocol.Message) -> Callable[[], None]:
-    """What a spawned child does between fork and exec: cgroups, then identity."""
+def _child_setup(request: protocol.Message, extra: dict[int, int]) -> Callable[[], None]:
+    """What a spawned child does between fork and exec: extra fds, cgroups, identity.
+
+    *extra* maps a descriptor number the program expects (s6's notification-fd)
+    to the received descriptor that should appear there.
+    """
     procs_files = [str(p) for p in request.get("cgroups", [])]
     uid, gid = request.get("uid"), request.get("gid")
 
     def setup() -> None:
+        for target, source in extra.items():
+            os.dup2(source, target, inheritable=True)
         for procs in procs_files:
             with open(procs, "w") as f:
                 f.write("0")

@@ -10,6 +10,7 @@ import argparse
 import sys
 from importlib import metadata
 
+from podvisor.supervisor import ctl
 from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError, PodvisorError
 
 BACKENDS = ("trio", "asyncio")
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate a manifest and explain what `run` would do", add_help=False
     )
     sub.add_parser("version", help="print podvisor's version")
+    ctl.add_commands(sub)
     return parser
 
 
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "ctl", None) is not None:
+        return ctl.dispatch(args)
     if args.command == "version":
         print(f"podvisor {version()}")
         return 0

@@ -176,7 +176,7 @@ def _execs_of(host: ControlHost) -> Execs:
 
 
 # =============================================================================
-# The socket
+# Serving
 # =============================================================================
 
 
@@ -271,17 +271,19 @@ class ControlServer:
         conn.send_nowait({"ok": False, "error": "internal error (see podvisor's log)"})
 
     async def _serve_request(self, conn: Connection) -> None:
-        uid = conn.peer_uid()
-        if uid not in (0, os.geteuid()):
-            raise ControlError(
-                f"permission denied: the pod {self.host.pod.name!r} belongs to uid "
-                f"{os.geteuid()}; use sudo"
-            )
         with anyio.fail_after(REQUEST_WAIT):
             received = await conn.receive()
         if received is None:
             return
         message, fds = received
+        # Checked once the request is in: refused before, a client could fail
+        # to send it (EPIPE) and never read why.
+        if conn.peer_uid() not in (0, os.geteuid()):
+            close_all(fds)
+            raise ControlError(
+                f"permission denied: the pod {self.host.pod.name!r} belongs to uid "
+                f"{os.geteuid()}; use sudo"
+            )
         handler = self._handlers.get(str(message.get("op")))
         if handler is None:
             close_all(fds)
@@ -475,8 +477,12 @@ class ControlServer:
             request["env"].update({str(k): str(v) for k, v in extra.items()})
         # Shielded: once the init has the request the process exists, and its
         # pid must be known to be waited for.
-        with anyio.CancelScope(shield=True), anyio.fail_after(SPAWN_WAIT):
-            reply, more = await sandbox.channel.request(request, fds)
+        try:
+            with anyio.CancelScope(shield=True), anyio.fail_after(SPAWN_WAIT):
+                reply, more = await sandbox.channel.request(request, fds)
+        except (TimeoutError, InitDiedError) as exc:
+            why = str(exc) or "no answer"
+            raise ControlError(f"the pod's init did not start the command: {why}") from exc
         close_all(more)
         if reply.get("ev") == "spawned":
             return int(reply["pid"]), {}

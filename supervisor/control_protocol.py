@@ -28,7 +28,7 @@ Requests and answers::
         -> {"ok": true, "pod": SUMMARY}
            SUMMARY: {"name", "uid", "phase", "status", "ready", "containers",
                      "restarts", "start_time", "pod_ip", "metrics",
-                     "supervisor_pid", "uid_owner"}
+                     "supervisor_pid", "owner_uid"}
     {"op": "status"}
         -> {"ok": true, "pod": SUMMARY, "containers": [CONTAINER, ...]}
            CONTAINER: {"name", "kind", "state", "reason", "message", "ready",
@@ -87,6 +87,9 @@ SUN_PATH_MAX: Final = 107
 CPU_SAMPLE_SECONDS: Final = 0.25
 #: A client gives up on an answer after this long: never a hang.
 ANSWER_TIMEOUT: Final = 10.0
+#: exec's first answer comes once the init has started the command, which the
+#: server waits for up to 30 s (a loaded machine forks slowly).
+EXEC_ANSWER_TIMEOUT: Final = 45.0
 
 
 # --- Where the sockets live -------------------------------------------------------

@@ -45,7 +45,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from podvisor.supervisor import ctl_output as out
-from podvisor.supervisor.control_protocol import Client, Message, ask, list_pods
+from podvisor.supervisor.control_protocol import (
+    EXEC_ANSWER_TIMEOUT,
+    Client,
+    Message,
+    ask,
+    list_pods,
+)
 from podvisor.supervisor.errors import EXIT_CONFIG, ControlError
 
 COMMANDS = ("ps", "status", "logs", "exec", "restart", "stop", "kill", "pause", "resume")
@@ -84,6 +90,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     stop_.add_argument(
         "--no-wait", action="store_true", help="return at once instead of when the pod has stopped"
     )
+    _output_flag(stop_)
     kill_ = _add_container_command(sub, "kill", "send a signal to a container's process", kill)
     kill_.add_argument(
         "-s",
@@ -338,10 +345,15 @@ def _container_row(c: Message, now: float) -> list[out.Cell]:
         "yes" if c["ready"] else "no",
         str(c["restarts"]),
         _termination(c.get("last_termination"), now),
-        _cpu(c),
-        _memory(c),
-        out.against(_number(c.get("pids")), _number(c.get("pids_max"))),
+        *_usage(c),
     ]
+
+
+def _usage(c: Message) -> list[out.Cell]:
+    """CPU, memory and pids against their limits; nothing for a container not running."""
+    if c["state"] != "running":
+        return ["-", "-", "-"]
+    return [_cpu(c), _memory(c), out.against(_number(c.get("pids")), _number(c.get("pids_max")))]
 
 
 def _termination(end: Message | None, now: float) -> str:
@@ -447,7 +459,7 @@ def exec_command(args: argparse.Namespace) -> int:
         # From here on a Ctrl-C waits on the pipe until the command can have it.
         on_terminal = any(os.isatty(fd) for fd in (stdin, 1, 2))
         wakeup = stack.enter_context(_signals_to_pipe(on_terminal))
-        client = stack.enter_context(Client.open(args.pod))
+        client = stack.enter_context(Client.open(args.pod, EXEC_ANSWER_TIMEOUT))
         client.send(request, (stdin, 1, 2))
         reply = client.receive()
         if reply is None or not reply.get("ok"):
@@ -605,14 +617,19 @@ def stop(args: argparse.Namespace) -> int:
     with Client.open(args.pod) as client:
         client.request({"op": "stop", "immediate": args.now})
         if args.no_wait:
-            print(f"stopping pod {args.pod}")
+            print(json.dumps({"ok": True}) if args.output == "json" else f"stopping pod {args.pod}")
             return 0
         client.sock.settimeout(None)  # the pod's grace period bounds it
         finished = client.receive()
     if finished is None or finished.get("ev") != "finished":
+        finished = {"ev": "finished", "phase": None, "exit_status": None}
+    if args.output == "json":
+        print(json.dumps(finished))
+    elif finished["phase"] is None:
         print(f"pod {args.pod} stopped")
-        return 0
-    print(f"pod {args.pod} stopped: {finished['phase']} (exit status {finished['exit_status']})")
+    else:
+        phase, status = finished["phase"], finished["exit_status"]
+        print(f"pod {args.pod} stopped: {phase} (exit status {status})")
     return 0
 
 

@@ -84,6 +84,13 @@ Rule 15 (result): when no container is left alive the pod finishes
     failures above applies, else Failed. Before that the phase is Pending
     until a main container runs, then Running. Ready and ContainersReady:
     every main and sidecar container is ready and the pod has not finished.
+Rule 16 (restart on request): RestartRequested (`podvisor restart`) stops a
+    running container as rule 9 does, with the pod's grace period, and starts
+    it again as soon as it has exited, whatever the restart policy and
+    without back-off: a restart asked for is not a crash, and it starts the
+    back-off count again. restartCount counts it. A container waiting in
+    back-off starts at once. Anything else (not started yet, already
+    stopping, terminated for good, the pod stopping) is left alone.
 """
 
 from __future__ import annotations
@@ -275,6 +282,7 @@ class ContainerStatus:
     notify_status: str = ""  # the last STATUS= on NOTIFY_SOCKET
     notified_ready: bool = False  # READY=1 came (perhaps while postStart ran)
     restarts_in_a_row: int = 0  # for the back-off (rule 8)
+    restart_requested: bool = False  # start again once it has exited (rule 16)
     probing: frozenset[ProbeKind] = frozenset()
     streaks: Mapping[ProbeKind, int] = field(default_factory=dict)  # >0 successes, <0 failures
 
@@ -409,6 +417,13 @@ class InitDied:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class RestartRequested:
+    """`podvisor restart POD NAME` (rule 16)."""
+
+    name: str
+
+
 Event: TypeAlias = (
     Started
     | StartFailed
@@ -419,6 +434,7 @@ Event: TypeAlias = (
     | TimerFired
     | StopRequested
     | InitDied
+    | RestartRequested
 )
 
 # --- Effects: what the runner must do ------------------------------------------------
@@ -528,6 +544,8 @@ def handle(state: PodState, event: Event, now: float) -> tuple[PodState, list[Ef
             _on_stop_requested(tx, event, now)
         case InitDied():
             _on_init_died(tx, event, now)
+        case RestartRequested():
+            _on_restart_requested(tx, event, now)
     _reconcile(tx, now)
     return tx.pod, tx.effects
 
@@ -719,6 +737,7 @@ def _terminate(tx: _Tx, name: str, end: Termination, now: float) -> None:
     tx.cancel_timer(_timer("watchdog", name))
     tx.cancel_timer(_timer("kill", name))
     spec = tx.spec(name)
+    requested = tx.get(name).restart_requested
     tx.update(
         name,
         state=State.TERMINATED,
@@ -728,11 +747,15 @@ def _terminate(tx: _Tx, name: str, end: Termination, now: float) -> None:
         ready=False,
         started=False,
         pid=None,
+        restart_requested=False,
     )
-    if tx.pod.stopping or not _restarts(_policy(tx.pod.plan, spec), end.exit_code):
+    if tx.pod.stopping or not (requested or _restarts(_policy(tx.pod.plan, spec), end.exit_code)):
         tx.move(name, Step.DONE)
         if spec.kind is ContainerKind.INIT and end.exit_code != 0 and not tx.pod.stopping:
             tx.pod = replace(tx.pod, failed_init=name)  # rule 11
+    elif requested:  # rule 16
+        tx.update(name, restarts_in_a_row=0)
+        _start(tx, name)
     else:
         _restart(tx, name, now)
 
@@ -839,6 +862,20 @@ def _on_stop_requested(tx: _Tx, ev: StopRequested, now: float) -> None:
         _begin_stop(tx, now, stop_signal=ev.signal)
     if ev.immediate:
         tx.pod = replace(tx.pod, killing=True)  # rule 13
+
+
+def _on_restart_requested(tx: _Tx, ev: RestartRequested, now: float) -> None:
+    """Rule 16."""
+    step = tx.get(ev.name).step
+    if tx.pod.stopping:
+        return  # rule 12: nothing starts any more
+    if step in UP:
+        tx.update(ev.name, restart_requested=True)
+        _stop_one(tx, ev.name, now, "restart requested", tx.pod.plan.grace_seconds)
+    elif step is Step.BACK_OFF:
+        tx.cancel_timer(_timer("restart", ev.name))
+        tx.update(ev.name, restarts_in_a_row=0)
+        _start(tx, ev.name)
 
 
 def _on_init_died(tx: _Tx, ev: InitDied, now: float) -> None:

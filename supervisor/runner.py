@@ -29,6 +29,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Literal, TextIO
 
 import anyio
@@ -40,6 +41,7 @@ from podvisor.init.process import exec_failure_exit_code
 from podvisor.sidecars.actions import ContainerActions
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup, Limits, PodCgroup
+from podvisor.supervisor.control import serve_control
 from podvisor.supervisor.errors import (
     EXIT_PODVISOR,
     CgroupError,
@@ -73,6 +75,8 @@ class RunOptions:
     log_format: Literal["text", "json"] = "text"
     #: --metrics-address; None: the annotation, else the default; "off": no endpoint
     metrics_address: str | None = None
+    #: where the control socket goes; None: /run/podvisor/pods (see control_protocol)
+    control_dir: Path | None = None
     stdout: TextIO | None = None
     stderr: TextIO | None = None
     #: Called with the runner once the pod's init serves (tests, the control API).
@@ -104,6 +108,8 @@ def lifecycle_plan(pod: Pod) -> lc.PodPlan:
             has_post_start=c.lifecycle.post_start is not None,
             has_pre_stop=c.lifecycle.pre_stop is not None,
             stop_signal=int(c.settings.stop_signal),
+            # s6's notification-fd is the program's own word that it is up.
+            notify_ready=c.settings.notification_fd is not None,
             watchdog_seconds=watchdog / 1e6 if watchdog else None,
         )
 
@@ -173,6 +179,7 @@ class PodRunner:
     _actions: ContainerActions | None = None
     metrics: PodMetrics = field(init=False)
     metrics_server: MetricsServer | None = None
+    control_socket: Path | None = None
 
     def __post_init__(self) -> None:
         pod = self.loaded.pod
@@ -194,6 +201,10 @@ class PodRunner:
 
     def container(self, name: str) -> Container:
         return next(c for c in self.pod.spec.all_containers if c.name == name)
+
+    def restart_container(self, name: str) -> None:
+        """`podvisor restart`: the core stops the container and starts it again (rule 16)."""
+        self.post(lc.RestartRequested(name))
 
     def post(self, event: lc.Event) -> None:
         """Queue an event for the loop; safe from any task of this runner."""
@@ -314,6 +325,9 @@ class PodRunner:
             tg.start_soon(self._watch_init)
             if self.metrics_server is not None:
                 tg.start_soon(self.metrics_server.serve)
+            # NOTIFY_SOCKET is bound before the first container needs it.
+            await tg.start(self._actions.serve)
+            self.control_socket = await tg.start(serve_control, self, self.options.control_dir)
             if self.options.on_ready is not None:
                 self.options.on_ready(self)
             now = anyio.current_time()
@@ -400,6 +414,8 @@ class PodRunner:
             "HOSTNAME": self.hostname,
         }
         env.update(resolve_env(c, self.pod, pod_ip))
+        if self._actions is not None:
+            env.update(self._actions.env_for(c))
         if argv is None:
             argv = expand_argv(c, env)
         sc = c.security_context
@@ -422,14 +438,20 @@ class PodRunner:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        fds = [null, out_w, err_w]
+        assert self._actions is not None
+        notification = self._actions.notification_fd(c)
+        if notification is not None:  # s6's notification-fd: a pipe as the process's fd N
+            request["extra_fds"] = [notification[0]]
+            fds.append(notification[1])
         try:
-            reply, _ = await self.sandbox.channel.request(request, (null, out_w, err_w))
+            reply, _ = await self.sandbox.channel.request(request, fds)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
             raise
         finally:
-            for fd in (null, out_w, err_w):
+            for fd in fds:
                 os.close(fd)
         self.sink.containers[name].new_instance()
         self._tg.start_soon(pump, out_r, name, "stdout", self.sink)

@@ -36,7 +36,7 @@ from pathlib import Path
 from podvisor.supervisor.cgroups import cgroupfs
 from podvisor.supervisor.cgroups.layout import Hierarchies, Hierarchy, Layout, find_hierarchies
 from podvisor.supervisor.cgroups.limits import Limits, plan_limits
-from podvisor.supervisor.cgroups.stats import CgroupStats, parse_flat, read_stats
+from podvisor.supervisor.cgroups.stats import CgroupStats, StatsReader, parse_flat
 from podvisor.supervisor.cgroups.tree import CgroupTree, Place
 from podvisor.supervisor.errors import CgroupError
 
@@ -279,6 +279,7 @@ class ContainerCgroup(CgroupTree):
         self.name = name
         self._pod = pod
         self._procs_files = [os.path.join(d, "cgroup.procs") for _, d in dirs]
+        self._stats = StatsReader(self._v1, self._v2, self._v2_controllers)
 
     def procs_files(self) -> list[str]:
         """Every cgroup.procs a new process must be written into, one per hierarchy."""
@@ -296,6 +297,7 @@ class ContainerCgroup(CgroupTree):
         """Write `limits` to the cgroup files; CgroupError when the host cannot apply one."""
         if self._pod._driver.read_only:
             return  # said once at start (CgroupDriver.warnings)
+        self._stats.forget_limits()  # read what the kernel made of them at the next read
         for write in plan_limits(limits, self._pod._driver.versions):
             directory = self._v1.get(write.controller) or self._v2
             assert directory is not None  # plan_limits checked the controller
@@ -324,7 +326,7 @@ class ContainerCgroup(CgroupTree):
         """Its statistics now; `gone` is set when the cgroup vanished during the read."""
         if not self._dirs:
             return CgroupStats()
-        return read_stats(self._v1, self._v2, self._v2_controllers)
+        return self._stats.read()
 
     def remove(self) -> None:
         """Kill whatever is left in it, then rmdir it in every hierarchy."""

@@ -1,11 +1,28 @@
 """What a container's cgroup says about it: CPU, memory, pids, IO, pressure, limits.
 
-How this works: `read_stats` reads each figure from the hierarchy that has it
-(a v1 controller's own hierarchy, or the v2 one), so one function serves all
-three layouts; the parsers below are pure and are tested against captured
-samples of each format. Every field is Optional: a layout may lack it, and a
-cgroup may vanish between two reads (a container that just exited), which is
-not an error: what was read is returned with `gone` set.
+How this works: a `StatsReader`, made once per container cgroup, works out
+which file each figure comes from (a v1 controller's own hierarchy, or the v2
+one), so one reader serves all three layouts; the parsers below are pure and
+are tested against captured samples of each format. Every field is Optional:
+a layout may lack it, and a cgroup may vanish between two reads (a container
+that just exited), which is not an error: what was read is returned with
+`gone` set.
+
+A scrape reads every live container, so a read opens as few files as it can
+(each open of a cgroup file costs some 10 us, most of a read's time):
+
+* The limits (memory, CPU quota, period and shares, pids.max, cpuset.cpus)
+  change only when podvisor writes them, so they are read once, and read
+  again after `ContainerCgroup.apply_limits` (the kernel's value, which may
+  be rounded: memory limits to whole pages). Nothing else may write them.
+* cgroup.procs is read last: every cgroup has one, so finding it missing
+  means the cgroup went before or during the read. No other check is made.
+* A file found missing while the cgroup was there (memory.peak before Linux
+  5.19, pressure files with PSI off) is not looked for again.
+* The unified hierarchy's cpu.stat is read only where v1 cpuacct (or cpu)
+  is missing, and user/system time come from cpuacct.stat, in clock ticks,
+  as runc and cAdvisor read them (on current kernels cpuacct.usage_user and
+  usage_sys count the same ticks, in nanoseconds: one file instead of two).
 
 Units follow cAdvisor's series (seconds, bytes, counts). Where the two
 versions name a figure differently, the mapping is cAdvisor's and runc's:
@@ -13,7 +30,8 @@ versions name a figure differently, the mapping is cAdvisor's and runc's:
 =====================  ==============================  ==========================
 figure                 v1                              v2
 =====================  ==============================  ==========================
-cpu usage/user/system  cpuacct.usage(_user,_sys), ns   cpu.stat *_usec
+cpu usage              cpuacct.usage, ns               cpu.stat usage_usec
+cpu user/system        cpuacct.stat, ticks             cpu.stat *_usec
 throttling             cpu.stat (throttled_time ns)    cpu.stat (throttled_usec)
 memory usage           memory.usage_in_bytes           memory.current
 rss / cache / swap     memory.stat total_rss/cache/    memory.stat anon / file,
@@ -29,6 +47,7 @@ pressure               (none)                          {cpu,memory,io}.pressure
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,11 +147,37 @@ def parse_flat(text: str | None) -> dict[str, int]:
     return found
 
 
+def flat_values(text: str | None, *keys: str) -> dict[str, int]:
+    """`keys` of a flat keyed file, as `parse_flat` reads them, without parsing the rest.
+
+    memory.stat has some 40 lines and a scrape wants four or five of them.
+    """
+    found: dict[str, int] = {}
+    if not text:
+        return found
+    text = "\n" + text
+    for key in keys:
+        start = text.find(f"\n{key} ")
+        if start < 0:
+            continue
+        start += len(key) + 2
+        end = text.find("\n", start)
+        value = text[start:] if end < 0 else text[start:end]
+        if value.strip().lstrip("-").isdigit():
+            found[key] = int(value)
+    return found
+
+
 def parse_int(text: str | None) -> int | None:
     """A single-value file; "max" (v2) and v1's huge "no limit" value read as None."""
-    if text is None or text.strip() in ("", "max"):
+    if text is None:
         return None
-    value = int(text.split()[0])
+    try:
+        value = int(text)  # the usual case: one number and a newline
+    except ValueError:
+        if text.strip() in ("", "max"):
+            return None
+        value = int(text.split()[0])
     return None if value >= V1_UNLIMITED or value < 0 else value
 
 
@@ -219,167 +264,253 @@ def working_set(usage: int | None, inactive_file: int | None) -> int | None:
 
 # --- Reading ----------------------------------------------------------------------
 
+#: cpuacct.stat counts in clock ticks (USER_HZ).
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: The limits, as `CgroupStats` fields: read once, then again only after podvisor writes them.
+LIMIT_FIELDS = (
+    "memory_limit_bytes",
+    "cpu_quota_us",
+    "cpu_period_us",
+    "cpu_shares",
+    "cpu_weight",
+    "pids_max",
+    "cpuset_cpus",
+)
+_V1_MEMORY_KEYS = ("inactive_file", "rss", "cache", "swap", "mapped_file")
 
-def _read(directory: str, name: str) -> str | None:
-    # A metric never fails a scrape: a file the kernel will not give (EOPNOTSUPP
-    # from a pressure file when PSI is off at boot, say) reads as absent.
-    try:
-        return cgroupfs.read(os.path.join(directory, name))
-    except OSError:
-        return None
+
+def _at(directory: str | None, name: str) -> str | None:
+    return None if directory is None else os.path.join(directory, name)
+
+
+class StatsReader:
+    """Reads one container's cgroup; see the module's header for what it reads and when.
+
+    `v1` maps each v1 controller to the container's directory in its hierarchy;
+    `v2` is its directory in the v2 hierarchy (if any), with `v2_controllers`
+    enabled there.
+    """
+
+    def __init__(
+        self, v1: Mapping[str, str], v2: str | None, v2_controllers: frozenset[str]
+    ) -> None:
+        def v1_or_v2(controller: str) -> str | None:
+            return v1.get(controller) or (v2 if controller in v2_controllers else None)
+
+        cpuacct, cpu, pids = v1.get("cpuacct"), v1.get("cpu"), v1_or_v2("pids")
+        self._usage_from_v2 = cpuacct is None and v2 is not None
+        self._throttling_from_v2 = cpu is None and v2 is not None and "cpu" in v2_controllers
+        self._cpuacct = _at(cpuacct, "cpuacct.usage"), _at(cpuacct, "cpuacct.stat")
+        self._cpu_v1 = cpu
+        self._cpu_v2 = v2 if self._throttling_from_v2 else None
+        uses_v2_cpu_stat = self._usage_from_v2 or self._throttling_from_v2
+        self._v2_cpu_stat = _at(v2, "cpu.stat") if uses_v2_cpu_stat else None
+        self._memory_v1 = v1.get("memory")
+        self._memory_v2 = v2 if self._memory_v1 is None and "memory" in v2_controllers else None
+        self._pids_current, self._pids_max = _at(pids, "pids.current"), _at(pids, "pids.max")
+        self._blkio = v1.get("blkio")
+        self._io_stat = _at(v2, "io.stat") if "io" in v2_controllers else None
+        self._pressure = [(r, f"{v2}/{r}.pressure") for r in ("cpu", "memory", "io") if v2]
+        self._cpuset = _at(v1_or_v2("cpuset"), "cpuset.cpus")
+        self._procs = _at(v2 or next(iter(v1.values()), None), "cgroup.procs")
+        self._limits: tuple[object, ...] | None = None  # LIMIT_FIELDS' values
+        self._absent: set[str] = set()  # files this cgroup does not have
+        self._missing: list[str] = []  # files found absent during this read
+        #: Each pressure file's last text and what it said: an idle container's does not change.
+        self._pressure_seen: dict[str, tuple[str, ResourcePressure]] = {}
+
+    def forget_limits(self) -> None:
+        """The limit files are about to change: read them again at the next `read`."""
+        self._limits = None
+
+    def read(self) -> CgroupStats:
+        """Its statistics now; `gone` is set when the cgroup vanished during the read."""
+        stats = CgroupStats()
+        self._missing = []
+        self._read_cpu(stats)
+        if self._memory_v1 is not None:
+            self._read_memory_v1(stats, self._memory_v1)
+        elif self._memory_v2 is not None:
+            self._read_memory_v2(stats, self._memory_v2)
+        if self._pids_current is not None:
+            stats.pids_current = parse_int(self._text(self._pids_current))
+        self._read_io(stats)
+        for resource, path in self._pressure:
+            pressure = self._read_pressure(path)
+            if pressure is not None:
+                stats.pressure[resource] = pressure
+        limits = self._limits
+        if limits is None:
+            self._read_limits(stats)
+            limits = tuple(getattr(stats, name) for name in LIMIT_FIELDS)
+        # Last: every cgroup has cgroup.procs, so its absence now means the cgroup
+        # went before or during this read (and then the rest is partial).
+        stats.gone = self._read_procs(stats)
+        if not stats.gone:
+            self._limits = limits
+            self._absent.update(self._missing)
+        for name, value in zip(LIMIT_FIELDS, limits, strict=True):
+            setattr(stats, name, value)
+        return stats
+
+    def _text(self, path: str) -> str | None:
+        """A file's text; None when absent, unreadable or gone (a metric never fails a scrape)."""
+        if path in self._absent:
+            return None
+        try:
+            text = cgroupfs.read(path)
+        except OSError as e:
+            # EOPNOTSUPP: a pressure file when PSI is off at boot, for good.
+            if e.errno == errno.EOPNOTSUPP:
+                self._missing.append(path)
+            return None
+        if text is None:
+            self._missing.append(path)
+        return text
+
+    def _read_procs(self, stats: CgroupStats) -> bool:
+        """Count the processes; True when the cgroup is gone."""
+        if self._procs is None:
+            return False
+        try:
+            procs = cgroupfs.read(self._procs)
+        except OSError:
+            return False  # unreadable, yet there: no count
+        if procs is None:
+            return True
+        stats.processes = len(procs.split())
+        return False
+
+    def _read_pressure(self, path: str) -> ResourcePressure | None:
+        text = self._text(path)
+        seen = self._pressure_seen.get(path)
+        if seen is not None and seen[0] == text:
+            return seen[1]  # frozen: safe to share between reads
+        pressure = parse_pressure(text)
+        if text is not None and pressure is not None:
+            self._pressure_seen[path] = (text, pressure)
+        return pressure
+
+    # --- CPU ------------------------------------------------------------------------
+
+    def _read_cpu(self, stats: CgroupStats) -> None:
+        usage, ticks = self._cpuacct
+        if usage is not None and ticks is not None:
+            stats.cpu_usage_seconds = _seconds(parse_int(self._text(usage)), NS_PER_SECOND)
+            # One file for both, as runc and cAdvisor read them (see the header).
+            split = parse_flat(self._text(ticks))
+            stats.cpu_user_seconds = _seconds(split.get("user"), CLOCK_TICKS)
+            stats.cpu_system_seconds = _seconds(split.get("system"), CLOCK_TICKS)
+        if self._cpu_v1 is not None:
+            throttling = parse_flat(self._text(f"{self._cpu_v1}/cpu.stat"))
+            stats.cpu_periods = throttling.get("nr_periods")
+            stats.cpu_throttled_periods = throttling.get("nr_throttled")
+            stats.cpu_throttled_seconds = _seconds(throttling.get("throttled_time"), NS_PER_SECOND)
+        if self._v2_cpu_stat is not None:
+            self._read_cpu_v2(stats, parse_flat(self._text(self._v2_cpu_stat)))
+
+    def _read_cpu_v2(self, stats: CgroupStats, cpu_stat: dict[str, int]) -> None:
+        if self._usage_from_v2 and "usage_usec" in cpu_stat:
+            stats.cpu_usage_seconds = cpu_stat["usage_usec"] / US_PER_SECOND
+            stats.cpu_user_seconds = _seconds(cpu_stat.get("user_usec"), US_PER_SECOND)
+            stats.cpu_system_seconds = _seconds(cpu_stat.get("system_usec"), US_PER_SECOND)
+        if self._throttling_from_v2 and "nr_periods" in cpu_stat:
+            stats.cpu_periods = cpu_stat["nr_periods"]
+            stats.cpu_throttled_periods = cpu_stat.get("nr_throttled")
+            stats.cpu_throttled_seconds = _seconds(cpu_stat.get("throttled_usec"), US_PER_SECOND)
+
+    # --- Memory ---------------------------------------------------------------------
+
+    def _read_memory_v1(self, stats: CgroupStats, memory: str) -> None:
+        usage = parse_int(self._text(f"{memory}/memory.usage_in_bytes"))
+        text = self._text(f"{memory}/memory.stat")
+        # total_* counts the sub-tree, as cAdvisor reads it; older kernels lack it.
+        stat = flat_values(text, *(f"total_{key}" for key in _V1_MEMORY_KEYS))
+        if not stat:
+            stat = {f"total_{k}": v for k, v in flat_values(text, *_V1_MEMORY_KEYS).items()}
+        stats.memory_usage_bytes = usage
+        stats.memory_working_set_bytes = working_set(usage, stat.get("total_inactive_file"))
+        stats.memory_rss_bytes = stat.get("total_rss")
+        stats.memory_cache_bytes = stat.get("total_cache")
+        stats.memory_swap_bytes = stat.get("total_swap")
+        stats.memory_mapped_file_bytes = stat.get("total_mapped_file")
+        stats.memory_max_usage_bytes = parse_int(self._text(f"{memory}/memory.max_usage_in_bytes"))
+        stats.memory_failcnt = parse_int(self._text(f"{memory}/memory.failcnt"))
+        stats.oom_kills = parse_flat(self._text(f"{memory}/memory.oom_control")).get("oom_kill")
+
+    def _read_memory_v2(self, stats: CgroupStats, v2: str) -> None:
+        usage = parse_int(self._text(f"{v2}/memory.current"))
+        stat = flat_values(
+            self._text(f"{v2}/memory.stat"), "inactive_file", "anon", "file", "file_mapped"
+        )
+        events = parse_flat(self._text(f"{v2}/memory.events"))
+        stats.memory_usage_bytes = usage
+        stats.memory_working_set_bytes = working_set(usage, stat.get("inactive_file"))
+        stats.memory_rss_bytes = stat.get("anon")
+        stats.memory_cache_bytes = stat.get("file")
+        stats.memory_mapped_file_bytes = stat.get("file_mapped")
+        stats.memory_swap_bytes = parse_int(self._text(f"{v2}/memory.swap.current"))
+        stats.memory_max_usage_bytes = parse_int(self._text(f"{v2}/memory.peak"))
+        # v2 has no failcnt; runc and cAdvisor count hits of memory.max instead.
+        stats.memory_failcnt = events.get("max")
+        stats.oom_kills = events.get("oom_kill")
+
+    # --- IO -------------------------------------------------------------------------
+
+    def _read_io(self, stats: CgroupStats) -> None:
+        if self._blkio is not None:
+            blkio = self._blkio
+            # The _recursive files count the sub-tree; older kernels only have the others.
+            service_bytes = self._text(f"{blkio}/blkio.throttle.io_service_bytes_recursive")
+            serviced = self._text(f"{blkio}/blkio.throttle.io_serviced_recursive")
+            if service_bytes is None:
+                service_bytes = self._text(f"{blkio}/blkio.throttle.io_service_bytes")
+                serviced = self._text(f"{blkio}/blkio.throttle.io_serviced")
+            if service_bytes is None:
+                return
+            devices = parse_blkio(service_bytes, serviced)
+        elif self._io_stat is not None:
+            io_stat = self._text(self._io_stat)
+            if io_stat is None:
+                return
+            devices = parse_io_stat(io_stat)
+        else:
+            return
+        stats.io_devices = devices
+        stats.io_read_bytes = sum(d.read_bytes for d in devices)
+        stats.io_write_bytes = sum(d.write_bytes for d in devices)
+        stats.io_read_ops = sum(d.read_ops for d in devices)
+        stats.io_write_ops = sum(d.write_ops for d in devices)
+
+    # --- Limits ---------------------------------------------------------------------
+
+    def _read_limits(self, stats: CgroupStats) -> None:
+        if self._memory_v1 is not None:
+            memory_limit = self._text(f"{self._memory_v1}/memory.limit_in_bytes")
+            stats.memory_limit_bytes = parse_int(memory_limit)
+        elif self._memory_v2 is not None:
+            stats.memory_limit_bytes = parse_int(self._text(f"{self._memory_v2}/memory.max"))
+        if self._cpu_v1 is not None:
+            cpu = self._cpu_v1
+            stats.cpu_quota_us = parse_int(self._text(f"{cpu}/cpu.cfs_quota_us"))
+            stats.cpu_period_us = parse_int(self._text(f"{cpu}/cpu.cfs_period_us"))
+            stats.cpu_shares = parse_int(self._text(f"{cpu}/cpu.shares"))
+        elif self._cpu_v2 is not None:
+            self._read_cpu_limits_v2(stats, self._cpu_v2)
+        if self._pids_max is not None:
+            stats.pids_max = parse_int(self._text(self._pids_max))
+        if self._cpuset is not None:
+            stats.cpuset_cpus = (self._text(self._cpuset) or "").strip() or None
+
+    def _read_cpu_limits_v2(self, stats: CgroupStats, v2: str) -> None:
+        cpu_max = (self._text(f"{v2}/cpu.max") or "").split()
+        if len(cpu_max) == 2:
+            stats.cpu_quota_us = parse_int(cpu_max[0])
+            stats.cpu_period_us = int(cpu_max[1])
+        stats.cpu_weight = parse_int(self._text(f"{v2}/cpu.weight"))
+        if stats.cpu_weight is not None:
+            stats.cpu_shares = shares_from_weight(stats.cpu_weight)
 
 
 def _seconds(value: int | None, per_second: float) -> float | None:
     return None if value is None else value / per_second
-
-
-def read_stats(
-    v1: Mapping[str, str], v2: str | None, v2_controllers: frozenset[str]
-) -> CgroupStats:
-    """Read a container's cgroup: `v1` maps each v1 controller to its directory,
-    `v2` is its directory in the v2 hierarchy (if any) with `v2_controllers` enabled."""
-    stats = CgroupStats()
-    _read_cpu(stats, v1, v2)
-    if "memory" in v1:
-        _read_memory_v1(stats, v1["memory"])
-    elif v2 and "memory" in v2_controllers:
-        _read_memory_v2(stats, v2)
-    pids_dir = v1.get("pids") or (v2 if "pids" in v2_controllers else None)
-    if pids_dir:
-        stats.pids_current = parse_int(_read(pids_dir, "pids.current"))
-        stats.pids_max = parse_int(_read(pids_dir, "pids.max"))
-    procs_dir = v2 or next(iter(v1.values()), None)
-    if procs_dir:
-        procs = _read(procs_dir, "cgroup.procs")
-        stats.processes = None if procs is None else len(procs.split())
-    _read_io(stats, v1, v2, v2_controllers)
-    if v2:
-        _read_pressure(stats, v2)
-    cpuset_dir = v1.get("cpuset") or (v2 if "cpuset" in v2_controllers else None)
-    if cpuset_dir:
-        stats.cpuset_cpus = (_read(cpuset_dir, "cpuset.cpus") or "").strip() or None
-    # We remove a cgroup in every hierarchy at once: one directory tells.
-    stats.gone = procs_dir is not None and not os.path.isdir(procs_dir)
-    return stats
-
-
-def _read_cpu(stats: CgroupStats, v1: Mapping[str, str], v2: str | None) -> None:
-    needs_v2 = v2 is not None and not ("cpuacct" in v1 and "cpu" in v1)
-    v2_stat = parse_flat(_read(v2, "cpu.stat")) if v2 and needs_v2 else {}
-    if "cpuacct" in v1:
-        _read_cpuacct(stats, v1["cpuacct"])
-    elif "usage_usec" in v2_stat:
-        stats.cpu_usage_seconds = v2_stat["usage_usec"] / US_PER_SECOND
-        stats.cpu_user_seconds = _seconds(v2_stat.get("user_usec"), US_PER_SECOND)
-        stats.cpu_system_seconds = _seconds(v2_stat.get("system_usec"), US_PER_SECOND)
-    if "cpu" in v1:
-        cpu = v1["cpu"]
-        throttling = parse_flat(_read(cpu, "cpu.stat"))
-        stats.cpu_periods = throttling.get("nr_periods")
-        stats.cpu_throttled_periods = throttling.get("nr_throttled")
-        stats.cpu_throttled_seconds = _seconds(throttling.get("throttled_time"), NS_PER_SECOND)
-        stats.cpu_quota_us = parse_int(_read(cpu, "cpu.cfs_quota_us"))
-        stats.cpu_period_us = parse_int(_read(cpu, "cpu.cfs_period_us"))
-        stats.cpu_shares = parse_int(_read(cpu, "cpu.shares"))
-    elif v2 and "nr_periods" in v2_stat:
-        stats.cpu_periods = v2_stat["nr_periods"]
-        stats.cpu_throttled_periods = v2_stat.get("nr_throttled")
-        stats.cpu_throttled_seconds = _seconds(v2_stat.get("throttled_usec"), US_PER_SECOND)
-        _read_cpu_limits_v2(stats, v2)
-
-
-def _read_cpuacct(stats: CgroupStats, cpuacct: str) -> None:
-    usage = parse_int(_read(cpuacct, "cpuacct.usage"))
-    stats.cpu_usage_seconds = _seconds(usage, NS_PER_SECOND)
-    user = parse_int(_read(cpuacct, "cpuacct.usage_user"))
-    system = parse_int(_read(cpuacct, "cpuacct.usage_sys"))
-    if user is not None and system is not None:
-        stats.cpu_user_seconds = user / NS_PER_SECOND
-        stats.cpu_system_seconds = system / NS_PER_SECOND
-        return
-    # Older kernels: only cpuacct.stat, in clock ticks (USER_HZ).
-    ticks = parse_flat(_read(cpuacct, "cpuacct.stat"))
-    hertz = os.sysconf("SC_CLK_TCK")
-    stats.cpu_user_seconds = _seconds(ticks.get("user"), hertz)
-    stats.cpu_system_seconds = _seconds(ticks.get("system"), hertz)
-
-
-def _read_cpu_limits_v2(stats: CgroupStats, v2: str) -> None:
-    cpu_max = (_read(v2, "cpu.max") or "").split()
-    if len(cpu_max) == 2:
-        stats.cpu_quota_us = parse_int(cpu_max[0])
-        stats.cpu_period_us = int(cpu_max[1])
-    stats.cpu_weight = parse_int(_read(v2, "cpu.weight"))
-    if stats.cpu_weight is not None:
-        stats.cpu_shares = shares_from_weight(stats.cpu_weight)
-
-
-def _read_memory_v1(stats: CgroupStats, memory: str) -> None:
-    usage = parse_int(_read(memory, "memory.usage_in_bytes"))
-    stat = parse_flat(_read(memory, "memory.stat"))
-
-    def total(key: str) -> int | None:  # total_* counts the sub-tree, as cAdvisor reads it
-        return stat.get(f"total_{key}", stat.get(key))
-
-    stats.memory_usage_bytes = usage
-    stats.memory_working_set_bytes = working_set(usage, total("inactive_file"))
-    stats.memory_rss_bytes = total("rss")
-    stats.memory_cache_bytes = total("cache")
-    stats.memory_swap_bytes = total("swap")
-    stats.memory_mapped_file_bytes = total("mapped_file")
-    stats.memory_max_usage_bytes = parse_int(_read(memory, "memory.max_usage_in_bytes"))
-    stats.memory_failcnt = parse_int(_read(memory, "memory.failcnt"))
-    stats.memory_limit_bytes = parse_int(_read(memory, "memory.limit_in_bytes"))
-    stats.oom_kills = parse_flat(_read(memory, "memory.oom_control")).get("oom_kill")
-
-
-def _read_memory_v2(stats: CgroupStats, v2: str) -> None:
-    usage = parse_int(_read(v2, "memory.current"))
-    stat = parse_flat(_read(v2, "memory.stat"))
-    events = parse_flat(_read(v2, "memory.events"))
-    stats.memory_usage_bytes = usage
-    stats.memory_working_set_bytes = working_set(usage, stat.get("inactive_file"))
-    stats.memory_rss_bytes = stat.get("anon")
-    stats.memory_cache_bytes = stat.get("file")
-    stats.memory_mapped_file_bytes = stat.get("file_mapped")
-    stats.memory_swap_bytes = parse_int(_read(v2, "memory.swap.current"))
-    stats.memory_max_usage_bytes = parse_int(_read(v2, "memory.peak"))
-    # v2 has no failcnt; runc and cAdvisor count hits of memory.max instead.
-    stats.memory_failcnt = events.get("max")
-    stats.memory_limit_bytes = parse_int(_read(v2, "memory.max"))
-    stats.oom_kills = events.get("oom_kill")
-
-
-def _read_io(
-    stats: CgroupStats, v1: Mapping[str, str], v2: str | None, v2_controllers: frozenset[str]
-) -> None:
-    if "blkio" in v1:
-        blkio = v1["blkio"]
-        # The _recursive files count the sub-tree; older kernels only have the others.
-        service_bytes = _read(blkio, "blkio.throttle.io_service_bytes_recursive")
-        serviced = _read(blkio, "blkio.throttle.io_serviced_recursive")
-        if service_bytes is None:
-            service_bytes = _read(blkio, "blkio.throttle.io_service_bytes")
-            serviced = _read(blkio, "blkio.throttle.io_serviced")
-        if service_bytes is None:
-            return
-        devices = parse_blkio(service_bytes, serviced)
-    elif v2 and "io" in v2_controllers:
-        io_stat = _read(v2, "io.stat")
-        if io_stat is None:
-            return
-        devices = parse_io_stat(io_stat)
-    else:
-        return
-    stats.io_devices = devices
-    stats.io_read_bytes = sum(d.read_bytes for d in devices)
-    stats.io_write_bytes = sum(d.write_bytes for d in devices)
-    stats.io_read_ops = sum(d.read_ops for d in devices)
-    stats.io_write_ops = sum(d.write_ops for d in devices)
-
-
-def _read_pressure(stats: CgroupStats, v2: str) -> None:
-    for resource in ("cpu", "memory", "io"):
-        pressure = parse_pressure(_read(v2, f"{resource}.pressure"))
-        if pressure is not None:
-            stats.pressure[resource] = pressure

@@ -13,6 +13,7 @@ Every async test runs on trio and on asyncio.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -27,19 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor import manifest
-from podvisor.supervisor.control import serve_control
 from podvisor.supervisor.control_protocol import RUN_DIR_VARIABLE
 from podvisor.supervisor.runner import PodRunner, RunOptions
-from tests.sidecars.pods import LogWatcher, WatchedRunner
+from tests.sidecars.pods import WatchedRunner
 from tests.sidecars.support import WAIT
 
 REPO = Path(__file__).resolve().parents[2]
 #: `lifecycle.RestartRequested`, once the lead has applied the patch of issue 9's report.
-RESTART_REQUESTED: Callable[[str], lc.Event] | None = vars(lc).get("RestartRequested")
 
 
 @pytest.fixture(params=["trio", "asyncio"])
@@ -67,18 +67,69 @@ def ctl_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "podvisor.supervisor.ctl", *args]
 
 
+@asynccontextmanager
+async def child(argv: list[str], **options: Any) -> AsyncIterator[anyio.abc.Process]:
+    """A child process, killed and reaped on the way out if it still runs.
+
+    (Leaving anyio's own ``async with`` waits for it to end, which a failed
+    test would do for ever.)
+    """
+    process = await anyio.open_process(argv, **options)
+    try:
+        yield process
+    finally:
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
+
+
+class Output(io.StringIO):
+    """The runner's stdout and stderr: keeps every line, wakes whoever waits for one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self._partial = ""
+        self._changed = anyio.Event()
+
+    def write(self, s: str) -> int:
+        *whole, self._partial = (self._partial + s).split("\n")
+        if whole:
+            self.lines += whole
+            self._changed.set()
+            self._changed = anyio.Event()
+        return super().write(s)
+
+    def count(self, container: str, text: str) -> int:
+        """How many lines *container* wrote that read *text* (the runner writes "NAME | TEXT")."""
+        found = (line.partition(" | ") for line in self.lines)
+        return sum(1 for name, _, said in found if name.strip() == container and said == text)
+
+    async def said_in(self, container: str, part: str) -> None:
+        """Wait (bounded) until a line of *container* holds *part*."""
+        with anyio.fail_after(WAIT):
+            while not any(
+                name.strip() == container and part in said
+                for name, _, said in (line.partition(" | ") for line in self.lines)
+            ):
+                await self._changed.wait()
+
+    async def said(self, container: str, text: str, times: int = 1) -> None:
+        """Wait (bounded) until *container* has written the line *text* *times* times."""
+        with anyio.fail_after(WAIT):
+            while self.count(container, text) < times:
+                await self._changed.wait()
+
+
 class ControlledRunner(WatchedRunner):
-    def restart_container(self, name: str) -> None:
-        # What PodRunner.restart_container will do (issue 9's report).
-        if RESTART_REQUESTED is None:
-            raise NotImplementedError("lifecycle.RestartRequested is not there yet")
-        self.post(RESTART_REQUESTED(name))
+    pass
 
 
 @dataclass
 class ControlledPod:
     runner: ControlledRunner
-    log: LogWatcher
+    log: Output
     run_dir: Path
     socket: Path | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -119,6 +170,11 @@ class ControlledPod:
         await self.until(f"{name} runs", lambda: self.container(name).step is lc.Step.RUNNING)
         return self.container(name)
 
+    async def serving(self, instances: int = 1) -> lc.ContainerStatus:
+        """Wait until "app" of `serving_pod` has said "app started" (its trap is set) *instances* times."""
+        await self.log.said("app", "app started", instances)
+        return await self.running("app")
+
     async def finished(self) -> int:
         with anyio.fail_after(WAIT):
             await self.done.wait()
@@ -154,20 +210,22 @@ def serving_pod(name: str, *, policy: str = "Always", extra: str = "") -> str:
 async def control_pod(text: str, run_dir: Path) -> AsyncIterator[ControlledPod]:
     """Run the pod in *text* with its control socket until the block ends, then stop it."""
     loaded = manifest.load("pod.yaml", pod_manifest(text))
-    log = LogWatcher()
+    log = Output()
     listening = anyio.Event()
     pod: ControlledPod
 
     def on_ready(runner: PodRunner) -> None:
-        async def serve() -> None:
-            async with anyio.create_task_group() as tg:
-                pod.socket = await tg.start(serve_control, runner, run_dir / "pods")
-                listening.set()
+        pod.socket = runner.control_socket
+        listening.set()
 
-        assert runner._tg is not None
-        runner._tg.start_soon(serve)
-
-    options = RunOptions(stdout=log, stderr=log, on_ready=on_ready)
+    # Metrics on a port the kernel picks: tests run side by side, and `ps` shows it.
+    options = RunOptions(
+        stdout=log,
+        stderr=log,
+        on_ready=on_ready,
+        metrics_address="127.0.0.1:0",
+        control_dir=run_dir / "pods",
+    )
     pod = ControlledPod(ControlledRunner(loaded, options), log, run_dir)
 
     async def run() -> None:

@@ -15,13 +15,15 @@ pytestmark = [pytest.mark.anyio, pytest.mark.needs_root]
 
 async def test_ps_lists_the_running_pod(run_dir: Path) -> None:
     async with control_pod(serving_pod("ctl-ps"), run_dir) as pod:
-        await pod.running("app")
+        await pod.serving()
         done = await pod.ctl("ps")
         assert done.returncode == 0, done.stderr
         header, row = done.stdout.splitlines()
         assert header.split() == ["NAME", "STATUS", "READY", "RESTARTS", "AGE", "IP", "METRICS"]
-        name, status, ready, restarts, age, ip, _metrics = row.split()
+        name, status, ready, restarts, age, ip, metrics = row.split()
         assert (name, status, ready, restarts) == ("ctl-ps", "Running", "1/1", "0")
+        assert pod.runner.metrics.address is not None
+        assert metrics == f"127.0.0.1:{pod.runner.metrics.address[1]}"
         assert age.endswith("s")
         assert ip == ((pod.runner.network.pod_ip if pod.runner.network else None) or "-")
         # Columns line up: every value starts where its header does.
@@ -40,7 +42,7 @@ async def test_ps_lists_the_running_pod(run_dir: Path) -> None:
 
 async def test_status_shows_each_container(run_dir: Path) -> None:
     async with control_pod(serving_pod("ctl-status"), run_dir) as pod:
-        app = await pod.running("app")
+        app = await pod.serving()
         found = await pod.json("status", "ctl-status")
         [c] = found["containers"]
         assert c["name"] == "app"

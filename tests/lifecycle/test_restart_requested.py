@@ -1,24 +1,12 @@
-"""Rule 16 of the lifecycle core (`podvisor restart`), as plain calls with synthetic time.
-
-`lifecycle.RestartRequested` comes with the patch in issue 9's report; until
-the lead has applied it, these tests are skipped.
-"""
+"""Rule 16 of the lifecycle core (`podvisor restart`), as plain calls with synthetic time."""
 
 from __future__ import annotations
 
-import pytest
-
 from podvisor.supervisor import lifecycle as lc
-from tests.control.conftest import RESTART_REQUESTED
-
-pytestmark = pytest.mark.skipif(
-    RESTART_REQUESTED is None, reason="lifecycle.RestartRequested: the patch of issue 9's report"
-)
 
 
 def restart(name: str) -> lc.Event:
-    assert RESTART_REQUESTED is not None
-    return RESTART_REQUESTED(name)
+    return lc.RestartRequested(name)
 
 
 def running(policy: lc.RestartPolicy) -> lc.PodState:
