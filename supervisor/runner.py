@@ -25,7 +25,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -180,6 +180,7 @@ class PodRunner:
     metrics: PodMetrics = field(init=False)
     metrics_server: MetricsServer | None = None
     control_socket: Path | None = None
+    _init_signals_noted: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         pod = self.loaded.pod
@@ -239,8 +240,6 @@ class PodRunner:
         if self.metrics_server is not None:
             stack.push_async_callback(self.metrics_server.aclose)
         driver = CgroupDriver.detect()
-        for warning in driver.warnings:
-            self.sink.system(f"warning: {warning}")
         limits = {c.name: container_limits(pod, c) for c in pod.spec.all_containers}
         for name, limit in limits.items():
             try:
@@ -249,6 +248,8 @@ class PodRunner:
                 raise ConfigError(f"container {name}: {exc}") from exc
         for removed in driver.remove_stale():
             self.sink.system(f"removed a cgroup an earlier run left behind: {removed}")
+        for warning in driver.warnings:
+            self.sink.system(f"warning: {warning}")
         for removed in await anyio.to_thread.run_sync(cleanup_stale):
             self.sink.system(f"removed a network an earlier run left behind: {removed}")
         self.pod_cgroup = driver.create_pod(pod.name, pod.uid)
@@ -501,8 +502,10 @@ class PodRunner:
             self._on_exit(int(message["pid"]), message.get("code"), message.get("signal"))
         elif event == "orphans_reaped":
             self.orphans_reaped = int(message["total"])
-        elif event == "signal_received":
-            self.sink.system(f"the pod's init received signal {message['signal']}")
+        elif event == "signal_received" and message["signal"] not in self._init_signals_noted:
+            # Said once per signal: `kill -HUP 1` inside the pod, or a storm of them.
+            self._init_signals_noted.add(message["signal"])
+            self.sink.system(f"the pod's init received signal {message['signal']}: ignored")
 
     def _on_exit(self, pid: int, code: int | None, signum: int | None) -> None:
         name = next((n for n, i in self.instances.items() if i.pid == pid), None)
@@ -515,14 +518,30 @@ class PodRunner:
         self.post(lc.Exited(name, code, signum, oom_killed=oom))
 
     async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        """SIGTERM and SIGINT stop the pod (a second SIGINT kills it); others are noted.
+
+        Every other catchable signal would end the supervisor by its default
+        action, so they are caught too and only said once each: the pod's own
+        processes are signalled with `podvisor kill`, never by accident.
+        """
+        caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+        with _ignoring_realtime_signals(), anyio.open_signal_receiver(*caught) as signals:
             interrupts = 0
+            noted: set[int] = set()
             async for signum in signals:
+                if signum not in (signal.SIGTERM, signal.SIGINT):
+                    if signum not in noted:
+                        noted.add(signum)
+                        self.sink.system(
+                            f"received {signum.name}: ignored (SIGTERM or SIGINT stop the pod; "
+                            "`podvisor kill POD CONTAINER -s SIGNAL` signals a container)"
+                        )
+                    continue
                 if signum == signal.SIGINT:
                     interrupts += 1
                 immediate = interrupts > 1
                 what = "killing the pod now" if immediate else "stopping the pod"
-                self.sink.system(f"received {signal.Signals(signum).name}: {what}")
+                self.sink.system(f"received {signum.name}: {what}")
                 self.post(lc.StopRequested(immediate=immediate, signal=int(signum)))
 
     async def _watch_init(self) -> None:
@@ -562,3 +581,28 @@ class PodRunner:
                 with contextlib.suppress(CgroupError):
                     await cg.kill()
         self.pod_cgroup.remove()
+
+
+@contextlib.contextmanager
+def _ignoring_realtime_signals() -> Iterator[None]:
+    """Keep real-time signals from killing the supervisor, while it runs a pod.
+
+    A Python handler rather than SIG_IGN: an ignored signal stays ignored
+    across exec, and the pod's init would pass that on to every container.
+    """
+    try:
+        previous = {
+            n: signal.signal(n, _noted) for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+        }
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for n, handler in previous.items():
+            signal.signal(n, handler)
+
+
+def _noted(signum: int, frame: object) -> None:
+    """A handler that does nothing: see `_ignoring_realtime_signals`."""

@@ -186,7 +186,12 @@ class CgroupDriver:
         }
         removed = []
         for name in sorted(names - self._pods.keys()):
-            removed += self._remove_if_stale(name)
+            try:
+                removed += self._remove_if_stale(name)
+            except CgroupError as exc:
+                # Its last process may be exiting right now (EBUSY): the next
+                # start tries again. Never a reason not to start this pod.
+                self.warnings.append(f"left a stale cgroup for later: {exc}")
         return removed
 
     def _remove_if_stale(self, name: str) -> list[str]:

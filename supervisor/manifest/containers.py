@@ -87,11 +87,12 @@ def container(
         _no_sidecar_fields(f)
     hooks = lifecycle(f, port_names, pod.os_name)
     probes = {k: probe(f, k, port_names) for k in _PROBES if kind is not ContainerKind.INIT}
+    command = _command(f)
     built = Container(
         name=_name(f) or "",
         kind=kind,
-        command=_command(f),
-        args=f.strings("args"),
+        command=command,
+        args=_args(f, command),
         env=env.read_env(f),
         working_dir=_working_dir(f),
         ports=tuple(p for p, _, _ in ports),
@@ -135,6 +136,37 @@ def _command(f: Fields) -> tuple[str, ...]:
     if not command and (node is None or (isinstance(node, yaml.SequenceNode) and not node.value)):
         f.error("command", _COMMAND_REQUIRED)
     return command
+
+
+#: The kernel's limit on one argument (MAX_ARG_STRLEN, execve(2)), and a bound
+#: on them all that keeps a spawn request within the init channel's messages.
+MAX_ARGUMENT = 128 * 1024
+MAX_ARGUMENTS_TOTAL = 512 * 1024
+
+
+def _args(f: Fields, command: tuple[str, ...]) -> tuple[str, ...]:
+    args = f.strings("args")
+    for key, items in (("command", command), ("args", args)):
+        for i, arg in enumerate(items):
+            size = len(arg.encode())
+            if size > MAX_ARGUMENT:
+                sequence = f.get(key)
+                assert isinstance(sequence, yaml.SequenceNode)
+                f.report.error(
+                    sequence.value[i],
+                    child(f.at(key), i),
+                    f"{size} bytes; the kernel runs no program with an argument over "
+                    f"{MAX_ARGUMENT} bytes: put it in a file and pass its path",
+                )
+                return args
+    total = sum(len(a.encode()) for a in (*command, *args))
+    if total > MAX_ARGUMENTS_TOTAL:
+        f.error(
+            "args" if "args" in f else "command",
+            f"command and args add up to {total} bytes, over {MAX_ARGUMENTS_TOTAL}: "
+            "put the data in a file and pass its path",
+        )
+    return args
 
 
 def _kind(f: Fields, init: bool) -> tuple[ContainerKind, RestartPolicy | None]:

@@ -366,6 +366,9 @@ def string(report: Report, node: yaml.Node, path: str) -> str | None:
     return None
 
 
+INT64_MAX = 2**63 - 1
+
+
 def integer(
     report: Report,
     node: yaml.Node,
@@ -381,7 +384,9 @@ def integer(
         report.error(node, path, f"must be an integer, not {kind_of(node)}{hint}")
         return None
     value = int(_CONSTRUCTOR.construct_yaml_int(node))
-    small = maximum is not None and maximum < 2**31 - 1  # worth saying, unlike int32's
+    if maximum is None:
+        maximum = INT64_MAX  # Kubernetes' integers are int64 at most
+    small = maximum < 2**31 - 1  # worth saying, unlike int32's
     if minimum is not None and small and not minimum <= value <= (maximum or 0):
         report.error(node, path, f"must be between {minimum} and {maximum}, not {value}")
     elif minimum is not None and value < minimum:

@@ -446,6 +446,10 @@ def _cleanup_stale() -> list[str]:
                 removed += [f"pod {record.instance}: {item}" for item in _teardown(record)]
             except NetworkError as e:
                 failed.append(str(e))
+            else:
+                # Its supervisor is dead: whatever else it kept in the pod's
+                # directory (the NOTIFY_SOCKET) is stale too.
+                shutil.rmtree(record.dir, ignore_errors=True)
         for pool in all_pools():
             removed += [f"address {a} of a dead supervisor" for a in pool.reclaim_stale()]
         for bridge in sorted(records.BRIDGES_DIR.glob("*.json")):

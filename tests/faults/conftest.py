@@ -58,24 +58,42 @@ def faults(request: pytest.FixtureRequest) -> Iterator[Record]:
 
 
 @pytest.fixture
-def fd_watch() -> Iterator[FdWatch]:
-    yield FdWatch()
+def fd_watch() -> FdWatch:
+    return FdWatch()
 
 
 class FdWatch:
-    """A process's open descriptors at a steady point, and later: they must not grow."""
+    """A process's open descriptors, sampled over a scenario: they must not grow.
+
+    `sample` at steady points along the way (`steady` is the first); `grown`
+    samples once more and compares the fewest seen in the first half with
+    the fewest in the second. Taking the fewest ignores what is open for a
+    moment (a probe's pipes, a scrape's connection); a leak raises the floor.
+    """
 
     def __init__(self) -> None:
-        self.first: dict[int, int] = {}
+        self.counts: dict[int, list[int]] = {}
+        self.first: dict[int, dict[int, str]] = {}
 
-    def steady(self, pid: int) -> None:
-        self.first[pid] = procfs.fd_count(pid)
+    def sample(self, pid: int) -> None:
+        self.counts.setdefault(pid, []).append(procfs.fd_count(pid))
+        self.first.setdefault(pid, procfs.fd_targets(pid))
+
+    steady = sample
 
     def grown(self, pid: int, slack: int = 0) -> str:
-        """'' when *pid* has no more descriptors than at `steady` (+ *slack*), else why."""
-        now = procfs.fd_count(pid)
-        if now > self.first[pid] + slack:
-            return f"{self.first[pid]} open descriptors at the steady point, {now} later"
+        """'' when the floor of *pid*'s descriptors did not rise (by more than *slack*)."""
+        self.sample(pid)
+        counts = self.counts[pid]
+        half = len(counts) // 2
+        early, late = min(counts[:half]), min(counts[half:])
+        if late > early + slack:
+            now = procfs.fd_targets(pid)
+            new = {fd: what for fd, what in now.items() if self.first[pid].get(fd) != what}
+            return (
+                f"at least {early} open descriptors early on, at least {late} later "
+                f"({counts}); new since the first look: {new}"
+            )
         return ""
 
 
@@ -90,6 +108,7 @@ class Row:
     seconds: float = 0.0
     leaks: list[str] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
+    foreign: bool = False  # `no_leaks` named only other pods' leftovers
 
 
 _ROWS: dict[str, Row] = {}
@@ -111,10 +130,28 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         row.outcome = "xfailed"
     elif report.skipped:
         row.outcome = "skipped"
+    elif (
+        report.failed and report.when == "teardown" and "left things behind" in str(report.longrepr)
+    ):
+        own = _own_leaks(str(report.longrepr))
+        row.leaks += own
+        if own:
+            row.outcome = "error (teardown)"
+        else:
+            row.foreign = True  # a colleague's pod ended meanwhile: not this scenario's
     elif report.failed:
         row.outcome = "failed" if report.when == "call" else f"error ({report.when})"
-        if report.when == "teardown" and "left things behind" in str(report.longrepr):
-            row.leaks.append(str(report.longrepr).rsplit("left things behind:", 1)[-1].strip())
+
+
+def _own_leaks(longrepr: str) -> list[str]:
+    """The lines of `no_leaks`' complaint that are ours: our children, our pods' names.
+
+    It compares machine-wide state, so a colleague's pod that ended during
+    our test shows up too; those lines are not counted (rerun to be sure).
+    """
+    said = longrepr.rsplit("left things behind:", 1)[-1]
+    lines = [line.removeprefix("E").strip() for line in said.splitlines()]
+    return [line for line in lines if "fault-" in line or line.startswith("processes left")]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -134,12 +171,18 @@ def summary_lines(rows: list[Row]) -> list[str]:
     out = [f"{'scenario':<{width}}  {'runs':>6}  {'result':<8}  {'leaks':>5}  {'time':>6}  figures"]
     for r in rows:
         figures = ", ".join(f"{k}={v}" for k, v in r.figures.items())
+        outcome = r.outcome + ("*" if r.foreign else "")
         out.append(
-            f"{r.scenario:<{width}}  {r.runs:>6}  {r.outcome:<8}  {len(r.leaks):>5}  "
+            f"{r.scenario:<{width}}  {r.runs:>6}  {outcome:<8}  {len(r.leaks):>5}  "
             f"{r.seconds:>5.0f}s  {figures}"
         )
         out += [f"    leak: {leak}" for leak in r.leaks]
     failures = sum(r.outcome not in ("passed", "xfailed", "skipped") for r in rows)
+    if any(r.foreign for r in rows):
+        out.append(
+            "* no_leaks also named leftovers of pods not from this suite (other tests on this "
+            "machine): not counted; rerun alone to be sure"
+        )
     out.append(
         f"{len(rows)} scenarios, {sum(r.runs for r in rows)} runs, {failures} failures, "
         f"{sum(len(r.leaks) for r in rows)} leaks"

@@ -12,22 +12,28 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import anyio
+from prometheus_client.parser import text_string_to_metric_families
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor import manifest
+from podvisor.supervisor.cgroups import CgroupDriver
+from podvisor.supervisor.network import cleanup_stale
 from podvisor.supervisor.runner import PodRunner, RunOptions
 from tests.faults import procfs
 
@@ -45,6 +51,30 @@ def write_pod(directory: Path, name: str, body: str) -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(pod_yaml(body))
     return path
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the kernel's next ephemeral one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_get(port: int, path: str, timeout: float = 30) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as reply:
+        body: bytes = reply.read()
+        return body.decode()
+
+
+def samples(exposition: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    """The values of metric *name* in a Prometheus text exposition, by label set."""
+    found = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name:
+                found[frozenset(sample.labels.items())] = float(sample.value)
+    return found
 
 
 def split_line(line: str) -> tuple[str, str]:
@@ -68,19 +98,25 @@ class Line:
 class Lines:
     """Lines as they arrive, from a reader thread or the runner's own writes."""
 
-    def __init__(self, drop: Callable[[str, str], bool] | None = None) -> None:
+    def __init__(self) -> None:
         self._lines: list[Line] = []
         self._changed = threading.Condition()
-        self._drop = drop
-        self.dropped = 0
+        self.closed = False
+        #: Called (in the adding thread) after each line is added.
+        self.listeners: list[Callable[[], None]] = []
 
     def add(self, raw: str) -> None:
         container, text = split_line(raw)
-        if self._drop is not None and self._drop(container, text):
-            self.dropped += 1
-            return
         with self._changed:
             self._lines.append(Line(time.time(), container, text))
+            self._changed.notify_all()
+        for listener in self.listeners:
+            listener()
+
+    def close(self) -> None:
+        """No more lines will come (end-of-file): waiting for one is pointless."""
+        with self._changed:
+            self.closed = True
             self._changed.notify_all()
 
     def snapshot(self) -> list[Line]:
@@ -101,9 +137,10 @@ class Lines:
         with self._changed:
             while not found(self._lines):
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self.closed:
+                    why = "the output ended" if self.closed else "timed out"
                     tail = "\n".join(f"{ln.container} | {ln.text}" for ln in self._lines[-20:])
-                    raise AssertionError(f"timed out waiting for {what}; last lines:\n{tail}")
+                    raise AssertionError(f"{why} waiting for {what}; last lines:\n{tail}")
                 self._changed.wait(left)
 
     def wait_line(self, container: str, text: str, timeout: float = 60, count: int = 1) -> None:
@@ -121,6 +158,8 @@ class Lines:
 class Supervisor:
     """`podvisor run MANIFEST` as our child, its output read line by line by threads.
 
+    The metrics endpoint is off unless *metrics* names an address (None: the
+    manifest's annotation): tests must not compete for the default port.
     *drop* filters stdout in a `grep -v` between the supervisor and us (lines
     starting with it never reach Python), for a container that floods.
     """
@@ -131,11 +170,13 @@ class Supervisor:
         *args: str,
         env: dict[str, str] | None = None,
         drop: str | None = None,
+        metrics: str | None = "off",
     ) -> None:
         self.out = Lines()
         self.err = Lines()
+        metrics_flag = ["--metrics-address", metrics] if metrics is not None else []
         self.proc = subprocess.Popen(
-            [*podvisor_command(), "run", *args, str(path)],
+            [*podvisor_command(), "run", *metrics_flag, *args, str(path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -189,12 +230,15 @@ class Supervisor:
         return outer[0], inner[0]
 
     def close(self) -> None:
-        """Kill (if still running) and reap; used on the way out, whatever happened."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.wait(timeout=30)
+        """Stop (SIGTERM, then SIGKILL) if still running, and reap; used on the way out,
+        whatever happened, so a failed test still lets podvisor clean up after itself."""
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.send_signal(signum)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.wait(timeout=30)
+                break
         if self.filter is not None and self.filter.poll() is None:
             self.filter.kill()
             self.filter.wait()
@@ -207,15 +251,57 @@ class Supervisor:
 
 
 def _pump(stream: IO[bytes], into: Lines) -> None:
-    with stream:
-        for raw in stream:
-            into.add(raw.decode("utf-8", errors="replace").rstrip("\n"))
+    try:
+        with stream:
+            for raw in stream:
+                into.add(raw.decode("utf-8", errors="replace").rstrip("\n"))
+    finally:
+        into.close()
 
 
-@contextlib.contextmanager
-def supervisor(path: Path, *args: str, **kwargs: Any) -> Iterator[Supervisor]:
-    with Supervisor(path, *args, **kwargs) as sup:
-        yield sup
+#: Where podvisor keeps each running pod's files (network record, /etc files,
+#: NOTIFY_SOCKET) and its control socket.
+RUN_PODS = Path("/run/podvisor/pods")
+
+
+def run_files(pod: str) -> list[Path]:
+    """What /run/podvisor/pods holds for pods named *pod*: `POD-UID/` and `POD.sock`."""
+    if not RUN_PODS.is_dir():
+        return []
+    return sorted(
+        p for p in RUN_PODS.iterdir() if p.name.startswith(f"{pod}-") or p.name == f"{pod}.sock"
+    )
+
+
+def remove_run_files(pod: str) -> list[str]:
+    """Remove what a SIGKILLed supervisor of *pod* left in /run/podvisor/pods (what was there).
+
+    podvisor leaves a dead supervisor's NOTIFY_SOCKET directory for good
+    (reported; `test_a_killed_supervisor_leaves_no_run_files` is its xfail);
+    the tests remove it so that the machine stays as they found it.
+    """
+    found = run_files(pod)
+    for path in found:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return [p.name for p in found]
+
+
+def clean_after_dead_supervisor(pod: str, tree: Sequence[int], grace: float) -> None:
+    """What the next start of a pod does after its supervisor died, done now.
+
+    Waits for the processes of *tree* (the dead supervisor's, which its init
+    ends within its grace period), reaps the init (ours, as a subreaper),
+    removes the cgroups and network namespace the supervisor could not, and
+    the files it left under /run/podvisor/pods.
+    """
+    procfs.wait_gone(tree, timeout=grace + 10)
+    procfs.reap_adopted()
+    CgroupDriver.detect().remove_stale()
+    cleanup_stale()
+    remove_run_files(pod)
 
 
 # =============================================================================
@@ -223,16 +309,14 @@ def supervisor(path: Path, *args: str, **kwargs: Any) -> Iterator[Supervisor]:
 # =============================================================================
 
 
-class Output(io.TextIOBase):
-    """The runner's stdout or stderr: each whole line goes to `lines`, with its time."""
+class Output(io.StringIO):
+    """The runner's stdout or stderr: each whole line goes to `lines`, with its time
+    (and nothing is kept here: a flood must not cost the test its memory)."""
 
     def __init__(self, lines: Lines) -> None:
         super().__init__()
         self.lines = lines
         self._pending = ""
-
-    def writable(self) -> bool:
-        return True
 
     def write(self, s: str) -> int:
         *whole, self._pending = (self._pending + s).split("\n")
@@ -241,13 +325,30 @@ class Output(io.TextIOBase):
         return len(s)
 
 
+#: The longest an in-process pod's helpers wait for anything (the tests' own timeouts
+#: are shorter where it matters).
+WAIT = 180
+
+
 @dataclass
 class InProcessPod:
+    """A `PodRunner` running in the test's event loop, and what it wrote."""
+
     runner: PodRunner
     out: Lines
     err: Lines
     finished: anyio.Event
     result: list[int] = field(default_factory=list)
+    _written: anyio.Event = field(default_factory=anyio.Event)
+
+    def __post_init__(self) -> None:
+        # The runner writes its lines from the event loop's thread: safe to set an Event.
+        self.out.listeners.append(self._on_line)
+        self.err.listeners.append(self._on_line)
+
+    def _on_line(self) -> None:
+        self._written.set()
+        self._written = anyio.Event()
 
     @property
     def state(self) -> lc.PodState:
@@ -256,35 +357,65 @@ class InProcessPod:
     def container(self, name: str) -> lc.ContainerStatus:
         return next(c for c in self.runner.state.containers if c.name == name)
 
-    async def wait_line(self, container: str, text: str, timeout: float = 60) -> None:
-        await anyio.to_thread.run_sync(self.out.wait_line, container, text, timeout)
+    async def wait_for(self, found: Callable[[list[Line]], bool], what: str) -> None:
+        """Wait (bounded) until *found* holds for the stdout lines so far."""
+        with anyio.fail_after(WAIT):
+            while not found(self.out.snapshot()):
+                await self._written.wait()
+        assert found(self.out.snapshot()), what
 
-    async def until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        """Wait (bounded) for *check* on the runner's state, re-checked after each event."""
-        with anyio.fail_after(timeout):
-            while not check():
-                await anyio.sleep(0.02)  # the runner's loop is ours: yield to it
+    async def wait_line(self, container: str, text: str) -> None:
+        def said(lines: list[Line]) -> bool:
+            return any(ln.container == container and ln.text == text for ln in lines)
+
+        await self.wait_for(said, f"{container} to say {text!r}")
+
+    async def until(self, check: Callable[[], bool], what: str) -> None:
+        """Wait (bounded) for *check* on the runner's state or counters.
+
+        The runner tells nobody when its state changes, so this looks again
+        every 20 ms: a bounded wait for a condition, not a sleep to let
+        something happen.
+        """
+        with anyio.fail_after(WAIT):
+            while not check():  # noqa: ASYNC110 (nothing to wait on: see above)
+                await anyio.sleep(0.02)
         assert check(), what
 
-    async def stop(self, timeout: float = 60) -> int:
+    async def stop(self) -> int:
+        """Stop the pod as SIGTERM would (an ordered stop) and return podvisor's exit status."""
+        await self.finish()
+        assert self.result, "the runner raised (the exception follows)"
+        return self.result[0]
+
+    async def finish(self) -> None:
         if not self.finished.is_set():
             self.runner.post(lc.StopRequested())
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(WAIT):
             await self.finished.wait()
-        return self.result[0]
 
 
 @asynccontextmanager
 async def running_pod(
-    text: str, *, drop: Callable[[str, str], bool] | None = None
+    text: str,
+    *,
+    metrics_address: str = "off",
 ) -> AsyncIterator[InProcessPod]:
-    """Run the pod in *text* until the block ends, then stop it in order (bounded)."""
+    """Run the pod in *text* until the block ends, then stop it in order (bounded).
+
+    The metrics endpoint is off unless asked for: pods side by side (and other
+    tests on this machine) must not compete for the default port.
+    """
     loaded = manifest.load("pod.yaml", pod_yaml(text))
-    out, err = Lines(drop), Lines()
+    out, err = Lines(), Lines()
     ready = anyio.Event()
-    runner = PodRunner(
-        loaded, RunOptions(stdout=Output(out), stderr=Output(err), on_ready=lambda _: ready.set())
+    options = RunOptions(
+        stdout=Output(out),
+        stderr=Output(err),
+        on_ready=lambda _: ready.set(),
+        metrics_address=metrics_address,
     )
+    runner = PodRunner(loaded, options)
     pod = InProcessPod(runner, out, err, anyio.Event())
 
     async def run() -> None:
@@ -302,7 +433,7 @@ async def running_pod(
             yield pod
         finally:
             with anyio.CancelScope(shield=True):
-                await pod.stop()
+                await pod.finish()
 
 
 def stop_order(path: Path) -> list[str]:

@@ -61,6 +61,15 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def fd_targets(pid: int) -> dict[int, str]:
+    """What each open descriptor of *pid* is (pipe:[...], socket:[...], a path)."""
+    found = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            found[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+    return found
+
+
 def comm_of(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -136,10 +145,12 @@ def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
     return left
 
 
-def reap_adopted(keep: Iterable[int]) -> None:
-    """Reap the ended children that came to us as a subreaper (all but *keep*)."""
-    kept = set(keep)
+def reap_adopted(comm: str = "podvisor-init") -> None:
+    """Reap the ended processes named *comm* that came to us as a subreaper.
+
+    Only those: the others are children a `subprocess.Popen` will wait for.
+    """
     for pid in children_of(os.getpid()):
-        if pid not in kept and state_of(pid) == "Z":
+        if state_of(pid) == "Z" and comm_of(pid) == comm:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)

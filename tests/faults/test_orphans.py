@@ -5,7 +5,9 @@ orphans re-parented to the reaper; they all wait on one pipe, and when the
 driver closes its end they all exit at once, 500 SIGCHLDs together. Twenty
 bursts make 10,000. The driver then waits (bounded) until its reaper has no
 child but itself, says so, and the test checks from outside that no zombie
-hangs under the reaper and that the reaper counted each orphan exactly once.
+hangs under the reaper and, where the reaper counts (the pod's init reports
+a total, tini mode's -w prints a line each), that it counted each orphan
+exactly once.
 
 Three reapers: the pod's init as PID 1 (shareProcessNamespace), a
 container's own init as PID 1 of its PID namespace (the default), and tini
@@ -86,21 +88,19 @@ def _pod(share: bool) -> str:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize(
-    "share", [True, False], ids=["pod-init-pid-1", "container-init-pid-1"]
-)
+@pytest.mark.parametrize("share", [True, False], ids=["pod-init-pid-1", "container-init-pid-1"])
 async def test_10000_orphans_under_a_pod(share: bool, faults: Record, fd_watch: FdWatch) -> None:
     """Reaped by the pod's init (which counts them) or by the container's own init."""
     async with running_pod(_pod(share)) as pod:
         fd_watch.steady(os.getpid())
-        await pod.wait_line("driver", f"orphans {ORPHANS}", timeout=200)
+        await pod.wait_line("driver", f"orphans {ORPHANS}")
         runner = pod.runner
         assert runner.sandbox is not None
         reapers = {runner.sandbox.host_pid, *runner.cgroups["driver"].pids()}
         faults.leak("zombies under the reapers", procfs.zombies_of(reapers))
         if share:
             # The pod's init reports its running total of adopted orphans it reaped.
-            await pod.until(lambda: runner.orphans_reaped >= ORPHANS, 30, "orphans counted")
+            await pod.until(lambda: runner.orphans_reaped >= ORPHANS, "orphans counted")
             assert runner.orphans_reaped == ORPHANS
         assert pod.container("driver").restart_count == 0
         status = await pod.stop()
@@ -115,13 +115,16 @@ def test_10000_orphans_under_tini_mode(faults: Record, tmp_path: Path) -> None:
     """`podvisor -w -- CMD` as a subreaper: one "Reaped zombie" line per orphan, no more."""
     argv = [sys.executable, "-c", DRIVER, str(BURSTS), str(BURST_SIZE), "stdin"]
     # stderr to a file: 10,000 lines would fill a pipe nobody reads before the end
-    with (tmp_path / "stderr").open("w+") as err, subprocess.Popen(
-        [*podvisor_command(), "-w", "--", *argv],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=err,
-        text=True,
-    ) as init:
+    with (
+        (tmp_path / "stderr").open("w+") as err,
+        subprocess.Popen(
+            [*podvisor_command(), "-w", "--", *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        ) as init,
+    ):
         assert init.stdout is not None
         try:
             line = init.stdout.readline()

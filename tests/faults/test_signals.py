@@ -21,12 +21,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults import procfs
 from tests.faults.conftest import FdWatch, Record
-from tests.faults.pods import Supervisor, stop_order, term_trap, write_pod
+from tests.faults.pods import (
+    Supervisor,
+    clean_after_dead_supervisor,
+    stop_order,
+    term_trap,
+    write_pod,
+)
 
 pytestmark = pytest.mark.faults
 
 SIGNALS = 1000
+GRACE = 20
 MIXED = [
     signal.SIGUSR1,
     signal.SIGUSR2,
@@ -54,7 +62,7 @@ def _pod(tmp_path: Path, log: Path) -> Path:
           name: fault-signals
           annotations: {{podvisor.io/network: loopback}}
         spec:
-          terminationGracePeriodSeconds: 20
+          terminationGracePeriodSeconds: {GRACE}
           initContainers:
             - {{{container("first")}, restartPolicy: Always}}
             - {{{container("second")}, restartPolicy: Always}}
@@ -70,14 +78,7 @@ def _pod(tmp_path: Path, log: Path) -> Path:
     "target",
     [
         "init",
-        pytest.param(
-            "supervisor",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the supervisor dies of SIGUSR1/SIGUSR2/real-time signals (their default "
-                "action: nothing handles them) and stops the pod on SIGHUP",
-            ),
-        ),
+        "supervisor",
     ],
 )
 def test_1000_mixed_signals_then_term_stops_in_order(
@@ -89,18 +90,25 @@ def test_1000_mixed_signals_then_term_stops_in_order(
         for name in ("first", "second", "main"):
             sup.wait_line(name, "up")
         outer, inner = sup.init_pids()
+        tree = procfs.descendants(sup.pid)
         targets = [sup.pid] if target == "supervisor" else [outer, inner]
         fd_watch.steady(sup.pid)
-        for _ in range(SIGNALS):
-            for pid in targets:
-                os.kill(pid, rng.choice(MIXED))
-        assert sup.proc.poll() is None, f"the supervisor died: {sup.err.text()}"
-        faults.leak("supervisor descriptors", fd_watch.grown(sup.pid))
-        sup.signal(signal.SIGTERM)
-        code = sup.wait(timeout=60)
+        try:
+            for _ in range(SIGNALS):
+                for pid in targets:
+                    os.kill(pid, rng.choice(MIXED))
+            assert sup.proc.poll() is None, f"the supervisor died: {sup.err.text()}"
+            fds_grown = fd_watch.grown(sup.pid)
+            sup.signal(signal.SIGTERM)
+            code = sup.wait(timeout=60)
+        finally:
+            died = sup.proc.poll()
+            if died is not None and died < 0:  # killed by a signal: leave nothing behind anyway
+                clean_after_dead_supervisor("fault-signals", tree, GRACE)
     assert code == 0, sup.err.text()
     assert stop_order(log) == ["main", "second", "first"]
     for name in ("first", "second", "main"):
         assert sup.out.of(name) == ["up"], f"{name} restarted"
+    faults.leak("supervisor descriptors", fds_grown)
     faults.runs = SIGNALS * len(targets)
     faults.figure("backend", backend)
