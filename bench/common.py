@@ -34,13 +34,16 @@ beside the row. A value is a `Stat`; a bare number is read as one sample.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
+import signal
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import NamedTuple, NotRequired, TypedDict
 
 #: The columns of the merged table, in order.
@@ -370,6 +373,25 @@ def venv_bin(name: str) -> Path:
     return Path(sys.executable).parent / name
 
 
+def progress(benchmark: str, message: str) -> None:
+    """A line of progress on stderr: stdout is the JSON's alone."""
+    print(f"bench/{benchmark}: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM (bench/run's time limit) unwinds like Ctrl-C, so what was started is stopped."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # --- Tables ----------------------------------------------------------------------------------
 
 
@@ -401,3 +423,31 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric
     lines = [header, rule, *rows]
     return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |"
                      for line in lines)  # fmt: skip
+
+
+def figures_table(figures: Iterable[Figure], columns: Sequence[str]) -> str:
+    """One benchmark's figures as Markdown: podvisor and *columns*; other values by the name."""
+    rows = []
+    for fig in figures:
+        values = fig["values"]
+        others = [
+            f"{k}: {format_stat(v, fig['unit'])}"
+            for k, v in values.items()
+            if k != PODVISOR and k not in columns
+        ]
+        name = fig["name"] + (f" ({'; '.join(others)})" if others else "")
+        cells = [
+            format_stat(values[k], fig["unit"]) if k in values else "—"
+            for k in (PODVISOR, *columns)
+        ]
+        r = ratio(fig)
+        verdict = {True: "met", False: "**missed**", None: "not judged"}[fig["met"]]
+        rows.append(
+            [
+                name,
+                *cells,
+                f"{r:.2f}x {fig['baseline']}" if r is not None else "",
+                f"{fig['target']}: {verdict}" if fig["target"] else "",
+            ]
+        )
+    return markdown_table(["figure", PODVISOR, *columns, "ratio", "target"], rows)

@@ -63,7 +63,9 @@ class ExecResult:
         """One line for a probe's or hook's message, ending with the command's output."""
         command = shlex.join(self.argv)
         if self.error:
-            return f"cannot run {command}: {self.error}"
+            # The init's message names the program already ("prog: No such file ...").
+            prefix = f"{self.argv[0]}: " if self.argv else ""
+            return f"cannot run {command}: {self.error.removeprefix(prefix)}"
         if self.timeout is not None:
             what = f"timed out after {self.timeout:g}s"
         elif self.signal is not None:
