@@ -39,8 +39,9 @@ from podvisor.supervisor.errors import PodvisorError
 from podvisor.supervisor.manifest.model import Container
 
 MAX_OUTPUT = 10 * 1024  # the kubelet keeps this much of an exec probe's output
-SPAWN_WAIT = 30.0  # seconds for the init to answer a spawn; it answers at once when alive
+SPAWN_WAIT = 10.0  # seconds for the init to answer a spawn; it answers at once when alive
 KILL_WAIT = 10.0  # seconds for a killed command's exit to be reported
+CLEANUP_WAIT = 2.0  # the same when the caller was cancelled: it must not hold its owner up
 _EARLY_KEPT = 256  # exits that came before their spawn's reply; a handful at most
 
 
@@ -211,16 +212,18 @@ class Execs:
             with anyio.move_on_after(kill_after):
                 await done.wait()
                 return done, False
-            await self._kill(pid)
             with anyio.move_on_after(KILL_WAIT):
+                await self._kill(pid)
                 await done.wait()
             return done, True
         finally:
             if not done.done:  # cancelled, or the kill was not reported in time
-                with anyio.CancelScope(shield=True):
+                # Bounded even when shielded: during the pod's teardown nobody may
+                # read the channel any more, and the init's stop_all and the
+                # container's cgroup kill end the command anyway.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_WAIT):
                     await self._kill(pid)
-                    with anyio.move_on_after(KILL_WAIT):
-                        await done.wait()
+                    await done.wait()
                 self._waiting.pop(pid, None)
 
     def _exit_of(self, pid: int) -> _Exit:

@@ -39,6 +39,7 @@ class InitChannel:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._closed = False
+        self._serving = False
         send, receive = anyio.create_memory_object_stream[protocol.Message](1000)
         self._events_in: MemoryObjectSendStream[protocol.Message] = send
         self.events: MemoryObjectReceiveStream[protocol.Message] = receive
@@ -62,6 +63,9 @@ class InitChannel:
         self, message: protocol.Message, fds: Sequence[int] = ()
     ) -> tuple[protocol.Message, list[int]]:
         """Send a request and wait for its reply (and the fds that came with it)."""
+        if not self._serving:
+            # Nobody reads the replies: waiting would never end.
+            raise InitDiedError("the pod's init is not being listened to any more")
         rid = next(self._ids)
         pending = self._pending[rid] = _Pending()
         try:
@@ -77,6 +81,7 @@ class InitChannel:
 
     async def serve(self) -> None:
         """Read events until init closes its end; run this in its own task."""
+        self._serving = True
         try:
             while True:
                 received = await self._receive()
@@ -94,6 +99,7 @@ class InitChannel:
                     os.close(fd)
                 await self._events_in.send(message)
         finally:
+            self._serving = False
             for pending in self._pending.values():
                 pending.done.set()
             self._events_in.close()

@@ -181,6 +181,8 @@ class PodRunner:
     metrics_server: MetricsServer | None = None
     control_socket: Path | None = None
     _init_signals_noted: set[int] = field(default_factory=set)
+    #: exits of pids no container claims yet: one may come before its spawn reply
+    _unclaimed_exits: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         pod = self.loaded.pod
@@ -445,6 +447,7 @@ class PodRunner:
         if notification is not None:  # s6's notification-fd: a pipe as the process's fd N
             request["extra_fds"] = [notification[0]]
             fds.append(notification[1])
+        self._unclaimed_exits.clear()  # only exits that come during this spawn count
         try:
             reply, _ = await self.sandbox.channel.request(request, fds)
         except BaseException:
@@ -461,6 +464,8 @@ class PodRunner:
             pid = int(reply["pid"])
             self.instances[name] = _Instance(pid, self.cgroups[name].oom_kills())
             self.post(lc.Started(name, pid))
+            if pid in self._unclaimed_exits:  # it exited before its spawn reply came
+                self._on_exit(pid, *self._unclaimed_exits.pop(pid))
             return
         message = str(reply.get("message", ""))
         self.sink.system(f"{name}: cannot start: {message}")
@@ -512,6 +517,7 @@ class PodRunner:
         if name is None:
             if self._actions is not None:
                 self._actions.on_exit(pid, code, signum)
+            self._unclaimed_exits[pid] = (code, signum)
             return
         instance = self.instances.pop(name)
         oom = self.cgroups[name].oom_kills() > instance.oom_kills_at_start

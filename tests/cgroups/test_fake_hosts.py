@@ -147,6 +147,57 @@ def test_v2_limits_join_read_kill_and_remove(host: FakeKernel) -> None:
 
 
 @pytest.mark.parametrize("host", ["v2"], indirect=True)
+def test_v2_files_the_kernel_lacks_are_looked_for_once(
+    host: FakeKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """memory.peak is new in Linux 5.19; a pressure file fails EOPNOTSUPP when PSI is off."""
+    pod = detect(host, "v2").create_pod("web", UID)
+    main = pod.container("main")
+    directory = host.root / V2_OWN / "podvisor-web-7c4e1f3a" / "main"
+    for sample in (SAMPLES / "v2" / "files").iterdir():
+        if sample.name not in ("cgroup.procs", "memory.peak"):
+            shutil.copy(sample, directory / sample.name)
+    asked: list[str] = []
+    real_read = cgroupfs.read
+
+    def old_kernel(path: str) -> str | None:
+        asked.append(os.path.basename(path))
+        if path.endswith("io.pressure"):
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), path)
+        return real_read(path)
+
+    monkeypatch.setattr(cgroupfs, "read", old_kernel)
+    for _ in range(3):
+        stats = main.read()
+        assert not stats.gone
+        assert stats.memory_max_usage_bytes is None
+        assert set(stats.pressure) == {"cpu", "memory"}
+        assert stats.memory_usage_bytes == 41943040
+    assert (asked.count("memory.peak"), asked.count("io.pressure")) == (1, 1)
+    assert asked.count("memory.current") == 3
+    monkeypatch.setattr(cgroupfs, "read", real_read)
+    pod.remove()
+
+
+@pytest.mark.parametrize("host", ["v2"], indirect=True)
+def test_v2_pressure_is_read_anew_when_it_changes(host: FakeKernel) -> None:
+    pod = detect(host, "v2").create_pod("web", UID)
+    main = pod.container("main")
+    pressure = host.root / V2_OWN / "podvisor-web-7c4e1f3a" / "main" / "cpu.pressure"
+    line = "{} avg10=0.00 avg60=0.00 avg300=0.00 total={}\n"
+    pressure.write_text(line.format("some", 100) + line.format("full", 50))
+    first = main.read().pressure["cpu"]
+    assert first.some is not None
+    assert first.some.total_seconds == 100e-6
+    assert main.read().pressure["cpu"] == first
+    pressure.write_text(line.format("some", 3_000_000) + line.format("full", 50))
+    again = main.read().pressure["cpu"]
+    assert again.some is not None
+    assert again.some.total_seconds == 3.0
+    pod.remove()
+
+
+@pytest.mark.parametrize("host", ["v2"], indirect=True)
 def test_v2_with_other_processes_in_our_cgroup_says_how_to_fix_it(host: FakeKernel) -> None:
     procs = host.root / V2_OWN / "cgroup.procs"
     procs.write_text(procs.read_text() + "1234\n")  # our login shell, say

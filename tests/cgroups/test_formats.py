@@ -16,6 +16,7 @@ from podvisor.supervisor.cgroups.limits import (
 )
 from podvisor.supervisor.cgroups.stats import (
     DeviceIo,
+    flat_values,
     parse_blkio,
     parse_flat,
     parse_int,
@@ -121,6 +122,24 @@ def test_parse_flat_and_int() -> None:
     assert parse_int("9223372036854771712\n") is None  # v1 memory: no limit
     assert parse_int("67108864\n") == 64 << 20
     assert parse_int(None) is None
+
+
+@pytest.mark.parametrize("sample", ["v2/files/memory.stat", "hybrid/files/memory/memory.stat"])
+def test_flat_values_reads_the_keys_asked_for_as_parse_flat_does(sample: str) -> None:
+    text = (SAMPLES / sample).read_text()
+    everything = parse_flat(text)
+    first, last = next(iter(everything)), list(everything)[-1]
+    # "file" must not match the line of "inactive_file" or "file_mapped"
+    keys = (first, "file", "inactive_file", "file_mapped", "total_rss", last, "no_such_key")
+    assert flat_values(text, *keys) == {k: everything[k] for k in keys if k in everything}
+
+
+def test_flat_values_skips_what_parse_flat_skips() -> None:
+    assert flat_values("nr_periods 3\nweird line here\nlast 7", "weird", "nr_periods", "last") == {
+        "nr_periods": 3,
+        "last": 7,
+    }
+    assert flat_values(None, "any") == flat_values("", "any") == {}
 
 
 def test_parse_pressure_v2_sample() -> None:

@@ -367,6 +367,98 @@ def test_read_of_a_removed_cgroup_is_not_an_error(pod: PodCgroup) -> None:
     assert not container.populated()
 
 
+def test_limits_are_read_back_as_the_kernel_set_them_after_each_apply(pod: PodCgroup) -> None:
+    container = pod.container("main")
+    assert container.read().memory_limit_bytes is None
+    # Not a whole number of pages: the kernel rounds it down, and read says what it set.
+    container.apply_limits(Limits(memory_bytes=100_000_000, cpu_limit_millicores=500))
+    stats = container.read()
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert stats.memory_limit_bytes == 100_000_000 // page * page
+    assert stats.cpu_quota_us == 50_000
+    container.apply_limits(Limits(memory_bytes=32 * MiB))
+    stats = container.read()
+    assert stats.memory_limit_bytes == 32 * MiB
+    assert stats.cpu_quota_us == 50_000  # left as the first apply set it
+
+
+# What a read opens once the limits are known: one file per figure, nothing else.
+SCRAPE_FILES = [
+    "cpuacct/cpuacct.usage",
+    "cpuacct/cpuacct.stat",
+    "cpu/cpu.stat",
+    "memory/memory.usage_in_bytes",
+    "memory/memory.stat",
+    "memory/memory.max_usage_in_bytes",
+    "memory/memory.failcnt",
+    "memory/memory.oom_control",
+    "pids/pids.current",
+    "blkio/blkio.throttle.io_service_bytes_recursive",
+    "blkio/blkio.throttle.io_serviced_recursive",
+    "unified/cpu.pressure",
+    "unified/memory.pressure",
+    "unified/io.pressure",
+    "unified/cgroup.procs",  # last: it tells whether the cgroup went meanwhile
+]
+
+
+def test_a_read_opens_only_the_files_whose_figures_change(
+    pod: PodCgroup, processes: Processes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = pod.container("main")
+    container.apply_limits(Limits(memory_bytes=64 * MiB, cpu_limit_millicores=100))
+    assert read_line(processes.start(container, IDLE)) == "ready"
+    container.read()  # the first read also reads the limits
+    hierarchy = {d: Path(d).relative_to("/sys/fs/cgroup").parts[0] for d in container.dirs}
+    opened: list[str] = []
+    real_read = cgroupfs.read
+
+    def spy(path: str) -> str | None:
+        directory, name = os.path.split(path)
+        opened.append(f"{hierarchy[directory]}/{name}")
+        return real_read(path)
+
+    def no_stat(path: object) -> bool:
+        raise AssertionError(f"read() looked at {path}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cgroupfs, "read", spy)
+        patch.setattr(os.path, "isdir", no_stat)
+        patch.setattr(os.path, "exists", no_stat)
+        stats = container.read()
+    assert opened == SCRAPE_FILES
+    assert not stats.gone
+    assert (stats.memory_limit_bytes, stats.cpu_quota_us, stats.cpu_period_us) == (
+        64 * MiB,
+        10_000,
+        100_000,
+    )
+    assert (stats.processes, stats.pids_current) == (1, 1)
+
+
+def test_a_cgroup_removed_during_a_read_reads_as_gone(
+    pod: PodCgroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = pod.container("main")
+    real_read = cgroupfs.read
+    removed = False
+
+    def remove_after_the_first_file(path: str) -> str | None:
+        nonlocal removed
+        text = real_read(path)
+        if not removed:
+            removed = True
+            container.remove()
+        return text
+
+    monkeypatch.setattr(cgroupfs, "read", remove_after_the_first_file)
+    stats = container.read()
+    assert removed
+    assert stats.gone
+    assert stats.cpu_usage_seconds is not None  # read before it went
+    assert stats.memory_usage_bytes is None
+
+
 # --- Cleanup ---------------------------------------------------------------------------
 
 

@@ -213,7 +213,9 @@ async def run_pod(pod: dict[str, Any]) -> AsyncIterator[PodRun]:
     """Run *pod* until the block ends; then stop it (if it still runs) and wait for its end."""
     ready = anyio.Event()
     log = LogWatcher()
-    options = RunOptions(stdout=log, stderr=log, on_ready=lambda _: ready.set())
+    options = RunOptions(
+        stdout=log, stderr=log, metrics_address="off", on_ready=lambda _: ready.set()
+    )
     run = PodRun(WatchedRunner(load("<test>", json.dumps(pod)), options), log)
 
     async def go() -> None:

@@ -7,11 +7,14 @@ in a task as the runner would, and reads the ProbeResults it posts.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from podvisor.init import protocol
 from podvisor.init.podinit import descendants
 from podvisor.sidecars.actions import ContainerActions
 from podvisor.supervisor import lifecycle as lc
@@ -27,6 +30,7 @@ from podvisor.supervisor.network import NetworkMode
 from tests.sidecars.support import (
     HTTP_SERVER,
     PY,
+    WAIT,
     FakeHost,
     make_container,
     make_pod,
@@ -143,6 +147,41 @@ async def test_stopping_a_probe_kills_its_command(tmp_path: Path) -> None:
                 assert len(live_processes(host)) == 1
                 tg.cancel_scope.cancel()  # what StopProbe does
             assert live_processes(host) == []
+            assert host.posted == []
+    finally:
+        os.close(fd)
+
+
+async def test_a_stopped_probe_does_not_wait_for_a_deaf_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # During the pod's teardown nobody reads the init's replies any more: the
+    # kill of a cancelled command must give up rather than hold the runner.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    command = (PY, "-c", f"import time; open({str(fifo)!r}, 'w').write('up\\n'); time.sleep(1000)")
+    c = make_container(liveness=probe(ExecAction(command), timeout_seconds=1000))
+    try:
+        async with sandboxed_pod(make_pod(c)) as (host, actions):
+            assert host.sandbox is not None
+            channel = host.sandbox.channel
+            answering = channel.request
+
+            async def deaf(message: protocol.Message, fds: Sequence[int] = ()) -> Any:
+                if message["op"] == "signal":
+                    await anyio.sleep_forever()
+                return await answering(message, fds)
+
+            monkeypatch.setattr(channel, "request", deaf)
+            began = anyio.current_time()
+            # A shielded wait that never ends would hang here (pytest's timeout ends it).
+            with anyio.fail_after(WAIT):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(actions.probe, c, LIVENESS)
+                    assert await read_line(fd) == "up"
+                    tg.cancel_scope.cancel()  # what StopProbe does
+            assert anyio.current_time() - began < WAIT
             assert host.posted == []
     finally:
         os.close(fd)
