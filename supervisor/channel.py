@@ -39,7 +39,7 @@ class InitChannel:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._closed = False
-        self._serving = False
+        self._reader_gone = False
         send, receive = anyio.create_memory_object_stream[protocol.Message](1000)
         self._events_in: MemoryObjectSendStream[protocol.Message] = send
         self.events: MemoryObjectReceiveStream[protocol.Message] = receive
@@ -63,8 +63,8 @@ class InitChannel:
         self, message: protocol.Message, fds: Sequence[int] = ()
     ) -> tuple[protocol.Message, list[int]]:
         """Send a request and wait for its reply (and the fds that came with it)."""
-        if not self._serving:
-            # Nobody reads the replies: waiting would never end.
+        if self._reader_gone:
+            # Nobody reads the replies any more: waiting would never end.
             raise InitDiedError("the pod's init is not being listened to any more")
         rid = next(self._ids)
         pending = self._pending[rid] = _Pending()
@@ -81,7 +81,6 @@ class InitChannel:
 
     async def serve(self) -> None:
         """Read events until init closes its end; run this in its own task."""
-        self._serving = True
         try:
             while True:
                 received = await self._receive()
@@ -99,7 +98,7 @@ class InitChannel:
                     os.close(fd)
                 await self._events_in.send(message)
         finally:
-            self._serving = False
+            self._reader_gone = True
             for pending in self._pending.values():
                 pending.done.set()
             self._events_in.close()
