@@ -57,10 +57,9 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 # `bench` is a folder, not an installed package: reach it from the repository's root.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
@@ -716,20 +715,6 @@ def _progress(message: str) -> None:
     print(f"bench/pod: {message}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def terminated_as_interrupt() -> Iterator[None]:
-    """SIGTERM (bench/run's timeout) unwinds like Ctrl-C, so every pod is stopped."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 start runs, 10 s idle window")
@@ -745,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (5 if args.quick else 11)
     idle = args.idle or (10.0 if args.quick else 60.0)
     try:
-        with terminated_as_interrupt():
+        with common.terminated_as_interrupt():
             report = measure(runs, idle, args.quick)
     except KeyboardInterrupt:
         _progress("interrupted; every supervisor it started was stopped")

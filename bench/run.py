@@ -29,11 +29,9 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Thread
-from types import FrameType
 from typing import Any
 
 # `bench` is a folder, not an installed package: reach it from the repository's root.
@@ -376,20 +374,6 @@ def run_all(names: list[str], quick: bool, began: float) -> list[Outcome]:
     return outcomes
 
 
-@contextlib.contextmanager
-def terminated_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so that the running benchmark is stopped whole."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (a few minutes)")
@@ -408,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     syscalls.set_child_subreaper()
     began = time.monotonic()
     try:
-        with terminated_as_interrupt():
+        with common.terminated_as_interrupt():
             outcomes = run_all(names, args.quick, began)
     except KeyboardInterrupt:
         _progress("interrupted; the running benchmark was stopped")

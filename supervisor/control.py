@@ -36,7 +36,7 @@ import errno
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ import anyio.abc
 from podvisor.init import protocol
 from podvisor.init.process import exec_failure_exit_code
 from podvisor.sidecars.execs import Execs
+from podvisor.sidecars.host import SandboxView
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.control_logs import serve_logs
@@ -75,17 +76,6 @@ DISCONNECTS = (BrokenPipeError, ConnectionResetError, TimeoutError, protocol.Pro
 # =============================================================================
 # What the server needs of the runner
 # =============================================================================
-
-
-class Channel(Protocol):
-    async def request(
-        self, message: protocol.Message, fds: Sequence[int] = ()
-    ) -> tuple[protocol.Message, list[int]]: ...
-
-
-class SandboxView(Protocol):
-    @property
-    def channel(self) -> Channel: ...
 
 
 class NetworkView(Protocol):
