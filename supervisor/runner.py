@@ -593,12 +593,16 @@ class PodRunner:
 def _ignoring_realtime_signals() -> Iterator[None]:
     """Keep real-time signals from killing the supervisor, while it runs a pod.
 
-    A Python handler rather than SIG_IGN: an ignored signal stays ignored
-    across exec, and the pod's init would pass that on to every container.
+    Ignored (SIG_IGN), not caught: a caught signal writes a byte to the event
+    loop's wake-up socket, and real-time signals queue, so a storm of them
+    fills that socket, and asyncio then loses the byte of a SIGTERM that
+    follows (its handler never runs). An ignored disposition is inherited
+    across exec, so this starts only once the pod's init runs (the runner
+    starts it before this watcher), and every pod process is the init's.
     """
     try:
         previous = {
-            n: signal.signal(n, _noted) for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+            n: signal.signal(n, signal.SIG_IGN) for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
         }
     except ValueError:  # not the main thread: signals are not ours to handle
         yield
@@ -608,7 +612,3 @@ def _ignoring_realtime_signals() -> Iterator[None]:
     finally:
         for n, handler in previous.items():
             signal.signal(n, handler)
-
-
-def _noted(signum: int, frame: object) -> None:
-    """A handler that does nothing: see `_ignoring_realtime_signals`."""

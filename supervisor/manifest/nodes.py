@@ -15,6 +15,7 @@ import contextlib
 import difflib
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,10 @@ NULL = "tag:yaml.org,2002:null"
 MERGE = "tag:yaml.org,2002:merge"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The deepest JSON read for its field names (a Pod nests a dozen levels).
+MAX_JSON_NESTING = 5_000
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 # --- Where problems go -----------------------------------------------------------
@@ -122,13 +127,41 @@ def compose(source: str, text: str) -> yaml.Node:
 
 
 def _from_json(text: str) -> yaml.Node | None:
-    """Nodes, without positions, for JSON the YAML loader refuses (the pure one refuses tabs)."""
+    """Nodes, without positions, for JSON the YAML loader refuses.
+
+    The YAML loader refuses tabs, and nesting past libyaml's limit of 1,000;
+    JSON nested up to `MAX_JSON_NESTING` deep is still read here, so that the
+    problem is named by its field (`spec.containers[0].command[0]: expected a
+    string`) rather than by a column on a line thousands of characters long.
+    Reading it takes more recursion than Python allows by default: the limit
+    is raised for the read, to what that depth needs and no more.
+    """
+    depth = _json_nesting(text)
+    if depth > MAX_JSON_NESTING:
+        return None
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * depth + 1_000))  # the representer: ~3 frames a level
     try:
         data = json.loads(text)
-    except ValueError:
+        node: yaml.Node = yaml.representer.SafeRepresenter().represent_data(data)
+    except (ValueError, RecursionError):
         return None
-    node: yaml.Node = yaml.representer.SafeRepresenter().represent_data(data)
+    finally:
+        sys.setrecursionlimit(limit)
     return node
+
+
+def _json_nesting(text: str) -> int:
+    """How deep the arrays and objects of JSON *text* nest (its strings left out)."""
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    depth = deepest = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def _yaml_problem(source: str, error: yaml.YAMLError) -> Problem:
