@@ -12,7 +12,10 @@ with the namespaces and links it describes):
 
 Each record names its owner by pid *and* process start time, so a record
 whose supervisor was SIGKILLed is recognised as stale even after the pid has
-been reused.
+been reused, and by the PID namespace those are numbers in: a podvisor
+running in another PID namespace that shares this /run (a container started
+with `unshare --pid`, say) cannot see the owner's pid, and so never judges
+its records stale.
 """
 
 from __future__ import annotations
@@ -36,27 +39,44 @@ NETWORK_LOCK = RUN_DIR / "network.lock"
 
 @dataclass(frozen=True)
 class Owner:
-    """The process that holds a record: a pid and when that process started."""
+    """The process that holds a record: a pid, when that process started, in which PID namespace."""
 
     pid: int
     start: int  # field 22 of /proc/PID/stat: tells a reused pid apart
+    pidns: int | None = None  # the inode of /proc/self/ns/pid; None in records of old
 
     @classmethod
     def current(cls) -> Owner:
         pid = os.getpid()
         start = _start_time(pid)
         assert start is not None  # we are alive
-        return cls(pid, start)
+        return cls(pid, start, _pid_namespace())
 
     def alive(self) -> bool:
+        """Whether the owner still runs, as far as this process can tell.
+
+        An owner in another PID namespace counts as alive: its pid means
+        nothing here, and what cannot be shown dead is not taken from it.
+        """
+        if self.pidns is not None and self.pidns != _pid_namespace():
+            return True
         return _start_time(self.pid) == self.start
 
-    def to_json(self) -> dict[str, int]:
-        return {"pid": self.pid, "start": self.start}
+    def to_json(self) -> dict[str, int | None]:
+        return {"pid": self.pid, "start": self.start, "pidns": self.pidns}
 
     @classmethod
     def from_json(cls, data: Any) -> Owner:
-        return cls(int(data["pid"]), int(data["start"]))
+        pid, start = int(data["pid"]), int(data["start"])  # TypeError, KeyError: not a record
+        pidns = data.get("pidns")
+        return cls(pid, start, int(pidns) if pidns else None)
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
 
 
 def _start_time(pid: int) -> int | None:

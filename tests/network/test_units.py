@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from ipaddress import IPv4Address, IPv4Network
@@ -115,6 +117,32 @@ def test_a_stale_allocation_is_reclaimed_and_release_needs_the_owner(tmp_path: P
     assert pool.release(two, me)
     pool.remove_if_empty()
     assert not pool.dir.exists()
+
+
+def test_an_owner_in_another_pid_namespace_is_never_judged_dead(tmp_path: Path) -> None:
+    """A podvisor in a child PID namespace sharing /run must leave the host's records be."""
+    here = Owner.current()
+    assert here.pidns == os.stat("/proc/self/ns/pid").st_ino
+    elsewhere = Owner(2**22 + 1, 1, pidns=here.pidns + 1)  # its pid means nothing here
+    assert elsewhere.alive()
+    assert not Owner(2**22 + 1, 1, pidns=here.pidns).alive()
+    assert Owner.from_json(elsewhere.to_json()) == elsewhere
+    assert Owner.from_json({"pid": 5, "start": 7}) == Owner(5, 7)  # a record of before
+    # Seen from a child PID namespace (its own /proc), this process's record is kept.
+    record = tmp_path / "owner.json"
+    record.write_text(json.dumps(here.to_json()))
+    judge = (
+        "import json, sys; from podvisor.supervisor.network.records import Owner; "
+        "print(Owner.from_json(json.load(open(sys.argv[1]))).alive())"
+    )
+    seen = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", judge, str(record)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert seen.stdout.strip() == "True", seen.stderr
 
 
 def test_a_full_pool_is_a_clear_error(tmp_path: Path) -> None:
