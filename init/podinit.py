@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import pwd
 import selectors
 import signal
 import socket
 import sys
+import termios
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -448,8 +450,11 @@ def _child_setup(request: protocol.Message, extra: dict[int, int]) -> Callable[[
     """
     procs_files = [str(p) for p in request.get("cgroups", [])]
     uid, gid = request.get("uid"), request.get("gid")
+    terminal = bool(request.get("tty"))
 
     def setup() -> None:
+        if terminal:  # fd 0 becomes the controlling terminal of the child's new session
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         for target, source in extra.items():
             os.dup2(source, target, inheritable=True)
         for procs in procs_files:

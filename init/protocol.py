@@ -17,10 +17,12 @@ Requests::
 
     {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": "/" | null,
      "uid": 0 | null, "gid": 0 | null, "cgroups": ["/sys/fs/cgroup/.../cgroup.procs"],
-     "pidns": false, "extra_fds": [5]}
+     "pidns": false, "extra_fds": [5], "tty": false}
         Start a process. The first three fds that ride along become the
         child's fds 0, 1, 2 (when fewer come, the rest are /dev/null); any
         further ones become the numbers ``extra_fds`` names, in order.
+        With ``tty``, fd 0 (a terminal) becomes the controlling terminal of
+        the child's session, with the child's group in its foreground.
         The child gets its own session and process group, writes
         itself into each of ``cgroups`` before it execs, and starts with the
         signal mask and dispositions init inherited. With ``pidns`` it runs

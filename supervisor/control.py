@@ -18,12 +18,17 @@ exec
 The command is spawned by the pod's init like an exec probe (the container's
 environment, user, working directory and cgroup, the pod's namespaces), with
 the three descriptors the client passed as its stdin, stdout and stderr:
-bytes never pass through the supervisor, and with ``-t`` the command writes
-to the caller's own terminal. Its exit reaches the same tracker as the exec
-probes' (`podvisor.sidecars.execs.Execs`), which the runner feeds with every
-exit of a pid it did not start. Signals the client relays (Ctrl-C, a window
-size change) go to the command's process group, as a terminal would send them;
-a client that hangs up gets its command SIGHUPed, then SIGKILLed, as sshd does.
+bytes never pass through the supervisor. With ``-t`` the command gets a new
+pseudo-terminal instead, as ``docker exec -t`` gives one: its slave is the
+command's stdin, stdout, stderr and controlling terminal (so a shell has job
+control, and Ctrl-C reaches whatever runs in its foreground), and its master
+goes back to the client with the reply; the client copies between it and the
+caller's terminal, in raw mode, and sets its window size. Its exit reaches
+the same tracker as the exec probes' (`podvisor.sidecars.execs.Execs`), which
+the runner feeds with every exit of a pid it did not start. Signals the
+client relays (Ctrl-C without a terminal) go to the command's process group,
+as a terminal would send them; a client that hangs up gets its command
+SIGHUPed, then SIGKILLed, as sshd does.
 
 The other modules: `control_protocol` (where sockets live, the messages, the
 client's end), `control_socket` (binding, one connection), `control_logs`.
@@ -33,9 +38,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import signal
 import socket
+import struct
+import termios
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,6 +159,18 @@ class ControlHost(Protocol):
     def wall_time(self, monotonic: float | None) -> float | None: ...
 
     def restart_container(self, name: str) -> None: ...
+
+
+def open_terminal(size: object) -> tuple[int, int]:
+    """A new pseudo-terminal (master, slave) for `exec -t`, at the caller's window size."""
+    master, slave = os.openpty()
+    if (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(n, int) and 0 < n < 0x10000 for n in size)
+    ):
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    return master, slave
 
 
 def _execs_of(host: ControlHost) -> Execs:
@@ -427,19 +447,28 @@ class ControlServer:
     # --- exec -------------------------------------------------------------------------
 
     async def _exec(self, conn: Connection, message: Message, fds: list[int]) -> None:
+        master: int | None = None
         try:
+            if message.get("tty"):
+                close_all(fds)  # the command's stdio is a terminal of its own instead
+                fds = []
+                master, slave = open_terminal(message.get("size"))
+                fds = [slave]
+                fds += [os.dup(slave), os.dup(slave)]
             pid, reply = await self._spawn(message, fds)
-        finally:
             close_all(fds)
-        if pid is None:
-            await conn.send(reply)
-            return
-        done = _execs_of(self.host)._exit_of(pid)
-        try:
-            await conn.send({"ok": True, "pid": pid})
-        except DISCONNECTS:  # the client died as the command started
-            await self._hang_up(pid, done)
-            return
+            fds = []
+            if pid is None:
+                await conn.send(reply)
+                return
+            done = _execs_of(self.host)._exit_of(pid)
+            try:
+                await conn.send({"ok": True, "pid": pid}, (master,) if master is not None else ())
+            except DISCONNECTS:  # the client died as the command started
+                await self._hang_up(pid, done)
+                return
+        finally:
+            close_all(fds if master is None else [*fds, master])  # the client has its own master
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._relay, conn, pid, done)
             await done.wait()
@@ -462,6 +491,7 @@ class ControlServer:
             raise ControlError("the pod's init is not running")
         _execs_of(self.host)  # fail before the process exists, not after
         request = self.host.spawn_request(self.host.container(name), argv)
+        request["tty"] = bool(message.get("tty"))
         extra = message.get("env")
         if isinstance(extra, dict):
             request["env"].update({str(k): str(v) for k, v in extra.items()})

@@ -45,8 +45,10 @@ Requests and answers::
            {"end": true}                       (without follow)
            With follow, lines keep coming until the pod stops (end-of-file).
     {"op": "exec", "container": null | "c", "argv": [...], "env": {...},
-     "tty": false}                            + 3 fds: the command's 0, 1, 2
+     "tty": false, "size": [ROWS, COLUMNS]}   + 3 fds: the command's 0, 1, 2
         -> {"ok": true, "pid": 42}            the command runs
+           With "tty" the command gets a new pseudo-terminal (of "size")
+           instead of the 3 fds, and the reply carries its master.
            ... the client may send {"op": "signal", "signal": 2} (to the
            command's process group), any number of times ...
            {"ev": "exited", "code": 0 | null, "signal": null | 9}
@@ -217,18 +219,20 @@ class Client:
 
     def receive(self) -> Message | None:
         """The next message; None when the server closed the connection. Fds are closed."""
+        message, fds = self.receive_with_fds()
+        for fd in fds:
+            os.close(fd)
+        return message
+
+    def receive_with_fds(self) -> tuple[Message | None, list[int]]:
+        """The next message and the fds that came with it (the caller's to close)."""
         try:
             received = protocol.receive(self.sock)
         except TimeoutError as exc:
             raise ControlError(self._silent()) from exc
         except (OSError, protocol.ProtocolError) as exc:
             raise ControlError(f"lost the connection to pod {self.pod!r}: {exc}") from exc
-        if received is None:
-            return None
-        message, fds = received
-        for fd in fds:
-            os.close(fd)
-        return message
+        return received if received is not None else (None, [])
 
     def reply(self) -> Message:
         """The answer to the request: its "ok" message; ControlError for an error."""

@@ -138,10 +138,10 @@ class Connection:
             except ConnectionResetError:
                 return None
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, fds: tuple[int, ...] = ()) -> None:
         while True:
             try:
-                protocol.send(self.sock, message)
+                protocol.send(self.sock, message, fds)
             except BlockingIOError:
                 await anyio.wait_writable(self.sock)
             else:

@@ -17,30 +17,38 @@ exec: the command's own status, 128+N when signal N ended it, 126 when it
 
 exec and terminals
 ------------------
-``exec`` hands the caller's own stdin (with ``-i``), stdout and stderr to the
-command over the socket: nothing is copied, and with ``-t`` the command uses
-the caller's terminal itself, size and all. The terminal stays the caller's
-controlling terminal (its session is the caller's), so the terminal's
-signals come here: Ctrl-C, Ctrl-\\ and window size changes are relayed to
-the command's process group, as a terminal would deliver them to its
-foreground. The terminal is left in its normal (cooked) mode, which the
-command changes itself if it wants to (an editor, a shell's line editor),
-and its settings are put back when the command ends, however it ends.
-Ctrl-Z is ignored meanwhile: stopping this client would hand the terminal
-back to the caller's shell while the command still reads it.
+Without ``-t``, ``exec`` hands the caller's own stdin (with ``-i``), stdout
+and stderr to the command over the socket: nothing is copied. The signals a
+terminal sends its foreground (Ctrl-C, Ctrl-\\) and SIGTERM, SIGHUP, SIGUSR1,
+SIGUSR2 come here and are relayed to the command's process group.
+
+With ``-t`` (as ``docker exec -t``) the pod makes a new pseudo-terminal for
+the command: its controlling terminal, at this terminal's window size. Its
+master comes back with the reply; this client copies the pty's output to
+stdout and, with ``-i``, the keyboard to the pty, with the caller's terminal
+in raw mode, so that every key, Ctrl-C and Ctrl-Z included, reaches the
+command's terminal, whose line discipline turns it into the signal for
+whatever runs in its foreground: a shell gets job control, and Ctrl-C stops
+the program it runs, not the shell. A window size change (SIGWINCH here) is
+copied to the pty, which tells its foreground. The caller's terminal
+settings are put back when the command ends, however it ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
+import select
 import selectors
 import signal
+import struct
 import sys
 import termios
 import time
+import tty
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,6 +77,8 @@ RELAYED = (
 #: Ignored while the command has the terminal (see the module's header).
 IGNORED_ON_A_TERMINAL = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 PS_TIMEOUT = 2.0  # per pod: one stuck supervisor must not hold up the list
+#: After an `exec -t` command ends, how long its last output may take to come through.
+DRAIN_SECONDS = 1.0
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -227,7 +237,10 @@ def _exec_options(parser: argparse.ArgumentParser) -> None:
         "-i", "--stdin", action="store_true", help="pass this terminal's or pipe's input on"
     )
     parser.add_argument(
-        "-t", "--tty", action="store_true", help="the command uses this terminal (with -i)"
+        "-t",
+        "--tty",
+        action="store_true",
+        help="a terminal for the command (with -i, your keys reach it)",
     )
 
 
@@ -448,26 +461,45 @@ def exec_command(args: argparse.Namespace) -> int:
     if not argv:
         print("podvisor exec: no command given: podvisor exec POD -- COMMAND", file=sys.stderr)
         return EXIT_CONFIG
-    tty = args.tty and os.isatty(0)
+    tty = args.tty and os.isatty(1 if not args.stdin else 0)
     if args.tty and not tty:
-        print("podvisor exec: -t: stdin is not a terminal; running without one", file=sys.stderr)
+        print(
+            "podvisor exec: -t: this is not a terminal; running without one",
+            file=sys.stderr,
+        )
     env = {"TERM": os.environ.get("TERM") or "xterm"} if tty else {}
-    request = {"op": "exec", "container": args.container, "argv": argv, "env": env, "tty": tty}
+    request: Message = {
+        "op": "exec",
+        "container": args.container,
+        "argv": argv,
+        "env": env,
+        "tty": tty,
+    }
+    if tty:
+        request["size"] = list(_window_size(0 if args.stdin else 1))
     with contextlib.ExitStack() as stack:
         stdin = 0 if args.stdin else _devnull(stack)
-        stack.enter_context(_terminal_restored(stdin if tty else None))
+        if tty and args.stdin:
+            stack.enter_context(_raw_terminal(0))
         # From here on a Ctrl-C waits on the pipe until the command can have it.
         on_terminal = any(os.isatty(fd) for fd in (stdin, 1, 2))
         wakeup = stack.enter_context(_signals_to_pipe(on_terminal))
         client = stack.enter_context(Client.open(args.pod, EXEC_ANSWER_TIMEOUT))
         client.send(request, (stdin, 1, 2))
-        reply = client.receive()
+        reply, fds = client.receive_with_fds()
+        stack.callback(_close_all, fds)
         if reply is None or not reply.get("ok"):
             error = reply.get("error") if reply else "the pod closed the connection"
             print(f"podvisor: {error}", file=sys.stderr)
             return int(reply.get("exit_code", 1)) if reply else 1
         client.sock.settimeout(None)  # the command runs as long as it runs
-        return _wait_for_exit(client, wakeup, " ".join(argv))
+        terminal = None
+        if tty:
+            if len(fds) != 1:
+                print("podvisor: the pod sent no terminal", file=sys.stderr)
+                return 1
+            terminal = Terminal(fds[0], keyboard=0 if args.stdin else None)
+        return _wait_for_exit(client, wakeup, " ".join(argv), terminal)
 
 
 def _devnull(stack: contextlib.ExitStack) -> int:
@@ -476,26 +508,94 @@ def _devnull(stack: contextlib.ExitStack) -> int:
     return fd
 
 
-def _wait_for_exit(client: Client, wakeup: int, command: str) -> int:
-    """Relay signals until the command's exit comes; its exit status."""
+class Terminal:
+    """The command's pseudo-terminal (its master) and the caller's, copied both ways."""
+
+    def __init__(self, master: int, keyboard: int | None) -> None:
+        os.set_blocking(master, False)
+        self.master = master
+        self.keyboard = keyboard
+
+    def from_keyboard(self) -> bool:
+        """Copy what was typed to the command; False at the keyboard's end."""
+        assert self.keyboard is not None
+        data = os.read(self.keyboard, 4096)
+        if not data:
+            return False
+        _write_all(self.master, data)
+        return True
+
+    def to_screen(self) -> bool:
+        """Copy the command's output to stdout; False once nothing holds the pty open."""
+        try:
+            data = os.read(self.master, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:  # EIO: every process on the pty has closed it
+            return False
+        if not data:
+            return False
+        _write_all(1, data)
+        return True
+
+    def drain(self) -> None:
+        """What the command wrote before it ended (the pty passes it on a moment later)."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while (left := deadline - time.monotonic()) > 0 and _readable(self.master, left):
+            if not self.to_screen():
+                return
+
+    def watch(self, selector: selectors.BaseSelector) -> None:
+        """Copy in *selector*'s loop: each key's data is what to do when it is readable."""
+        selector.register(self.master, selectors.EVENT_READ, self._screen_ready)
+        if self.keyboard is not None:
+            selector.register(self.keyboard, selectors.EVENT_READ, self._keyboard_ready)
+
+    def _screen_ready(self, selector: selectors.BaseSelector) -> None:
+        if not self.to_screen():
+            selector.unregister(self.master)
+
+    def _keyboard_ready(self, selector: selectors.BaseSelector) -> None:
+        if not self.from_keyboard():
+            assert self.keyboard is not None
+            selector.unregister(self.keyboard)
+            _write_all(self.master, b"\x04")  # end of input, as Ctrl-D would say
+
+    def resize(self) -> None:
+        source = self.keyboard if self.keyboard is not None else 1
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(
+                self.master, termios.TIOCSWINSZ, fcntl.ioctl(source, termios.TIOCGWINSZ, bytes(8))
+            )
+
+
+def _wait_for_exit(client: Client, wakeup: int, command: str, terminal: Terminal | None) -> int:
+    """Relay signals (and the terminal's bytes) until the command's exit comes; its status."""
     with selectors.DefaultSelector() as selector:
         selector.register(client.sock, selectors.EVENT_READ)
         selector.register(wakeup, selectors.EVENT_READ)
+        if terminal is not None:
+            terminal.watch(selector)
         while True:
             for key, _ in selector.select():
                 if key.fileobj == wakeup:
-                    _relay(client, os.read(wakeup, 256))
-                    continue
-                message = client.receive()
-                if message is None:
+                    _relay(client, os.read(wakeup, 256), terminal)
+                elif key.fileobj != client.sock:
+                    key.data(selector)  # the terminal's copying
+                elif (message := client.receive()) is None:
                     print(f"podvisor: the pod stopped before `{command}` ended", file=sys.stderr)
                     return EXIT_LOST
-                if message.get("ev") == "exited":
+                elif message.get("ev") == "exited":
+                    if terminal is not None:
+                        terminal.drain()
                     return _exit_status(message)
 
 
-def _relay(client: Client, signums: bytes) -> None:
+def _relay(client: Client, signums: bytes, terminal: Terminal | None) -> None:
     for signum in signums:
+        if signum == signal.SIGWINCH and terminal is not None:
+            terminal.resize()  # the pty tells its foreground itself
+            continue
         # Lost only when the connection is: the exit (or end-of-file) says what happened.
         with contextlib.suppress(ControlError):
             client.send({"op": "signal", "signal": signum})
@@ -530,18 +630,48 @@ def _noted(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def _terminal_restored(fd: int | None) -> Iterator[None]:
-    """Put the terminal's settings back as they were (a killed editor leaves it raw)."""
-    saved = None
-    if fd is not None:
-        with contextlib.suppress(termios.error):
-            saved = termios.tcgetattr(fd)
+def _raw_terminal(fd: int) -> Iterator[None]:
+    """The caller's terminal in raw mode, its settings put back however the command ends."""
     try:
+        saved = termios.tcgetattr(fd)
+    except termios.error:
+        yield
+        return
+    try:
+        tty.setraw(fd, termios.TCSANOW)
         yield
     finally:
-        if fd is not None and saved is not None:
-            with contextlib.suppress(termios.error):
-                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _window_size(fd: int) -> tuple[int, int]:
+    """(rows, columns) of the terminal on *fd*; 24x80 when it says nothing."""
+    try:
+        rows, columns, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8)))
+    except OSError:
+        return 24, 80
+    return (rows or 24), (columns or 80)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of *data*, waiting while a non-blocking *fd* is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 # =============================================================================

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import termios
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -95,8 +96,13 @@ TERMINAL_PROGRAM = textwrap.dedent("""
     import fcntl, os, signal, struct, termios
     # Taken with sigwait, not handlers: a handler may run inside print().
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH, signal.SIGINT})
-    print("tty", os.ttyname(0), os.isatty(1), os.isatty(2), os.environ["TERM"], flush=True)
-    print("ready", flush=True)
+    # Fails (ENOTTY) unless the terminal on fd 0 is this session's controlling one.
+    [session] = struct.unpack("i", fcntl.ioctl(0, 0x5429, b"0000"))  # TIOCGSID
+    same = session == os.getsid(0)
+    foreground = os.tcgetpgrp(0) == os.getpgrp()
+    rows, cols = struct.unpack("hh", fcntl.ioctl(1, termios.TIOCGWINSZ, b"0000"))
+    print("tty", same, foreground, os.isatty(1), os.isatty(2), os.environ["TERM"], flush=True)
+    print("start size", rows, cols, flush=True)
     while signal.sigwait({signal.SIGWINCH, signal.SIGINT}) == signal.SIGWINCH:
         rows, cols = struct.unpack("hh", fcntl.ioctl(1, termios.TIOCGWINSZ, b"0000"))
         print("size", rows, cols, flush=True)
@@ -105,38 +111,68 @@ TERMINAL_PROGRAM = textwrap.dedent("""
 """)
 
 
+@contextlib.contextmanager
+def caller_terminal(rows: int, cols: int) -> Iterator[tuple[int, int]]:
+    """A pseudo-terminal for the client, as a terminal emulator gives a shell: (master, slave)."""
+    master, terminal = os.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    try:
+        yield master, terminal
+    finally:
+        os.close(master)
+        os.close(terminal)
+
+
 async def test_exec_with_a_terminal(run_dir: Path) -> None:
-    """The caller's terminal is the command's; its window size and Ctrl-C reach it."""
+    """-it: a terminal of the command's own, the caller's size; resizes and Ctrl-C reach it."""
     async with control_pod(serving_pod("ctl-tty"), run_dir) as pod:
         await pod.serving()
-        master, terminal = os.openpty()
-        name = os.ttyname(terminal)
         # The client runs as from a shell: the terminal is its controlling one.
         argv = ["setsid", "--ctty"]
         argv += ctl_argv("exec", "-it", "ctl-tty", "--", sys.executable, "-c", TERMINAL_PROGRAM)
         env = {**ctl_env(run_dir), "TERM": "xterm-pv"}
-        try:
+        with caller_terminal(40, 120) as (master, terminal):
+            settings = termios.tcgetattr(terminal)
             async with child(
                 argv, stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=REPO
             ) as client:
-                os.close(terminal)
-                terminal = -1
                 screen = Screen(master)
-                await screen.expect("ready")
-                assert f"tty {name} True True xterm-pv" in screen.text
+                await screen.expect("start size 40 120")
+                assert "tty True True True True xterm-pv" in screen.text
+                # The caller's terminal is raw while the command has it.
+                assert not termios.tcgetattr(terminal)[3] & termios.ICANON
                 # What a terminal emulator does when its window is resized.
                 fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 99, 0, 0))
                 await screen.expect("size 33 99")
-                os.write(master, b"\x03")  # Ctrl-C
+                os.write(master, b"\x03")  # Ctrl-C, a byte in raw mode, a signal on the pty
                 await screen.expect("interrupted")
                 with anyio.fail_after(WAIT):
                     code = await client.wait()
-                await screen.drain()
                 assert code == 3, screen.text
-        finally:
-            os.close(master)
-            if terminal >= 0:
-                os.close(terminal)
+            assert termios.tcgetattr(terminal) == settings  # put back as it was
+
+
+async def test_a_shell_through_exec_it_has_job_control(run_dir: Path) -> None:
+    """Ctrl-C stops the program the shell runs, not the shell: a terminal's foreground."""
+    async with control_pod(serving_pod("ctl-sh"), run_dir) as pod:
+        await pod.serving()
+        argv = ["setsid", "--ctty", *ctl_argv("exec", "-it", "ctl-sh", "--", "sh", "-i")]
+        with caller_terminal(24, 80) as (master, terminal):
+            async with child(
+                argv, stdin=terminal, stdout=terminal, stderr=terminal, env=ctl_env(run_dir)
+            ) as client:
+                screen = Screen(master)
+                os.write(master, b"echo shell-$((6*7))\r")
+                await screen.expect("shell-42")
+                os.write(master, b"sleep 611\r")
+                await screen.wait_for_process("sleep 611")
+                os.write(master, b"\x03")  # stops sleep; the shell lives on
+                os.write(master, b"echo after-sleep-$?\r")
+                await screen.expect("after-sleep-130")
+                os.write(master, b"exit 7\r")
+                with anyio.fail_after(WAIT):
+                    code = await client.wait()
+                assert code == 7, screen.text
 
 
 # --- Reading what comes back --------------------------------------------------------
@@ -151,7 +187,13 @@ class Reader:
         self.text = ""
 
     async def expect(self, what: str) -> None:
-        with anyio.fail_after(WAIT):
+        with anyio.move_on_after(WAIT):
+            await self._read_until(what)
+        if what not in self.text:
+            raise AssertionError(f"no {what!r} on the terminal within {WAIT}s: {self.text!r}")
+
+    async def _read_until(self, what: str) -> None:
+        if True:
             while what not in self.text:
                 self.text += (await self.stream.receive()).decode()
 
@@ -165,18 +207,38 @@ class Screen:
         self.text = ""
 
     async def expect(self, what: str) -> None:
+        with anyio.move_on_after(WAIT):
+            await self._read_until(what)
+        if what not in self.text:
+            raise AssertionError(f"no {what!r} on the terminal within {WAIT}s: {self.text!r}")
+
+    async def _read_until(self, what: str) -> None:
+        while what not in self.text:
+            await anyio.wait_readable(self.fd)
+            try:
+                self.text += os.read(self.fd, 4096).decode(errors="replace")
+            except BlockingIOError:
+                continue
+            except OSError as e:  # EIO: every program on the terminal has closed it
+                raise AssertionError(f"no {what!r} on the terminal: {self.text!r}") from e
+
+    async def wait_for_process(self, command: str) -> None:
+        """Wait (bounded) until a process runs *command* (typed into a shell on the terminal)."""
         with anyio.fail_after(WAIT):
-            while what not in self.text:
-                await anyio.wait_readable(self.fd)
-                try:
-                    self.text += os.read(self.fd, 4096).decode(errors="replace")
-                except BlockingIOError:
-                    continue
-                except OSError as e:  # EIO: every program on the terminal has closed it
-                    raise AssertionError(f"no {what!r} on the terminal: {self.text!r}") from e
+            while True:
+                if any(_cmdline(pid) == command for pid in os.listdir("/proc") if pid.isdigit()):
+                    return
+                await anyio.sleep(0.05)
 
     async def drain(self) -> None:
         """Read what is left, once every program on the terminal is gone."""
         with contextlib.suppress(OSError):
             while chunk := os.read(self.fd, 4096):
                 self.text += chunk.decode(errors="replace")
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
