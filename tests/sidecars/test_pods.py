@@ -200,11 +200,16 @@ while True:
 async def test_a_job_ends_with_its_mains_code_whatever_its_sidecars_do(tmp_path: Path) -> None:
     log = tmp_path / "log"
     stubborn = PRELUDE + 'signal.signal(signal.SIGTERM, signal.SIG_IGN)\nrecord("start")\n'
-    stubborn += "while True:\n    time.sleep(1000)\n"
+    stubborn += 'mark("up")\nwhile True:\n    time.sleep(1000)\n'
     job = PRELUDE + 'record("start")\nsys.exit(3)\n'
+    # The startup probe holds the job back until the sidecar ignores SIGTERM:
+    # a stop that came sooner would find it still at the default, and end it.
+    ignoring = sidecar(
+        "stubborn", program(stubborn, "stubborn", log), startupProbe=up_probe(log, "stubborn")
+    )
     pod = manifest(
         "job",
-        init=[sidecar("stubborn", program(stubborn, "stubborn", log))],
+        init=[ignoring],
         containers=[container("job", program(job, "job", log))],
         grace=1,
     )
