@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import resource
 
 _CHUNK = 65536
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
@@ -48,6 +49,77 @@ def _read_rest(fd: int, first: bytes) -> bytes:
     while len(chunks[-1]) == _CHUNK:
         chunks.append(os.read(fd, _CHUNK))
     return b"".join(chunks)
+
+
+def _descriptor_budget() -> int:
+    """How many descriptors `KeptFiles` may hold, all cgroups together.
+
+    A quarter of the soft RLIMIT_NOFILE (256 of the common 1024), so the
+    supervisor's pipes, sockets and its own reads never run short because of it.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return (soft if soft != resource.RLIM_INFINITY else 1 << 20) // 4
+
+
+class KeptFiles:
+    """Cgroup files kept open between reads, so that a read is one pread(2), not three calls.
+
+    A scrape reads some 15 files per container, and opening and closing one
+    costs several times its read. The kernel writes a cgroup file's text
+    afresh for each read at offset 0 (seq_file), so a kept descriptor reads
+    what a new one would -- except cgroup.procs, whose v1 pid list belongs to
+    the open file: read that with `read`. A file of a removed cgroup fails
+    with ENODEV; it is then closed and let go (a cgroup made again at that
+    path is opened anew). Past the budget (`_descriptor_budget`, shared by
+    all), files are opened for each read, as `read` does.
+    """
+
+    kept = 0  # descriptors held by every KeptFiles together
+    budget: int | None = None  # computed once, at the first open
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def read(self, path: str) -> str | None:
+        """The text of a cgroup file, as `read` returns it."""
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._open(path)
+            if fd is None:
+                return read(path)
+        try:
+            data = os.pread(fd, _CHUNK, 0)
+        except OSError as e:
+            self._let_go(path)
+            if e.errno in GONE:
+                return None
+            raise
+        if len(data) == _CHUNK:  # long: not worth keeping (only cgroup.procs is ever this long)
+            self._let_go(path)
+            return read(path)
+        return data.decode("ascii")
+
+    def close(self) -> None:
+        """Close every kept file (the cgroup is being removed, or was)."""
+        for path in list(self._fds):
+            self._let_go(path)
+
+    def _open(self, path: str) -> int | None:
+        if KeptFiles.budget is None:
+            KeptFiles.budget = _descriptor_budget()
+        if KeptFiles.kept >= KeptFiles.budget:
+            return None
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except OSError:
+            return None  # `read` says what is wrong: missing, gone, refused
+        self._fds[path] = fd
+        KeptFiles.kept += 1
+        return fd
+
+    def _let_go(self, path: str) -> None:
+        os.close(self._fds.pop(path))
+        KeptFiles.kept -= 1
 
 
 def write(path: str, value: str) -> None:

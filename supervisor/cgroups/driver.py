@@ -260,6 +260,8 @@ class PodCgroup:
         tree = CgroupTree(f"pod cgroup {self.path_name}", self._dirs)
         if tree.populated():
             tree.kill_blocking()
+        for container in self._containers.values():
+            container.close_files()
         tree.remove_dirs()
         self._containers.clear()
         for fd in self._locks:
@@ -337,8 +339,13 @@ class ContainerCgroup(CgroupTree):
         """Kill whatever is left in it, then rmdir it in every hierarchy."""
         if self.populated():
             self.kill_blocking()
+        self.close_files()
         self.remove_dirs()
         self._pod._forget(self.name)
+
+    def close_files(self) -> None:
+        """Close the statistics files kept open between reads (`read`)."""
+        self._stats.close()
 
 
 # --- Helpers -------------------------------------------------------------------------

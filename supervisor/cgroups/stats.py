@@ -11,6 +11,10 @@ that just exited), which is not an error: what was read is returned with
 A scrape reads every live container, so a read opens as few files as it can
 (each open of a cgroup file costs some 10 us, most of a read's time):
 
+* The files read at every scrape are kept open between reads
+  (`cgroupfs.KeptFiles`): a read is then one pread(2). They are closed when
+  the cgroup is found gone, or removed (`close`).
+
 * The limits (memory, CPU quota, period and shares, pids.max, cpuset.cpus)
   change only when podvisor writes them, so they are read once, and read
   again after `ContainerCgroup.apply_limits` (the kernel's value, which may
@@ -318,10 +322,15 @@ class StatsReader:
         self._missing: list[str] = []  # files found absent during this read
         #: Each pressure file's last text and what it said: an idle container's does not change.
         self._pressure_seen: dict[str, tuple[str, ResourcePressure]] = {}
+        self._files = cgroupfs.KeptFiles()
 
     def forget_limits(self) -> None:
         """The limit files are about to change: read them again at the next `read`."""
         self._limits = None
+
+    def close(self) -> None:
+        """Close the files kept open for the next read (the cgroup is being removed)."""
+        self._files.close()
 
     def read(self) -> CgroupStats:
         """Its statistics now; `gone` is set when the cgroup vanished during the read."""
@@ -346,19 +355,24 @@ class StatsReader:
         # Last: every cgroup has cgroup.procs, so its absence now means the cgroup
         # went before or during this read (and then the rest is partial).
         stats.gone = self._read_procs(stats)
-        if not stats.gone:
+        if stats.gone:
+            self._files.close()
+        else:
             self._limits = limits
             self._absent.update(self._missing)
         for name, value in zip(LIMIT_FIELDS, limits, strict=True):
             setattr(stats, name, value)
         return stats
 
-    def _text(self, path: str) -> str | None:
-        """A file's text; None when absent, unreadable or gone (a metric never fails a scrape)."""
+    def _text(self, path: str, *, once: bool = False) -> str | None:
+        """A file's text; None when absent, unreadable or gone (a metric never fails a scrape).
+
+        Kept open for the next read, unless read *once* (a limit).
+        """
         if path in self._absent:
             return None
         try:
-            text = cgroupfs.read(path)
+            text = cgroupfs.read(path) if once else self._files.read(path)
         except OSError as e:
             # EOPNOTSUPP: a pressure file when PSI is off at boot, for good.
             if e.errno == errno.EOPNOTSUPP:
@@ -486,28 +500,30 @@ class StatsReader:
 
     def _read_limits(self, stats: CgroupStats) -> None:
         if self._memory_v1 is not None:
-            memory_limit = self._text(f"{self._memory_v1}/memory.limit_in_bytes")
+            memory_limit = self._text(f"{self._memory_v1}/memory.limit_in_bytes", once=True)
             stats.memory_limit_bytes = parse_int(memory_limit)
         elif self._memory_v2 is not None:
-            stats.memory_limit_bytes = parse_int(self._text(f"{self._memory_v2}/memory.max"))
+            stats.memory_limit_bytes = parse_int(
+                self._text(f"{self._memory_v2}/memory.max", once=True)
+            )
         if self._cpu_v1 is not None:
             cpu = self._cpu_v1
-            stats.cpu_quota_us = parse_int(self._text(f"{cpu}/cpu.cfs_quota_us"))
-            stats.cpu_period_us = parse_int(self._text(f"{cpu}/cpu.cfs_period_us"))
-            stats.cpu_shares = parse_int(self._text(f"{cpu}/cpu.shares"))
+            stats.cpu_quota_us = parse_int(self._text(f"{cpu}/cpu.cfs_quota_us", once=True))
+            stats.cpu_period_us = parse_int(self._text(f"{cpu}/cpu.cfs_period_us", once=True))
+            stats.cpu_shares = parse_int(self._text(f"{cpu}/cpu.shares", once=True))
         elif self._cpu_v2 is not None:
             self._read_cpu_limits_v2(stats, self._cpu_v2)
         if self._pids_max is not None:
-            stats.pids_max = parse_int(self._text(self._pids_max))
+            stats.pids_max = parse_int(self._text(self._pids_max, once=True))
         if self._cpuset is not None:
-            stats.cpuset_cpus = (self._text(self._cpuset) or "").strip() or None
+            stats.cpuset_cpus = (self._text(self._cpuset, once=True) or "").strip() or None
 
     def _read_cpu_limits_v2(self, stats: CgroupStats, v2: str) -> None:
-        cpu_max = (self._text(f"{v2}/cpu.max") or "").split()
+        cpu_max = (self._text(f"{v2}/cpu.max", once=True) or "").split()
         if len(cpu_max) == 2:
             stats.cpu_quota_us = parse_int(cpu_max[0])
             stats.cpu_period_us = int(cpu_max[1])
-        stats.cpu_weight = parse_int(self._text(f"{v2}/cpu.weight"))
+        stats.cpu_weight = parse_int(self._text(f"{v2}/cpu.weight", once=True))
         if stats.cpu_weight is not None:
             stats.cpu_shares = shares_from_weight(stats.cpu_weight)
 

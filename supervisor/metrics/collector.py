@@ -17,6 +17,7 @@ cannot be read, is left out of this scrape; the latter sets
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 
@@ -40,7 +41,9 @@ def current_state(view: PodView) -> lc.PodState | None:
     return state if isinstance(state, lc.PodState) else None
 
 
+@functools.cache
 def version() -> str:
+    """podvisor's version, read at the first scrape: importlib.metadata is slow to import."""
     from podvisor.supervisor.cli import version as podvisor_version
 
     return podvisor_version()
@@ -52,10 +55,11 @@ class PodCollector:
     def __init__(self, view: PodView, metrics: PodMetrics) -> None:
         self._view = view
         self._metrics = metrics
-        self._version = version()
+        #: The kube_pod_* families, and the (state, pod start) they were made for.
+        self._kube_families: tuple[object, list[Metric] | None] = (None, None)
 
     def collect(self) -> Iterator[Metric]:
-        view, pod = self._view, self._view.pod
+        view = self._view
         state = current_state(view)
         samples, failed = self._read_containers(state)
         yield from cadvisor.container_families(samples, time.time())
@@ -66,10 +70,18 @@ class PodCollector:
             value=float(failed),
         )
         yield error
+        yield from self._kube(state)
+        yield from self._metrics.families(view, version())
+
+    def _kube(self, state: lc.PodState | None) -> list[Metric]:
+        """kube_pod_*: made again only when the core's state has changed since the last scrape."""
+        view, pod = self._view, self._view.pod
         start = view.wall_time(state.start_time) if state is not None else None
-        yield from kube.pod_families(pod, state, start)
-        yield from kube.container_families(pod, state)
-        yield from self._metrics.families(view, self._version)
+        made_for, families = self._kube_families
+        if families is None or made_for != (state, start):
+            families = [*kube.pod_families(pod, state, start), *kube.container_families(pod, state)]
+            self._kube_families = (state, start), families
+        return families
 
     def _read_containers(
         self, state: lc.PodState | None

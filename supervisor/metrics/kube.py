@@ -8,6 +8,11 @@ they are init containers with restartPolicy Always) are reported under
 a `*_reason` series exists only for the current reason, with the value 1.
 Every container of the manifest has its series for the life of the pod, as
 KSM keeps a container's status for as long as the pod object exists.
+
+Every series here follows from the manifest and the core's state alone, so
+the families are made as kept ones (`families.KeptMetric`): the collector
+yields the same ones until the state changes, and the encoder writes them
+once.
 """
 
 from __future__ import annotations
@@ -59,7 +64,11 @@ def pod_families(pod: Pod, state: lc.PodState | None, start_time: float | None) 
     """Every kube_pod_* series; *state* None means the core has not begun (Pending)."""
     labels = (pod.namespace, pod.name, pod.uid)
     phase = Family(
-        "kube_pod_status_phase", "The pods current phase.", "gauge", (*POD_LABELS, "phase")
+        "kube_pod_status_phase",
+        "The pods current phase.",
+        "gauge",
+        (*POD_LABELS, "phase"),
+        kept=True,
     )
     current = state.phase.value if state is not None else lc.PodPhase.PENDING.value
     for name in PHASES:
@@ -69,12 +78,17 @@ def pod_families(pod: Pod, state: lc.PodState | None, start_time: float | None) 
         "Describes whether the pod is ready to serve requests.",
         "gauge",
         (*POD_LABELS, "condition"),
+        kept=True,
     )
     is_ready = state is not None and state.ready
     for condition, value in (("true", is_ready), ("false", not is_ready), ("unknown", False)):
         ready.add((*labels, condition), float(value))
     started = Family(
-        "kube_pod_start_time", "Start time in unix timestamp for a pod.", "gauge", POD_LABELS
+        "kube_pod_start_time",
+        "Start time in unix timestamp for a pod.",
+        "gauge",
+        POD_LABELS,
+        kept=True,
     )
     if start_time is not None:
         started.add(labels, start_time)
@@ -99,14 +113,18 @@ def _status_families(
         "The number of container restarts per container.",
         "counter",
         CONTAINER_LABELS,
+        kept=True,
     )
-    flags = [(Family(prefix + n, doc, "gauge", CONTAINER_LABELS), f) for n, doc, f in _FLAGS]
+    flags = [
+        (Family(prefix + n, doc, "gauge", CONTAINER_LABELS, kept=True), f) for n, doc, f in _FLAGS
+    ]
     reasons = _reason_families(prefix)
     exit_code = Family(
         prefix + "status_last_terminated_exitcode",
         "Describes the exit code for the last container in terminated state.",
         "gauge",
         CONTAINER_LABELS,
+        kept=True,
     )
     for container, status in pairs:
         labels = (container.name, pod.namespace, pod.name, pod.uid)
@@ -147,6 +165,7 @@ def _reason_families(
                 "Describes the reason the container is currently in waiting state.",
                 "gauge",
                 labels,
+                kept=True,
             ),
             waiting,
         ),
@@ -156,6 +175,7 @@ def _reason_families(
                 "Describes the reason the container is currently in terminated state.",
                 "gauge",
                 labels,
+                kept=True,
             ),
             terminated,
         ),
@@ -165,6 +185,7 @@ def _reason_families(
                 "Describes the last reason the container was in terminated state.",
                 "gauge",
                 labels,
+                kept=True,
             ),
             last,
         ),
@@ -178,12 +199,14 @@ def _resource_families(prefix: str, pod: Pod, containers: Sequence[Container]) -
         "The number of requested limit resource by a container.",
         "gauge",
         labels,
+        kept=True,
     )
     requests = Family(
         prefix + "resource_requests",
         "The number of requested request resource by a container.",
         "gauge",
         labels,
+        kept=True,
     )
     for c in containers:
         base = (c.name, pod.namespace, pod.name, pod.uid)

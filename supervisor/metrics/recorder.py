@@ -18,10 +18,10 @@ and reads them. Histograms are kept here rather than in prometheus_client's
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest.model import Pod
@@ -46,10 +46,20 @@ class _Buckets:
 
 @dataclass
 class Histogram:
-    """Observations per label values, in fixed buckets."""
+    """One histogram family: observations per label values, in fixed buckets.
 
+    Its family is built at the first scrape after an observation and yielded
+    as it is until the next one (a `KeptMetric`: the encoder keeps its text):
+    start-up histograms change once per container start, and have 16 series
+    per container.
+    """
+
+    name: str
+    documentation: str
+    labelnames: tuple[str, ...]
     bounds: tuple[float, ...]
     series: dict[tuple[str, ...], _Buckets] = field(default_factory=dict)
+    _built: Metric | None = field(default=None, init=False, repr=False)
 
     def observe(self, labels: tuple[str, ...], value: float) -> None:
         entry = self.series.get(labels)
@@ -58,16 +68,23 @@ class Histogram:
         # bisect_left: a value equal to a bound counts in that bucket (le = "less or equal").
         entry.counts[bisect.bisect_left(self.bounds, value)] += 1
         entry.total += value
+        self._built = None
 
-    def family(self, name: str, documentation: str, labelnames: Sequence[str]) -> Metric:
-        family = HistogramMetricFamily(name, documentation, labels=labelnames)
+    def family(self) -> Metric:
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+    def _build(self) -> Metric:
+        family = Family(self.name, self.documentation, "histogram", self.labelnames, kept=True)
+        bounds = [_le(bound) for bound in (*self.bounds, float("inf"))]
         for labels, entry in sorted(self.series.items()):
             cumulative, buckets = 0, []
-            for bound, count in zip((*self.bounds, float("inf")), entry.counts, strict=True):
+            for bound, count in zip(bounds, entry.counts, strict=True):
                 cumulative += count
-                buckets.append((_le(bound), float(cumulative)))
-            family.add_metric(labels, buckets, entry.total)
-        return family
+                buckets.append((bound, float(cumulative)))
+            family.add_histogram(labels, buckets, entry.total)
+        return family.metric
 
 
 def _le(bound: float) -> str:
@@ -93,9 +110,24 @@ class PodMetrics:
         #: When each pod condition last changed (`observe`), for /status.
         self.conditions: dict[str, Transition] = {}
         self._probe_results: dict[tuple[str, str, str], int] = {}
-        self._probe_seconds = Histogram(PROBE_BUCKETS)
-        self._to_started = Histogram(STARTUP_BUCKETS)
-        self._to_ready = Histogram(STARTUP_BUCKETS)
+        self._probe_seconds = Histogram(
+            "podvisor_probe_duration_seconds",
+            "Duration in seconds of a probe attempt.",
+            (*CONTAINER_LABELS, "probe_type"),
+            PROBE_BUCKETS,
+        )
+        self._to_started = Histogram(
+            "podvisor_container_time_to_started_seconds",
+            "Seconds from a container's process starting to the container counting as started.",
+            CONTAINER_LABELS,
+            STARTUP_BUCKETS,
+        )
+        self._to_ready = Histogram(
+            "podvisor_container_time_to_ready_seconds",
+            "Seconds from a container's process starting to the container first being ready.",
+            CONTAINER_LABELS,
+            STARTUP_BUCKETS,
+        )
         self._started_counted: dict[str, float] = {}  # container -> started_at counted
         self._ready_counted: dict[str, float] = {}
 
@@ -153,21 +185,9 @@ class PodMetrics:
         )
         orphans.add((pod.namespace, pod.name), float(view.orphans_reaped))
         yield from non_empty([build, orphans, *self._log_families(view), self._probe_family()])
-        yield self._probe_seconds.family(
-            "podvisor_probe_duration_seconds",
-            "Duration in seconds of a probe attempt.",
-            (*CONTAINER_LABELS, "probe_type"),
-        )
-        yield self._to_started.family(
-            "podvisor_container_time_to_started_seconds",
-            "Seconds from a container's process starting to the container counting as started.",
-            CONTAINER_LABELS,
-        )
-        yield self._to_ready.family(
-            "podvisor_container_time_to_ready_seconds",
-            "Seconds from a container's process starting to the container first being ready.",
-            CONTAINER_LABELS,
-        )
+        yield self._probe_seconds.family()
+        yield self._to_started.family()
+        yield self._to_ready.family()
 
     def _probe_family(self) -> Family:
         family = Family(

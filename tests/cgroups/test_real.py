@@ -367,6 +367,27 @@ def test_read_of_a_removed_cgroup_is_not_an_error(pod: PodCgroup) -> None:
     assert not container.populated()
 
 
+def test_kept_files_read_what_the_kernel_says_now_and_let_go_of_a_removed_cgroup(
+    pod: PodCgroup, processes: Processes
+) -> None:
+    container = pod.container("main")
+    memory_dir = next(d for d in container.dirs if "/memory/" in d)
+    usage = os.path.join(memory_dir, "memory.usage_in_bytes")
+    files = cgroupfs.KeptFiles()
+    assert files.read(usage) == "0\n"  # empty: nothing charged yet
+    grow = "import sys; b = bytearray(32 << 20); b[::4096] = b'x' * (8 << 10); " + IDLE
+    assert read_line(processes.start(container, grow)) == "ready"
+    text = files.read(usage)
+    assert text is not None
+    assert int(text) >= 32 * MiB  # the same descriptor, read again at offset 0
+    held = cgroupfs.KeptFiles.kept
+    container.remove()  # kills the process first
+    assert files.read(usage) is None  # ENODEV: let go ...
+    assert cgroupfs.KeptFiles.kept == held - 1
+    assert files.read(usage) is None  # ... and the path is gone too
+    files.close()
+
+
 def test_limits_are_read_back_as_the_kernel_set_them_after_each_apply(pod: PodCgroup) -> None:
     container = pod.container("main")
     assert container.read().memory_limit_bytes is None
@@ -423,6 +444,7 @@ def test_a_read_opens_only_the_files_whose_figures_change(
 
     with monkeypatch.context() as patch:
         patch.setattr(cgroupfs, "read", spy)
+        patch.setattr(cgroupfs.KeptFiles, "read", lambda _, path: spy(path))
         patch.setattr(os.path, "isdir", no_stat)
         patch.setattr(os.path, "exists", no_stat)
         stats = container.read()
@@ -452,6 +474,9 @@ def test_a_cgroup_removed_during_a_read_reads_as_gone(
         return text
 
     monkeypatch.setattr(cgroupfs, "read", remove_after_the_first_file)
+    monkeypatch.setattr(
+        cgroupfs.KeptFiles, "read", lambda _, path: remove_after_the_first_file(path)
+    )
     stats = container.read()
     assert removed
     assert stats.gone

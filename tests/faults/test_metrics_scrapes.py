@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import pytest
 
+from podvisor.supervisor.metrics.collector import NO_SERIES
 from tests.faults.conftest import FdWatch, Record
 from tests.faults.pods import InProcessPod, running_pod, samples
 
@@ -113,6 +114,10 @@ async def test_1000_scrapes_while_containers_restart(
         server = pod.runner.metrics_server
         assert server is not None
         port = server.address[1]
+        # A scrape keeps the cgroup files it reads open for the next (cgroupfs.KeptFiles):
+        # the descriptors' steady point is after one, once every container has begun.
+        await pod.until(lambda: all(_begun(pod, n) for n in ("steady", *CRASHES)), "starts")
+        await fetch(port, "/metrics")
         fd_watch.steady(os.getpid())
         seen: list[dict[str, float]] = []
         failures: list[str] = []
@@ -138,6 +143,13 @@ async def test_1000_scrapes_while_containers_restart(
     faults.leak("supervisor descriptors", fds_grown)
     faults.runs = len(seen)
     faults.figure("scrapes while restarting", during)
+
+
+def _begun(pod: InProcessPod, name: str) -> bool:
+    """Whether *name* has begun, so a scrape reads its cgroup."""
+    return (
+        getattr(pod.runner, "state", None) is not None and pod.container(name).step not in NO_SERIES
+    )
 
 
 async def _settled(pod: InProcessPod, runs: dict[str, Path]) -> None:

@@ -16,6 +16,7 @@ from podvisor.supervisor.logs import LogLine
 from podvisor.supervisor.manifest.model import ContainerKind, Resources
 from podvisor.supervisor.metrics import PodMetrics, pod_registry
 from podvisor.supervisor.metrics.collector import PodCollector
+from podvisor.supervisor.metrics.exposition import Encoder
 from tests.metrics.conftest import (
     OFFSET,
     Driver,
@@ -23,12 +24,15 @@ from tests.metrics.conftest import (
     FakeNetwork,
     FakeSandbox,
     FakeView,
+    Scrape,
     container,
     full_stats,
     make_pod,
+    parse,
     promtool_findings,
     scrape,
 )
+from tests.metrics.test_exposition import Frozen
 
 
 def running_view(**stats: object) -> tuple[FakeView, Driver]:
@@ -300,6 +304,37 @@ def test_time_to_started_and_ready_per_instance() -> None:
     assert found.value(started + "_sum", container="main") == 2.5
     assert found.value("podvisor_container_time_to_ready_seconds_count", container="main") == 2
     assert metrics.conditions["Ready"].status is True
+
+
+def test_one_registry_scraped_again_shows_what_changed_in_between() -> None:
+    """Families kept between scrapes (kube_pod_*, histograms) are made again after a change."""
+    view, driver = running_view()
+    metrics = PodMetrics(view.pod)
+    registry = pod_registry(view, metrics)
+    encoder = Encoder()
+
+    def scrape_again() -> Scrape:
+        frozen = Frozen(registry)  # one collection for both encoders
+        text = encoder.encode(frozen, openmetrics=False)
+        assert text == generate_latest(frozen)
+        return parse(text.decode())
+
+    restarts, duration = (
+        "kube_pod_container_status_restarts_total",
+        "podvisor_probe_duration_seconds",
+    )
+    first = scrape_again()
+    assert first.value(restarts, container="main") == 0
+    assert first.find(duration + "_count") == []
+    again = scrape_again()
+    assert again.find(restarts) == first.find(restarts)  # nothing changed: the same series
+    driver.restart("main")
+    view.state = driver.state
+    metrics.record_probe("main", "liveness", True, 0.2)
+    then = scrape_again()
+    assert then.value(restarts, container="main") == 1
+    assert then.value(duration + "_count", container="main") == 1
+    assert then.value(duration + "_bucket", container="main", le="0.1") == 0
 
 
 def test_record_probe_refuses_an_unknown_kind() -> None:

@@ -14,6 +14,7 @@ from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest.model import ContainerKind, Resources
 from podvisor.supervisor.metrics import PodMetrics, exposition, pod_registry
 from podvisor.supervisor.metrics.exposition import Encoder, go_float, negotiate
+from podvisor.supervisor.metrics.families import Family
 from tests.metrics.conftest import (
     Driver,
     FakeCgroup,
@@ -81,13 +82,33 @@ def test_families_it_does_not_write_go_to_the_library() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [0.0, 1.0, 3, 0.1, 1e-9, 1234567.0, 12345678.9, 1.5e20, -2.5, float("inf"), float("-inf")],
+    [
+        *(0.0, 1.0, 3, 0.1, 1e-9, 1234567.0, 12345678.9, 1.5e20, -2.5, float("inf")),
+        *(float("-inf"), 123456.0, 123456.75, -1234567.0, 1e16, 2**53, 0.000123),
+    ],
 )
 def test_values_are_written_as_go_writes_them(value: float) -> None:
     from prometheus_client.utils import floatToGoString
 
     assert go_float(value) == floatToGoString(value)  # type: ignore[no-untyped-call]
     assert go_float(float("nan")) == "NaN"
+
+
+def test_a_kept_family_is_written_again_only_when_it_is_a_new_one() -> None:
+    def kept(value: float) -> Metric:
+        family = Family("kept_total", "kept between scrapes", "counter", ["a"], kept=True)
+        family.add(("x",), value)
+        return family.metric
+
+    frozen = Frozen(CollectorRegistry())
+    frozen.metrics = [kept(1.0)]
+    encoder = Encoder()
+    for openmetrics in (False, True, False):
+        first = encoder.encode(frozen, openmetrics=openmetrics)
+        assert encoder.encode(frozen, openmetrics=openmetrics) == first
+    frozen.metrics = [kept(2.0)]
+    assert b'kept_total{a="x"} 2.0' in encoder.encode(frozen, openmetrics=False)
+    assert encoder.encode(frozen, openmetrics=False) == generate_latest(frozen)
 
 
 def test_the_label_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
