@@ -35,6 +35,11 @@ peak RSS
     VmHWM of the supervisor when all three programs have printed, each start
     run; for podvisor also the supervisor and its init processes together
     (a sum of VmHWM: pages the processes share are counted in each).
+the floor
+    What podvisor cannot go below on its default backend: the interpreter
+    importing anyio on trio and exiting, no podvisor code; its time from
+    launch to exit and its VmHWM, once per start round. Put beside
+    supervisord's figures, it says which ratios are reachable at all.
 
 Every run is stopped with SIGTERM and waited for; a supervisor that does not
 exit in time is killed with its process group and descendants. This process
@@ -57,7 +62,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,6 +343,28 @@ def start_once(contender: Contender, tmp: Path, env: dict[str, str]) -> StartSam
     return StartSample(run.ready["main"], stopped, rss, tree, pss, len(inits))
 
 
+@dataclass
+class FloorSample:
+    start_s: float  # launch to exit
+    rss_mb: float  # VmHWM, from the rusage of its wait
+
+
+#: What `podvisor run` imports before any of its own code: anyio on trio.
+FLOOR_CODE = "import anyio._backends._trio"
+
+
+def floor_once(env: dict[str, str]) -> FloorSample:
+    """The interpreter, importing `FLOOR_CODE` and exiting: timed, its peak RSS read."""
+    argv = [sys.executable, "-c", FLOOR_CODE]
+    began = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env)
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - began
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise BenchError(f"{shlex.join(argv)} failed with status {status}")
+    return FloorSample(elapsed, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+
+
 def _quietly(read: Callable[[int], float], pid: int) -> float:
     try:
         return read(pid)
@@ -346,9 +373,16 @@ def _quietly(read: Callable[[int], float], pid: int) -> float:
 
 
 def start_runs(
-    contenders: list[Contender], runs: int, tmp: Path, env: dict[str, str], problems: list[str]
+    contenders: list[Contender],
+    runs: int,
+    tmp: Path,
+    env: dict[str, str],
+    problems: list[str],
+    *,
+    floor: list[FloorSample],
 ) -> dict[str, list[StartSample]]:
-    """Each contender once unmeasured, then *runs* rounds in turns, rotating the order.
+    """Each contender once unmeasured, then *runs* rounds in turns, rotating the order;
+    each round also adds a sample of the floor to *floor*.
 
     On a machine so loaded that the rounds overrun `START_BUDGET_S`, fewer are
     made (at least `MIN_ROUNDS`), so that bench/run stays within its time.
@@ -374,6 +408,13 @@ def start_runs(
                 problems.extend(_leaks(contender))
             if round_ >= 0:
                 samples[contender.name].append(sample)
+        try:
+            sample_of_floor = floor_once(env)
+        except (BenchError, OSError) as exc:
+            problems.append(f"the floor: {exc}")
+        else:
+            if round_ >= 0:
+                floor.append(sample_of_floor)
         _progress(f"start runs: round {round_ + 1} of {runs} done")
     return samples
 
@@ -476,7 +517,9 @@ def _add_inits(idle: Idle, before: dict[int, Reading], after: dict[int, Reading]
 SUPERVISORD = "supervisord"
 
 
-def _stat(samples: list[StartSample], attribute: str, scale: float = 1.0) -> Stat | None:
+def _stat(
+    samples: Sequence[StartSample | FloorSample], attribute: str, scale: float = 1.0
+) -> Stat | None:
     if not samples:
         return None
     return common.summarize(getattr(s, attribute) * scale for s in samples)
@@ -494,9 +537,10 @@ def _verdict(fig: Figure, limit: float, strict: bool = False) -> Figure:
     return fig
 
 
-def start_figures(samples: dict[str, list[StartSample]]) -> list[Figure]:
+def start_figures(samples: dict[str, list[StartSample]], floor: list[FloorSample]) -> list[Figure]:
     ours, loopback, theirs = (samples.get(k, []) for k in ("podvisor", "loopback", SUPERVISORD))
     sup = _stat(theirs, "start_s", 1e3)
+    floor_name = f"floor, not podvisor: `python -c '{FLOOR_CODE}'`"
     figures = [
         _verdict(
             common.figure(
@@ -536,6 +580,21 @@ def start_figures(samples: dict[str, list[StartSample]]) -> list[Figure]:
                 target="<= supervisord",
             ),
             1.0,
+        ),
+        common.figure(
+            f"{floor_name}, launch to exit",
+            "ms",
+            _values(podvisor=_stat(floor, "start_s", 1e3), supervisord=sup),
+            baseline=SUPERVISORD,
+        ),
+        common.figure(
+            f"{floor_name}, peak RSS",
+            "MB",
+            _values(
+                podvisor=_stat(floor, "rss_mb"),
+                supervisord=_stat(theirs, "supervisor_rss_mb"),
+            ),
+            baseline=SUPERVISORD,
         ),
         common.figure(
             "supervisor + init processes peak RSS (sum of VmHWM)",
@@ -637,7 +696,8 @@ def measure(runs: int, idle_seconds: float, quick: bool) -> Report:
         tmp = Path(tmpdir)
         found, missing = contenders(write_programs(tmp), tmp)
         problems += missing
-        samples = start_runs(found, runs, tmp, env, problems)
+        floor: list[FloorSample] = []
+        samples = start_runs(found, runs, tmp, env, problems, floor=floor)
         idle = idle_phase(found, idle_seconds, tmp, env, problems)
     exits = [
         f"pod: {name}: {i.exited_threads} thread(s) exited in the idle window (counted as a "
@@ -649,7 +709,7 @@ def measure(runs: int, idle_seconds: float, quick: bool) -> Report:
         benchmark="pod",
         quick=quick,
         machine=common.machine(),
-        figures=start_figures(samples) + (idle_figures(idle) if idle else []),
+        figures=start_figures(samples, floor) + (idle_figures(idle) if idle else []),
         notes=_notes(idle_seconds, samples.get("podvisor", [])) + exits,
         problems=problems,
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import metadata
 
 from podvisor.supervisor import ctl
 from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError, PodvisorError
@@ -17,6 +16,11 @@ BACKENDS = ("trio", "asyncio")
 
 
 def version() -> str:
+    # Imported here, not at the top: importlib.metadata brings zipfile, email
+    # and csv, tens of milliseconds that `podvisor run` would pay before its
+    # pod starts; only `podvisor version` and a /metrics scrape ask for it.
+    from importlib import metadata
+
     try:
         return metadata.version("podvisor")
     except metadata.PackageNotFoundError:
