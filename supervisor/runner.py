@@ -25,7 +25,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -64,6 +64,7 @@ from podvisor.supervisor.network import (
     publish_ports,
 )
 from podvisor.supervisor.sandbox import Sandbox, plan_namespaces, start_init, without_namespaces
+from podvisor.supervisor.signals import receiving_signals
 
 # =============================================================================
 # Options and the plan the core needs
@@ -531,10 +532,11 @@ class PodRunner:
         processes are signalled with `podvisor kill`, never by accident.
         """
         caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-        with _ignoring_realtime_signals(), anyio.open_signal_receiver(*caught) as signals:
+        with receiving_signals(caught) as signals:
             interrupts = 0
             noted: set[int] = set()
-            async for signum in signals:
+            while True:
+                signum = await signals.receive()
                 if signum not in (signal.SIGTERM, signal.SIGINT):
                     if signum not in noted:
                         noted.add(signum)
@@ -587,28 +589,3 @@ class PodRunner:
                 with contextlib.suppress(CgroupError):
                     await cg.kill()
         self.pod_cgroup.remove()
-
-
-@contextlib.contextmanager
-def _ignoring_realtime_signals() -> Iterator[None]:
-    """Keep real-time signals from killing the supervisor, while it runs a pod.
-
-    Ignored (SIG_IGN), not caught: a caught signal writes a byte to the event
-    loop's wake-up socket, and real-time signals queue, so a storm of them
-    fills that socket, and asyncio then loses the byte of a SIGTERM that
-    follows (its handler never runs). An ignored disposition is inherited
-    across exec, so this starts only once the pod's init runs (the runner
-    starts it before this watcher), and every pod process is the init's.
-    """
-    try:
-        previous = {
-            n: signal.signal(n, signal.SIG_IGN) for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
-        }
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        for n, handler in previous.items():
-            signal.signal(n, handler)
