@@ -461,12 +461,11 @@ def exec_command(args: argparse.Namespace) -> int:
     if not argv:
         print("podvisor exec: no command given: podvisor exec POD -- COMMAND", file=sys.stderr)
         return EXIT_CONFIG
-    tty = args.tty and os.isatty(1 if not args.stdin else 0)
+    facing = "stdin" if args.stdin else "stdout"  # the terminal -t is about
+    tty = args.tty and os.isatty(0 if args.stdin else 1)
     if args.tty and not tty:
-        print(
-            "podvisor exec: -t: this is not a terminal; running without one",
-            file=sys.stderr,
-        )
+        said = f"podvisor exec: -t: {facing} is not a terminal; running without one"
+        print(said, file=sys.stderr)
     env = {"TERM": os.environ.get("TERM") or "xterm"} if tty else {}
     request: Message = {
         "op": "exec",
