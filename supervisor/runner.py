@@ -284,7 +284,7 @@ class PodRunner:
         except NamespaceError as exc:
             if "user" not in plan.unshare:
                 raise
-            plan = without_namespaces(plan, str(exc))
+            plan = without_namespaces(plan, str(exc), own_name_files=pod.spec.own_name_files)
             self.sandbox = await start_init(plan)
         for warning in plan.warnings:
             self.sink.system(f"warning: {warning}")
@@ -314,6 +314,9 @@ class PodRunner:
             hostname=self.hostname,
             mode=mode,
             host_ports=ports,
+            host_aliases=pod.spec.host_aliases,
+            dns_policy=pod.spec.dns_policy,
+            dns_config=pod.spec.dns_config,
             **kwargs,  # type: ignore[arg-type]
         )
 

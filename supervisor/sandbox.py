@@ -154,20 +154,26 @@ def init_argv(plan: SandboxPlan, channel_fd: int) -> list[str]:
     return argv
 
 
-def without_namespaces(plan: SandboxPlan, why: str) -> SandboxPlan:
-    """The plan to fall back to when *plan*'s namespaces could not be made."""
+def without_namespaces(plan: SandboxPlan, why: str, *, own_name_files: bool = False) -> SandboxPlan:
+    """The plan to fall back to when *plan*'s namespaces could not be made.
+
+    *own_name_files*: the manifest asks for /etc files of the pod's own
+    (hostAliases, dnsConfig), which need a mount namespace to be put in place.
+    """
+    shared = (
+        f"running without namespaces ({why}): the pod shares this machine's pid, "
+        "mount, uts, ipc and network namespaces and its init reaps as a child "
+        "subreaper; grant CAP_SYS_ADMIN (`docker run --cap-add SYS_ADMIN`) or allow "
+        "user namespaces (sysctl user.max_user_namespaces)"
+    )
+    warnings = [shared]
+    if own_name_files:
+        warnings.append(
+            "spec.hostAliases, dnsPolicy and dnsConfig are not applied: without a mount "
+            "namespace the pod reads this machine's /etc/hosts and /etc/resolv.conf"
+        )
     return SandboxPlan(
-        unshare=(),
-        cgroup_procs=plan.cgroup_procs,
-        grace=plan.grace,
-        warnings=(
-            (
-                f"running without namespaces ({why}): the pod shares this machine's pid, "
-                "mount, uts, ipc and network namespaces and its init reaps as a child "
-                "subreaper; grant CAP_SYS_ADMIN (`docker run --cap-add SYS_ADMIN`) or allow "
-                "user namespaces (sysctl user.max_user_namespaces)"
-            ),
-        ),
+        unshare=(), cgroup_procs=plan.cgroup_procs, grace=plan.grace, warnings=tuple(warnings)
     )
 
 

@@ -121,17 +121,12 @@ POD_SPEC: dict[str, Rule] = {
     "enableServiceLinks": Ignore(
         "there are no Services on one machine, so no service variables to add"
     ),
-    "dnsPolicy": Ignore("containers use the host's /etc/resolv.conf"),
+    "dnsPolicy": SUPPORTED,
     "subdomain": Ignore("names in cluster DNS; there is no cluster DNS"),
     "runtimeClassName": Ignore("podvisor is the runtime"),
     "overhead": Ignore("set by a cluster's RuntimeClass admission controller"),
-    "dnsConfig": Refuse(
-        "podvisor writes no resolv.conf for the pod and containers use the host's; "
-        "remove dnsConfig, or change /etc/resolv.conf on the host"
-    ),
-    "hostAliases": Refuse(
-        "podvisor writes no /etc/hosts for the pod; add the names to the host's /etc/hosts"
-    ),
+    "dnsConfig": SUPPORTED,
+    "hostAliases": SUPPORTED,
     "setHostnameAsFQDN": Refuse(
         "podvisor sets the pod's hostname, never an FQDN; remove setHostnameAsFQDN",
         harmless=_is(False),
@@ -150,6 +145,16 @@ POD_SPEC: dict[str, Rule] = {
     ),
     "volumes": _VOLUMES,
 }
+
+HOST_ALIAS: dict[str, Rule] = {"ip": SUPPORTED, "hostnames": SUPPORTED}
+
+POD_DNS_CONFIG: dict[str, Rule] = {
+    "nameservers": SUPPORTED,
+    "searches": SUPPORTED,
+    "options": SUPPORTED,
+}
+
+POD_DNS_CONFIG_OPTION: dict[str, Rule] = {"name": SUPPORTED, "value": SUPPORTED}
 
 POD_SECURITY_CONTEXT: dict[str, Rule] = {
     "runAsUser": SUPPORTED,

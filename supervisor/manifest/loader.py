@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from podvisor.supervisor.errors import ConfigError, Problem
-from podvisor.supervisor.manifest import fields, names
+from podvisor.supervisor.manifest import dns, fields, names
 from podvisor.supervisor.manifest.containers import ParsedContainer, PodContext, container
 from podvisor.supervisor.manifest.model import (
     ContainerKind,
@@ -199,6 +199,7 @@ def _spec(spec: Fields) -> tuple[PodSpec, list[ParsedContainer]]:
     init = _containers(spec, "initContainers", context)
     main = _containers(spec, "containers", context)
     grace = spec.integer("terminationGracePeriodSeconds", minimum=0)
+    policy = dns.dns_policy(spec)
     pod_spec = PodSpec(
         containers=tuple(p.container for p in main),
         init_containers=tuple(p.container for p in init),
@@ -210,6 +211,9 @@ def _spec(spec: Fields) -> tuple[PodSpec, list[ParsedContainer]]:
         host_network=context.host_network,
         host_pid=spec.flag("hostPID"),
         host_ipc=spec.flag("hostIPC"),
+        host_aliases=dns.host_aliases(spec),
+        dns_policy=policy,
+        dns_config=dns.dns_config(spec, policy),
     )
     if pod_spec.share_process_namespace and pod_spec.host_pid:
         spec.error("shareProcessNamespace", "cannot be true with hostPID: true")

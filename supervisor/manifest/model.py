@@ -218,6 +218,32 @@ class PodSettings:
     pids_limit: int | None = None  # default for containers without their own
 
 
+class DnsPolicy(StrEnum):
+    """`spec.dnsPolicy`: with no cluster DNS, all but None give the host's resolv.conf."""
+
+    CLUSTER_FIRST = "ClusterFirst"
+    CLUSTER_FIRST_WITH_HOST_NET = "ClusterFirstWithHostNet"
+    DEFAULT = "Default"
+    NONE = "None"  # the pod's resolv.conf is spec.dnsConfig alone
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """`spec.dnsConfig`: added to the pod's resolv.conf (all of it with dnsPolicy None)."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()  # (name, value or None)
+
+
+@dataclass(frozen=True)
+class HostAlias:
+    """`spec.hostAliases[i]`: more names for an address, in the pod's /etc/hosts."""
+
+    ip: str
+    hostnames: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class PodSpec:
     """The pod's spec, with Kubernetes' defaults applied."""
@@ -232,6 +258,16 @@ class PodSpec:
     host_network: bool = False
     host_pid: bool = False
     host_ipc: bool = False
+    host_aliases: tuple[HostAlias, ...] = ()
+    dns_policy: DnsPolicy = DnsPolicy.CLUSTER_FIRST
+    dns_config: DnsConfig = field(default_factory=DnsConfig)
+
+    @property
+    def own_name_files(self) -> bool:
+        """Whether hostAliases, dnsPolicy or dnsConfig ask for /etc files of the pod's own."""
+        return bool(
+            self.host_aliases or self.dns_policy is DnsPolicy.NONE or self.dns_config != DnsConfig()
+        )
 
     @property
     def all_containers(self) -> tuple[Container, ...]:

@@ -37,6 +37,16 @@ def dns1123_label(name: str) -> str | None:
     )
 
 
+def dns1123_subdomain(name: str) -> str | None:
+    """Host names in hostAliases and search domains in dnsConfig."""
+    if len(name) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(name):
+        return None
+    return (
+        f"{name!r} is not a valid host name: use at most 253 lower-case letters, digits, "
+        "'-' and '.', each part starting and ending with a letter or digit (e.g. 'db.local')"
+    )
+
+
 def qualified_name(key: str) -> str | None:
     """Label and annotation keys: an optional DNS-subdomain prefix and '/', then a name."""
     prefix, slash, name = key.rpartition("/")

@@ -16,14 +16,21 @@ as Docker's init layer does; the host's own files are only ever read.
   Without those it is kept, and bridge mode warns that names will not
   resolve.
 
+* spec.hostAliases are appended to hosts as the kubelet does, under
+  "# Entries added by HostAliases."; spec.dnsConfig is merged into
+  resolv.conf (`apply_dns_config`), or is all of it with dnsPolicy None.
+
 The render functions are pure; only `write_etc_files` touches the disk.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
 
 HOST_HOSTS = Path("/etc/hosts")
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
@@ -44,16 +51,30 @@ def render_hostname(hostname: str) -> str:
     return f"{hostname}\n"
 
 
-def render_hosts(hostname: str, address: str) -> str:
-    """A fresh hosts file: localhost, then *hostname* at *address*."""
-    return f"# podvisor-managed hosts file.\n{_LOCALHOST_LINES}{address}\t{hostname}\n"
+def render_hosts(hostname: str, address: str, aliases: Sequence[HostAlias] = ()) -> str:
+    """A fresh hosts file: localhost, then *hostname* at *address*, then the *aliases*."""
+    text = f"# podvisor-managed hosts file.\n{_LOCALHOST_LINES}{address}\t{hostname}\n"
+    return text + render_aliases(aliases)
 
 
-def render_host_mode_hosts(host_hosts: str, hostname: str, address: str) -> str:
-    """The host's hosts file, plus *hostname* at *address* unless it already resolves."""
+def render_host_mode_hosts(
+    host_hosts: str, hostname: str, address: str, aliases: Sequence[HostAlias] = ()
+) -> str:
+    """The host's hosts file, plus *hostname* at *address* unless it already resolves,
+    then the *aliases*."""
     names = {name for line in host_hosts.splitlines() for name in _names_in(line)}
     text = host_hosts if not host_hosts or host_hosts.endswith("\n") else host_hosts + "\n"
-    return text if hostname in names else f"{text}{address}\t{hostname}\n"
+    if hostname not in names:
+        text += f"{address}\t{hostname}\n"
+    return text + render_aliases(aliases)
+
+
+def render_aliases(aliases: Sequence[HostAlias]) -> str:
+    """spec.hostAliases as the kubelet appends them to a pod's hosts file."""
+    if not aliases:
+        return ""
+    lines = "".join(a.ip + "\t" + "\t".join(a.hostnames) + "\n" for a in aliases)
+    return "\n# Entries added by HostAliases.\n" + lines
 
 
 def _names_in(hosts_line: str) -> list[str]:
@@ -88,6 +109,66 @@ def render_resolv_conf(host_text: str, upstream_text: str | None) -> ResolvConf:
             continue
         lines.append(line)
     return ResolvConf("\n".join(lines) + "\n", [])
+
+
+def apply_dns_config(text: str, policy: DnsPolicy, config: DnsConfig) -> str:
+    """The pod's resolv.conf from *text* (the host's) and spec.dnsPolicy/dnsConfig.
+
+    As the kubelet does it: with dnsPolicy None the file is dnsConfig alone;
+    otherwise dnsConfig's nameservers and search domains follow the host's
+    (duplicates dropped; at most 3 nameservers, which is all a resolver
+    reads) and its options replace the host's of the same name.
+    """
+    if policy is DnsPolicy.NONE:
+        servers: list[str] = []
+        searches: list[str] = []
+        options: dict[str, str | None] = {}
+        other: list[str] = []
+    else:
+        servers, searches, options, other = _parse_resolv_conf(text)
+        if not (config.nameservers or config.searches or config.options):
+            return text
+    servers = list(dict.fromkeys([*servers, *config.nameservers]))[:3]
+    searches = list(dict.fromkeys([*searches, *config.searches]))
+    options = {**options, **dict(config.options)}
+    lines = [*other, *(f"nameserver {ns}" for ns in servers)]
+    if searches:
+        lines.append("search " + " ".join(searches))
+    if options:
+        words = (name if value is None else f"{name}:{value}" for name, value in options.items())
+        lines.append("options " + " ".join(words))
+    return "\n".join(lines) + "\n"
+
+
+def without_nameservers(text: str, dropped: Sequence[str]) -> str:
+    """*text* less the nameserver lines of *dropped*."""
+
+    def kept(line: str) -> bool:
+        fields = line.split()
+        return not (fields[:1] == ["nameserver"] and len(fields) > 1 and fields[1] in dropped)
+
+    return "\n".join(line for line in text.splitlines() if kept(line)) + "\n"
+
+
+def _parse_resolv_conf(text: str) -> tuple[list[str], list[str], dict[str, str | None], list[str]]:
+    """(nameservers, search domains, options, every other line) of a resolv.conf."""
+    servers: list[str] = []
+    searches: list[str] = []
+    options: dict[str, str | None] = {}
+    other: list[str] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if fields[:1] == ["nameserver"] and len(fields) > 1:
+            servers.append(fields[1])
+        elif fields[:1] in (["search"], ["domain"]):
+            searches = fields[1:]  # the last search or domain line wins, as in the resolver
+        elif fields[:1] == ["options"]:
+            for word in fields[1:]:
+                name, colon, value = word.partition(":")
+                options[name] = value if colon else None
+        else:
+            other.append(line)
+    return servers, searches, options, other
 
 
 def _nameservers(text: str) -> list[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Network
 
 from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
 
 #: The default pod subnet. Chosen to clash with none of the usual defaults:
 #: Docker (172.17.0.0/16, then 172.18-31.x and 192.168.x), Podman
@@ -64,6 +65,10 @@ class NetworkRequest:
     subnet: str = DEFAULT_SUBNET
     bridge: str = DEFAULT_BRIDGE
     host_ports: tuple[PortMapping, ...] = ()
+    #: spec.hostAliases, spec.dnsPolicy and spec.dnsConfig, for the pod's /etc files.
+    host_aliases: tuple[HostAlias, ...] = ()
+    dns_policy: DnsPolicy = DnsPolicy.CLUSTER_FIRST
+    dns_config: DnsConfig = field(default_factory=DnsConfig)
 
     def checked_subnet(self) -> IPv4Network:
         """The subnet, parsed; NetworkError when it cannot hold a gateway and a pod."""

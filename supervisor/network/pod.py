@@ -289,16 +289,20 @@ def _etc_files(
 ) -> dict[str, str]:
     """Write the pod's /etc files; *own_address* is what its hostname resolves to."""
     resolv_text = etcfiles.read_text(etcfiles.HOST_RESOLV_CONF) or ""
+    aliases = req.host_aliases
     if record.mode is NetworkMode.HOST:
         host_hosts = etcfiles.read_text(etcfiles.HOST_HOSTS) or ""
-        hosts = etcfiles.render_host_mode_hosts(host_hosts, req.hostname, own_address)
+        hosts = etcfiles.render_host_mode_hosts(host_hosts, req.hostname, own_address, aliases)
     else:
-        hosts = etcfiles.render_hosts(req.hostname, own_address)
+        hosts = etcfiles.render_hosts(req.hostname, own_address, aliases)
         resolv = etcfiles.render_resolv_conf(
             resolv_text, etcfiles.read_text(etcfiles.RESOLVED_UPSTREAMS)
         )
         resolv_text = resolv.text
-        if resolv.unreachable and record.mode is NetworkMode.BRIDGE:
+        if resolv.unreachable and req.dns_config.nameservers:
+            # The manifest names servers the pod can reach: the host's loopback ones go.
+            resolv_text = etcfiles.without_nameservers(resolv_text, resolv.unreachable)
+        elif resolv.unreachable and record.mode is NetworkMode.BRIDGE:
             warnings.append(
                 f"network: the host's only nameservers ({', '.join(resolv.unreachable)}) are "
                 "on loopback and no upstream list was found in "
@@ -308,7 +312,7 @@ def _etc_files(
     files = {
         "/etc/hostname": etcfiles.render_hostname(req.hostname),
         "/etc/hosts": hosts,
-        "/etc/resolv.conf": resolv_text,
+        "/etc/resolv.conf": etcfiles.apply_dns_config(resolv_text, req.dns_policy, req.dns_config),
     }
     return etcfiles.write_etc_files(record.dir / "etc", files)
 

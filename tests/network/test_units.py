@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
 from podvisor.supervisor.network import NetworkMode, NetworkRequest, pod
 from podvisor.supervisor.network.etcfiles import (
+    apply_dns_config,
     render_host_mode_hosts,
     render_hosts,
     render_resolv_conf,
+    without_nameservers,
 )
 from podvisor.supervisor.network.ipam import AddressPool
 from podvisor.supervisor.network.records import Owner
@@ -58,6 +61,49 @@ def test_resolv_conf_without_upstreams_is_kept_and_flagged() -> None:
 def test_resolv_conf_with_real_nameservers_is_copied() -> None:
     text = "nameserver 192.0.2.53\n"
     assert render_resolv_conf(text, UPSTREAMS).text == text
+
+
+ALIASES = (HostAlias("10.1.2.3", ("db", "db.local")), HostAlias("fe80::1", ("router",)))
+
+
+def test_host_aliases_follow_the_pods_own_lines_as_the_kubelet_writes_them() -> None:
+    tail = "\n# Entries added by HostAliases.\n10.1.2.3\tdb\tdb.local\nfe80::1\trouter\n"
+    assert render_hosts("web", "10.231.0.2", ALIASES).endswith("10.231.0.2\tweb\n" + tail)
+    host = "127.0.0.1 localhost\n"
+    assert render_host_mode_hosts(host, "web", "192.0.2.2", ALIASES) == (
+        host + "192.0.2.2\tweb\n" + tail
+    )
+    assert render_hosts("web", "10.231.0.2") == render_hosts("web", "10.231.0.2", ())
+
+
+def test_dns_config_is_merged_into_the_hosts_resolv_conf() -> None:
+    host = "# the host's\nnameserver 192.0.2.53\nsearch lan\noptions ndots:1 edns0\n"
+    config = DnsConfig(
+        nameservers=("192.0.2.53", "1.1.1.1"),
+        searches=("svc.example", "lan"),
+        options=(("ndots", "5"), ("rotate", None)),
+    )
+    assert apply_dns_config(host, DnsPolicy.CLUSTER_FIRST, config) == (
+        "# the host's\nnameserver 192.0.2.53\nnameserver 1.1.1.1\n"
+        "search lan svc.example\noptions ndots:5 edns0 rotate\n"
+    )
+    # Nothing asked, nothing changed; at most three nameservers, as resolv.conf reads.
+    assert apply_dns_config(host, DnsPolicy.DEFAULT, DnsConfig()) == host
+    many = DnsConfig(nameservers=("1.1.1.1", "1.0.0.1", "8.8.8.8"))
+    assert apply_dns_config(host, DnsPolicy.DEFAULT, many).count("nameserver") == 3
+
+
+def test_dns_policy_none_is_dns_config_alone() -> None:
+    config = DnsConfig(nameservers=("1.1.1.1",), searches=("example",))
+    assert apply_dns_config(STUB, DnsPolicy.NONE, config) == (
+        "nameserver 1.1.1.1\nsearch example\n"
+    )
+
+
+def test_unreachable_loopback_servers_can_be_dropped() -> None:
+    assert without_nameservers(STUB, ["127.0.0.53"]) == (
+        "# This is /run/systemd/resolve/stub-resolv.conf\noptions edns0 trust-ad\nsearch lan\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,35 @@ async def test_hostname_is_the_pod_name_or_spec_hostname() -> None:
     assert named.lines("main") == ["web-0"]
 
 
+async def test_host_aliases_and_dns_config_are_the_pods_name_files() -> None:
+    script = "getent hosts db; grep -v '^#' /etc/resolv.conf"
+    result = await run_pod(f"""
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: names
+          annotations: {{podvisor.io/network: loopback}}
+        spec:
+          restartPolicy: Never
+          hostAliases: [{{ip: 10.1.2.3, hostnames: [db, db.local]}}]
+          dnsPolicy: None
+          dnsConfig:
+            nameservers: [192.0.2.53]
+            searches: [svc.example]
+            options: [{{name: ndots, value: "2"}}]
+          containers:
+            - name: main
+              command: ["sh", "-c", {json.dumps(script)}]
+    """)
+    assert result.status == 0, result.stderr
+    assert result.lines("main") == [
+        "10.1.2.3        db db.local",
+        "nameserver 192.0.2.53",
+        "search svc.example",
+        "options ndots:2",
+    ]
+
+
 async def test_containers_reach_each_other_on_localhost(tmp_path: Path) -> None:
     result = await run_pod(f"""
         apiVersion: v1
