@@ -40,6 +40,7 @@ import termios
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from podvisor.init import process, protocol, syscalls
@@ -319,17 +320,19 @@ class PodInit:
             )
             return
         argv = [str(a) for a in request["argv"]]
-        if request.get("pidns"):
-            argv = [sys.executable, "-m", "podvisor.init", "--pid-ns", "--", *argv]
+        env = {str(k): str(v) for k, v in request.get("env", {}).items()}
         extra = dict(zip((int(n) for n in request.get("extra_fds", [])), fds[3:], strict=False))
+        # With pidns the child is the container's own init, forked from this one.
+        container_init = partial(_container_init, argv, env) if request.get("pidns") else None
         try:
             with _stdio(fds[:3]) as stdio:
                 pid = process.spawn(
                     argv,
-                    {str(k): str(v) for k, v in request.get("env", {}).items()},
+                    env,
                     cwd=request.get("cwd"),
                     fds=stdio,
                     before_exec=_child_setup(request, extra),
+                    run=container_init,
                 )
         except OSError as exc:
             self._send(
@@ -440,6 +443,23 @@ def _stdio(fds: list[int]) -> Iterator[tuple[int, int, int]]:
     finally:
         if null >= 0:
             os.close(null)
+
+
+def _container_init(argv: list[str], env: dict[str, str]) -> int:
+    """A container's init, in a child forked from the pod's: `podvisor-init --pid-ns -- ARGV`.
+
+    What an exec of ``python -m podvisor.init --pid-ns`` would do, without
+    starting an interpreter: the same code, in pages shared with this process.
+    Python ignores SIGPIPE and SIGXFSZ at its start; so does this, and the
+    command gets both back at their defaults, as it would.
+    """
+    from podvisor.init import tini
+
+    with contextlib.suppress(OSError):  # cosmetic: ps would show the pod init's command line
+        syscalls.set_command_line(["podvisor-init", "--pid-ns", "--", *argv])
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return tini.main(["--pid-ns", "--", *argv], prog="podvisor-init", environ=env)
 
 
 def _child_setup(request: protocol.Message, extra: dict[int, int]) -> Callable[[], None]:

@@ -21,6 +21,10 @@ be seen; the child gets them at their default, as ``subprocess`` does with
 child (session, terminal, stdio, caller's hook, signals). Errors in the child
 come back over a close-on-exec pipe, as ``subprocess`` does: end-of-file means
 the exec succeeded, bytes mean it failed, and the parent raises ``SpawnError``.
+With ``run`` the child calls a function of this interpreter instead of
+exec'ing a program (a container's init, forked from the pod's: no second
+interpreter to start, its pages shared with the parent's); it first closes
+every close-on-exec descriptor, as an exec would, the error pipe among them.
 
 Standard library only: the init imports this on its start-up path.
 """
@@ -194,6 +198,7 @@ def spawn(
     new_session: bool = True,
     foreground_tty: int | None = None,
     before_exec: Callable[[], None] | None = None,
+    run: Callable[[], int] | None = None,
 ) -> int:
     """Start *argv* as a child and return its pid once its program runs.
 
@@ -201,9 +206,11 @@ def spawn(
     process group; the foreground of the terminal on fd ``foreground_tty``
     (skipped quietly when it is not our controlling terminal, as tini does);
     ``fds`` duplicated onto 0, 1, 2; ``before_exec()``; ``prepare_child()``;
-    exec, searching ``PATH`` from *env* as execvp(3) does. A terminal's
-    foreground needs a process group in the init's session, so pass
-    ``new_session=False`` with ``foreground_tty``.
+    exec, searching ``PATH`` from *env* as execvp(3) does -- or, with *run*,
+    the close-on-exec descriptors closed and ``os._exit(run())`` (*argv* then
+    only names the child in errors). A terminal's foreground needs a process
+    group in the init's session, so pass ``new_session=False`` with
+    ``foreground_tty``.
 
     Raises ``SpawnError`` (an ``OSError`` with the child's errno) when any of
     that fails; the failed child has then been reaped.
@@ -223,6 +230,7 @@ def spawn(
         new_session=new_session,
         foreground_tty=foreground_tty,
         before_exec=before_exec,
+        run=run,
     )
     read_end, write_end = _error_pipe()
     try:
@@ -254,6 +262,7 @@ class _Plan:
         "fds",
         "foreground_tty",
         "new_session",
+        "run",
     )
 
     def __init__(
@@ -267,6 +276,7 @@ class _Plan:
         new_session: bool,
         foreground_tty: int | None,
         before_exec: Callable[[], None] | None,
+        run: Callable[[], int] | None = None,
     ) -> None:
         self.candidates = candidates
         self.args = args
@@ -276,6 +286,7 @@ class _Plan:
         self.new_session = new_session
         self.foreground_tty = foreground_tty
         self.before_exec = before_exec
+        self.run = run
 
 
 def _candidates(program: str, env: Mapping[str, str]) -> list[bytes]:
@@ -353,6 +364,10 @@ def _run_child(plan: _Plan, error_fd: int) -> NoReturn:
             plan.before_exec()
         stage = "signals"
         prepare_child()
+        if plan.run is not None:
+            stage = "run"
+            _close_on_exec_descriptors()  # the error pipe too: end-of-file, started
+            os._exit(plan.run())
         stage = "exec"
         _exec(plan)
     except BaseException as exc:
@@ -363,6 +378,19 @@ def _run_child(plan: _Plan, error_fd: int) -> NoReturn:
         finally:
             os._exit(255)
     os._exit(255)  # not reached: _exec either execs or raises
+
+
+def _close_on_exec_descriptors() -> None:
+    """Close what an exec would: every descriptor marked close-on-exec."""
+    import fcntl  # here: only a forked container init comes this way
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                os.close(fd)
+        except OSError:
+            pass  # the directory listing's own descriptor, closed already
 
 
 def _take_foreground(tty: int) -> None:

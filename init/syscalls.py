@@ -132,6 +132,24 @@ def set_process_name(name: str) -> None:
 # --- Namespaces --------------------------------------------------------------
 
 
+def set_command_line(args: list[str]) -> None:
+    """Rewrite what /proc/self/cmdline (and so `ps`) shows, within the space the original had.
+
+    The kernel reads the command line from this process's own memory, between
+    the addresses /proc/self/stat gives as arg_start and arg_end: overwriting
+    them (as setproctitle does) renames a forked child that did not exec.
+    Longer text is cut to fit.
+    """
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # fields 48 and 49 of proc(5)
+    if not 0 < start < end:
+        raise OSError(errno.EINVAL, "no command line area")
+    text = "\0".join(args).encode(errors="replace")[: end - start - 1]
+    ctypes.memmove(start, text, len(text))
+    ctypes.memset(start + len(text), 0, end - start - len(text))
+
+
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces (unshare(2))."""
     libc = _libc_or_raise(HAVE_UNSHARE, "unshare")
