@@ -14,7 +14,7 @@ import ipaddress
 
 from podvisor.supervisor.manifest import fields, names
 from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
-from podvisor.supervisor.manifest.nodes import Fields, did_you_mean, fields_of
+from podvisor.supervisor.manifest.nodes import Fields, fields_of
 
 MAX_NAMESERVERS = 3
 MAX_SEARCHES = 32
@@ -42,15 +42,7 @@ def host_aliases(spec: Fields) -> tuple[HostAlias, ...]:
 
 
 def dns_policy(spec: Fields) -> DnsPolicy:
-    value = spec.string("dnsPolicy")
-    if value is None:
-        return DnsPolicy.CLUSTER_FIRST
-    choices = [p.value for p in DnsPolicy]
-    if value not in choices:
-        hint = did_you_mean(value, choices)
-        spec.error("dnsPolicy", f"{value!r} is not one of {', '.join(choices)}{hint}")
-        return DnsPolicy.CLUSTER_FIRST
-    return DnsPolicy(value)
+    return spec.choice("dnsPolicy", DnsPolicy, DnsPolicy.CLUSTER_FIRST)
 
 
 def dns_config(spec: Fields, policy: DnsPolicy) -> DnsConfig:

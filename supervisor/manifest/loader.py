@@ -36,7 +36,6 @@ from podvisor.supervisor.manifest.nodes import (
     Report,
     child,
     compose,
-    did_you_mean,
     fields_of,
     position,
     string_map,
@@ -235,15 +234,7 @@ def _containers(spec: Fields, key: str, context: PodContext) -> list[ParsedConta
 
 
 def _restart_policy(spec: Fields) -> RestartPolicy:
-    value = spec.string("restartPolicy")
-    if value is None:
-        return RestartPolicy.ALWAYS
-    choices = [p.value for p in RestartPolicy]
-    if value not in choices:
-        hint = did_you_mean(value, choices)
-        spec.error("restartPolicy", f"{value!r} is not one of Always, OnFailure, Never{hint}")
-        return RestartPolicy.ALWAYS
-    return RestartPolicy(value)
+    return spec.choice("restartPolicy", RestartPolicy, RestartPolicy.ALWAYS)
 
 
 def _os(spec: Fields) -> str | None:

@@ -18,7 +18,8 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import yaml
 
@@ -37,6 +38,8 @@ FLOAT = "tag:yaml.org,2002:float"
 BOOL = "tag:yaml.org,2002:bool"
 NULL = "tag:yaml.org,2002:null"
 MERGE = "tag:yaml.org,2002:merge"
+
+Choice = TypeVar("Choice", bound=StrEnum)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The deepest JSON read for its field names (a Pod nests a dozen levels).
@@ -307,6 +310,18 @@ class Fields:
 
     def strings(self, key: str) -> tuple[str, ...]:
         return strings(self.report, self.found[key], self.at(key)) if key in self else ()
+
+    def choice(self, key: str, kind: type[Choice], default: Choice) -> Choice:
+        """One of *kind*'s values; *default* when not set, or when wrong (reported)."""
+        value = self.string(key)
+        if value is None:
+            return default
+        choices = [c.value for c in kind]
+        if value not in choices:
+            hint = did_you_mean(value, choices)
+            self.error(key, f"{value!r} is not one of {', '.join(choices)}{hint}")
+            return default
+        return kind(value)
 
     def items(self, key: str) -> list[tuple[yaml.Node, str]]:
         """(item, its path) for each item of a list field."""
