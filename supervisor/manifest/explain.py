@@ -24,10 +24,13 @@ from podvisor.supervisor.manifest.loader import LoadedPod, load
 from podvisor.supervisor.manifest.model import (
     Container,
     ContainerKind,
+    DnsConfig,
+    DnsPolicy,
     ExecAction,
     HookHandler,
     HTTPGetAction,
     Pod,
+    PodSpec,
     Probe,
     ProbeHandler,
     Resources,
@@ -120,6 +123,21 @@ def _gate(c: Container) -> str:
     return ""
 
 
+def _dns_lines(spec: PodSpec) -> Iterator[str]:
+    dns = spec.dns_config
+    if spec.dns_policy is DnsPolicy.NONE:
+        yield "  /etc/resolv.conf: dnsConfig alone (dnsPolicy: None)"
+    elif dns != DnsConfig():
+        yield "  /etc/resolv.conf: the host's, with dnsConfig added"
+    if dns.nameservers:
+        yield f"    nameservers: {', '.join(dns.nameservers)}"
+    if dns.searches:
+        yield f"    search: {' '.join(dns.searches)}"
+    if dns.options:
+        words = (name if value is None else f"{name}:{value}" for name, value in dns.options)
+        yield f"    options: {' '.join(words)}"
+
+
 def _pod_settings(pod: Pod) -> Iterator[str]:
     s = pod.settings
     spec = pod.spec
@@ -130,6 +148,9 @@ def _pod_settings(pod: Pod) -> Iterator[str]:
     if spec.share_process_namespace:
         yield "  shareProcessNamespace: containers see each other's processes"
     yield f"  hostname: {spec.hostname or pod.name}"
+    for alias in spec.host_aliases:
+        yield f"  /etc/hosts: {alias.ip} {' '.join(alias.hostnames)}"
+    yield from _dns_lines(spec)
     yield (
         f"  restart back-off: {s.backoff_initial_seconds:g}s doubling to "
         f"{s.backoff_max_seconds:g}s, reset after {s.backoff_reset_seconds:g}s running"

@@ -83,6 +83,30 @@ spec:
     )
 
 
+def test_the_plan_shows_the_pods_name_files(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  hostAliases: [{ip: 10.1.2.3, hostnames: [db, db.local]}]
+  dnsPolicy: None
+  dnsConfig: {nameservers: [192.0.2.53], options: [{name: edns0}]}
+  containers: [{name: web, command: [sleep, infinity]}]
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  /etc/hosts: 10.1.2.3 db db.local\n"
+        "  /etc/resolv.conf: dnsConfig alone (dnsPolicy: None)\n"
+        "    nameservers: 192.0.2.53\n"
+        "    options: edns0\n"
+    ) in out
+
+
 def test_problems_go_to_stderr_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
