@@ -129,6 +129,10 @@ def serve(argv: list[str]) -> int:
     except (ValueError, KeyError) as exc:
         sys.stderr.write(f"podvisor-init: {exc}\n{USAGE}")
         return 2
+    # The channel came inheritable (pass_fds); nothing the pod runs may hold it,
+    # or a container could read spawn requests, take their descriptors and
+    # send the supervisor events of its own.
+    os.set_inheritable(options.channel, False)
     # No parent-death signal here: the kernel sends it when the *thread* that
     # forked us exits, and trio starts processes from worker threads that
     # retire when idle. The inner init learns of the supervisor's death from
@@ -455,7 +459,11 @@ def _container_init(argv: list[str], env: dict[str, str]) -> int:
     """
     from podvisor.init import tini
 
-    with contextlib.suppress(OSError):  # cosmetic: ps would show the pod init's command line
+    # This process holds a copy of the pod init's memory (earlier requests,
+    # other containers' environments): no core dumps, no /proc/PID/mem for
+    # the container's processes. The command gets its own state back at exec.
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+    with contextlib.suppress(OSError, IndexError, ValueError):  # cosmetic: what ps shows
         syscalls.set_command_line(["podvisor-init", "--pid-ns", "--", *argv])
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

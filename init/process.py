@@ -367,7 +367,7 @@ def _run_child(plan: _Plan, error_fd: int) -> NoReturn:
         if plan.run is not None:
             stage = "run"
             _close_on_exec_descriptors()  # the error pipe too: end-of-file, started
-            os._exit(plan.run())
+            _run_instead_of_exec(plan.run)
         stage = "exec"
         _exec(plan)
     except BaseException as exc:
@@ -384,13 +384,36 @@ def _close_on_exec_descriptors() -> None:
     """Close what an exec would: every descriptor marked close-on-exec."""
     import fcntl  # here: only a forked container init comes this way
 
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every number the limit allows (at most 65,536)
+        import resource
+
+        fds = list(range(3, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 65536)))
+    for fd in fds:
         try:
             if fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
                 os.close(fd)
         except OSError:
-            pass  # the directory listing's own descriptor, closed already
+            pass  # not open (the listing's own descriptor, closed already)
+
+
+def _run_instead_of_exec(run: Callable[[], int]) -> NoReturn:
+    """The child's life without an exec: *run*, then exit with its status.
+
+    The error pipe is closed by now (the parent took the start as a success),
+    so what goes wrong goes to the child's own stderr, and the exit says 255.
+    """
+    code = 255
+    try:
+        code = run()
+    except BaseException as exc:  # never back into the parent's code
+        try:  # noqa: SIM105 (contextlib is an import the start-up path avoids)
+            os.write(2, f"podvisor-init: {exc!r}\n".encode(errors="replace"))
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
 
 
 def _take_foreground(tty: int) -> None:

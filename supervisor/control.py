@@ -169,7 +169,11 @@ def open_terminal(size: object) -> tuple[int, int]:
         and len(size) == 2
         and all(isinstance(n, int) and 0 < n < 0x10000 for n in size)
     ):
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+        try:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+        except OSError:
+            close_all((master, slave))
+            raise
     return master, slave
 
 

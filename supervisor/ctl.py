@@ -508,21 +508,19 @@ def _devnull(stack: contextlib.ExitStack) -> int:
 
 
 class Terminal:
-    """The command's pseudo-terminal (its master) and the caller's, copied both ways."""
+    """The command's pseudo-terminal (its master) and the caller's, copied both ways.
+
+    Keys go to the pty without ever blocking this loop: what the pty cannot
+    take yet waits in `typed`, and the keyboard is not read again until it has
+    gone (so a paste into a command that reads nothing holds, and its output,
+    its exit and the signals still come through).
+    """
 
     def __init__(self, master: int, keyboard: int | None) -> None:
         os.set_blocking(master, False)
         self.master = master
         self.keyboard = keyboard
-
-    def from_keyboard(self) -> bool:
-        """Copy what was typed to the command; False at the keyboard's end."""
-        assert self.keyboard is not None
-        data = os.read(self.keyboard, 4096)
-        if not data:
-            return False
-        _write_all(self.master, data)
-        return True
+        self.typed = bytearray()
 
     def to_screen(self) -> bool:
         """Copy the command's output to stdout; False once nothing holds the pty open."""
@@ -545,20 +543,39 @@ class Terminal:
                 return
 
     def watch(self, selector: selectors.BaseSelector) -> None:
-        """Copy in *selector*'s loop: each key's data is what to do when it is readable."""
-        selector.register(self.master, selectors.EVENT_READ, self._screen_ready)
+        """Copy in *selector*'s loop: each key's data is what to do with its events."""
+        selector.register(self.master, selectors.EVENT_READ, self._master_ready)
         if self.keyboard is not None:
             selector.register(self.keyboard, selectors.EVENT_READ, self._keyboard_ready)
 
-    def _screen_ready(self, selector: selectors.BaseSelector) -> None:
-        if not self.to_screen():
+    def _master_ready(self, selector: selectors.BaseSelector, events: int) -> None:
+        if events & selectors.EVENT_WRITE:
+            self._type(selector)
+        if events & selectors.EVENT_READ and not self.to_screen():
             selector.unregister(self.master)
 
-    def _keyboard_ready(self, selector: selectors.BaseSelector) -> None:
-        if not self.from_keyboard():
-            assert self.keyboard is not None
-            selector.unregister(self.keyboard)
-            _write_all(self.master, b"\x04")  # end of input, as Ctrl-D would say
+    def _keyboard_ready(self, selector: selectors.BaseSelector, events: int) -> None:
+        assert self.keyboard is not None
+        data = os.read(self.keyboard, 4096)
+        selector.unregister(self.keyboard)
+        if not data:  # the keyboard's end: Ctrl-D, end of input, and no more reading
+            self.keyboard = None
+        self.typed += data or b"\x04"
+        self._type(selector)
+
+    def _type(self, selector: selectors.BaseSelector) -> None:
+        """Write what was typed as far as the pty takes it; read keys again once all went."""
+        try:
+            del self.typed[: os.write(self.master, self.typed)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the pty is gone: the exit is on its way
+            self.typed.clear()
+        if self.master in selector.get_map():
+            wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.typed else 0)
+            selector.modify(self.master, wanted, self._master_ready)
+        if not self.typed and self.keyboard is not None:
+            selector.register(self.keyboard, selectors.EVENT_READ, self._keyboard_ready)
 
     def resize(self) -> None:
         source = self.keyboard if self.keyboard is not None else 1
@@ -576,11 +593,11 @@ def _wait_for_exit(client: Client, wakeup: int, command: str, terminal: Terminal
         if terminal is not None:
             terminal.watch(selector)
         while True:
-            for key, _ in selector.select():
+            for key, events in selector.select():
                 if key.fileobj == wakeup:
                     _relay(client, os.read(wakeup, 256), terminal)
                 elif key.fileobj != client.sock:
-                    key.data(selector)  # the terminal's copying
+                    key.data(selector, events)  # the terminal's copying
                 elif (message := client.receive()) is None:
                     print(f"podvisor: the pod stopped before `{command}` ended", file=sys.stderr)
                     return EXIT_LOST

@@ -24,6 +24,7 @@ import collections
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -73,14 +74,23 @@ class _Handlers:
 
     def open(self, inbox: SignalInbox, caught: Iterable[int]) -> None:
         """Raises ValueError outside the main thread, having changed nothing."""
-        for signum in caught:
-            if signum not in self.saved:
-                self.saved[signum] = signal.signal(signum, self.dispatch)
-        for signum in REALTIME:
-            if signum not in self.saved:
-                self.saved[signum] = signal.signal(signum, _noted)
-        if not self.inboxes and sniffio.current_async_library() == "asyncio":
-            self.saved_wakeup = signal.set_wakeup_fd(inbox.write_end, warn_on_full_buffer=False)
+        if threading.current_thread() is not threading.main_thread():
+            raise ValueError("signals are handled in the main thread only")
+        installed: dict[int, Any] = {}
+        try:
+            for signum, handler in [
+                *((n, self.dispatch) for n in caught),
+                *((n, _noted) for n in REALTIME),
+            ]:
+                if signum not in self.saved and signum not in installed:
+                    installed[signum] = signal.signal(signum, handler)
+            if not self.inboxes and sniffio.current_async_library() == "asyncio":
+                wakeup = signal.set_wakeup_fd(inbox.write_end, warn_on_full_buffer=False)
+                self.saved_wakeup = wakeup
+        except BaseException:
+            _restore(installed)
+            raise
+        self.saved.update(installed)
         self.inboxes.append(inbox)
 
     def close(self, inbox: SignalInbox) -> None:
@@ -90,12 +100,11 @@ class _Handlers:
             if was_waking and self.saved_wakeup is not None:
                 signal.set_wakeup_fd(self.inboxes[0].write_end, warn_on_full_buffer=False)
             return
+        _restore(self.saved)  # the handlers first: the wake-up fd is theirs
+        self.saved.clear()
         if self.saved_wakeup is not None:
             signal.set_wakeup_fd(self.saved_wakeup)
             self.saved_wakeup = None
-        for signum, handler in self.saved.items():
-            signal.signal(signum, handler)
-        self.saved.clear()
 
     def dispatch(self, signum: int, frame: object) -> None:
         """The handler: the main thread, between two bytecodes, whatever became of the byte."""
@@ -126,6 +135,12 @@ def receiving_signals(caught: Iterable[int]) -> Iterator[SignalInbox]:
     finally:
         _HANDLERS.close(inbox)
         inbox.close()
+
+
+def _restore(saved: dict[int, Any]) -> None:
+    """Put back handlers as `signal.signal` returned them (None: one set from C, or none)."""
+    for signum, handler in saved.items():
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def _noted(signum: int, frame: object) -> None:

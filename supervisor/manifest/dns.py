@@ -76,11 +76,18 @@ def _options(f: Fields) -> tuple[tuple[str, str | None], ...]:
             continue
         name = option.string("name")
         value = option.string("value")
-        if name is not None and (not name or any(c.isspace() for c in name)):
+        if name is not None and (not name or _has_space(name)):
             option.error("name", f"{name!r} is not a resolver option name (e.g. ndots)")
+        elif value is not None and _has_space(value):
+            option.error("value", f"{value!r}: a resolver option's value has no spaces")
         elif name is not None:
             found.append((name, value))
     return tuple(found)
+
+
+def _has_space(text: str) -> bool:
+    """Whether *text* would break a resolv.conf line (a space, a tab, a newline)."""
+    return any(c.isspace() for c in text)
 
 
 def _address(f: Fields, key: str, text: str | None) -> str | None:

@@ -459,6 +459,7 @@ def _cleanup_stale() -> list[str]:
         for bridge in sorted(records.BRIDGES_DIR.glob("*.json")):
             if _release_bridge(bridge.stem, removed):
                 removed.append(f"bridge {bridge.stem}")
+        records.remove_dead_owner_locks()  # not worth a line of its own in the report
     if failed:
         raise NetworkError("; ".join(failed))
     return removed

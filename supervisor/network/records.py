@@ -12,14 +12,19 @@ with the namespaces and links it describes):
 
 Each record names its owner by pid *and* process start time, so a record
 whose supervisor was SIGKILLed is recognised as stale even after the pid has
-been reused, and by the PID namespace those are numbers in: a podvisor
-running in another PID namespace that shares this /run (a container started
-with `unshare --pid`, say) cannot see the owner's pid, and so never judges
-its records stale.
+been reused, and by the PID namespace those are numbers in. A podvisor in
+another PID namespace that shares this /run (a pod inside a pod, a container
+started with `unshare --pid`) cannot judge that pid: there every owner also
+holds a shared flock(2) on owners/<pidns>-<pid>-<start>.lock for as long as it
+lives, which the kernel drops when it dies, however it dies. An owner is alive
+for another namespace while its lock is held.
+
+    owners/<pidns>-<pid>-<start>.lock   held (shared) by a live owner
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -35,6 +40,7 @@ PODS_DIR = RUN_DIR / "pods"
 BRIDGES_DIR = RUN_DIR / "net" / "bridges"
 IP_FORWARD_BEFORE = RUN_DIR / "net" / "ip_forward.before"
 NETWORK_LOCK = RUN_DIR / "network.lock"
+OWNERS_DIR = RUN_DIR / "owners"
 
 
 @dataclass(frozen=True)
@@ -47,20 +53,27 @@ class Owner:
 
     @classmethod
     def current(cls) -> Owner:
+        """This process, its owner lock held from now until it exits."""
         pid = os.getpid()
         start = _start_time(pid)
         assert start is not None  # we are alive
-        return cls(pid, start, _pid_namespace())
+        owner = cls(pid, start, _pid_namespace())
+        _hold(owner)
+        return owner
 
     def alive(self) -> bool:
-        """Whether the owner still runs, as far as this process can tell.
+        """Whether the owner still runs: by its pid in our PID namespace, else by its lock.
 
-        An owner in another PID namespace counts as alive: its pid means
-        nothing here, and what cannot be shown dead is not taken from it.
+        An owner of another namespace whose lock file cannot be read counts
+        as alive: what cannot be shown dead is not taken from it.
         """
         if self.pidns is not None and self.pidns != _pid_namespace():
-            return True
+            return _lock_held(self.lock_path)
         return _start_time(self.pid) == self.start
+
+    @property
+    def lock_path(self) -> Path:
+        return OWNERS_DIR / f"{self.pidns}-{self.pid}-{self.start}.lock"
 
     def to_json(self) -> dict[str, int | None]:
         return {"pid": self.pid, "start": self.start, "pidns": self.pidns}
@@ -70,6 +83,60 @@ class Owner:
         pid, start = int(data["pid"]), int(data["start"])  # TypeError, KeyError: not a record
         pidns = data.get("pidns")
         return cls(pid, start, int(pidns) if pidns else None)
+
+
+#: This process's owner lock: (its pid, the open lock file), held until exit.
+_held: tuple[int, int] | None = None
+
+
+def _hold(owner: Owner) -> None:
+    """Take *owner*'s lock, once per process (a forked child takes its own)."""
+    global _held
+    if _held is not None and _held[0] == owner.pid:
+        return
+    try:
+        OWNERS_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(owner.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # unwritable /run: nothing is recorded there either
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _held = (owner.pid, fd)
+    atexit.register(_release, owner.lock_path, fd)
+
+
+def _release(path: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether a live process holds the lock at *path*; a dead owner's file is removed."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True
+    else:
+        path.unlink(missing_ok=True)
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_dead_owner_locks() -> int:
+    """Remove the lock files of owners that died without removing theirs; how many."""
+    if not OWNERS_DIR.is_dir():
+        return 0
+    return sum(not _lock_held(path) for path in OWNERS_DIR.glob("*.lock"))
 
 
 def _pid_namespace() -> int | None:

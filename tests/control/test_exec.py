@@ -152,6 +152,31 @@ async def test_exec_with_a_terminal(run_dir: Path) -> None:
             assert termios.tcgetattr(terminal) == settings  # put back as it was
 
 
+async def test_a_paste_the_command_never_reads_holds_up_nothing(run_dir: Path) -> None:
+    """Keys the pty cannot take wait in the client: the output and the exit still come."""
+    async with control_pod(serving_pod("ctl-paste"), run_dir) as pod:
+        await pod.serving()
+        script = "sleep 1; echo done-$((40+2)); exit 4"
+        argv = ["setsid", "--ctty", *ctl_argv("exec", "-it", "ctl-paste", "--", "sh", "-c", script)]
+        with caller_terminal(24, 80) as (master, terminal):
+            async with child(
+                argv, stdin=terminal, stdout=terminal, stderr=terminal, env=ctl_env(run_dir)
+            ) as client:
+                screen = Screen(master)
+                pasted = 0
+                with anyio.move_on_after(0.5):  # as much as the terminals take: far over 4 KiB
+                    while pasted < 256 * 1024:
+                        try:
+                            pasted += os.write(master, b"x" * 4096)
+                        except BlockingIOError:
+                            await anyio.sleep(0.01)
+                assert pasted > 8192
+                await screen.expect("done-42")
+                with anyio.fail_after(WAIT):
+                    code = await client.wait()
+                assert code == 4, screen.text
+
+
 async def test_a_shell_through_exec_it_has_job_control(run_dir: Path) -> None:
     """Ctrl-C stops the program the shell runs, not the shell: a terminal's foreground."""
     async with control_pod(serving_pod("ctl-sh"), run_dir) as pod:

@@ -77,6 +77,10 @@ def test_the_defaults_ask_for_nothing() -> None:
         ("dnsConfig: {nameservers: [localhost]}", "'localhost' is not an IPv4 or IPv6 address"),
         ("dnsConfig: {searches: ['-bad']}", "'-bad' is not a valid host name"),
         ("dnsConfig: {options: [{value: '1'}]}", "spec.dnsConfig.options[0].name: required"),
+        (
+            'dnsConfig: {options: [{name: ndots, value: "1\\nnameserver 6.6.6.6"}]}',
+            "spec.dnsConfig.options[0].value: '1\\nnameserver 6.6.6.6': a resolver option's",
+        ),
         ("dnsConfig: {nameserver: [1.1.1.1]}", "did you mean 'nameservers'?"),
     ],
 )

@@ -165,30 +165,58 @@ def test_a_stale_allocation_is_reclaimed_and_release_needs_the_owner(tmp_path: P
     assert not pool.dir.exists()
 
 
-def test_an_owner_in_another_pid_namespace_is_never_judged_dead(tmp_path: Path) -> None:
-    """A podvisor in a child PID namespace sharing /run must leave the host's records be."""
+def test_an_owner_in_another_pid_namespace_is_judged_by_its_lock(tmp_path: Path) -> None:
+    """Its pid means nothing here; the flock it holds while it lives does."""
     here = Owner.current()
     assert here.pidns == os.stat("/proc/self/ns/pid").st_ino
-    elsewhere = Owner(2**22 + 1, 1, pidns=here.pidns + 1)  # its pid means nothing here
-    assert elsewhere.alive()
-    assert not Owner(2**22 + 1, 1, pidns=here.pidns).alive()
-    assert Owner.from_json(elsewhere.to_json()) == elsewhere
+    assert Owner.from_json(here.to_json()) == here
     assert Owner.from_json({"pid": 5, "start": 7}) == Owner(5, 7)  # a record of before
-    # Seen from a child PID namespace (its own /proc), this process's record is kept.
+    assert not Owner(2**22 + 1, 1, pidns=here.pidns).alive()
+    # An owner of another namespace that never took a lock (or whose file is gone): dead.
+    assert not Owner(2**22 + 1, 1, pidns=here.pidns + 1).alive()
+    # A podvisor in a child PID namespace (its own /proc) sees this process by its lock,
+    # and a dead one's lock no more once it has died.
     record = tmp_path / "owner.json"
-    record.write_text(json.dumps(here.to_json()))
     judge = (
         "import json, sys; from podvisor.supervisor.network.records import Owner; "
         "print(Owner.from_json(json.load(open(sys.argv[1]))).alive())"
     )
-    seen = subprocess.run(
-        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", judge, str(record)],
-        capture_output=True,
+    in_a_child_namespace = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable]
+
+    def judged(owner: Owner) -> str:
+        record.write_text(json.dumps(owner.to_json()))
+        seen = subprocess.run(
+            [*in_a_child_namespace, "-c", judge, str(record)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return seen.stdout.strip()
+
+    assert judged(here) == "True"
+    take = "from podvisor.supervisor.network.records import Owner; import json; "
+    take += "print(json.dumps(Owner.current().to_json()))"
+    gone = subprocess.run([sys.executable, "-c", take], capture_output=True, text=True, check=True)
+    dead = Owner.from_json(json.loads(gone.stdout))
+    assert not dead.lock_path.exists()  # it removed its lock as it exited
+    assert judged(dead) == "False"
+    # SIGKILLed, it removes nothing: the kernel drops its lock all the same.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", take + "; import time; time.sleep(600)"],
+        stdout=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=True,
     )
-    assert seen.stdout.strip() == "True", seen.stderr
+    try:
+        assert holder.stdout is not None
+        killed = Owner.from_json(json.loads(holder.stdout.readline()))
+        assert judged(killed) == "True"
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert killed.lock_path.exists()
+    assert judged(killed) == "False"
+    assert not killed.lock_path.exists()  # the judge removed the dead owner's file
 
 
 def test_a_full_pool_is_a_clear_error(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +53,24 @@ async def test_each_container_sees_its_own_pid_namespace_by_default() -> None:
     # The container's init is PID 1 of its own namespace, so the shell is 2.
     assert pid_line == "2"
     assert "podvisor-init" in comms.split()
+
+
+async def test_containers_inherit_no_descriptor_of_the_pods_init() -> None:
+    # Only stdin, stdout and stderr (and the listing's own descriptor): never the
+    # init's channel to the supervisor, which would let a container speak for it.
+    script = "import os; print(*sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"
+    result = await run_pod(f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: fds}}
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: main
+              command: [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}]
+    """)
+    assert result.status == 0, result.stderr
+    assert result.lines("main") == ["0 1 2 3"]
 
 
 async def test_hostname_is_the_pod_name_or_spec_hostname() -> None:

@@ -65,3 +65,18 @@ async def test_inboxes_closed_in_any_order_put_everything_back() -> None:
     second.__exit__(None, None, None)
     assert {n: signal.getsignal(n) for n in before} == before
     assert signal.set_wakeup_fd(wakeup_before) == wakeup_before
+
+
+async def test_an_inbox_opened_outside_the_main_thread_changes_nothing() -> None:
+    before = {n: signal.getsignal(n) for n in CAUGHT}
+
+    def in_a_worker() -> None:
+        with receiving_signals(CAUGHT) as idle:
+            assert not idle.pending
+
+    with receiving_signals(CAUGHT) as inbox:
+        await anyio.to_thread.run_sync(in_a_worker)
+        os.kill(os.getpid(), signal.SIGUSR1)  # still received here
+        with anyio.fail_after(30):
+            assert await inbox.receive() == signal.SIGUSR1
+    assert {n: signal.getsignal(n) for n in CAUGHT} == before
