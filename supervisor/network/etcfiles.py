@@ -140,6 +140,12 @@ def apply_dns_config(text: str, policy: DnsPolicy, config: DnsConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def nameservers_left_out(text: str, policy: DnsPolicy, config: DnsConfig) -> list[str]:
+    """The nameservers `apply_dns_config` leaves out of *text* + *config* (only 3 fit)."""
+    host = [] if policy is DnsPolicy.NONE else _nameservers(text)
+    return list(dict.fromkeys([*host, *config.nameservers]))[3:]
+
+
 def without_nameservers(text: str, dropped: Sequence[str]) -> str:
     """*text* less the nameserver lines of *dropped*."""
 

@@ -309,6 +309,13 @@ def _etc_files(
                 f"{etcfiles.RESOLVED_UPSTREAMS}: names will not resolve inside the pod; "
                 "set spec.dnsConfig.nameservers"
             )
+    left_out = etcfiles.nameservers_left_out(resolv_text, req.dns_policy, req.dns_config)
+    if left_out:
+        warnings.append(
+            "network: resolv.conf holds 3 nameservers, the host's first: "
+            f"{', '.join(left_out)} of spec.dnsConfig.nameservers left out "
+            "(dnsPolicy: None gives dnsConfig's alone)"
+        )
     files = {
         "/etc/hostname": etcfiles.render_hostname(req.hostname),
         "/etc/hosts": hosts,

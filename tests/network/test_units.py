@@ -16,6 +16,7 @@ from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
 from podvisor.supervisor.network import NetworkMode, NetworkRequest, pod
 from podvisor.supervisor.network.etcfiles import (
     apply_dns_config,
+    nameservers_left_out,
     render_host_mode_hosts,
     render_hosts,
     render_resolv_conf,
@@ -91,6 +92,8 @@ def test_dns_config_is_merged_into_the_hosts_resolv_conf() -> None:
     assert apply_dns_config(host, DnsPolicy.DEFAULT, DnsConfig()) == host
     many = DnsConfig(nameservers=("1.1.1.1", "1.0.0.1", "8.8.8.8"))
     assert apply_dns_config(host, DnsPolicy.DEFAULT, many).count("nameserver") == 3
+    assert nameservers_left_out(host, DnsPolicy.DEFAULT, many) == ["8.8.8.8"]  # said at start
+    assert nameservers_left_out(host, DnsPolicy.NONE, many) == []
 
 
 def test_dns_policy_none_is_dns_config_alone() -> None:
