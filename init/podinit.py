@@ -457,17 +457,18 @@ def _container_init(argv: list[str], env: dict[str, str]) -> int:
     Python ignores SIGPIPE and SIGXFSZ at its start; so does this, and the
     command gets both back at their defaults, as it would.
     """
-    from podvisor.init import tini
+    from podvisor.init import entry, tini
 
     # This process holds a copy of the pod init's memory (earlier requests,
     # other containers' environments): no core dumps, no /proc/PID/mem for
     # the container's processes. The command gets its own state back at exec.
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+    args = ["--pid-ns", "--", *argv]
     with contextlib.suppress(OSError, IndexError, ValueError):  # cosmetic: what ps shows
-        syscalls.set_command_line(["podvisor-init", "--pid-ns", "--", *argv])
+        syscalls.set_command_line([entry.PROCESS_NAME, *args])
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    return tini.main(["--pid-ns", "--", *argv], prog="podvisor-init", environ=env)
+    return tini.main(args, prog=entry.PROCESS_NAME, environ=env)
 
 
 def _child_setup(request: protocol.Message, extra: dict[int, int]) -> Callable[[], None]:

@@ -29,8 +29,8 @@ CLONE_NEWPID: Final = 0x20000000
 CLONE_NEWNET: Final = 0x40000000
 
 PR_SET_PDEATHSIG: Final = 1
-PR_SET_DUMPABLE: Final = 4
 PR_GET_PDEATHSIG: Final = 2
+PR_SET_DUMPABLE: Final = 4
 PR_SET_NAME: Final = 15
 PR_SET_CHILD_SUBREAPER: Final = 36
 PR_GET_CHILD_SUBREAPER: Final = 37
@@ -130,9 +130,6 @@ def set_process_name(name: str) -> None:
     _check(libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0), "prctl")
 
 
-# --- Namespaces --------------------------------------------------------------
-
-
 def set_command_line(args: list[str]) -> None:
     """Rewrite what /proc/self/cmdline (and so `ps`) shows, within the space the original had.
 
@@ -149,6 +146,9 @@ def set_command_line(args: list[str]) -> None:
     text = "\0".join(args).encode(errors="replace")[: end - start - 1]
     ctypes.memmove(start, text, len(text))
     ctypes.memset(start + len(text), 0, end - start - len(text))
+
+
+# --- Namespaces --------------------------------------------------------------
 
 
 def unshare(flags: int) -> None:

@@ -458,8 +458,7 @@ class ControlServer:
                 fds = []
                 master, slave = open_terminal(message.get("size"))
                 fds = [slave]
-                fds += [os.dup(slave), os.dup(slave)]
-            pid, reply = await self._spawn(message, fds)
+            pid, reply = await self._spawn(message, fds * 3 if master is not None else fds)
             close_all(fds)
             fds = []
             if pid is None:

@@ -461,10 +461,11 @@ def exec_command(args: argparse.Namespace) -> int:
     if not argv:
         print("podvisor exec: no command given: podvisor exec POD -- COMMAND", file=sys.stderr)
         return EXIT_CONFIG
-    facing = "stdin" if args.stdin else "stdout"  # the terminal -t is about
-    tty = args.tty and os.isatty(0 if args.stdin else 1)
+    facing = 0 if args.stdin else 1  # the caller's terminal, as far as -t is concerned
+    tty = args.tty and os.isatty(facing)
     if args.tty and not tty:
-        said = f"podvisor exec: -t: {facing} is not a terminal; running without one"
+        stream = "stdin" if args.stdin else "stdout"
+        said = f"podvisor exec: -t: {stream} is not a terminal; running without one"
         print(said, file=sys.stderr)
     env = {"TERM": os.environ.get("TERM") or "xterm"} if tty else {}
     request: Message = {
@@ -475,7 +476,7 @@ def exec_command(args: argparse.Namespace) -> int:
         "tty": tty,
     }
     if tty:
-        request["size"] = list(_window_size(0 if args.stdin else 1))
+        request["size"] = list(_window_size(facing))
     with contextlib.ExitStack() as stack:
         stdin = 0 if args.stdin else _devnull(stack)
         if tty and args.stdin:

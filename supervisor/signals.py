@@ -122,18 +122,15 @@ def receiving_signals(caught: Iterable[int]) -> Iterator[SignalInbox]:
     Outside the main thread signals are not ours to handle: the inbox stays empty.
     """
     inbox = SignalInbox()
+    opened = False
     try:
-        _HANDLERS.open(inbox, caught)
-    except ValueError:  # not the main thread
-        try:
-            yield inbox
-        finally:
-            inbox.close()
-        return
-    try:
+        with contextlib.suppress(ValueError):  # not the main thread
+            _HANDLERS.open(inbox, caught)
+            opened = True
         yield inbox
     finally:
-        _HANDLERS.close(inbox)
+        if opened:
+            _HANDLERS.close(inbox)
         inbox.close()
 
 

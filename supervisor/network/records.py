@@ -121,9 +121,7 @@ def _lock_held(path: Path) -> bool:
         return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
+    except OSError:  # EWOULDBLOCK: its owner holds it
         return True
     else:
         path.unlink(missing_ok=True)
