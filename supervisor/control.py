@@ -270,6 +270,10 @@ class ControlServer:
                 conn = Connection(sock)
                 try:
                     await self._serve_request(conn)
+                except anyio.get_cancelled_exc_class():  # the pod has finished: say so
+                    error = f"pod {self.host.pod.name!r} stopped before answering"
+                    conn.send_nowait({"ok": False, "error": error})
+                    raise
                 except Exception as exc:  # a failure costs its request, never the pod
                     self._answer_failure(conn, exc)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 
 from podvisor.supervisor import lifecycle as lc
+from podvisor.supervisor.control_protocol import Client
+from podvisor.supervisor.errors import ControlError
 from tests.control.conftest import control_pod, serving_pod
 
 pytestmark = [pytest.mark.anyio, pytest.mark.needs_root]
@@ -136,3 +139,16 @@ async def test_restart_even_with_restart_policy_never(run_dir: Path) -> None:
         assert (end["exit_code"], end["message"]) == (0, "restart requested")
         not_now = await pod.ctl("restart", "ctl-restart", "nobody")
         assert not_now.returncode == 1
+
+
+async def test_a_request_in_hand_when_the_pod_stops_is_answered(run_dir: Path) -> None:
+    """Not a connection closed without a word: the client is told the pod stopped."""
+    async with control_pod(serving_pod("ctl-late"), run_dir) as pod:
+        await pod.serving()
+        assert pod.socket is not None
+        with Client("ctl-late", pod.socket, timeout=None) as client:
+            client.send({"op": "status"})  # takes CPU_SAMPLE_SECONDS to answer
+            pod.runner.post(lc.StopRequested())
+            await pod.finished()
+            with pytest.raises(ControlError, match="pod 'ctl-late' stopped before answering"):
+                await anyio.to_thread.run_sync(client.reply)

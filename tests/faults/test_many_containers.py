@@ -105,7 +105,8 @@ class Poller:
             try:
                 self.ask()
             except Exception as exc:  # every failure is counted, none may happen
-                gone = ("Connection refused", "no pod named")  # the pod ended: no one to ask
+                # The pod ended: no one to ask, or it stopped with the request in hand.
+                gone = ("Connection refused", "no pod named", "stopped before answering")
                 if not (self.stopping.is_set() and any(g in repr(exc) for g in gone)):
                     self.failures.append(repr(exc))
             self.slowest = max(self.slowest, time.monotonic() - began)
