@@ -2,10 +2,12 @@
 
 How this works
 --------------
-The supervisor starts ``podvisor-init --channel FD ...`` as its child (the
-*outer* process). The outer process joins the pod's cgroup, enters the pod's
-network namespace when one was made for it, unshares the rest (pid, mnt, uts,
-ipc) and forks: the child is PID 1 of the new PID namespace (the *inner*
+The supervisor starts ``podvisor-init --channel FD`` as its child (the
+*outer* process) early, while it still imports its own modules, so the
+interpreter's start-up costs the pod nothing; the process waits for its plan,
+the channel's first message. Then it joins the pod's cgroup, enters the
+pod's network namespace when one was made for it, unshares the rest (pid,
+mnt, uts, ipc) and forks: the child is PID 1 of the new PID namespace (the *inner*
 process, the init proper). The outer process only waits for it and exits with
 its status, so the supervisor has one child to watch. A process cannot move
 itself into a new PID namespace; only its children are born there, hence the
@@ -20,7 +22,7 @@ supervisor died) it stops the pod by itself: TERM to everything, KILL after
 the grace period, then it exits, and the kernel ends what is left in the
 namespace.
 
-Degraded mode (``--no-namespaces``): when namespaces cannot be made, the init
+Degraded mode (a plan with no namespaces): when namespaces cannot be made, the init
 runs in the current ones as a child subreaper and signals only the process
 trees it spawned, never ``kill(-1)``.
 """
@@ -69,52 +71,79 @@ class Options:
     grace: float = 30.0
 
 
-_OPTIONS = {"channel", "unshare", "netns", "hostname", "bind", "cgroup-procs", "grace"}
-
 USAGE = """\
-usage: podvisor-init --channel FD [--unshare user,pid,mnt,uts,ipc] [--netns PATH]
-                     [--hostname NAME] [--bind SRC:DST]... [--cgroup-procs FILE]...
-                     [--grace SECONDS]
+usage: podvisor-init --channel FD
 
-The pod's init, started by `podvisor run`; not meant to be started by hand.
+The pod's init, started by `podvisor run`, which sends it the pod's plan over
+the channel FD; not meant to be started by hand.
 """
 
 
-def parse(argv: list[str]) -> Options:
-    """Parse the supervisor's arguments; they are machine-made, so errors are terse."""
-    values: dict[str, list[str]] = {}
-    it = iter(argv)
-    for arg in it:
-        if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r}")
-        value = next(it, None)
-        if value is None:
-            raise ValueError(f"{arg} needs a value")
-        values.setdefault(arg[2:], []).append(value)
-    unknown = set(values) - {
-        "channel",
-        "unshare",
-        "netns",
-        "hostname",
-        "bind",
-        "cgroup-procs",
-        "grace",
-    }
-    if unknown:
-        raise ValueError(f"unknown option --{sorted(unknown)[0]}")
-    kinds = tuple(k for v in values.get("unshare", []) for k in v.split(",") if k)
-    if set(kinds) - set(_NAMESPACES):
-        raise ValueError(f"--unshare takes {','.join(_NAMESPACES)}")
-    binds = tuple(tuple(b.split(":", 1)) for b in values.get("bind", []))
+def parse(argv: list[str]) -> int:
+    """The channel's descriptor from ``--channel FD``; machine-made, so errors are terse."""
+    match argv:
+        case ["--channel", fd] if fd.isdigit():
+            return int(fd)
+        case [arg] if arg.startswith("--channel=") and arg[10:].isdigit():
+            return int(arg[10:])
+    raise ValueError(f"expected --channel FD, got {' '.join(argv)!r}")
+
+
+def plan_options(channel: int, message: protocol.Message) -> Options:
+    """The plan message (see `protocol`) as Options; ValueError or TypeError when malformed."""
+    if message.get("op") != "plan":
+        raise ValueError(f"expected the plan first, got {message!r:.200}")
+    unshare = _strings(message, "unshare")
+    if set(unshare) - set(_NAMESPACES):
+        raise ValueError(f"unshare takes {','.join(_NAMESPACES)}, got {unshare}")
+    binds = []
+    for bind in message.get("binds", []):
+        match bind:
+            case [str(source), str(target)]:
+                binds.append((source, target))
+            case _:
+                raise TypeError(f"a bind is [source, target], got {bind!r}")
+    netns, hostname, grace = message.get("netns"), message.get("hostname"), message.get("grace")
+    if not isinstance(netns, str | None) or not isinstance(hostname, str | None):
+        raise TypeError("netns and hostname are strings")
+    if not isinstance(grace, int | float) or isinstance(grace, bool):
+        raise TypeError(f"grace is a number of seconds, got {grace!r}")
     return Options(
-        channel=int(values["channel"][-1]),
-        unshare=kinds,
-        netns=values.get("netns", [None])[-1],
-        hostname=values.get("hostname", [None])[-1],
-        binds=binds,  # type: ignore[arg-type]
-        cgroup_procs=tuple(values.get("cgroup-procs", [])),
-        grace=float(values.get("grace", ["30"])[-1]),
+        channel=channel,
+        unshare=unshare,
+        netns=netns,
+        hostname=hostname,
+        binds=tuple(binds),
+        cgroup_procs=_strings(message, "cgroup_procs"),
+        grace=float(grace),
     )
+
+
+def _strings(message: protocol.Message, key: str) -> tuple[str, ...]:
+    values = message.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise TypeError(f"{key} is a list of strings, got {values!r}")
+    return tuple(values)
+
+
+def receive_plan(channel: int) -> Options | None:
+    """Wait for the supervisor's plan; None when it closes the channel without one.
+
+    The supervisor starts this process early, while it still imports its own
+    modules, and sends the plan once it has made the pod's cgroups and
+    network: the interpreter's start-up is off the pod's critical path.
+    """
+    sock = socket.socket(fileno=channel)
+    try:
+        received = protocol.receive(sock)
+    finally:
+        sock.detach()
+    if received is None:
+        return None
+    message, fds = received
+    for fd in fds:
+        os.close(fd)
+    return plan_options(channel, message)
 
 
 # =============================================================================
@@ -123,20 +152,31 @@ def parse(argv: list[str]) -> Options:
 
 
 def serve(argv: list[str]) -> int:
-    """Entry point of ``podvisor-init --channel FD ...``."""
+    """Entry point of ``podvisor-init --channel FD``."""
     try:
-        options = parse(argv)
-    except (ValueError, KeyError) as exc:
+        channel = parse(argv)
+    except ValueError as exc:
         sys.stderr.write(f"podvisor-init: {exc}\n{USAGE}")
         return 2
     # The channel came inheritable (pass_fds); nothing the pod runs may hold it,
     # or a container could read spawn requests, take their descriptors and
     # send the supervisor events of its own.
-    os.set_inheritable(options.channel, False)
-    # No parent-death signal here: the kernel sends it when the *thread* that
-    # forked us exits, and trio starts processes from worker threads that
-    # retire when idle. The inner init learns of the supervisor's death from
-    # the channel's end-of-file; this process then follows it out.
+    os.set_inheritable(channel, False)
+    try:
+        plan = receive_plan(channel)
+    except (OSError, protocol.ProtocolError, ValueError, TypeError) as exc:
+        sys.stderr.write(f"podvisor-init: no usable plan from the supervisor: {exc}\n")
+        return 2
+    if plan is None:  # the supervisor ended (a config error, say) before it had a pod
+        return 0
+    return _set_up(plan)
+
+
+def _set_up(options: Options) -> int:
+    """Join the pod's cgroups and network, unshare the rest, fork PID 1 when asked."""
+    # No parent-death signal here: the inner init learns of the supervisor's
+    # death from the channel's end-of-file, ends the pod in its grace period,
+    # and this process follows it out.
     for procs in options.cgroup_procs:
         Path(procs).write_text("0")
     if options.netns:

@@ -3,7 +3,8 @@
 How this works
 --------------
 The supervisor makes a ``SOCK_SEQPACKET`` socketpair before it starts the
-init and hands one end to it (``podvisor-init --channel FD``). SEQPACKET keeps
+init and hands one end to it (``podvisor-init --channel FD``); its first
+message is the plan, which the init waits for. SEQPACKET keeps
 message boundaries, so one ``sendmsg`` is one message: a UTF-8 JSON object,
 with file descriptors (stdio pipes, a client's terminal, a connected socket)
 riding along as ``SCM_RIGHTS`` ancillary data. Nothing is ever split or
@@ -15,6 +16,14 @@ init to the supervisor, and carry an ``"ev"``. Every request that names an
 
 Requests::
 
+    {"op": "plan", "unshare": ["mnt", "uts", "pid", "ipc"], "netns": "/run/netns/..." | null,
+     "hostname": "web" | null, "binds": [["/run/podvisor/.../hosts", "/etc/hosts"]],
+     "cgroup_procs": ["/sys/fs/cgroup/.../cgroup.procs"], "grace": 30.0}
+        The first message, and only the first. The init writes itself into
+        each of ``cgroup_procs``, joins ``netns``, unshares the rest (with
+        ``pid``, PID 1 is a child it forks), mounts /proc, sets the hostname
+        and makes the bind mounts, then says ``ready`` (or ``init_failed``).
+        End-of-file instead of a plan ends the init quietly, status 0.
     {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": "/" | null,
      "uid": 0 | null, "gid": 0 | null, "cgroups": ["/sys/fs/cgroup/.../cgroup.procs"],
      "pidns": false, "extra_fds": [5], "tty": false}

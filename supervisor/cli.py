@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from podvisor.supervisor import ctl
-from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError, PodvisorError
+from podvisor.supervisor.errors import EXIT_CONFIG, EXIT_PODVISOR, ConfigError, PodvisorError
 
 BACKENDS = ("trio", "asyncio")
 
@@ -80,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from podvisor.supervisor import manifest
-    from podvisor.supervisor.runner import RunOptions, run_pod
 
     try:
         loaded = manifest.load(args.manifest)
@@ -92,9 +91,23 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"podvisor: cannot read {args.manifest}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
-    options = RunOptions(log_format=args.log_format, metrics_address=args.metrics_address)
+    from podvisor.supervisor.sandbox import WaitingInit
+
     try:
-        return run_pod(loaded, options, backend=args.backend)
-    except PodvisorError as exc:
-        print(f"podvisor: {exc}", file=sys.stderr)
-        return exc.exit_status
+        init = WaitingInit()
+    except OSError as exc:
+        print(f"podvisor: cannot start the pod's init: {exc}", file=sys.stderr)
+        return EXIT_PODVISOR
+    # Started before the runner is imported: the init's interpreter starts
+    # beside those imports, not after them.
+    with init:
+        from podvisor.supervisor.runner import RunOptions, run_pod
+
+        options = RunOptions(
+            log_format=args.log_format, metrics_address=args.metrics_address, init=init
+        )
+        try:
+            return run_pod(loaded, options, backend=args.backend)
+        except PodvisorError as exc:
+            print(f"podvisor: {exc}", file=sys.stderr)
+            return exc.exit_status

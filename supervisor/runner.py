@@ -63,7 +63,13 @@ from podvisor.supervisor.network import (
     create_network,
     publish_ports,
 )
-from podvisor.supervisor.sandbox import Sandbox, plan_namespaces, start_init, without_namespaces
+from podvisor.supervisor.sandbox import (
+    Sandbox,
+    WaitingInit,
+    plan_namespaces,
+    start_init,
+    without_namespaces,
+)
 from podvisor.supervisor.signals import receiving_signals
 
 # =============================================================================
@@ -82,6 +88,9 @@ class RunOptions:
     stderr: TextIO | None = None
     #: Called with the runner once the pod's init serves (tests, the control API).
     on_ready: Callable[[PodRunner], None] | None = None
+    #: The pod's init, started ahead of its plan (`podvisor run` starts it
+    #: before it imports this module); None: one is started when needed.
+    init: WaitingInit | None = None
 
 
 def lifecycle_plan(pod: Pod) -> lc.PodPlan:
@@ -280,7 +289,7 @@ class PodRunner:
             grace=float(pod.spec.termination_grace_period_seconds),
         )
         try:
-            self.sandbox = await start_init(plan)
+            self.sandbox = await start_init(plan, self.options.init)
         except NamespaceError as exc:
             if "user" not in plan.unshare:
                 raise

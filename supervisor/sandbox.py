@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-import anyio.abc
 
 from podvisor.init import protocol
 from podvisor.supervisor.channel import InitChannel
@@ -123,11 +123,107 @@ def plan_namespaces(
     )
 
 
+class InitProcess:
+    """The init's process: started without an event loop (none may run yet).
+
+    Awaited through a pidfd, which is readable once the process has exited;
+    where the kernel has none (before Linux 5.3), a worker thread waits.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        try:
+            self._pidfd = os.pidfd_open(popen.pid)
+        except OSError:
+            self._pidfd = -1
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    async def wait(self) -> int:
+        if self._pidfd < 0:
+            return await anyio.to_thread.run_sync(self._popen.wait, abandon_on_cancel=True)
+        while (code := self._popen.poll()) is None:
+            await anyio.wait_readable(self._pidfd)
+        return code
+
+    def kill(self) -> None:
+        self._popen.kill()  # nothing once it is reaped: the pid may be another's
+
+    def wait_blocking(self, timeout: float) -> None:
+        """Wait for the exit without an event loop; kill it after *timeout* seconds."""
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self._popen.wait()
+        self.close()
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class WaitingInit:
+    """The init, started ahead of its plan, and the supervisor's end of its channel.
+
+    `podvisor run` starts it as soon as the manifest is read, so the
+    interpreter's start-up runs beside the supervisor's imports and set-up
+    rather than after them; `start_init` sends it the plan. Use it as a
+    context manager: on the way out an init that got no plan is sent off
+    (end-of-file: it exits, status 0) and waited for.
+    """
+
+    def __init__(self) -> None:
+        ours, theirs = protocol.socketpair()
+        try:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "podvisor.init", "--channel", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                # Its own session: a terminal's Ctrl-C reaches the supervisor
+                # alone, which stops the pod in order.
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.process = InitProcess(popen)
+        self._channel: socket.socket | None = ours
+
+    def take_channel(self) -> socket.socket:
+        """The channel, for the one `start_init` that sends the plan; ValueError after."""
+        channel, self._channel = self._channel, None
+        if channel is None:
+            raise ValueError("this init already has its plan")
+        return channel
+
+    @property
+    def taken(self) -> bool:
+        return self._channel is None
+
+    def __enter__(self) -> WaitingInit:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+            self.process.wait_blocking(timeout=10)
+
+
 @dataclass
 class Sandbox:
     """The running init: its process (the supervisor's only child) and its channel."""
 
-    process: anyio.abc.Process
+    process: InitProcess
     channel: InitChannel
     plan: SandboxPlan
     host_pid: int = 0  # the init proper, as this machine's /proc sees it
@@ -138,20 +234,17 @@ class Sandbox:
         return self.host_pid or self.process.pid
 
 
-def init_argv(plan: SandboxPlan, channel_fd: int) -> list[str]:
-    argv = [sys.executable, "-m", "podvisor.init", "--channel", str(channel_fd)]
-    argv += ["--grace", str(plan.grace)]
-    if plan.unshare:
-        argv += ["--unshare", ",".join(plan.unshare)]
-    if plan.netns:
-        argv += ["--netns", plan.netns]
-    if plan.hostname:
-        argv += ["--hostname", plan.hostname]
-    for source, target in plan.binds:
-        argv += ["--bind", f"{source}:{target}"]
-    for procs in plan.cgroup_procs:
-        argv += ["--cgroup-procs", procs]
-    return argv
+def plan_message(plan: SandboxPlan) -> protocol.Message:
+    """The init's first message: what it sets up (see `podvisor.init.protocol`)."""
+    return {
+        "op": "plan",
+        "unshare": list(plan.unshare),
+        "netns": plan.netns,
+        "hostname": plan.hostname,
+        "binds": [list(bind) for bind in plan.binds],
+        "cgroup_procs": list(plan.cgroup_procs),
+        "grace": plan.grace,
+    }
 
 
 def without_namespaces(plan: SandboxPlan, why: str, *, own_name_files: bool = False) -> SandboxPlan:
@@ -177,24 +270,20 @@ def without_namespaces(plan: SandboxPlan, why: str, *, own_name_files: bool = Fa
     )
 
 
-async def start_init(plan: SandboxPlan) -> Sandbox:
-    """Start the init and wait until it serves; raise `NamespaceError` if it cannot."""
-    ours, theirs = protocol.socketpair()
+async def start_init(plan: SandboxPlan, waiting: WaitingInit | None = None) -> Sandbox:
+    """Give an init its plan and wait until it serves; raise `NamespaceError` if it cannot.
+
+    *waiting*: an init started ahead (`WaitingInit`) and not yet given a
+    plan; without one (or once it has had its plan), a new one is started.
+    """
+    if waiting is None or waiting.taken:
+        waiting = WaitingInit()
+    process, channel = waiting.process, waiting.take_channel()
+    sandbox = Sandbox(process, InitChannel(channel), plan)
     try:
-        process = await anyio.open_process(
-            init_argv(plan, theirs.fileno()),
-            stdin=None,
-            stdout=None,
-            stderr=None,
-            pass_fds=(theirs.fileno(),),
-            # Its own session: a terminal's Ctrl-C reaches the supervisor
-            # alone, which stops the pod in order.
-            start_new_session=True,
-        )
-    finally:
-        theirs.close()
-    sandbox = Sandbox(process, InitChannel(ours), plan)
-    try:
+        # An init that is already gone is reported by _await_ready, with its status.
+        with contextlib.suppress(InitDiedError):
+            await sandbox.channel.send(plan_message(plan))
         await _await_ready(sandbox)
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
@@ -202,6 +291,7 @@ async def start_init(plan: SandboxPlan) -> Sandbox:
         with anyio.CancelScope(shield=True):
             await process.wait()
         sandbox.channel.close()
+        process.close()
         raise
     return sandbox
 

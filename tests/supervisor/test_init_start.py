@@ -1,0 +1,148 @@
+"""The pod's init starts ahead of its plan, waits for it on the channel, and leaves cleanly."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from podvisor.init import protocol
+from podvisor.supervisor import cli, sandbox
+from podvisor.supervisor.sandbox import WaitingInit, plan_namespaces, start_init
+from tests.supervisor.conftest import pod_yaml
+
+WAIT = 30
+
+
+def _status(waiting: WaitingInit) -> int | None:
+    return waiting.process.returncode
+
+
+def _ended(waiting: WaitingInit) -> int:
+    waiting.process.wait_blocking(timeout=WAIT)
+    code = waiting.process.returncode
+    assert code is not None
+    return code
+
+
+def test_an_init_sent_no_plan_exits_quietly(capfd: pytest.CaptureFixture[str]) -> None:
+    with WaitingInit() as waiting:
+        assert _status(waiting) is None  # it waits for its plan
+    assert _status(waiting) == 0
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ({"op": "spawn", "argv": ["true"]}, "expected the plan first"),
+        ({"op": "plan", "unshare": ["net"], "grace": 1}, "unshare takes user,pid,mnt,uts,ipc"),
+        ({"op": "plan", "binds": [["/only-a-source"]], "grace": 1}, "a bind is [source, target]"),
+        ({"op": "plan", "grace": "soon"}, "grace is a number of seconds"),
+    ],
+)
+def test_a_malformed_plan_ends_the_init_with_status_2(
+    message: protocol.Message, says: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    waiting = WaitingInit()
+    with waiting.take_channel() as channel:
+        protocol.send(channel, message)
+        assert _ended(waiting) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("podvisor-init: no usable plan from the supervisor: ")
+    assert says in err
+
+
+def test_the_channel_is_the_only_argument() -> None:
+    found = subprocess.run(
+        [sys.executable, "-m", "podvisor.init", "--channel", "3", "--unshare", "pid"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert found.returncode == 2
+    assert "expected --channel FD" in found.stderr
+    assert "usage: podvisor-init --channel FD" in found.stderr
+
+
+@pytest.mark.anyio
+async def test_an_init_started_ahead_serves_the_plan_it_is_sent() -> None:
+    plan = plan_namespaces(
+        host_pid=False,
+        host_ipc=False,
+        hostname="ahead",
+        netns=None,
+        binds=(),
+        cgroup_procs=(),
+        grace=5.0,
+    )
+    with WaitingInit() as waiting:
+        box = await start_init(plan, waiting)
+        assert waiting.taken
+        assert box.process is waiting.process
+        try:
+            # The plan took: the init proper is PID 1 of a new PID namespace.
+            own = os.readlink("/proc/self/ns/pid")
+            assert os.readlink(f"/proc/{box.host_pid}/ns/pid") != own
+            assert os.readlink(f"/proc/{box.process.pid}/ns/pid") == own
+        finally:
+            box.channel.close()  # end-of-file: the init stops the (empty) pod as on SIGTERM
+            with anyio.fail_after(WAIT):
+                assert await box.process.wait() == 143
+            await box.process.aclose()
+        # Given its plan, it is not sent off again on the way out.
+    assert _status(waiting) == 143
+
+
+@pytest.mark.anyio
+async def test_without_a_pidfd_a_thread_waits_for_the_init(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open is not implemented (before Linux 5.3)")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    waiting = WaitingInit()
+    waiting.take_channel().close()  # no plan: it exits
+    with anyio.fail_after(WAIT):
+        assert await waiting.process.wait() == 0
+    assert waiting.process.returncode == 0
+
+
+def test_a_run_that_fails_before_the_pod_is_made_leaves_no_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[WaitingInit] = []
+
+    class Recorded(WaitingInit):
+        def __init__(self) -> None:
+            super().__init__()
+            started.append(self)
+
+    monkeypatch.setattr(sandbox, "WaitingInit", Recorded)
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(
+        pod_yaml("""
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: taken-port}
+            spec:
+              containers: [{name: main, image: x, command: ["true"]}]
+        """)
+    )
+    with socket.socket() as holder:  # the metrics port is taken: an error before anything is made
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        status = cli.main(["run", "--metrics-address", f"127.0.0.1:{port}", str(manifest)])
+    assert status == 125
+    assert "another program listens there" in capsys.readouterr().err
+    [init] = started
+    assert _status(init) == 0  # sent off and reaped, not left waiting
