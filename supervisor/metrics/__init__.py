@@ -4,11 +4,13 @@
 `PodCollector` (collector.py) builds cAdvisor's, kube-state-metrics' and
 podvisor's own series at scrape time; `PodMetrics` (recorder.py) keeps what
 must be recorded as it happens (probe attempts, start-up times).
+
+Importing this package does not import prometheus_client, nor collector.py:
+the endpoint imports them at the first scrape (scrape.py says why).
 """
 
 from __future__ import annotations
 
-from podvisor.supervisor.metrics.collector import PodCollector, pod_registry
 from podvisor.supervisor.metrics.recorder import PodMetrics
 from podvisor.supervisor.metrics.server import (
     DEFAULT_ADDRESS,
@@ -22,11 +24,9 @@ from podvisor.supervisor.metrics.view import PodView
 __all__ = [
     "DEFAULT_ADDRESS",
     "MetricsServer",
-    "PodCollector",
     "PodMetrics",
     "PodView",
     "metrics_address",
     "parse_address",
-    "pod_registry",
     "serve_metrics",
 ]

@@ -12,6 +12,10 @@ yet, nor those terminated for good, whose series end as a removed
 container's do under cAdvisor. A cgroup that vanishes during the read, or
 cannot be read, is left out of this scrape; the latter sets
 `container_scrape_error` to 1, as cAdvisor does.
+
+This module, and those it imports to build families (cadvisor, kube, own,
+families), import prometheus_client; so only scrape.py imports this one, at
+the first scrape (scrape.py says why).
 """
 
 from __future__ import annotations
@@ -28,17 +32,12 @@ from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.errors import CgroupError
 from podvisor.supervisor.metrics import cadvisor, kube
 from podvisor.supervisor.metrics.netdev import pod_interfaces
+from podvisor.supervisor.metrics.own import OwnSeries
 from podvisor.supervisor.metrics.recorder import PodMetrics
-from podvisor.supervisor.metrics.view import PodView
+from podvisor.supervisor.metrics.view import PodView, current_state
 
 #: Steps in which a container has no cgroup series: not begun, or gone for good.
 NO_SERIES = frozenset({lc.Step.PENDING, lc.Step.DONE})
-
-
-def current_state(view: PodView) -> lc.PodState | None:
-    """The core's state, or None before the runner has begun it."""
-    state = getattr(view, "state", None)
-    return state if isinstance(state, lc.PodState) else None
 
 
 @functools.cache
@@ -54,7 +53,7 @@ class PodCollector:
 
     def __init__(self, view: PodView, metrics: PodMetrics) -> None:
         self._view = view
-        self._metrics = metrics
+        self._own = OwnSeries(metrics)
         #: The kube_pod_* families, and the (state, pod start) they were made for.
         self._kube_families: tuple[object, list[Metric] | None] = (None, None)
 
@@ -71,7 +70,7 @@ class PodCollector:
         )
         yield error
         yield from self._kube(state)
-        yield from self._metrics.families(view, version())
+        yield from self._own.families(view, version())
 
     def _kube(self, state: lc.PodState | None) -> list[Metric]:
         """kube_pod_*: made again only when the core's state has changed since the last scrape."""

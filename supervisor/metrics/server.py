@@ -7,7 +7,9 @@ before it reports started), then serves each connection in a task of its
 own, in the supervisor's event loop, until it is cancelled with the pod. A
 handler only reads the runner (`PodView`); a scrape collects the pod's
 registry right there, between two lifecycle transitions, so there is no
-thread and nothing to lock.
+thread and nothing to lock. The registry, and prometheus_client with it, is
+made at the first scrape (scrape.py), not at start: the other routes and
+binding the address need none of it.
 
 The address
 -----------
@@ -36,26 +38,25 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import json
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 import sniffio
 from anyio.streams.buffered import BufferedByteReceiveStream
-from prometheus_client.exposition import gzip_accepted
-from prometheus_client.registry import CollectorRegistry
 
 from podvisor.supervisor.errors import AddressInUseError, ConfigError
 from podvisor.supervisor.manifest.model import ContainerKind
-from podvisor.supervisor.metrics.collector import current_state, pod_registry
-from podvisor.supervisor.metrics.exposition import Encoder, negotiate
 from podvisor.supervisor.metrics.http import BadRequestError, Request, Response, read_request, text
 from podvisor.supervisor.metrics.recorder import PodMetrics
 from podvisor.supervisor.metrics.status import Redactor, pod_status, secrets_of
-from podvisor.supervisor.metrics.view import PodView
+from podvisor.supervisor.metrics.view import PodView, current_state
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.metrics.scrape import Scraper
 
 DEFAULT_ADDRESS = "127.0.0.1:9464"
 OFF = "off"
@@ -203,8 +204,8 @@ class Endpoint:
     def __init__(self, view: PodView, metrics: PodMetrics) -> None:
         self.view = view
         self.metrics = metrics
-        self.registry: CollectorRegistry = pod_registry(view, metrics)
-        self.encoder = Encoder()
+        #: Made at the first scrape (`scrape`).
+        self._scraper: Scraper | None = None
         self.redact = Redactor(secrets_of(view.pod))
         self.routes: dict[str, Callable[[Request], Response]] = {
             "/metrics": self.scrape,
@@ -256,14 +257,13 @@ class Endpoint:
     # --- routes --------------------------------------------------------------------
 
     def scrape(self, request: Request) -> Response:
-        encode, content_type = negotiate(request.header("accept"), self.encoder)
-        body = encode(self.registry)
-        headers = [("Vary", "Accept, Accept-Encoding")]
-        if gzip_accepted(request.header("accept-encoding")):
-            # Compressed once and thrown away: level 1 gets most of the size for little CPU.
-            body = gzip.compress(body, compresslevel=1)
-            headers.append(("Content-Encoding", "gzip"))
-        return Response(HTTPStatus.OK, body, content_type, headers)
+        if self._scraper is None:
+            # prometheus_client comes in here, at the first scrape, not at start
+            # (scrape.py says why).
+            from podvisor.supervisor.metrics.scrape import Scraper
+
+            self._scraper = Scraper(self.view, self.metrics)
+        return self._scraper.respond(request)
 
     def livez(self, _: Request) -> Response:
         sandbox = self.view.sandbox

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.logs import Stream
 from podvisor.supervisor.manifest.model import Pod
@@ -84,3 +85,9 @@ class PodView(Protocol):
     def sink(self) -> SinkView: ...
 
     def wall_time(self, monotonic: float | None) -> float | None: ...
+
+
+def current_state(view: PodView) -> lc.PodState | None:
+    """The core's state, or None before the runner has begun it."""
+    state = getattr(view, "state", None)
+    return state if isinstance(state, lc.PodState) else None

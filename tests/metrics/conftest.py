@@ -20,7 +20,8 @@ from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.logs import LogSink
 from podvisor.supervisor.manifest.model import Container, ContainerKind, Pod, PodSpec
-from podvisor.supervisor.metrics import PodMetrics, pod_registry
+from podvisor.supervisor.metrics import PodMetrics
+from podvisor.supervisor.metrics.collector import pod_registry
 from podvisor.supervisor.metrics.view import CgroupReader
 
 #: Synthetic monotonic time of the tests' pods; wall clock = this + OFFSET.

@@ -6,6 +6,7 @@ import os
 
 import pytest
 from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -14,8 +15,8 @@ from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.logs import LogLine
 from podvisor.supervisor.manifest.model import ContainerKind, Resources
-from podvisor.supervisor.metrics import PodMetrics, pod_registry
-from podvisor.supervisor.metrics.collector import PodCollector
+from podvisor.supervisor.metrics import PodMetrics
+from podvisor.supervisor.metrics.collector import PodCollector, pod_registry
 from podvisor.supervisor.metrics.exposition import Encoder
 from tests.metrics.conftest import (
     OFFSET,
@@ -335,6 +336,25 @@ def test_one_registry_scraped_again_shows_what_changed_in_between() -> None:
     assert then.value(restarts, container="main") == 1
     assert then.value(duration + "_count", container="main") == 1
     assert then.value(duration + "_bucket", container="main", le="0.1") == 0
+
+
+def test_a_histogram_family_is_kept_until_its_next_observation() -> None:
+    """The encoder writes a kept family once: it must be the same one until it changes."""
+    view, _ = running_view()
+    metrics = PodMetrics(view.pod)
+    collector = PodCollector(view, metrics)
+
+    def histograms() -> list[Metric]:
+        return [m for m in collector.collect() if m.type == "histogram"]
+
+    first = histograms()
+    assert [m.name for m in first] == [h.name for h in metrics.histograms]
+    assert all(a is b for a, b in zip(first, histograms(), strict=True))
+    metrics.record_probe("main", "liveness", True, 0.2)
+    probes, *startup = histograms()
+    assert probes is not first[0]
+    assert [s.value for s in probes.samples if s.name.endswith("_count")] == [1]
+    assert all(a is b for a, b in zip(first[1:], startup, strict=True))
 
 
 def test_record_probe_refuses_an_unknown_kind() -> None:

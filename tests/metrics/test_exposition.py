@@ -12,7 +12,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest.model import ContainerKind, Resources
-from podvisor.supervisor.metrics import PodMetrics, exposition, pod_registry
+from podvisor.supervisor.metrics import PodMetrics, exposition
+from podvisor.supervisor.metrics.collector import pod_registry
 from podvisor.supervisor.metrics.exposition import Encoder, go_float, negotiate
 from podvisor.supervisor.metrics.families import Family
 from tests.metrics.conftest import (
