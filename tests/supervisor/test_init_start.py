@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -146,3 +147,25 @@ def test_a_run_that_fails_before_the_pod_is_made_leaves_no_init(
     assert "another program listens there" in capsys.readouterr().err
     [init] = started
     assert _status(init) == 0  # sent off and reaped, not left waiting
+
+
+def test_an_init_whose_supervisor_is_killed_before_the_plan_exits() -> None:
+    # A supervisor SIGKILLed while it still imports: the waiting init reads
+    # end-of-file and exits (this session is a subreaper, so it comes back here).
+    code = (
+        "import os, signal\n"
+        "from podvisor.supervisor.sandbox import WaitingInit\n"
+        "init = WaitingInit()\n"
+        "print(init.process.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    supervisor = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, check=False
+    )
+    assert supervisor.returncode == -9
+    pid = int(supervisor.stdout)
+    deadline = time.monotonic() + WAIT
+    while (found := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        assert time.monotonic() < deadline, f"the init {pid} still waits for a plan"
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(found[1]) == 0
