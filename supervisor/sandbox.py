@@ -127,12 +127,14 @@ class InitProcess:
     """The init's process: started without an event loop (none may run yet).
 
     Awaited through a pidfd, which is readable once the process has exited;
-    where the kernel has none (before Linux 5.3), a worker thread waits.
+    where the kernel has none (before Linux 5.3), a worker thread waits. Any
+    number of tasks may wait at once: one watches the pidfd, the others queue.
     """
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
         self.pid = popen.pid
+        self._waiting: anyio.Lock | None = None  # made in the event loop, at the first wait
         try:
             self._pidfd = os.pidfd_open(popen.pid)
         except OSError:
@@ -143,11 +145,14 @@ class InitProcess:
         return self._popen.poll()
 
     async def wait(self) -> int:
-        if self._pidfd < 0:
-            return await anyio.to_thread.run_sync(self._popen.wait, abandon_on_cancel=True)
-        while (code := self._popen.poll()) is None:
-            await anyio.wait_readable(self._pidfd)
-        return code
+        if self._waiting is None:
+            self._waiting = anyio.Lock()
+        async with self._waiting:
+            if self._pidfd < 0:
+                return await anyio.to_thread.run_sync(self._popen.wait, abandon_on_cancel=True)
+            while (code := self._popen.poll()) is None:
+                await anyio.wait_readable(self._pidfd)
+            return code
 
     def kill(self) -> None:
         self._popen.kill()  # nothing once it is reaped: the pid may be another's

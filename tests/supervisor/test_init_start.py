@@ -169,3 +169,21 @@ def test_an_init_whose_supervisor_is_killed_before_the_plan_exits() -> None:
         assert time.monotonic() < deadline, f"the init {pid} still waits for a plan"
         time.sleep(0.02)
     assert os.waitstatus_to_exitcode(found[1]) == 0
+
+
+@pytest.mark.anyio
+async def test_several_tasks_may_wait_for_the_init_at_once() -> None:
+    waiting = WaitingInit()
+    codes: list[int] = []
+
+    async def wait() -> None:
+        codes.append(await waiting.process.wait())
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(wait)
+            await anyio.sleep(0.1)  # all three wait before it ends
+            waiting.take_channel().close()
+    assert codes == [0, 0, 0]
+    await waiting.process.aclose()
