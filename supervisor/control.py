@@ -58,13 +58,8 @@ from podvisor.sidecars.host import SandboxView
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.control_logs import serve_logs
-from podvisor.supervisor.control_protocol import CPU_SAMPLE_SECONDS, Message
-from podvisor.supervisor.control_socket import (
-    Connection,
-    ControlSocket,
-    bind_control_socket,
-    close_all,
-)
+from podvisor.supervisor.control_protocol import CPU_SAMPLE_SECONDS, Message, close_all
+from podvisor.supervisor.control_socket import Connection, ControlSocket, bind_control_socket
 from podvisor.supervisor.errors import CgroupError, ControlError, InitDiedError
 from podvisor.supervisor.logs import ContainerLog
 from podvisor.supervisor.manifest.model import Container, ContainerKind, Pod

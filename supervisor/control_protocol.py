@@ -69,9 +69,11 @@ this and `podvisor.init.protocol`, never anyio.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -220,8 +222,7 @@ class Client:
     def receive(self) -> Message | None:
         """The next message; None when the server closed the connection. Fds are closed."""
         message, fds = self.receive_with_fds()
-        for fd in fds:
-            os.close(fd)
+        close_all(fds)
         return message
 
     def receive_with_fds(self) -> tuple[Message | None, list[int]]:
@@ -255,6 +256,13 @@ class Client:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def close_all(fds: Iterable[int]) -> None:
+    """Close each of *fds*, whichever are still open."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def ask(pod: str, message: Message) -> Message:

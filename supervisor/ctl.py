@@ -58,6 +58,7 @@ from podvisor.supervisor.control_protocol import (
     Client,
     Message,
     ask,
+    close_all,
     list_pods,
 )
 from podvisor.supervisor.errors import EXIT_CONFIG, ControlError
@@ -487,7 +488,7 @@ def exec_command(args: argparse.Namespace) -> int:
         client = stack.enter_context(Client.open(args.pod, EXEC_ANSWER_TIMEOUT))
         client.send(request, (stdin, 1, 2))
         reply, fds = client.receive_with_fds()
-        stack.callback(_close_all, fds)
+        stack.callback(close_all, fds)
         if reply is None or not reply.get("ok"):
             error = reply.get("error") if reply else "the pod closed the connection"
             print(f"podvisor: {error}", file=sys.stderr)
@@ -683,12 +684,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _readable(fd: int, timeout: float) -> bool:
     return bool(select.select([fd], [], [], timeout)[0])
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 # =============================================================================

@@ -50,7 +50,7 @@ def dns1123_subdomain(name: str) -> str | None:
 def qualified_name(key: str) -> str | None:
     """Label and annotation keys: an optional DNS-subdomain prefix and '/', then a name."""
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
+    if slash and (not prefix or dns1123_subdomain(prefix)):
         return f"{key!r}: the prefix before '/' must be a DNS subdomain (e.g. 'example.com')"
     if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         return (

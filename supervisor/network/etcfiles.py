@@ -102,8 +102,8 @@ def render_resolv_conf(host_text: str, upstream_text: str | None) -> ResolvConf:
         return ResolvConf(host_text, loopback)
     lines: list[str] = []
     for line in host_text.splitlines():
-        fields = line.split()
-        if fields[:1] == ["nameserver"] and len(fields) > 1 and _is_loopback(fields[1]):
+        server = _nameserver_of(line)
+        if server is not None and _is_loopback(server):
             lines += [f"nameserver {ns}" for ns in upstreams]  # where the first one was
             upstreams = []
             continue
@@ -149,11 +149,8 @@ def nameservers_left_out(text: str, policy: DnsPolicy, config: DnsConfig) -> lis
 def without_nameservers(text: str, dropped: Sequence[str]) -> str:
     """*text* less the nameserver lines of *dropped*."""
 
-    def kept(line: str) -> bool:
-        fields = line.split()
-        return not (fields[:1] == ["nameserver"] and len(fields) > 1 and fields[1] in dropped)
-
-    return "\n".join(line for line in text.splitlines() if kept(line)) + "\n"
+    lines = (line for line in text.splitlines() if _nameserver_of(line) not in dropped)
+    return "\n".join(lines) + "\n"
 
 
 def _parse_resolv_conf(text: str) -> tuple[list[str], list[str], dict[str, str | None], list[str]]:
@@ -164,8 +161,8 @@ def _parse_resolv_conf(text: str) -> tuple[list[str], list[str], dict[str, str |
     other: list[str] = []
     for line in text.splitlines():
         fields = line.split()
-        if fields[:1] == ["nameserver"] and len(fields) > 1:
-            servers.append(fields[1])
+        if (server := _nameserver_of(line)) is not None:
+            servers.append(server)
         elif fields[:1] in (["search"], ["domain"]):
             searches = fields[1:]  # the last search or domain line wins, as in the resolver
         elif fields[:1] == ["options"]:
@@ -178,12 +175,13 @@ def _parse_resolv_conf(text: str) -> tuple[list[str], list[str], dict[str, str |
 
 
 def _nameservers(text: str) -> list[str]:
-    found = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) > 1 and fields[0] == "nameserver":
-            found.append(fields[1])
-    return found
+    return [ns for line in text.splitlines() if (ns := _nameserver_of(line)) is not None]
+
+
+def _nameserver_of(line: str) -> str | None:
+    """The server a ``nameserver`` line names; None for any other line."""
+    fields = line.split()
+    return fields[1] if len(fields) > 1 and fields[0] == "nameserver" else None
 
 
 def _is_loopback(server: str) -> bool:
