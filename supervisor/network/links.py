@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import importlib
+import importlib.util
 import socket
 import struct
+import sys
+import threading
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,12 +33,57 @@ _DEFAULT_MTU = 1500
 
 @contextmanager
 def _netlink() -> Iterator[Any]:
-    # Imported here, not at the top: `import pyroute2` costs a quarter of a
-    # second, which a pod in host mode never needs to pay.
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
+    with pyroute2_module("iproute.linux").IPRoute() as ipr:
         yield ipr
+
+
+# --- pyroute2, without its package's __init__ ---------------------------------
+#
+# pyroute2/__init__.py imports every module the library has (conntrack, IPDB,
+# NDB, ipset, nl80211, wireguard, plan9, ...) to re-export their classes: a
+# quarter of a second and 12 MB, which a pod on the bridge paid at every start.
+# podvisor uses IPRoute and NetlinkError, whose own modules import only what
+# they need (under half the time and memory). So the package goes into
+# sys.modules as a shell, the real package with its __path__ and __spec__ but
+# its __init__ not run, and those modules are imported beneath it. The shell
+# is completed (the real __init__ run in it) the first time anything asks it
+# for a name it lacks that is not a submodule, so that `from pyroute2 import
+# NDB` anywhere else in the process still works (PEP 562's module __getattr__).
+# Where pyroute2 is imported already, it is used as it is.
+
+_SHELL_LOCK = threading.RLock()
+
+
+def pyroute2_module(name: str) -> types.ModuleType:
+    """`pyroute2.<name>`, imported without the package's __init__ where it is not yet imported."""
+    with _SHELL_LOCK:
+        if "pyroute2" not in sys.modules:
+            sys.modules["pyroute2"] = _pyroute2_shell()
+    return importlib.import_module(f"pyroute2.{name}")
+
+
+def _pyroute2_shell() -> types.ModuleType:
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        raise NetworkError("the Python package pyroute2 is missing: reinstall podvisor")
+    loader, shell = spec.loader, importlib.util.module_from_spec(spec)
+
+    def complete(attribute: str) -> Any:
+        with _SHELL_LOCK:
+            # The import system looks a submodule up on its package before it
+            # imports it (`from pyroute2 import config`): not there yet, then.
+            if "__getattr__" not in shell.__dict__ or _is_submodule(attribute):
+                raise AttributeError(f"module 'pyroute2' has no attribute {attribute!r}")
+            del shell.__dict__["__getattr__"]
+            loader.exec_module(shell)
+        return getattr(shell, attribute)
+
+    shell.__dict__["__getattr__"] = complete
+    return shell
+
+
+def _is_submodule(name: str) -> bool:
+    return name.isidentifier() and importlib.util.find_spec(f"pyroute2.{name}") is not None
 
 
 def _index(ipr: Any, name: str) -> int | None:
@@ -200,7 +250,7 @@ def bring_up_loopback() -> None:
     """Set `lo` up in the calling thread's network namespace.
 
     Two ioctls rather than netlink: a loopback-only pod then starts without
-    importing pyroute2 at all, which costs a quarter of a second.
+    importing pyroute2 at all, which costs a tenth of a second even lean.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = _IFREQ.pack(b"lo", 0)
@@ -229,10 +279,8 @@ def is_up(name: str) -> bool:
 
 
 def _ignore_missing(call: Any) -> None:
-    from pyroute2 import NetlinkError
-
     try:
         call()
-    except NetlinkError as e:
+    except pyroute2_module("netlink.exceptions").NetlinkError as e:
         if e.code not in (errno.ENODEV, errno.EADDRNOTAVAIL, errno.ENOENT):
             raise
