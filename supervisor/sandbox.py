@@ -302,8 +302,14 @@ async def start_init(plan: SandboxPlan, waiting: WaitingInit | None = None) -> S
 
 
 async def _await_ready(sandbox: Sandbox) -> None:
-    """Read the channel directly until init says ``ready`` (no reader task runs yet)."""
+    """Read the channel directly until init says ``ready`` (no reader task runs yet).
+
+    With a new PID namespace, also until the outer init has said which pid the
+    inner one has here (``init_started``): the two processes share the
+    channel, and the inner one's ``ready`` may come first.
+    """
     sock = sandbox.channel._sock  # start-up happens before serve()
+    ready = False
     with anyio.fail_after(30):
         while True:
             try:
@@ -323,11 +329,12 @@ async def _await_ready(sandbox: Sandbox) -> None:
             elif event == "init_failed":
                 raise NamespaceError(f"the pod's init could not set up: {message.get('message')}")
             elif event == "ready":
-                if not sandbox.host_pid:
-                    sandbox.host_pid = sandbox.process.pid
-                return
+                ready = True
             else:
                 sandbox.pending_events.append(message)
+            if ready and (sandbox.host_pid or "pid" not in sandbox.plan.unshare):
+                sandbox.host_pid = sandbox.host_pid or sandbox.process.pid
+                return
 
 
 def close_quietly(sock: socket.socket) -> None:

@@ -15,7 +15,14 @@ import pytest
 
 from podvisor.init import protocol
 from podvisor.supervisor import cli, sandbox
-from podvisor.supervisor.sandbox import WaitingInit, plan_namespaces, start_init
+from podvisor.supervisor.channel import InitChannel
+from podvisor.supervisor.sandbox import (
+    InitProcess,
+    Sandbox,
+    WaitingInit,
+    plan_namespaces,
+    start_init,
+)
 from tests.supervisor.conftest import pod_yaml
 
 WAIT = 30
@@ -115,6 +122,38 @@ async def test_without_a_pidfd_a_thread_waits_for_the_init(
     with anyio.fail_after(WAIT):
         assert await waiting.process.wait() == 0
     assert waiting.process.returncode == 0
+
+
+@pytest.mark.anyio
+async def test_the_inner_inits_ready_may_come_before_the_outer_one_names_its_pid() -> None:
+    # Both init processes write to the channel: the inner one (PID 1 of the new
+    # PID namespace) may say "ready" before the outer one says which pid it has
+    # here. The supervisor must wait for both, or it takes the outer init's pid
+    # for the pod's PID namespace (seen once in a full run under load).
+    plan = plan_namespaces(
+        host_pid=False,
+        host_ipc=False,
+        hostname="order",
+        netns=None,
+        binds=(),
+        cgroup_procs=(),
+        grace=5.0,
+    )
+    assert "pid" in plan.unshare
+    ours, theirs = protocol.socketpair()
+    process = InitProcess(subprocess.Popen(["true"]))  # noqa: ASYNC220 (as WaitingInit does)
+    box = Sandbox(process, InitChannel(ours), plan)
+    try:
+        with theirs:
+            protocol.send(theirs, {"ev": "ready"})
+            protocol.send(theirs, {"ev": "init_started", "host_pid": 4242})
+            with anyio.fail_after(WAIT):
+                await sandbox._await_ready(box)
+        assert box.host_pid == 4242
+    finally:
+        box.channel.close()
+        await process.wait()
+        await process.aclose()
 
 
 def test_a_run_that_fails_before_the_pod_is_made_leaves_no_init(
