@@ -28,7 +28,6 @@ from urllib.parse import urljoin, urlsplit
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
 
 from podvisor.supervisor.errors import ProbeError
 
@@ -198,6 +197,10 @@ async def get_once(
         raise
     async with stream:
         if target.scheme == "https":
+            # Here, not at the top: anyio's TLS module brings `logging`, which
+            # a pod start without an HTTPS probe need not import.
+            from anyio.streams.tls import TLSStream
+
             stream = await TLSStream.wrap(
                 stream,
                 server_side=False,
