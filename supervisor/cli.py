@@ -7,10 +7,15 @@ imports this module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from typing import TYPE_CHECKING
 
 from podvisor.supervisor import ctl
 from podvisor.supervisor.errors import EXIT_CONFIG, EXIT_PODVISOR, ConfigError, PodvisorError
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.manifest.model import Pod
 
 BACKENDS = ("trio", "asyncio")
 
@@ -78,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args)
 
 
+def _network_maker_wanted(pod: Pod) -> bool:
+    # All but a loopback network, which is made in microseconds without pyroute2.
+    return pod.spec.host_network or pod.settings.network != "loopback"
+
+
 def _run(args: argparse.Namespace) -> int:
     from podvisor.supervisor import manifest
 
@@ -91,20 +101,31 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"podvisor: cannot read {args.manifest}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
-    from podvisor.supervisor.sandbox import WaitingInit
+    # The network's maker and the pod's init start before the runner is
+    # imported: their work runs beside those imports, not after them. The
+    # maker first, so that it holds nothing of the init's.
+    with contextlib.ExitStack() as started:
+        maker = None
+        if _network_maker_wanted(loaded.pod):
+            from podvisor.supervisor.network.maker import NetworkMaker
 
-    try:
-        init = WaitingInit()
-    except OSError as exc:
-        print(f"podvisor: cannot start the pod's init: {exc}", file=sys.stderr)
-        return EXIT_PODVISOR
-    # Started before the runner is imported: the init's interpreter starts
-    # beside those imports, not after them.
-    with init:
+            maker = NetworkMaker.fork(loaded.pod)
+            if maker is not None:
+                started.enter_context(maker)
+        from podvisor.supervisor.sandbox import WaitingInit
+
+        try:
+            init = started.enter_context(WaitingInit())
+        except OSError as exc:
+            print(f"podvisor: cannot start the pod's init: {exc}", file=sys.stderr)
+            return EXIT_PODVISOR
         from podvisor.supervisor.runner import RunOptions, run_pod
 
         options = RunOptions(
-            log_format=args.log_format, metrics_address=args.metrics_address, init=init
+            log_format=args.log_format,
+            metrics_address=args.metrics_address,
+            init=init,
+            network_maker=maker,
         )
         try:
             return run_pod(loaded, options, backend=args.backend)

@@ -30,7 +30,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 import anyio
 import anyio.abc
@@ -54,11 +54,8 @@ from podvisor.supervisor.manifest import LoadedPod, expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, Pod
 from podvisor.supervisor.metrics import MetricsServer, PodMetrics
 from podvisor.supervisor.network import (
-    NetworkMode,
     NetworkRequest,
     PodNetwork,
-    PortMapping,
-    Protocol,
     cleanup_stale,
     create_network,
     publish_ports,
@@ -71,6 +68,9 @@ from podvisor.supervisor.sandbox import (
     without_namespaces,
 )
 from podvisor.supervisor.signals import receiving_signals
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.network.maker import NetworkMaker
 
 # =============================================================================
 # Options and the plan the core needs
@@ -91,6 +91,9 @@ class RunOptions:
     #: The pod's init, started ahead of its plan (`podvisor run` starts it
     #: before it imports this module); None: one is started when needed.
     init: WaitingInit | None = None
+    #: The pod's network, being made by a child `podvisor run` forked before it
+    #: imported this module; None: the runner makes it.
+    network_maker: NetworkMaker | None = None
 
 
 def lifecycle_plan(pod: Pod) -> lc.PodPlan:
@@ -209,8 +212,7 @@ class PodRunner:
 
     @property
     def hostname(self) -> str:
-        """spec.hostname, or the pod's name cut to a DNS label as the kubelet does."""
-        return self.pod.spec.hostname or self.pod.name[:63].rstrip("-.")
+        return self.pod.hostname
 
     def container(self, name: str) -> Container:
         return next(c for c in self.pod.spec.all_containers if c.name == name)
@@ -271,20 +273,14 @@ class PodRunner:
             cg.apply_limits(limits[c.name])
         init_cgroup = self.pod_cgroup.init()
 
-        request = self._network_request()
-        self.network = await create_network(request)
-        stack.push_async_callback(self._close_network)
-        for warning in self.network.warnings:
-            self.sink.system(f"warning: {warning}")
-        if request.host_ports:
-            await stack.enter_async_context(publish_ports(self.network, request.host_ports))
+        network = await self._make_network(stack)
 
         plan = plan_namespaces(
             host_pid=pod.spec.host_pid,
             host_ipc=pod.spec.host_ipc,
             hostname=self.hostname,
-            netns=self.network.netns_path,
-            binds=tuple((src, dst) for dst, src in self.network.etc_files.items()),
+            netns=network.netns_path,
+            binds=tuple((src, dst) for dst, src in network.etc_files.items()),
             cgroup_procs=tuple(init_cgroup.procs_files()),
             grace=float(pod.spec.termination_grace_period_seconds),
         )
@@ -299,35 +295,20 @@ class PodRunner:
             self.sink.system(f"warning: {warning}")
         stack.push_async_callback(self._stop_init)
 
-    def _network_request(self) -> NetworkRequest:
-        pod = self.pod
-        mode: NetworkMode | None
-        if pod.spec.host_network:
-            mode = NetworkMode.HOST
-        elif pod.settings.network:
-            mode = NetworkMode(pod.settings.network)
+    async def _make_network(self, stack: AsyncExitStack) -> PodNetwork:
+        request = NetworkRequest.for_pod(self.pod)
+        maker = self.options.network_maker
+        if maker is not None:
+            network = await maker.network(request)
         else:
-            mode = None
-        kwargs: dict[str, object] = {}
-        if pod.settings.subnet:
-            kwargs["subnet"] = pod.settings.subnet
-        ports = tuple(
-            PortMapping(p.host_port, p.container_port, Protocol(p.protocol), container=c.name)
-            for c in pod.spec.all_containers
-            for p in c.ports
-            if p.host_port
-        )
-        return NetworkRequest(
-            pod_name=pod.name,
-            pod_uid=pod.uid,
-            hostname=self.hostname,
-            mode=mode,
-            host_ports=ports,
-            host_aliases=pod.spec.host_aliases,
-            dns_policy=pod.spec.dns_policy,
-            dns_config=pod.spec.dns_config,
-            **kwargs,  # type: ignore[arg-type]
-        )
+            network = await create_network(request)
+        self.network = network
+        stack.push_async_callback(self._close_network)
+        for warning in network.warnings:
+            self.sink.system(f"warning: {warning}")
+        if request.host_ports:
+            await stack.enter_async_context(publish_ports(network, request.host_ports))
+        return network
 
     async def _supervise(self) -> int:
         assert self.sandbox is not None
@@ -366,8 +347,12 @@ class PodRunner:
             if trace:
                 self.sink.system(f"trace: event {event}")
             now = anyio.current_time()
+            stopping = self.state.stopping
             self.state, effects = lc.handle(self.state, event, now)
             self.metrics.observe(self.state, now)
+            if self.state.stopping and not stopping and self.network is not None:
+                assert self._tg is not None
+                self._tg.start_soon(anyio.to_thread.run_sync, self.network.prepare_close)
 
     # --- effects -------------------------------------------------------------------
 

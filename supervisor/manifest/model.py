@@ -288,6 +288,11 @@ class Pod:
     settings: PodSettings = field(default_factory=PodSettings)
     source: str = ""  # the file it came from, "<stdin>" for standard input
 
+    @property
+    def hostname(self) -> str:
+        """spec.hostname, or the pod's name cut to a DNS label as the kubelet does."""
+        return self.spec.hostname or self.name[:63].rstrip("-.")
+
     def container(self, name: str) -> Container:
         """The container called `name`; KeyError when there is none."""
         for c in self.spec.all_containers:

@@ -62,6 +62,12 @@ def pyroute2_module(name: str) -> types.ModuleType:
     return importlib.import_module(f"pyroute2.{name}")
 
 
+def preload() -> None:
+    """Import the netlink modules now, so that a later call does not wait for them."""
+    pyroute2_module("iproute.linux")
+    pyroute2_module("netlink.exceptions")
+
+
 def _pyroute2_shell() -> types.ModuleType:
     spec = importlib.util.find_spec("pyroute2")
     if spec is None or spec.loader is None or spec.submodule_search_locations is None:

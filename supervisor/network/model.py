@@ -6,9 +6,13 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
 
 from podvisor.supervisor.errors import NetworkError
 from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.manifest.model import Pod
 
 #: The default pod subnet. Chosen to clash with none of the usual defaults:
 #: Docker (172.17.0.0/16, then 172.18-31.x and 192.168.x), Podman
@@ -69,6 +73,32 @@ class NetworkRequest:
     host_aliases: tuple[HostAlias, ...] = ()
     dns_policy: DnsPolicy = DnsPolicy.CLUSTER_FIRST
     dns_config: DnsConfig = field(default_factory=DnsConfig)
+
+    @classmethod
+    def for_pod(cls, pod: Pod) -> NetworkRequest:
+        """What *pod*'s manifest asks of its network."""
+        mode: NetworkMode | None = None
+        if pod.spec.host_network:
+            mode = NetworkMode.HOST
+        elif pod.settings.network:
+            mode = NetworkMode(pod.settings.network)
+        ports = tuple(
+            PortMapping(p.host_port, p.container_port, Protocol(p.protocol), container=c.name)
+            for c in pod.spec.all_containers
+            for p in c.ports
+            if p.host_port
+        )
+        return cls(
+            pod_name=pod.name,
+            pod_uid=pod.uid,
+            hostname=pod.hostname,
+            mode=mode,
+            subnet=pod.settings.subnet or DEFAULT_SUBNET,
+            host_ports=ports,
+            host_aliases=pod.spec.host_aliases,
+            dns_policy=pod.spec.dns_policy,
+            dns_config=pod.spec.dns_config,
+        )
 
     def checked_subnet(self) -> IPv4Network:
         """The subnet, parsed; NetworkError when it cannot hold a gateway and a pod."""

@@ -75,7 +75,11 @@ class PodRecord:
 
     @property
     def path(self) -> Path:
-        return self.dir / "network.json"
+        return self.path_of(self.instance)
+
+    @staticmethod
+    def path_of(instance: str) -> Path:
+        return records.PODS_DIR / instance / "network.json"
 
     def save(self) -> None:
         data = {k: v for k, v in self.__dict__.items() if k != "owner"}
@@ -143,11 +147,27 @@ class PodNetwork:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_teardown_locked, record)
 
+    def prepare_close(self) -> None:
+        """Import what `aclose` needs, ahead of it (blocks: run it in a worker thread).
+
+        A network the maker made (maker.py) leaves netlink unimported here
+        until the pod stops; the import then runs while the containers stop.
+        """
+        record = self._record
+        if record is not None and (record.veth or record.bridge):
+            links.preload()
+
+    def close_blocking(self) -> None:
+        """`aclose` for synchronous callers (blocks, in a thread of its own)."""
+        record, self._record = self._record, None
+        if record is not None:
+            netns.in_new_thread(lambda: _teardown_locked(record))
+
 
 async def create_network(req: NetworkRequest) -> PodNetwork:
     """Make the pod's network as *req* asks; NetworkError (and nothing left) when it cannot."""
     with anyio.CancelScope(shield=True):
-        network = await anyio.to_thread.run_sync(_create, req)
+        network = await anyio.to_thread.run_sync(_create, req, Owner.current())
     try:
         await anyio.lowlevel.checkpoint_if_cancelled()
     except BaseException:
@@ -156,16 +176,35 @@ async def create_network(req: NetworkRequest) -> PodNetwork:
     return network
 
 
-def create_network_sync(req: NetworkRequest) -> PodNetwork:
-    """`create_network` for synchronous callers (blocks, in a thread of its own)."""
-    return netns.in_new_thread(lambda: _create(req))
+def create_network_sync(req: NetworkRequest, owner: Owner | None = None) -> PodNetwork:
+    """`create_network` for synchronous callers (blocks, in a thread of its own).
+
+    *owner*: the process the records name, this one by default; the network
+    maker (maker.py) names the supervisor that forked it.
+    """
+    return netns.in_new_thread(lambda: _create(req, owner or Owner.current()))
 
 
-def _create(req: NetworkRequest) -> PodNetwork:
+def undo_recorded(req: NetworkRequest, owner: Owner) -> list[str]:
+    """Undo what the record of *req*'s pod names, if *owner* owns it; what was removed.
+
+    For a network whose maker died half-way, before it could say what it made.
+    """
+
+    def undo() -> list[str]:
+        with records.locked():
+            path = PodRecord.path_of(req.instance)
+            record = PodRecord.load(path) if path.exists() else None
+            return _teardown(record) if record is not None and record.owner == owner else []
+
+    return netns.in_new_thread(undo)
+
+
+def _create(req: NetworkRequest, owner: Owner) -> PodNetwork:
     req.check_names()
     mode, warnings = choose_mode(req.mode)
     with records.locked():
-        record = PodRecord(Owner.current(), req.pod_name, req.instance, mode)
+        record = PodRecord(owner, req.pod_name, req.instance, mode)
         _replace_stale(record.path)
         try:
             return _make(req, record, warnings)

@@ -1,0 +1,286 @@
+"""The network maker: the pod's network made by a child forked at `podvisor run`'s start.
+
+A process with threads does not fork a maker, and this one has (anyio's
+worker threads), so each scenario runs in a fresh interpreter, as `podvisor
+run` does, and prints what it saw as JSON. The pods use the default network:
+the bridge podvisor0 and its subnet, as users get.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podvisor.supervisor.network import records
+from tests.faults.pods import podvisor_command
+from tests.network.conftest import ip
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 60
+
+#: Loads the pod (argv[1]) and forks its maker; the scenario follows.
+PROLOGUE = """
+import json, os, signal, sys
+import anyio
+from podvisor.supervisor import manifest
+from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.network import NetworkRequest, links, records
+from podvisor.supervisor.network.maker import NetworkMaker
+
+pod = manifest.load(sys.argv[1]).pod
+request = NetworkRequest.for_pod(pod)
+record = records.PODS_DIR / request.instance / "network.json"
+netns = f"/run/netns/pv-{request.instance}"
+seen = {}
+"""
+
+
+def a_pod(tmp_path: Path) -> Path:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        f"apiVersion: v1\nkind: Pod\nmetadata: {{name: maker-{uuid.uuid4().hex[:6]}}}\n"
+        'spec:\n  containers: [{name: main, image: x, command: ["true"]}]\n'
+    )
+    return pod
+
+
+def scenario(tmp_path: Path, code: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROLOGUE + textwrap.dedent(code), str(a_pod(tmp_path)), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def left_of(seen: dict[str, Any]) -> list[str]:
+    """What of the scenario's pod is still on the machine."""
+    instance = Path(seen["netns"]).name.removeprefix("pv-")
+    return [str(p) for p in (Path(seen["netns"]), records.PODS_DIR / instance) if p.exists()] + [
+        line for line in ip("-o", "addr").splitlines() if f" {seen.get('pod_ip')}/" in line
+    ]
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_the_runner_takes_the_network_the_child_made(tmp_path: Path, backend: str) -> None:
+    seen = scenario(
+        tmp_path,
+        """
+        maker = NetworkMaker.fork(pod)
+        seen["child"] = maker.pid
+        network = anyio.run(maker.network, request, backend=sys.argv[2])
+        try:
+            os.waitpid(maker.pid, os.WNOHANG)
+        except ChildProcessError:
+            seen["child reaped"] = True
+        seen["pod_ip"], seen["netns"] = network.pod_ip, network.netns_path
+        seen["owner"] = json.loads(record.read_text())["owner"]["pid"]
+        seen["eth0"] = os.popen(f"ip -n pv-{request.instance} -4 -o addr").read()
+        seen["etc"] = sorted(network.etc_files)
+        anyio.run(network.aclose, backend=sys.argv[2])
+        print(json.dumps(seen))
+        """,
+        backend,
+    )
+    assert seen["child reaped"] is True
+    assert seen["owner"] != seen["child"]  # the records name the supervisor, never the child
+    assert seen["pod_ip"].startswith("10.213.0.")
+    assert f"eth0    inet {seen['pod_ip']}/24" in seen["eth0"]
+    assert seen["etc"] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
+    assert left_of(seen) == []
+
+
+def test_a_network_the_runner_never_took_is_undone_on_the_way_out(tmp_path: Path) -> None:
+    # An error before the pod is made (a metrics port taken, say): the
+    # supervisor leaves the maker's `with` block without taking the network.
+    seen = scenario(
+        tmp_path,
+        """
+        with NetworkMaker.fork(pod) as maker:
+            seen["child"], seen["netns"] = maker.pid, netns
+        try:
+            os.waitpid(maker.pid, os.WNOHANG)
+        except ChildProcessError:
+            seen["child reaped"] = True
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["child reaped"] is True
+    assert left_of(seen) == []
+
+
+def test_what_the_child_could_not_make_reaches_the_runner_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    seen = scenario(
+        tmp_path,
+        """
+        os.system(f"ip netns add pv-{request.instance}")  # somebody else's, by that name
+        try:
+            maker = NetworkMaker.fork(pod)
+            try:
+                anyio.run(maker.network, request)
+            except NetworkError as e:
+                seen["error"] = str(e)
+            seen["netns kept"] = os.path.exists(netns)
+        finally:
+            os.system(f"ip netns delete pv-{request.instance}")
+        seen["netns"] = netns
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["error"] == (
+        f"network namespace {seen['netns']} exists already; if no pod uses it, "
+        f"remove it with `ip netns delete {Path(seen['netns']).name}`"
+    )
+    assert seen["netns kept"] is True  # not ours: left alone
+    assert left_of(seen) == []
+
+
+def test_a_child_killed_half_way_leaves_nothing_once_the_runner_asks(tmp_path: Path) -> None:
+    # The child dies after its record, namespace, bridge and address are made,
+    # just before the veth: the supervisor undoes what the record names.
+    seen = scenario(
+        tmp_path,
+        """
+        links.add_veth = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+        maker = NetworkMaker.fork(pod)
+        try:
+            anyio.run(maker.network, request)
+        except NetworkError as e:
+            seen["error"] = str(e)
+        seen["netns"] = netns
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["error"].startswith("the process making the network of pod maker-")
+    assert seen["error"].endswith("ended without an answer (killed by SIGKILL)")
+    assert left_of(seen) == []
+
+
+@pytest.mark.parametrize("taken", [True, False], ids=["runner-asks", "way-out"])
+def test_a_child_that_hangs_is_killed_and_what_it_made_undone(tmp_path: Path, taken: bool) -> None:
+    seen = scenario(
+        tmp_path,
+        """
+        import time
+        from podvisor.supervisor.network import maker as maker_module
+        maker_module.ANSWER_TIMEOUT = 0.5
+        links.add_veth = lambda *args: time.sleep(WAIT)
+        maker = NetworkMaker.fork(pod)
+        if sys.argv[2] == "True":
+            try:
+                anyio.run(maker.network, request)
+            except NetworkError as e:
+                seen["error"] = str(e)
+        else:
+            maker.close()
+        try:
+            os.waitpid(maker.pid, os.WNOHANG)
+        except ChildProcessError:
+            seen["child reaped"] = True
+        seen["netns"] = netns
+        print(json.dumps(seen))
+        """.replace("WAIT", str(WAIT)),
+        str(taken),
+    )
+    if taken:
+        assert seen["error"].endswith("did not answer within 0.5 s and was killed")
+    assert seen["child reaped"] is True
+    assert left_of(seen) == []
+
+
+#: Forks the maker, waits until /proc/locks shows its child waiting for the
+#: network lock (so past its PR_SET_PDEATHSIG), then SIGKILLs itself.
+FORK_AND_DIE = """
+maker = NetworkMaker.fork(pod)
+def waiting(line):
+    return line.split()[1:2] == ["->"] and f" {maker.pid} " in line
+while not any(waiting(line) for line in open("/proc/locks")):
+    pass
+print(json.dumps({"child": maker.pid, "netns": netns}), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_child_dies_with_a_killed_supervisor(tmp_path: Path) -> None:
+    # The test holds the network lock, so the child cannot have finished when
+    # its supervisor is SIGKILLed. The child is killed too (this session is a
+    # subreaper, so it comes back here), and nothing of the pod is made.
+    with records.locked():
+        done = subprocess.run(
+            [sys.executable, "-c", PROLOGUE + FORK_AND_DIE, str(a_pod(tmp_path))],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        assert done.returncode == -signal.SIGKILL, done.stderr
+        seen = json.loads(done.stdout)
+        deadline = time.monotonic() + WAIT
+        while (found := os.waitpid(seen["child"], os.WNOHANG)) == (0, 0):
+            assert time.monotonic() < deadline, f"the child {seen['child']} outlived its parent"
+            time.sleep(0.02)
+    assert os.WIFSIGNALED(found[1])
+    assert os.WTERMSIG(found[1]) == signal.SIGKILL
+    assert left_of(seen) == []
+
+
+def test_a_process_with_threads_makes_its_network_itself(tmp_path: Path) -> None:
+    seen = scenario(
+        tmp_path,
+        """
+        import threading
+        release = threading.Event()
+        other = threading.Thread(target=release.wait)
+        other.start()
+        seen["maker"] = NetworkMaker.fork(pod) is None
+        release.set()
+        other.join()
+        seen["netns"] = netns
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["maker"] is True
+    assert left_of(seen) == []
+
+
+def test_podvisor_run_that_fails_before_the_pod_is_made_leaves_no_network(
+    tmp_path: Path,
+) -> None:
+    # `podvisor run` forks the maker at once; the metrics port is taken, an
+    # error found after the network was made and before the pod was.
+    pod = a_pod(tmp_path)
+    name = pod.read_text().split("name: ")[1].split("}")[0]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        done = subprocess.run(
+            [*podvisor_command(), "run", "--metrics-address", address, str(pod)],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+    assert done.returncode == 125, done.stderr
+    assert "another program listens there" in done.stderr
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(f"pv-{name}-")]
+    assert not list(records.PODS_DIR.glob(f"{name}-*"))
