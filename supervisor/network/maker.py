@@ -48,13 +48,17 @@ import time
 from typing import Literal, NoReturn
 
 import anyio
-import anyio.lowlevel
 
 from podvisor.init import syscalls
 from podvisor.supervisor.errors import NetworkError
 from podvisor.supervisor.manifest.model import Pod
 from podvisor.supervisor.network.model import NetworkRequest
-from podvisor.supervisor.network.pod import PodNetwork, create_network_sync, undo_recorded
+from podvisor.supervisor.network.pod import (
+    PodNetwork,
+    create_network_sync,
+    hand_over,
+    undo_recorded,
+)
 from podvisor.supervisor.network.records import Owner
 
 #: How long the child may take before it is killed (and what it made undone);
@@ -111,12 +115,7 @@ class NetworkMaker:
                     read += chunk
                 data = bytes(read)
             network = await anyio.to_thread.run_sync(self._outcome, data)
-        try:
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        except BaseException:
-            await network.aclose()
-            raise
-        return network
+        return await hand_over(network)
 
     def _outcome(self, data: bytes | None) -> PodNetwork:
         """The network the child answered *data*; else raise, once what it left is undone.

@@ -168,6 +168,11 @@ async def create_network(req: NetworkRequest) -> PodNetwork:
     """Make the pod's network as *req* asks; NetworkError (and nothing left) when it cannot."""
     with anyio.CancelScope(shield=True):
         network = await anyio.to_thread.run_sync(_create, req, Owner.current())
+    return await hand_over(network)
+
+
+async def hand_over(network: PodNetwork) -> PodNetwork:
+    """*network*, made in a shielded scope; undone instead if the caller was cancelled meanwhile."""
     try:
         await anyio.lowlevel.checkpoint_if_cancelled()
     except BaseException:
