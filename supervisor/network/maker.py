@@ -192,6 +192,8 @@ def _make_and_answer(
                 answer = ("network", create_network_sync(request, owner))
             except NetworkError as e:
                 answer = ("error", str(e))
+            except Exception as e:  # a bug: said, rather than an answer missing
+                answer = ("error", f"cannot make the network of pod {request.pod_name}: {e!r}")
             with open(answer_end, "wb") as pipe:
                 pipe.write(pickle.dumps(answer))
             status = 0

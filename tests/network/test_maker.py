@@ -153,6 +153,28 @@ def test_what_the_child_could_not_make_reaches_the_runner_with_its_reason(
     assert left_of(seen) == []
 
 
+def test_a_bug_in_the_child_is_said_not_lost(tmp_path: Path) -> None:
+    seen = scenario(
+        tmp_path,
+        """
+        from podvisor.supervisor.network import pod as pod_module
+        def broken(mode):
+            raise RuntimeError("a bug")
+        pod_module.choose_mode = broken
+        maker = NetworkMaker.fork(pod)
+        try:
+            anyio.run(maker.network, request)
+        except NetworkError as e:
+            seen["error"] = str(e)
+        seen["netns"] = netns
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["error"].startswith("cannot make the network of pod maker-")
+    assert seen["error"].endswith(": RuntimeError('a bug')")
+    assert left_of(seen) == []
+
+
 def test_a_child_killed_half_way_leaves_nothing_once_the_runner_asks(tmp_path: Path) -> None:
     # The child dies after its record, namespace, bridge and address are made,
     # just before the veth: the supervisor undoes what the record names.
