@@ -296,11 +296,12 @@ class PodRunner:
         stack.push_async_callback(self._stop_init)
 
     async def _make_network(self, stack: AsyncExitStack) -> PodNetwork:
-        request = NetworkRequest.for_pod(self.pod)
         maker = self.options.network_maker
         if maker is not None:
-            network = await maker.network(request)
+            request = maker.request
+            network = await maker.network()
         else:
+            request = NetworkRequest.for_pod(self.pod)
             network = await create_network(request)
         self.network = network
         stack.push_async_callback(self._close_network)

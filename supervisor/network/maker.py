@@ -101,21 +101,15 @@ class NetworkMaker:
 
     # --- the runner ----------------------------------------------------------
 
-    async def network(self, request: NetworkRequest) -> PodNetwork:
-        """The network made for *request*; NetworkError (and nothing left) when it was not."""
-        if request != self.request:
-            raise ValueError(f"the network was made for {self.request}, not {request}")
+    async def network(self) -> PodNetwork:
+        """The network made for `request`; NetworkError (and nothing left) when it was not."""
         self.taken = True
         with anyio.CancelScope(shield=True):
-            os.set_blocking(self._answers, False)
-            data: bytes | None = None
-            with anyio.move_on_after(ANSWER_TIMEOUT):
-                read = bytearray()
-                while chunk := await _read_some(self._answers):
-                    read += chunk
-                data = bytes(read)
-            network = await anyio.to_thread.run_sync(self._outcome, data)
+            network = await anyio.to_thread.run_sync(self._take)
         return await hand_over(network)
+
+    def _take(self) -> PodNetwork:
+        return self._outcome(_read_all(self._answers, time.monotonic() + ANSWER_TIMEOUT))
 
     def _outcome(self, data: bytes | None) -> PodNetwork:
         """The network the child answered *data*; else raise, once what it left is undone.
@@ -204,15 +198,6 @@ def _make_and_answer(
 
 
 # --- reading the answer -----------------------------------------------------
-
-
-async def _read_some(fd: int) -> bytes:
-    while True:
-        await anyio.wait_readable(fd)
-        try:
-            return os.read(fd, 1 << 16)
-        except BlockingIOError:
-            continue
 
 
 def _read_all(fd: int, deadline: float) -> bytes | None:

@@ -84,7 +84,7 @@ def test_the_runner_takes_the_network_the_child_made(tmp_path: Path, backend: st
         """
         maker = NetworkMaker.fork(pod)
         seen["child"] = maker.pid
-        network = anyio.run(maker.network, request, backend=sys.argv[2])
+        network = anyio.run(maker.network, backend=sys.argv[2])
         try:
             os.waitpid(maker.pid, os.WNOHANG)
         except ChildProcessError:
@@ -135,7 +135,7 @@ def test_what_the_child_could_not_make_reaches_the_runner_with_its_reason(
         try:
             maker = NetworkMaker.fork(pod)
             try:
-                anyio.run(maker.network, request)
+                anyio.run(maker.network)
             except NetworkError as e:
                 seen["error"] = str(e)
             seen["netns kept"] = os.path.exists(netns)
@@ -163,7 +163,7 @@ def test_a_bug_in_the_child_is_said_not_lost(tmp_path: Path) -> None:
         pod_module.choose_mode = broken
         maker = NetworkMaker.fork(pod)
         try:
-            anyio.run(maker.network, request)
+            anyio.run(maker.network)
         except NetworkError as e:
             seen["error"] = str(e)
         seen["netns"] = netns
@@ -184,7 +184,7 @@ def test_a_child_killed_half_way_leaves_nothing_once_the_runner_asks(tmp_path: P
         links.add_veth = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
         maker = NetworkMaker.fork(pod)
         try:
-            anyio.run(maker.network, request)
+            anyio.run(maker.network)
         except NetworkError as e:
             seen["error"] = str(e)
         seen["netns"] = netns
@@ -208,7 +208,7 @@ def test_a_child_that_hangs_is_killed_and_what_it_made_undone(tmp_path: Path, ta
         maker = NetworkMaker.fork(pod)
         if sys.argv[2] == "True":
             try:
-                anyio.run(maker.network, request)
+                anyio.run(maker.network)
             except NetworkError as e:
                 seen["error"] = str(e)
         else:
