@@ -37,7 +37,7 @@ peak RSS
     (a sum of VmHWM: pages the processes share are counted in each).
 the floor
     What podvisor cannot go below on its default backend: the interpreter
-    importing anyio on trio and exiting, no podvisor code; its time from
+    importing anyio on asyncio and exiting, no podvisor code; its time from
     launch to exit and its VmHWM, once per start round. Put beside
     supervisord's figures, it says which ratios are reachable at all.
 
@@ -72,6 +72,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench import common
 from bench.common import Figure, Report, Stat
 from podvisor.init import syscalls
+from podvisor.supervisor.cli import DEFAULT_BACKEND
 
 READY = re.compile(rb"PVBENCH-READY (\S+)")
 PROGRAMS = ("side-a", "side-b", "main")
@@ -349,8 +350,8 @@ class FloorSample:
     rss_mb: float  # VmHWM, from the rusage of its wait
 
 
-#: What `podvisor run` imports before any of its own code: anyio on trio.
-FLOOR_CODE = "import anyio._backends._trio"
+#: What `podvisor run` imports before any of its own code: anyio on its default backend.
+FLOOR_CODE = f"import anyio._backends._{DEFAULT_BACKEND}"
 
 
 def floor_once(env: dict[str, str]) -> FloorSample:

@@ -152,7 +152,7 @@ def container_limits(pod: Pod, c: Container) -> Limits:
     )
 
 
-def run_pod(loaded: LoadedPod, options: RunOptions, backend: str = "trio") -> int:
+def run_pod(loaded: LoadedPod, options: RunOptions, backend: str) -> int:
     """Run the pod to its end and return podvisor's exit status."""
     runner = PodRunner(loaded, options)
     return anyio.run(runner.run, backend=backend)

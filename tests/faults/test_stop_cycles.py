@@ -19,7 +19,7 @@ left. Odd cycles share one PID namespace (the escapee is adopted by the pod's
 init), even ones give each container its own (the default).
 
 Budget: five pods stop and start side by side, twenty times each, in one
-event loop (on asyncio; the other scenarios mostly use trio).
+event loop, on asyncio.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ traps take half a second). The supervisor must still be running at that
 moment: a start that failed because of an earlier run's leftovers would have
 ended it already.
 
-One pod, killed 50 times in a row. Two pods killed side by side (two lanes
+The kills take turns between the two backends, asyncio (the default) and
+trio. One pod, killed 50 times in a row. Two pods killed side by side (two lanes
 in threads) once hit a race, reported: a start removes the stale cgroups of
 *other* dead supervisors, and when one of them is still emptying (its init
 in its last moments) the rmdir fails with EBUSY and the start fails with it.
@@ -40,6 +41,7 @@ pytestmark = pytest.mark.faults
 
 LANES, KILLS = 1, 50
 PHASES = ("start-up", "running", "stopping")
+BACKENDS = ("asyncio", "trio")
 GRACE = 3
 
 
@@ -74,9 +76,9 @@ class Lane:
     survivors: list[str] = field(default_factory=list)
 
 
-def _kill_once(lane: Lane, phase: str) -> None:
+def _kill_once(lane: Lane, phase: str, backend: str) -> None:
     rest = threading.Event()  # never set: waits are the random injection points
-    with Supervisor(lane.path) as sup:
+    with Supervisor(lane.path, "--backend", backend) as sup:
         if phase == "start-up":
             rest.wait(lane.rng.uniform(0, 1.0))
         else:
@@ -88,21 +90,21 @@ def _kill_once(lane: Lane, phase: str) -> None:
         tree = procfs.descendants(sup.pid)
         if sup.proc.poll() is not None:
             lane.problems.append(
-                f"{phase}: it ended by itself ({sup.proc.returncode}) {sup.err.text()}"
+                f"{phase} ({backend}): it ended by itself ({sup.proc.returncode}) {sup.err.text()}"
             )
         sup.signal(signal.SIGKILL)
         sup.wait()
     # The init is ours now (we are a subreaper): it must end within its grace.
     alive = procfs.wait_gone(tree, timeout=GRACE + 10)
-    lane.survivors += [f"{phase}: {pid} {procfs.comm_of(pid)}" for pid in alive]
-    lane.survivors += [f"{phase}: {pid} (marked)" for pid in procfs.marked(lane.marker)]
+    lane.survivors += [f"{phase} ({backend}): {pid} {procfs.comm_of(pid)}" for pid in alive]
+    lane.survivors += [f"{phase} ({backend}): {pid} (marked)" for pid in procfs.marked(lane.marker)]
     procfs.reap_adopted()
     lane.kills[phase] += 1
 
 
 def _run_lane(lane: Lane) -> None:
-    for _ in range(KILLS):
-        _kill_once(lane, lane.rng.choice(PHASES))
+    for i in range(KILLS):
+        _kill_once(lane, lane.rng.choice(PHASES), BACKENDS[i % len(BACKENDS)])
     # The next start succeeds, and a clean stop leaves nothing: cgroups,
     # namespace and veth of the killed runs included (the fixture checks).
     with Supervisor(lane.path) as sup:

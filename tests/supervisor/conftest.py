@@ -60,7 +60,9 @@ def podvisor_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def podvisor_run(path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+def podvisor_run(
+    path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """`podvisor run PATH` as a child; killed (if still running) and reaped on the way out."""
     if not any(a.startswith("--metrics-address") for a in args):
         args = ("--metrics-address", "off", *args)  # tests run side by side: no port 9464
@@ -69,7 +71,7 @@ def podvisor_run(path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     ) as proc:
         try:
             yield proc

@@ -281,6 +281,36 @@ def test_sigterm_stops_main_then_sidecars_in_reverse(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
 
 
+@pytest.mark.parametrize(
+    ("args", "backend"), [((), "asyncio"), (("--backend", "trio"), "trio")], ids=["default", "trio"]
+)
+def test_podvisor_run_is_on_asyncio_unless_told_trio(
+    tmp_path: Path, args: tuple[str, ...], backend: str
+) -> None:
+    # asyncio is the default for its start: trio and its imports cost about 100 ms.
+    path = _write(
+        tmp_path,
+        "pod.yaml",
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: backend, annotations: {podvisor.io/network: loopback}}
+        spec:
+          restartPolicy: Never
+          containers:
+            - {name: main, command: ["echo", "done"]}
+    """,
+    )
+    # Every interpreter of the pod prints what it imports: the supervisor, its init.
+    with podvisor_run(path, *args, env={"PYTHONPROFILEIMPORTTIME": "1"}) as proc:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "main | done" in out
+    imported = {line.rpartition("|")[2].strip() for line in err.splitlines()}
+    assert backend in imported
+    assert ("trio" in imported) == (backend == "trio")
+
+
 def test_grace_deadline_kills_a_term_ignoring_double_forked_escapee(tmp_path: Path) -> None:
     pidfile = tmp_path / "escapee"
     escape = (
