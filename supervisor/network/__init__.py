@@ -10,22 +10,26 @@ supervisor left.
 
 from __future__ import annotations
 
-from podvisor.supervisor.network.model import (
-    DEFAULT_BRIDGE,
-    DEFAULT_SUBNET,
-    NetworkMode,
-    NetworkRequest,
-    PortMapping,
-    Protocol,
-)
-from podvisor.supervisor.network.pod import (
-    PodNetwork,
-    bridge_unavailable_reason,
-    cleanup_stale,
-    create_network,
-    create_network_sync,
-)
-from podvisor.supervisor.network.proxy import PortProxy, open_connection_in, publish_ports
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.network.model import (
+        DEFAULT_BRIDGE,
+        DEFAULT_SUBNET,
+        NetworkMode,
+        NetworkRequest,
+        PortMapping,
+        Protocol,
+    )
+    from podvisor.supervisor.network.pod import (
+        PodNetwork,
+        bridge_unavailable_reason,
+        cleanup_stale,
+        create_network,
+        create_network_sync,
+    )
+    from podvisor.supervisor.network.proxy import PortProxy, open_connection_in, publish_ports
 
 __all__ = [
     "DEFAULT_BRIDGE",
@@ -43,3 +47,34 @@ __all__ = [
     "open_connection_in",
     "publish_ports",
 ]
+
+# Each name is imported from its module when it is first asked for: `podvisor
+# run` forks the network's maker (maker.py) before it reads the manifest,
+# and that fork must not wait for the modules below, which the child imports
+# on its own core.
+_HOME = {
+    "DEFAULT_BRIDGE": "model",
+    "DEFAULT_SUBNET": "model",
+    "NetworkMode": "model",
+    "NetworkRequest": "model",
+    "PortMapping": "model",
+    "Protocol": "model",
+    "PodNetwork": "pod",
+    "bridge_unavailable_reason": "pod",
+    "cleanup_stale": "pod",
+    "create_network": "pod",
+    "create_network_sync": "pod",
+    "PortProxy": "proxy",
+    "open_connection_in": "proxy",
+    "publish_ports": "proxy",
+}
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        home = _HOME.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+        globals()[name] = value
+        return value

@@ -2,26 +2,29 @@
 
 How this works. On the bridge (and in host mode, which looks up the host's
 address), making the pod's network costs a start about 160 ms: pyroute2's
-import, its asyncio included, then the netlink and nft work. `podvisor run`
-knows what the network must be as soon as the manifest is read, half a
-second before its runner is imported and reaches the network. So it forks
-(`NetworkMaker.fork`): the child makes the network on the other core while
-the parent imports, and the runner then only takes the answer
-(`NetworkMaker.network`).
+import, its asyncio included, then the netlink and nft work. So `podvisor
+run` forks a child first of all (`NetworkMaker.fork`), before it reads the
+manifest. The child imports pyroute2 on the other core while the parent
+reads the manifest, then waits for its request: the parent sends the pod's
+`NetworkRequest` (`NetworkMaker.make`), or kills the child if the pod needs
+no maker (`NetworkMaker.dismiss`: a loopback pod, or a manifest with an
+error). The child makes the network while the parent imports its runner,
+and the runner then only takes the answer (`NetworkMaker.network`).
 
-A fork, not a new interpreter: the child has the manifest and this package
-already and imports only pyroute2. A process with threads does not fork
-(a lock another thread held at the fork would stay held in the child);
-`fork` then returns None and the runner makes the network itself, as it
-does in loopback mode, which needs no pyroute2. Every record the child
-writes names the supervisor as its owner, never the child, which lives for
-a moment.
+A fork, not a new interpreter: the child has this package already and
+imports only pyroute2. A process with threads does not fork (a lock another
+thread held at the fork would stay held in the child); `fork` then returns
+None and the runner makes the network itself, as it does in loopback mode,
+which needs no pyroute2. Every record the child writes names the supervisor
+as its owner, never the child, which lives for a moment.
 
-The answer comes back on a pipe, pickled (parent and child are one
-program): ("network", PodNetwork) or ("error", what went wrong).
+Request and answer travel on pipes, pickled (parent and child are one
+program): the request is (NetworkRequest, Owner), the answer ("network",
+PodNetwork) or ("error", what went wrong).
 
 How it ends:
 
+* no request (dismissed): the child is killed; it has made nothing;
 * made: the runner takes the network, and undoes it at the pod's end as it
   undoes one it made;
 * not made: the child has undone what it made (as `create_network` does)
@@ -39,70 +42,103 @@ How it ends:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import select
 import signal
 import threading
 import time
-from typing import Literal, NoReturn
-
-import anyio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 from podvisor.init import syscalls
 from podvisor.supervisor.errors import NetworkError
-from podvisor.supervisor.manifest.model import Pod
-from podvisor.supervisor.network.model import NetworkRequest
-from podvisor.supervisor.network.pod import (
-    PodNetwork,
-    create_network_sync,
-    hand_over,
-    undo_recorded,
-)
-from podvisor.supervisor.network.records import Owner
+
+# The rest of the network package is imported where it is used: the fork comes
+# first of all, and the child imports it on its own core (`_serve`).
+if TYPE_CHECKING:
+    from podvisor.supervisor.manifest.model import Pod
+    from podvisor.supervisor.network.model import NetworkRequest
+    from podvisor.supervisor.network.pod import PodNetwork
+    from podvisor.supervisor.network.records import Owner
+
+    Answer = tuple[Literal["network"], PodNetwork] | tuple[Literal["error"], str]
 
 #: How long the child may take before it is killed (and what it made undone);
 #: it takes well under a second.
 ANSWER_TIMEOUT = 30.0
 
-Answer = tuple[Literal["network"], PodNetwork] | tuple[Literal["error"], str]
-
 
 class NetworkMaker:
-    """A forked child making the pod's network; the parent's handle on its answer."""
+    """A forked child that makes the pod's network; the parent's handle on it."""
 
-    def __init__(self, request: NetworkRequest, owner: Owner, pid: int, answers: int) -> None:
-        self.request = request
-        self.owner = owner
+    def __init__(self, pid: int, requests: int, answers: int) -> None:
         self.pid = pid
-        self._answers = answers  # the pipe's read end
-        self.taken = False
+        self._requests = requests  # the request pipe's write end; -1 once sent
+        self._answers = answers  # the answer pipe's read end
+        self._sent: tuple[NetworkRequest, Owner] | None = None
+        self.taken = False  # the answer was read (or the child dismissed)
 
     @classmethod
-    def fork(cls, pod: Pod) -> NetworkMaker | None:
-        """Fork a child that makes *pod*'s network; None when the runner should make it."""
+    def fork(cls) -> NetworkMaker | None:
+        """Fork a child that prepares, then waits for `make`; None if this process cannot."""
         if threading.active_count() > 1:
             return None
-        request = NetworkRequest.for_pod(pod)
-        owner = Owner.current()  # its lock taken here, held by the supervisor
         parent = os.getpid()
+        requests, request_end = os.pipe()
         answers, answer_end = os.pipe()
         try:
             pid = os.fork()
         except OSError:
-            os.close(answers)
-            os.close(answer_end)
+            for fd in (requests, request_end, answers, answer_end):
+                os.close(fd)
             return None
         if pid == 0:
+            os.close(request_end)
             os.close(answers)
-            _make_and_answer(request, owner, answer_end, parent)
+            _serve(requests, answer_end, parent)
+        os.close(requests)
         os.close(answer_end)
-        return cls(request, owner, pid, answers)
+        return cls(pid, request_end, answers)
+
+    def make(self, pod: Pod) -> None:
+        """Have the child make *pod*'s network; the runner takes it with `network`."""
+        from podvisor.supervisor.network.model import NetworkRequest
+        from podvisor.supervisor.network.records import Owner
+
+        request = NetworkRequest.for_pod(pod)
+        owner = Owner.current()  # its lock taken here, held by the supervisor
+        self._sent = (request, owner)
+        # A child that died already reads nothing: `network` says it ended.
+        with contextlib.suppress(BrokenPipeError), open(self._requests, "wb") as pipe:
+            pipe.write(pickle.dumps(self._sent))
+        self._requests = -1
+
+    def dismiss(self) -> None:
+        """No network for the child to make: it goes, having made nothing."""
+        if self._sent is not None or self.taken:
+            raise RuntimeError("dismiss: the child has its request")
+        self.taken = True
+        os.close(self._requests)
+        os.close(self._answers)
+        os.kill(self.pid, signal.SIGKILL)  # it has only imported: nothing to undo
+        os.waitpid(self.pid, 0)
+
+    @property
+    def request(self) -> NetworkRequest:
+        """What `make` asked the child for."""
+        return self._sent_request()[0]
 
     # --- the runner ----------------------------------------------------------
 
     async def network(self) -> PodNetwork:
         """The network made for `request`; NetworkError (and nothing left) when it was not."""
+        import anyio
+
+        from podvisor.supervisor.network.pod import hand_over
+
+        self._sent_request()  # else the child would wait for one, and we for it
         self.taken = True
         with anyio.CancelScope(shield=True):
             network = await anyio.to_thread.run_sync(self._take)
@@ -116,9 +152,11 @@ class NetworkMaker:
 
         *data*: all the child wrote; None when it did not finish in time.
         """
+        from podvisor.supervisor.network.pod import undo_recorded
+
         answer, status = self._finish(data)
         if answer is None:
-            undo_recorded(self.request, self.owner)
+            undo_recorded(*self._sent_request())
             why = (
                 f"did not answer within {ANSWER_TIMEOUT:g} s and was killed"
                 if data is None
@@ -142,14 +180,27 @@ class NetworkMaker:
 
     # --- the supervisor's way out ----------------------------------------------
 
+    def _sent_request(self) -> tuple[NetworkRequest, Owner]:
+        if self._sent is None:
+            raise RuntimeError("the network maker has no request: call make() first")
+        return self._sent
+
     def close(self) -> None:
-        """If the runner did not take the network: wait for the child, then undo what it made."""
+        """If the runner did not take the network: wait for the child, then undo what it made.
+
+        A child that was never sent a request is dismissed.
+        """
         if self.taken:
             return
+        if self._sent is None:
+            self.dismiss()
+            return
+        from podvisor.supervisor.network.pod import undo_recorded
+
         self.taken = True
         answer, _ = self._finish(_read_all(self._answers, time.monotonic() + ANSWER_TIMEOUT))
         if answer is None:
-            undo_recorded(self.request, self.owner)
+            undo_recorded(*self._sent)
         elif answer[0] == "network":
             answer[1].close_blocking()
 
@@ -163,10 +214,8 @@ class NetworkMaker:
 # --- the child --------------------------------------------------------------
 
 
-def _make_and_answer(
-    request: NetworkRequest, owner: Owner, answer_end: int, parent: int
-) -> NoReturn:
-    """In the child: make the network, write the answer, exit. Never returns."""
+def _serve(requests: int, answer_end: int, parent: int) -> NoReturn:
+    """In the child: prepare, read the request, make the network, answer, exit."""
     status = 1
     try:
         syscalls.set_parent_death_signal(signal.SIGKILL)
@@ -181,20 +230,35 @@ def _make_and_answer(
             # answer is read a few hundred ms from now). Three busy processes
             # on two cores slowed the supervisor's imports by a fifth.
             os.nice(19)
-            answer: Answer
-            try:
-                answer = ("network", create_network_sync(request, owner))
-            except NetworkError as e:
-                answer = ("error", str(e))
-            except Exception as e:  # a bug: said, rather than an answer missing
-                answer = ("error", f"cannot make the network of pod {request.pod_name}: {e!r}")
-            with open(answer_end, "wb") as pipe:
-                pipe.write(pickle.dumps(answer))
+            # This package and pyroute2, while the parent reads the manifest.
+            # If pyroute2 fails, it fails again below, where that is answered.
+            from podvisor.supervisor.network import links, pod
+
+            with contextlib.suppress(Exception):
+                links.preload()
+            with open(requests, "rb") as pipe:
+                sent = pipe.read()
+            if sent:  # else dismissed, or the parent ended
+                # Written by our own parent over a pipe only it and we hold.
+                request, owner = pickle.loads(sent)  # noqa: S301
+                with open(answer_end, "wb") as pipe:
+                    pipe.write(pickle.dumps(_answer(pod.create_network_sync, request, owner)))
             status = 0
     finally:
         # Never the parent's exit path: no atexit handler (one would remove the
         # supervisor's owner lock), no flush of stdio buffers copied at the fork.
         os._exit(status)
+
+
+def _answer(
+    create: Callable[[NetworkRequest, Owner], PodNetwork], request: NetworkRequest, owner: Owner
+) -> Answer:
+    try:
+        return ("network", create(request, owner))
+    except NetworkError as e:
+        return ("error", str(e))
+    except Exception as e:  # a bug: said, rather than an answer missing
+        return ("error", f"cannot make the network of pod {request.pod_name}: {e!r}")
 
 
 # --- reading the answer -----------------------------------------------------

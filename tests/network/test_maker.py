@@ -29,7 +29,8 @@ from tests.network.conftest import ip
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 60
 
-#: Loads the pod (argv[1]) and forks its maker; the scenario follows.
+#: Loads the pod (argv[1]); `forked` forks a maker and sends it the pod. The
+#: scenario follows.
 PROLOGUE = """
 import json, os, signal, sys
 import anyio
@@ -43,6 +44,11 @@ request = NetworkRequest.for_pod(pod)
 record = records.PODS_DIR / request.instance / "network.json"
 netns = f"/run/netns/pv-{request.instance}"
 seen = {}
+
+def forked(pod):
+    maker = NetworkMaker.fork()
+    maker.make(pod)
+    return maker
 """
 
 
@@ -82,7 +88,7 @@ def test_the_runner_takes_the_network_the_child_made(tmp_path: Path, backend: st
     seen = scenario(
         tmp_path,
         """
-        maker = NetworkMaker.fork(pod)
+        maker = forked(pod)
         seen["child"] = maker.pid
         network = anyio.run(maker.network, backend=sys.argv[2])
         try:
@@ -112,7 +118,7 @@ def test_a_network_the_runner_never_took_is_undone_on_the_way_out(tmp_path: Path
     seen = scenario(
         tmp_path,
         """
-        with NetworkMaker.fork(pod) as maker:
+        with forked(pod) as maker:
             seen["child"], seen["netns"] = maker.pid, netns
         try:
             os.waitpid(maker.pid, os.WNOHANG)
@@ -125,6 +131,50 @@ def test_a_network_the_runner_never_took_is_undone_on_the_way_out(tmp_path: Path
     assert left_of(seen) == []
 
 
+def test_a_child_sent_no_request_goes_having_made_nothing(tmp_path: Path) -> None:
+    # A loopback pod (`dismiss`), or a manifest with an error (the way out).
+    seen = scenario(
+        tmp_path,
+        """
+        for how in ("dismiss", "way out"):
+            maker = NetworkMaker.fork()
+            if how == "dismiss":
+                maker.dismiss()
+            with maker:
+                pass
+            try:
+                os.waitpid(maker.pid, os.WNOHANG)
+            except ChildProcessError:
+                seen[how] = "reaped"
+        seen["netns"] = netns
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["dismiss"] == seen["way out"] == "reaped"
+    assert left_of(seen) == []
+
+
+def test_a_request_to_a_dead_child_is_answered_as_its_end(tmp_path: Path) -> None:
+    seen = scenario(
+        tmp_path,
+        """
+        maker = NetworkMaker.fork()
+        os.kill(maker.pid, signal.SIGKILL)
+        while os.waitid(os.P_PID, maker.pid, os.WEXITED | os.WNOWAIT) is None:
+            pass
+        maker.make(pod)  # the pipe is broken: not an error here
+        try:
+            anyio.run(maker.network)
+        except NetworkError as e:
+            seen["error"] = str(e)
+        seen["netns"] = netns
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["error"].endswith("ended without an answer (killed by SIGKILL)")
+    assert left_of(seen) == []
+
+
 def test_what_the_child_could_not_make_reaches_the_runner_with_its_reason(
     tmp_path: Path,
 ) -> None:
@@ -133,7 +183,7 @@ def test_what_the_child_could_not_make_reaches_the_runner_with_its_reason(
         """
         os.system(f"ip netns add pv-{request.instance}")  # somebody else's, by that name
         try:
-            maker = NetworkMaker.fork(pod)
+            maker = forked(pod)
             try:
                 anyio.run(maker.network)
             except NetworkError as e:
@@ -161,7 +211,7 @@ def test_a_bug_in_the_child_is_said_not_lost(tmp_path: Path) -> None:
         def broken(mode):
             raise RuntimeError("a bug")
         pod_module.choose_mode = broken
-        maker = NetworkMaker.fork(pod)
+        maker = forked(pod)
         try:
             anyio.run(maker.network)
         except NetworkError as e:
@@ -182,7 +232,7 @@ def test_a_child_killed_half_way_leaves_nothing_once_the_runner_asks(tmp_path: P
         tmp_path,
         """
         links.add_veth = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
-        maker = NetworkMaker.fork(pod)
+        maker = forked(pod)
         try:
             anyio.run(maker.network)
         except NetworkError as e:
@@ -205,7 +255,7 @@ def test_a_child_that_hangs_is_killed_and_what_it_made_undone(tmp_path: Path, ta
         from podvisor.supervisor.network import maker as maker_module
         maker_module.ANSWER_TIMEOUT = 0.5
         links.add_veth = lambda *args: time.sleep(WAIT)
-        maker = NetworkMaker.fork(pod)
+        maker = forked(pod)
         if sys.argv[2] == "True":
             try:
                 anyio.run(maker.network)
@@ -231,7 +281,7 @@ def test_a_child_that_hangs_is_killed_and_what_it_made_undone(tmp_path: Path, ta
 #: Forks the maker, waits until /proc/locks shows its child waiting for the
 #: network lock (so past its PR_SET_PDEATHSIG), then SIGKILLs itself.
 FORK_AND_DIE = """
-maker = NetworkMaker.fork(pod)
+maker = forked(pod)
 def waiting(line):
     return line.split()[1:2] == ["->"] and f" {maker.pid} " in line
 while not any(waiting(line) for line in open("/proc/locks")):
@@ -273,7 +323,7 @@ def test_a_process_with_threads_makes_its_network_itself(tmp_path: Path) -> None
         release = threading.Event()
         other = threading.Thread(target=release.wait)
         other.start()
-        seen["maker"] = NetworkMaker.fork(pod) is None
+        seen["maker"] = NetworkMaker.fork() is None
         release.set()
         other.join()
         seen["netns"] = netns
@@ -306,3 +356,61 @@ def test_podvisor_run_that_fails_before_the_pod_is_made_leaves_no_network(
     assert "another program listens there" in done.stderr
     assert not [n for n in os.listdir("/run/netns") if n.startswith(f"pv-{name}-")]
     assert not list(records.PODS_DIR.glob(f"{name}-*"))
+
+
+def test_a_loopback_pod_keeps_no_maker(tmp_path: Path) -> None:
+    # `podvisor run` forks the maker before it reads the manifest; a pod that
+    # needs none (loopback) sends it off at once, and a manifest with an error
+    # does too, before it exits 2.
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: maker-lo\n"
+        "  annotations: {podvisor.io/network: loopback}\n"
+        'spec:\n  containers: [{name: main, command: ["sh", "-c", "trap \'exit 0\' TERM; echo up; while :; do sleep 0.1; done"]}]\n'
+    )
+    with subprocess.Popen(
+        [*podvisor_command(), "run", "--metrics-address", "off", str(pod)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as sup:
+        try:
+            assert sup.stdout is not None
+            assert sup.stdout.readline() == "main | up\n"
+            children = [_comm(pid) for pid in _children(sup.pid)]
+        finally:
+            sup.send_signal(signal.SIGTERM)
+            _, err = sup.communicate(timeout=WAIT)
+    assert sup.returncode == 0, err
+    assert "podvisor-init" in children
+    assert "podvisor-net" not in children
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")
+    done = subprocess.run(
+        [*podvisor_command(), "run", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "nothing was started" in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, NotADirectoryError):
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
