@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from podvisor.supervisor.network import records
+from tests.faults import procfs
 from tests.faults.pods import podvisor_command
 from tests.network.conftest import ip
 
@@ -377,7 +378,7 @@ def test_a_loopback_pod_keeps_no_maker(tmp_path: Path) -> None:
         try:
             assert sup.stdout is not None
             assert sup.stdout.readline() == "main | up\n"
-            children = [_comm(pid) for pid in _children(sup.pid)]
+            children = [procfs.comm_of(pid) for pid in procfs.children_of(sup.pid)]
         finally:
             sup.send_signal(signal.SIGTERM)
             _, err = sup.communicate(timeout=WAIT)
@@ -395,22 +396,3 @@ def test_a_loopback_pod_keeps_no_maker(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "nothing was started" in done.stderr
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-        except (OSError, NotADirectoryError):
-            continue
-        if int(stat.rpartition(")")[2].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
