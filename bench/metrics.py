@@ -55,6 +55,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from bench import common
 from bench.common import PODVISOR, Figure, Report, Stat
+from podvisor.supervisor.cli import BACKENDS, DEFAULT_BACKEND
 
 SIZES = (10, 100, 200)
 TARGET_MEDIAN_MS = 50.0
@@ -465,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", help="comma-separated pod sizes (default 10,100,200)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
-    parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     args = parser.parse_args(argv)
     if args.child is not None:
         return child(args.name, args.child, args.backend)

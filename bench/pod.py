@@ -78,8 +78,8 @@ READY = re.compile(rb"PVBENCH-READY (\S+)")
 PROGRAMS = ("side-a", "side-b", "main")
 LAUNCH_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-#: Time for start-up work to die down before the idle window opens: trio's
-#: thread cache lets an idle worker thread go after 10 s.
+#: Time for start-up work to die down before the idle window opens: an idle
+#: worker thread goes after 10 s (anyio's on asyncio, trio's thread cache).
 SETTLE_SECONDS = 12.0
 #: Start rounds stop early past this many seconds, after at least MIN_ROUNDS.
 START_BUDGET_S = 75.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from podvisor.supervisor.errors import EXIT_CONFIG, EXIT_PODVISOR, ConfigError, 
 if TYPE_CHECKING:
     from podvisor.supervisor.manifest import LoadedPod
     from podvisor.supervisor.manifest.model import Pod
+    from podvisor.supervisor.network.maker import NetworkMaker
 
 BACKENDS = ("asyncio", "trio")
 #: asyncio by default: it is in the standard library, and a supervisor on it
@@ -104,21 +106,34 @@ def _load(path: str) -> LoadedPod | None:
     return None
 
 
-def _network_maker_wanted(pod: Pod) -> bool:
+def _brief(maker: NetworkMaker | None, pod: Pod) -> NetworkMaker | None:
+    """Send *maker* *pod*'s network to make; dismissed (None) if the runner makes it."""
+    if maker is None:
+        return None
     # All but a loopback network, which is made in microseconds without pyroute2.
-    return pod.spec.host_network or pod.settings.network != "loopback"
+    if pod.spec.host_network or pod.settings.network != "loopback":
+        maker.make(pod)
+        return maker
+    maker.dismiss()
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
+    # A launcher that ignores SIGCHLD would have the kernel reap our children
+    # (the network's maker, the pod's init) before we could wait for them.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # Start-up makes about 50,000 objects that live as long as the process
     # (modules, classes, functions); the cyclic collector would go over them
     # again and again while they are made (about 30 ms in all). It runs from
     # the pod's set-up on, and leaves them out (`gc.freeze` in `_start`).
+    collecting = gc.isenabled()
     gc.disable()
     try:
         return _start(args)
     finally:
-        gc.enable()
+        gc.unfreeze()  # as it was, for a caller in the same process
+        if collecting:
+            gc.enable()
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -135,12 +150,7 @@ def _start(args: argparse.Namespace) -> int:
         loaded = _load(args.manifest)
         if loaded is None:
             return EXIT_CONFIG
-        if maker is not None:
-            if _network_maker_wanted(loaded.pod):
-                maker.make(loaded.pod)
-            else:
-                maker.dismiss()
-                maker = None
+        maker = _brief(maker, loaded.pod)
         from podvisor.supervisor.sandbox import WaitingInit
 
         try:

@@ -91,8 +91,9 @@ class RunOptions:
     #: The pod's init, started ahead of its plan (`podvisor run` starts it
     #: before it imports this module); None: one is started when needed.
     init: WaitingInit | None = None
-    #: The pod's network, being made by a child `podvisor run` forked before it
-    #: imported this module; None: the runner makes it.
+    #: The pod's network, being made by a child `podvisor run` forked and sent
+    #: the pod (`NetworkMaker.make`) before it imported this module; None: the
+    #: runner makes it.
     network_maker: NetworkMaker | None = None
 
 

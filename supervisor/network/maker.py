@@ -11,8 +11,9 @@ no maker (`NetworkMaker.dismiss`: a loopback pod, or a manifest with an
 error). The child makes the network while the parent imports its runner,
 and the runner then only takes the answer (`NetworkMaker.network`).
 
-A fork, not a new interpreter: the child has this package already and
-imports only pyroute2. A process with threads does not fork (a lock another
+A fork, not a new interpreter: the child shares what the parent imported
+before the fork (its command line) and imports the rest of the network code
+and pyroute2 itself. A process with threads does not fork (a lock another
 thread held at the fork would stay held in the child); `fork` then returns
 None and the runner makes the network itself, as it does in loopback mode,
 which needs no pyroute2. Every record the child writes names the supervisor
@@ -49,7 +50,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 from podvisor.init import syscalls
@@ -86,18 +87,26 @@ class NetworkMaker:
         if threading.active_count() > 1:
             return None
         parent = os.getpid()
-        requests, request_end = os.pipe()
-        answers, answer_end = os.pipe()
+        fds: list[int] = []
+        # Blocked across the fork: a Ctrl-C must not reach the child before it
+        # ignores it (`_serve`), or it would unwind through the parent's code.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _CHILD_IGNORES)
         try:
+            fds += os.pipe()
+            fds += os.pipe()
+            requests, request_end, answers, answer_end = fds
             pid = os.fork()
         except OSError:
-            for fd in (requests, request_end, answers, answer_end):
+            for fd in fds:
                 os.close(fd)
             return None
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if pid == 0:
             os.close(request_end)
             os.close(answers)
-            _serve(requests, answer_end, parent)
+            _serve(requests, answer_end, parent, mask)
         os.close(requests)
         os.close(answer_end)
         return cls(pid, request_end, answers)
@@ -109,16 +118,24 @@ class NetworkMaker:
 
         request = NetworkRequest.for_pod(pod)
         owner = Owner.current()  # its lock taken here, held by the supervisor
-        self._sent = (request, owner)
-        # A child that died already reads nothing: `network` says it ended.
-        with contextlib.suppress(BrokenPipeError), open(self._requests, "wb") as pipe:
-            pipe.write(pickle.dumps(self._sent))
-        self._requests = -1
+        data = pickle.dumps((request, owner))
+        try:
+            # A child that died already reads nothing: `network` says it ended.
+            with contextlib.suppress(BrokenPipeError):
+                _write_all(self._requests, data)
+        finally:
+            # Closed whatever happened: the child reads end-of-file, and
+            # answers, or ends, rather than wait for the rest.
+            os.close(self._requests)
+            self._requests = -1
+            self._sent = (request, owner)
 
     def dismiss(self) -> None:
         """No network for the child to make: it goes, having made nothing."""
-        if self._sent is not None or self.taken:
-            raise RuntimeError("dismiss: the child has its request")
+        if self._sent is not None:
+            raise RuntimeError("dismiss: the child was sent a request; close() undoes its work")
+        if self.taken:
+            return  # dismissed already
         self.taken = True
         os.close(self._requests)
         os.close(self._answers)
@@ -214,16 +231,23 @@ class NetworkMaker:
 # --- the child --------------------------------------------------------------
 
 
-def _serve(requests: int, answer_end: int, parent: int) -> NoReturn:
-    """In the child: prepare, read the request, make the network, answer, exit."""
+#: What the child ignores: the supervisor decides what becomes of the network,
+#: and the child finishes its fraction of a second whatever the terminal sends.
+_CHILD_IGNORES = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+def _serve(requests: int, answer_end: int, parent: int, mask: Iterable[int]) -> NoReturn:
+    """In the child: prepare, read the request, make the network, answer, exit.
+
+    *mask*: the signal mask to restore once `_CHILD_IGNORES` are ignored.
+    """
     status = 1
     try:
         syscalls.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() == parent:  # else the supervisor died before the line above
-            # The supervisor decides what becomes of the network; the child
-            # finishes its fraction of a second whatever the terminal sends.
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for signum in _CHILD_IGNORES:
                 signal.signal(signum, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             syscalls.set_process_name("podvisor-net")
             # The supervisor and the init need the CPU first: they are the
             # start's critical path, and the child has time to spare (its
@@ -261,7 +285,13 @@ def _answer(
         return ("error", f"cannot make the network of pod {request.pod_name}: {e!r}")
 
 
-# --- reading the answer -----------------------------------------------------
+# --- the pipes -------------------------------------------------------------
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _read_all(fd: int, deadline: float) -> bytes | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -161,8 +162,7 @@ def test_a_request_to_a_dead_child_is_answered_as_its_end(tmp_path: Path) -> Non
         """
         maker = NetworkMaker.fork()
         os.kill(maker.pid, signal.SIGKILL)
-        while os.waitid(os.P_PID, maker.pid, os.WEXITED | os.WNOWAIT) is None:
-            pass
+        os.waitid(os.P_PID, maker.pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
         maker.make(pod)  # the pipe is broken: not an error here
         try:
             anyio.run(maker.network)
@@ -174,6 +174,75 @@ def test_a_request_to_a_dead_child_is_answered_as_its_end(tmp_path: Path) -> Non
     )
     assert seen["error"].endswith("ended without an answer (killed by SIGKILL)")
     assert left_of(seen) == []
+
+
+def test_a_request_cut_short_is_closed_and_the_way_out_does_not_wait(tmp_path: Path) -> None:
+    # A Ctrl-C while the request is written: the pipe is closed all the same,
+    # so the child reads end-of-file and ends, and `close` does not wait for
+    # an answer that cannot come (the timeout here is longer than the test's).
+    seen = scenario(
+        tmp_path,
+        """
+        from podvisor.supervisor.network import maker as maker_module
+        maker_module.ANSWER_TIMEOUT = 3600
+        def interrupted(fd, data):
+            raise KeyboardInterrupt
+        maker_module._write_all = interrupted
+        def fds():  # but the supervisor's owner lock, held until it exits
+            found = set()
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    to = os.readlink(f"/proc/self/fd/{fd}")
+                except FileNotFoundError:  # listdir's own
+                    continue
+                if not to.startswith(str(records.OWNERS_DIR)):
+                    found.add(fd)
+            return found
+        before = fds()
+        maker = NetworkMaker.fork()
+        try:
+            maker.make(pod)
+        except KeyboardInterrupt:
+            seen["interrupted"] = True
+        maker.close()
+        seen["fds left"] = sorted(fds() - before)
+        try:
+            os.waitpid(maker.pid, os.WNOHANG)
+        except ChildProcessError:
+            seen["child reaped"] = True
+        seen["netns"] = netns
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["interrupted"] is True
+    assert seen["fds left"] == []
+    assert seen["child reaped"] is True
+    assert left_of(seen) == []
+
+
+@pytest.mark.parametrize("network", ["loopback", "bridge"])
+def test_a_launcher_that_ignores_sigchld_is_no_matter(tmp_path: Path, network: str) -> None:
+    # SIG_IGN for SIGCHLD survives exec: the kernel would reap the maker and
+    # the init before podvisor could wait for them.
+    name = f"maker-chld-{uuid.uuid4().hex[:6]}"
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n"
+        f"  annotations: {{podvisor.io/network: {network}}}\n"
+        'spec:\n  restartPolicy: Never\n  containers: [{name: main, command: ["echo", "done"]}]\n'
+    )
+    done = subprocess.run(
+        [*podvisor_command(), "run", "--metrics-address", "off", str(pod)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "main | done" in done.stdout
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(f"pv-{name}-")]
+    assert not list(records.PODS_DIR.glob(f"{name}-*"))
 
 
 def test_what_the_child_could_not_make_reaches_the_runner_with_its_reason(
@@ -377,6 +446,7 @@ def test_a_loopback_pod_keeps_no_maker(tmp_path: Path) -> None:
     ) as sup:
         try:
             assert sup.stdout is not None
+            assert select.select([sup.stdout], [], [], WAIT)[0], "no line from main"
             assert sup.stdout.readline() == "main | up\n"
             children = [procfs.comm_of(pid) for pid in procfs.children_of(sup.pid)]
         finally:
@@ -396,3 +466,6 @@ def test_a_loopback_pod_keeps_no_maker(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "nothing was started" in done.stderr
+    # Its maker was reaped: one left behind would have come to us (a subreaper).
+    adopted = [procfs.comm_of(pid) for pid in procfs.children_of(os.getpid())]
+    assert "podvisor-net" not in adopted
