@@ -31,8 +31,8 @@ from tests.network.conftest import ip
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 60
 
-#: Loads the pod (argv[1]); `forked` forks a maker and sends it the pod. The
-#: scenario follows.
+#: Loads the pod (argv[1]); `forked` forks a maker and sends it the pod, `ask`
+#: takes its answer as the runner does. The scenario follows.
 PROLOGUE = """
 import json, os, signal, sys
 import anyio
@@ -51,6 +51,18 @@ def forked(pod):
     maker = NetworkMaker.fork()
     maker.make(pod)
     return maker
+
+def note_reaped(maker):
+    try:
+        os.waitpid(maker.pid, os.WNOHANG)
+    except ChildProcessError:
+        seen["child reaped"] = True
+
+def ask(maker):  # the runner takes the network; what went wrong: seen["error"]
+    try:
+        return anyio.run(maker.network)
+    except NetworkError as e:
+        seen["error"] = str(e)
 """
 
 
@@ -93,10 +105,7 @@ def test_the_runner_takes_the_network_the_child_made(tmp_path: Path, backend: st
         maker = forked(pod)
         seen["child"] = maker.pid
         network = anyio.run(maker.network, backend=sys.argv[2])
-        try:
-            os.waitpid(maker.pid, os.WNOHANG)
-        except ChildProcessError:
-            seen["child reaped"] = True
+        note_reaped(maker)
         seen["pod_ip"], seen["netns"] = network.pod_ip, network.netns_path
         seen["owner"] = json.loads(record.read_text())["owner"]["pid"]
         seen["eth0"] = os.popen(f"ip -n pv-{request.instance} -4 -o addr").read()
@@ -122,10 +131,7 @@ def test_a_network_the_runner_never_took_is_undone_on_the_way_out(tmp_path: Path
         """
         with forked(pod) as maker:
             seen["child"], seen["netns"] = maker.pid, netns
-        try:
-            os.waitpid(maker.pid, os.WNOHANG)
-        except ChildProcessError:
-            seen["child reaped"] = True
+        note_reaped(maker)
         print(json.dumps(seen))
         """,
     )
@@ -164,10 +170,7 @@ def test_a_request_to_a_dead_child_is_answered_as_its_end(tmp_path: Path) -> Non
         os.kill(maker.pid, signal.SIGKILL)
         os.waitid(os.P_PID, maker.pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
         maker.make(pod)  # the pipe is broken: not an error here
-        try:
-            anyio.run(maker.network)
-        except NetworkError as e:
-            seen["error"] = str(e)
+        ask(maker)
         seen["netns"] = netns
         print(json.dumps(seen))
         """,
@@ -206,10 +209,7 @@ def test_a_request_cut_short_is_closed_and_the_way_out_does_not_wait(tmp_path: P
             seen["interrupted"] = True
         maker.close()
         seen["fds left"] = sorted(fds() - before)
-        try:
-            os.waitpid(maker.pid, os.WNOHANG)
-        except ChildProcessError:
-            seen["child reaped"] = True
+        note_reaped(maker)
         seen["netns"] = netns
         print(json.dumps(seen))
         """,
@@ -254,10 +254,7 @@ def test_what_the_child_could_not_make_reaches_the_runner_with_its_reason(
         os.system(f"ip netns add pv-{request.instance}")  # somebody else's, by that name
         try:
             maker = forked(pod)
-            try:
-                anyio.run(maker.network)
-            except NetworkError as e:
-                seen["error"] = str(e)
+            ask(maker)
             seen["netns kept"] = os.path.exists(netns)
         finally:
             os.system(f"ip netns delete pv-{request.instance}")
@@ -282,10 +279,7 @@ def test_a_bug_in_the_child_is_said_not_lost(tmp_path: Path) -> None:
             raise RuntimeError("a bug")
         pod_module.choose_mode = broken
         maker = forked(pod)
-        try:
-            anyio.run(maker.network)
-        except NetworkError as e:
-            seen["error"] = str(e)
+        ask(maker)
         seen["netns"] = netns
         print(json.dumps(seen))
         """,
@@ -303,10 +297,7 @@ def test_a_child_killed_half_way_leaves_nothing_once_the_runner_asks(tmp_path: P
         """
         links.add_veth = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
         maker = forked(pod)
-        try:
-            anyio.run(maker.network)
-        except NetworkError as e:
-            seen["error"] = str(e)
+        ask(maker)
         seen["netns"] = netns
         print(json.dumps(seen))
         """,
@@ -327,16 +318,10 @@ def test_a_child_that_hangs_is_killed_and_what_it_made_undone(tmp_path: Path, ta
         links.add_veth = lambda *args: time.sleep(WAIT)
         maker = forked(pod)
         if sys.argv[2] == "True":
-            try:
-                anyio.run(maker.network)
-            except NetworkError as e:
-                seen["error"] = str(e)
+            ask(maker)
         else:
             maker.close()
-        try:
-            os.waitpid(maker.pid, os.WNOHANG)
-        except ChildProcessError:
-            seen["child reaped"] = True
+        note_reaped(maker)
         seen["netns"] = netns
         print(json.dumps(seen))
         """.replace("WAIT", str(WAIT)),
