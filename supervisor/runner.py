@@ -211,10 +211,6 @@ class PodRunner:
     def pod(self) -> Pod:
         return self.loaded.pod
 
-    @property
-    def hostname(self) -> str:
-        return self.pod.hostname
-
     def container(self, name: str) -> Container:
         return next(c for c in self.pod.spec.all_containers if c.name == name)
 
@@ -279,7 +275,7 @@ class PodRunner:
         plan = plan_namespaces(
             host_pid=pod.spec.host_pid,
             host_ipc=pod.spec.host_ipc,
-            hostname=self.hostname,
+            hostname=pod.hostname,
             netns=network.netns_path,
             binds=tuple((src, dst) for dst, src in network.etc_files.items()),
             cgroup_procs=tuple(init_cgroup.procs_files()),
@@ -414,7 +410,7 @@ class PodRunner:
         pod_ip = self.network.pod_ip if self.network else None
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOSTNAME": self.hostname,
+            "HOSTNAME": self.pod.hostname,
         }
         env.update(resolve_env(c, self.pod, pod_ip))
         if self._actions is not None:

@@ -138,14 +138,17 @@ class NetworkMaker:
             return  # dismissed already
         self.taken = True
         os.close(self._requests)
-        os.close(self._answers)
-        os.kill(self.pid, signal.SIGKILL)  # it has only imported: nothing to undo
-        os.waitpid(self.pid, 0)
+        self._finish(None)  # killed: it has only imported, there is nothing to undo
 
     @property
     def request(self) -> NetworkRequest:
         """What `make` asked the child for."""
         return self._sent_request()[0]
+
+    def _sent_request(self) -> tuple[NetworkRequest, Owner]:
+        if self._sent is None:
+            raise RuntimeError("the network maker has no request: call make() first")
+        return self._sent
 
     # --- the runner ----------------------------------------------------------
 
@@ -196,11 +199,6 @@ class NetworkMaker:
         return _decode(data or b""), status
 
     # --- the supervisor's way out ----------------------------------------------
-
-    def _sent_request(self) -> tuple[NetworkRequest, Owner]:
-        if self._sent is None:
-            raise RuntimeError("the network maker has no request: call make() first")
-        return self._sent
 
     def close(self) -> None:
         """If the runner did not take the network: wait for the child, then undo what it made.

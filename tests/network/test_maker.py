@@ -45,7 +45,7 @@ pod = manifest.load(sys.argv[1]).pod
 request = NetworkRequest.for_pod(pod)
 record = records.PODS_DIR / request.instance / "network.json"
 netns = f"/run/netns/pv-{request.instance}"
-seen = {}
+seen = {"netns": netns}
 
 def forked(pod):
     maker = NetworkMaker.fork()
@@ -130,7 +130,7 @@ def test_a_network_the_runner_never_took_is_undone_on_the_way_out(tmp_path: Path
         tmp_path,
         """
         with forked(pod) as maker:
-            seen["child"], seen["netns"] = maker.pid, netns
+            seen["child"] = maker.pid
         note_reaped(maker)
         print(json.dumps(seen))
         """,
@@ -154,7 +154,6 @@ def test_a_child_sent_no_request_goes_having_made_nothing(tmp_path: Path) -> Non
                 os.waitpid(maker.pid, os.WNOHANG)
             except ChildProcessError:
                 seen[how] = "reaped"
-        seen["netns"] = netns
         print(json.dumps(seen))
         """,
     )
@@ -171,7 +170,6 @@ def test_a_request_to_a_dead_child_is_answered_as_its_end(tmp_path: Path) -> Non
         os.waitid(os.P_PID, maker.pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
         maker.make(pod)  # the pipe is broken: not an error here
         ask(maker)
-        seen["netns"] = netns
         print(json.dumps(seen))
         """,
     )
@@ -210,7 +208,6 @@ def test_a_request_cut_short_is_closed_and_the_way_out_does_not_wait(tmp_path: P
         maker.close()
         seen["fds left"] = sorted(fds() - before)
         note_reaped(maker)
-        seen["netns"] = netns
         print(json.dumps(seen))
         """,
     )
@@ -258,7 +255,6 @@ def test_what_the_child_could_not_make_reaches_the_runner_with_its_reason(
             seen["netns kept"] = os.path.exists(netns)
         finally:
             os.system(f"ip netns delete pv-{request.instance}")
-        seen["netns"] = netns
         print(json.dumps(seen))
         """,
     )
@@ -280,7 +276,6 @@ def test_a_bug_in_the_child_is_said_not_lost(tmp_path: Path) -> None:
         pod_module.choose_mode = broken
         maker = forked(pod)
         ask(maker)
-        seen["netns"] = netns
         print(json.dumps(seen))
         """,
     )
@@ -298,7 +293,6 @@ def test_a_child_killed_half_way_leaves_nothing_once_the_runner_asks(tmp_path: P
         links.add_veth = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
         maker = forked(pod)
         ask(maker)
-        seen["netns"] = netns
         print(json.dumps(seen))
         """,
     )
@@ -322,7 +316,6 @@ def test_a_child_that_hangs_is_killed_and_what_it_made_undone(tmp_path: Path, ta
         else:
             maker.close()
         note_reaped(maker)
-        seen["netns"] = netns
         print(json.dumps(seen))
         """.replace("WAIT", str(WAIT)),
         str(taken),
@@ -381,7 +374,6 @@ def test_a_process_with_threads_makes_its_network_itself(tmp_path: Path) -> None
         seen["maker"] = NetworkMaker.fork() is None
         release.set()
         other.join()
-        seen["netns"] = netns
         print(json.dumps(seen))
         """,
     )
