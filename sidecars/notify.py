@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import hashlib
 import os
 import socket
 import struct
@@ -99,6 +98,8 @@ def socket_path(pod: Pod) -> Path:
     path = PODS_DIR / instance / SOCKET_NAME
     if len(os.fsencode(path)) <= _SUN_PATH_MAX:
         return path
+    import hashlib  # here, not at the top: its OpenSSL set-up weighs the supervisor 0.8 MB
+
     digest = hashlib.sha256(instance.encode()).hexdigest()[:16]
     return PODS_DIR / f"pv-{digest}" / SOCKET_NAME
 

@@ -6,19 +6,20 @@ imports this module.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import signal
 import sys
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Literal
 
-from podvisor.supervisor import ctl
 from podvisor.supervisor.errors import EXIT_CONFIG, EXIT_PODVISOR, ConfigError, PodvisorError
 
 if TYPE_CHECKING:
-    from podvisor.supervisor.manifest import LoadedPod
-    from podvisor.supervisor.manifest.model import Pod
+    import argparse
+
+    from podvisor.supervisor.manifest.model import LoadedPod, Pod
     from podvisor.supervisor.network.maker import NetworkMaker
 
 BACKENDS = ("asyncio", "trio")
@@ -40,7 +41,10 @@ def version() -> str:
         return "0+unknown"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; *command*, the first argument, leaves out what it does not need."""
+    import argparse  # not at the top: `podvisor run` parses in a child (`_read`)
+
     parser = argparse.ArgumentParser(
         prog="podvisor",
         description="Run a Kubernetes Pod on this machine. `podvisor -- CMD` runs CMD under "
@@ -71,7 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate a manifest and explain what `run` would do", add_help=False
     )
     sub.add_parser("version", help="print podvisor's version")
-    ctl.add_commands(sub)
+    # The control client's commands, but for `run`: the supervisor would keep
+    # the client's code (and its imports) for as long as the pod runs.
+    if command != "run":
+        from podvisor.supervisor import ctl
+
+        ctl.add_commands(sub)
     return parser
 
 
@@ -81,14 +90,40 @@ def main(argv: list[str] | None = None) -> int:
         from podvisor.supervisor.manifest.explain import main as check_main
 
         return check_main(argv[1:])
-    parser = _parser()
-    args = parser.parse_args(argv)
+    if argv and argv[0] == "run":
+        return _run(argv)  # its command line is read with its manifest: `_start`
+    args = _parser(argv[0] if argv else None).parse_args(argv)
     if getattr(args, "ctl", None) is not None:
+        from podvisor.supervisor import ctl
+
         return ctl.dispatch(args)
-    if args.command == "version":
-        print(f"podvisor {version()}")
-        return 0
-    return _run(args)
+    print(f"podvisor {version()}")  # the one command left
+    return 0
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    """`podvisor run`'s command line, read (`_read`)."""
+
+    manifest: str
+    log_format: Literal["text", "json"]
+    metrics_address: str | None
+    backend: str
+
+
+def _read(argv: list[str]) -> tuple[RunCommand, LoadedPod | None] | int:
+    """`podvisor run`'s command line and its manifest; an exit status when it says to stop.
+
+    The manifest is None, once what is wrong is said, if it cannot be run.
+    Runs in a child (`_start`): argparse and the manifest's reading stay out
+    of the supervisor.
+    """
+    try:
+        args = _parser("run").parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error argparse has said
+        return stop.code if isinstance(stop.code, int) else EXIT_CONFIG
+    command = RunCommand(args.manifest, args.log_format, args.metrics_address, args.backend)
+    return command, _load(command.manifest)
 
 
 def _load(path: str) -> LoadedPod | None:
@@ -118,7 +153,7 @@ def _brief(maker: NetworkMaker | None, pod: Pod) -> NetworkMaker | None:
     return None
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(argv: list[str]) -> int:
     # A launcher that ignores SIGCHLD would have the kernel reap our children
     # (the network's maker, the pod's init) before we could wait for them.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -131,28 +166,45 @@ def _run(args: argparse.Namespace) -> int:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _start(args)
+        return _start(argv)
     finally:
         if collecting:
             gc.enable()
 
 
-def _start(args: argparse.Namespace) -> int:
+def _start(argv: list[str]) -> int:
     # The network's maker, then the pod's init, start before the runner is
     # imported: their work runs beside those imports, not after them. The
-    # maker first of all, so that it imports pyroute2 while this process
-    # reads the manifest, and holds nothing of the init's.
+    # maker first of all, so that it imports pyroute2 while the manifest is
+    # read, and holds nothing of the init's.
     with contextlib.ExitStack() as started:
         from podvisor.supervisor.network.maker import NetworkMaker
 
         maker = NetworkMaker.fork()
         if maker is not None:
             started.enter_context(maker)
-        loaded = _load(args.manifest)
+        # The command line and the manifest are read in a child: the
+        # supervisor keeps the pod, not argparse, PyYAML and the manifest's
+        # checks (about 2.5 MB, for as long as the pod runs). Meanwhile this
+        # process imports what starts the pod's init.
+        from podvisor.supervisor.forked import ForkedCall
+
+        reader = started.enter_context(
+            ForkedCall.start(partial(_read, argv), "the manifest's reader")
+        )
+        from podvisor.supervisor.sandbox import WaitingInit
+
+        try:
+            read = reader.result()
+        except PodvisorError as exc:
+            print(f"podvisor: {exc}", file=sys.stderr)
+            return exc.exit_status
+        if isinstance(read, int):
+            return read
+        args, loaded = read
         if loaded is None:
             return EXIT_CONFIG
         maker = _brief(maker, loaded.pod)
-        from podvisor.supervisor.sandbox import WaitingInit
 
         try:
             init = started.enter_context(WaitingInit())

@@ -63,6 +63,13 @@ class QuantityError(PodvisorError, ValueError):
 # --- Running a pod ---------------------------------------------------------------
 
 
+class ForkedCallError(PodvisorError):
+    """Raised when a forked child ends without the result it was forked for (`forked`).
+
+    It was killed, or it raised: its traceback is on stderr.
+    """
+
+
 class InitDiedError(PodvisorError):
     """Raised when the pod's init exits or the channel to it breaks while the pod runs."""
 

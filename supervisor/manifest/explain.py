@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError
-from podvisor.supervisor.manifest.loader import LoadedPod, load
+from podvisor.supervisor.manifest.loader import load
 from podvisor.supervisor.manifest.model import (
     Container,
     ContainerKind,
@@ -29,6 +29,7 @@ from podvisor.supervisor.manifest.model import (
     ExecAction,
     HookHandler,
     HTTPGetAction,
+    LoadedPod,
     Pod,
     PodSpec,
     Probe,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import yaml
@@ -25,7 +24,7 @@ from podvisor.supervisor.manifest import dns, fields, names
 from podvisor.supervisor.manifest.containers import ParsedContainer, PodContext, container
 from podvisor.supervisor.manifest.model import (
     ContainerKind,
-    Ignored,
+    LoadedPod,
     Pod,
     PodSpec,
     RestartPolicy,
@@ -48,15 +47,6 @@ if TYPE_CHECKING:
 
 _ANNOTATIONS_MAX = 256 * 1024  # Kubernetes' TotalAnnotationSizeLimitB
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
-
-
-@dataclass(frozen=True)
-class LoadedPod:
-    """What `load` returns: the pod, the fields it ignored, and the warnings to show."""
-
-    pod: Pod
-    ignored: tuple[Ignored, ...] = ()
-    warnings: tuple[str, ...] = ()
 
 
 def load(source: str | Path, text: str | None = None) -> LoadedPod:

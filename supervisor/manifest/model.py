@@ -308,3 +308,12 @@ class Ignored:
     path: str
     line: int
     reason: str
+
+
+@dataclass(frozen=True)
+class LoadedPod:
+    """What `manifest.load` returns: the pod, the fields it ignored, and the warnings to show."""
+
+    pod: Pod
+    ignored: tuple[Ignored, ...] = ()
+    warnings: tuple[str, ...] = ()

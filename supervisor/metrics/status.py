@@ -16,9 +16,9 @@ and each argument the manifest holds (and the words of multi-word ones).
 
 from __future__ import annotations
 
-import datetime
 import re
 import shlex
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -91,8 +91,7 @@ class Redactor:
 def rfc3339(wall: float | None) -> str | None:
     if wall is None:
         return None
-    moment = datetime.datetime.fromtimestamp(int(wall), datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(wall)))
 
 
 def pod_status(

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 
 from podvisor.init import syscalls
 from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.forked import describe_status
 
 # The rest of the network package is imported where it is used: the fork comes
 # first of all, and the child imports it on its own core (`_serve`).
@@ -180,7 +181,7 @@ class NetworkMaker:
             why = (
                 f"did not answer within {ANSWER_TIMEOUT:g} s and was killed"
                 if data is None
-                else f"ended without an answer ({_describe(status)})"
+                else f"ended without an answer ({describe_status(status)})"
             )
             raise NetworkError(
                 f"the process making the network of pod {self.request.pod_name} "
@@ -317,9 +318,3 @@ def _decode(data: bytes) -> Answer | None:
     except (pickle.UnpicklingError, EOFError):
         return None  # cut short: the child died while it wrote
     return answer
-
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"

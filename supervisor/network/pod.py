@@ -31,7 +31,6 @@ network is never left half made or half undone.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -146,16 +145,6 @@ class PodNetwork:
         if record is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_teardown_locked, record)
-
-    def prepare_close(self) -> None:
-        """Import what `aclose` needs, ahead of it (blocks: run it in a worker thread).
-
-        A network the maker made (maker.py) leaves netlink unimported here
-        until the pod stops; the import then runs while the containers stop.
-        """
-        record = self._record
-        if record is not None and (record.veth or record.bridge):
-            links.preload()
 
     def close_blocking(self) -> None:
         """`aclose` for synchronous callers (blocks, in a thread of its own)."""
@@ -287,6 +276,8 @@ def _refuse_overlap(subnet: IPv4Network, bridge: str) -> None:
 def _attach_to_bridge(
     req: NetworkRequest, record: PodRecord, subnet: IPv4Network, warnings: list[str]
 ) -> IPv4Interface:
+    import hashlib  # here, not at the top: its OpenSSL set-up weighs the supervisor 0.8 MB
+
     pool = AddressPool(subnet)
     gateway = IPv4Interface(f"{pool.gateway}/{subnet.prefixlen}")
     veth = "pvh" + hashlib.sha256(f"{req.pod_name}/{req.pod_uid}".encode()).hexdigest()[:10]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.pods import podvisor_command
 from tests.supervisor.conftest import pod_yaml, podvisor_run, run_pod
 
 pytestmark = pytest.mark.anyio
@@ -309,6 +310,97 @@ def test_podvisor_run_is_on_asyncio_unless_told_trio(
     imported = {line.rpartition("|")[2].strip() for line in err.splitlines()}
     assert backend in imported
     assert ("trio" in imported) == (backend == "trio")
+
+
+#: Modules a supervisor has no use for while its pod runs: the command
+#: line's and the manifest's reading and the network's making (forked
+#: children's work), the control client, and standard modules only rare paths
+#: use. Each would stay in memory as long as the pod.
+NOT_KEPT = (
+    "argparse",
+    "yaml",
+    "podvisor.supervisor.manifest.loader",
+    "podvisor.supervisor.manifest.nodes",
+    "difflib",
+    "decimal",
+    "uuid",
+    "podvisor.supervisor.ctl",
+    "hashlib",
+    "datetime",
+    "pyroute2",
+    "unittest",
+)
+
+
+def test_the_supervisor_keeps_the_pod_not_the_manifests_reader(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "pod.yaml",
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: lean}
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: main
+              command: ["echo", "done"]
+              resources: {limits: {memory: 64Mi, cpu: 250m}}
+    """,
+    )
+    # `podvisor run` as the console script runs it, in a fresh interpreter,
+    # which then says what it imported over the pod's whole life, its stop
+    # included. The default network: a child makes it, the stop undoes it.
+    code = (
+        "import sys\n"
+        "from podvisor.init.entry import main\n"
+        f"status = main(['run', {str(path)!r}, '--metrics-address', 'off'])\n"
+        "print('modules:', ' '.join(sys.modules))\n"
+        "sys.exit(status)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "main | done" in done.stdout
+    modules = set(done.stdout.rpartition("modules: ")[2].split())
+    assert "podvisor.supervisor.manifest.model" in modules  # it ran the pod
+    assert [m for m in NOT_KEPT if m in modules] == []
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["valid", "broken"])
+def test_podvisor_run_reads_the_manifest_from_stdin(broken: bool) -> None:
+    # The manifest is read by a forked child: stdin is the child's to read.
+    text = pod_yaml(
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: stdin, annotations: {podvisor.io/network: loopback}}
+        spec:
+          restartPolicy: Never
+          containers:
+            - {name: main, command: ["echo", "from stdin"]}
+        """
+    )
+    if broken:
+        text = text.replace("restartPolicy: Never", "restartPolicy: Sometimes")
+    done = subprocess.run(
+        [*podvisor_command(), "run", "--metrics-address", "off", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if broken:
+        assert done.returncode == 2
+        assert "<stdin>:" in done.stderr
+        assert "restartPolicy" in done.stderr
+        assert done.stderr.count("nothing was started") == 1
+        assert done.stdout == ""
+    else:
+        assert done.returncode == 0, done.stderr
+        assert "main | from stdin" in done.stdout
 
 
 def test_grace_deadline_kills_a_term_ignoring_double_forked_escapee(tmp_path: Path) -> None:

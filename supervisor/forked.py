@@ -1,0 +1,163 @@
+"""A function run in a forked child, its result pickled back to the parent.
+
+For work whose code the supervisor need not keep: a supervisor lives as long
+as its pod, and what it imports stays in its memory all that time. `podvisor
+run` reads its command line and its manifest this way (`cli`): argparse,
+PyYAML and the manifest's checks, about 2.5 MB, live in a child for the tens
+of milliseconds of the read, and the supervisor gets the `LoadedPod`, which
+needs only the model's classes.
+
+`ForkedCall.start` forks and returns at once: the parent does its own work
+while the child runs, then takes the result (`result`). What the function
+prints comes back with it, and the parent prints it: a caller sees the
+output as if the function had run in its own process (a test's captured
+sys.stderr included), and in the same place among its own.
+
+A process with threads runs the function itself: a lock another thread held
+at the fork would stay held in the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Generic, NoReturn, TypeVar, cast
+
+from podvisor.init import syscalls
+from podvisor.supervisor.errors import ForkedCallError
+
+T = TypeVar("T")
+
+
+class ForkedCall(Generic[T]):
+    """A function running in a forked child; `result` waits for what it returns.
+
+    Use it as a context manager: leaving the block before `result` (an
+    exception, Ctrl-C) kills the child and reaps it.
+    """
+
+    def __init__(self, what: str, pid: int = 0, results: int = -1) -> None:
+        self.what = what  # the work, in ForkedCallError's message ("the manifest's reader")
+        self.pid = pid  # 0: no child, the function ran here (`start`)
+        self._results = results  # the result pipe's read end; -1 once closed
+        self._status: int | None = None if pid else 0  # the child's wait status, once reaped
+        self._value: T | None = None
+
+    @classmethod
+    def start(cls, function: Callable[[], T], what: str) -> ForkedCall[T]:
+        """Fork a child that runs *function*; in a process with threads, run it here."""
+        if threading.active_count() > 1:
+            return cls._ran_here(function, what)
+        # Flushed first: the child's exit must not write the parent's buffers again.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        parent = os.getpid()
+        results, result_end = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(results)
+            os.close(result_end)
+            return cls._ran_here(function, what)
+        if pid == 0:
+            os.close(results)
+            _child(function, result_end, parent)
+        os.close(result_end)
+        return cls(what, pid, results)
+
+    @classmethod
+    def _ran_here(cls, function: Callable[[], T], what: str) -> ForkedCall[T]:
+        done: ForkedCall[T] = cls(what)
+        done._value = function()
+        return done
+
+    def result(self) -> T:
+        """What the function returned; ForkedCallError if the child ended without it.
+
+        What the function printed is printed here, before it returns.
+        """
+        if self._status is None:
+            data = _read_all(self._results)
+            status = self._reap()
+            if status != 0 or not data:
+                why = describe_status(status)
+                raise ForkedCallError(
+                    f"{self.what} (pid {self.pid}) ended without a result ({why})"
+                )
+            # Written by our own child over a pipe only it and we hold.
+            self._value, out, err = pickle.loads(data)  # noqa: S301
+            sys.stdout.write(out)
+            sys.stderr.write(err)
+        return cast("T", self._value)
+
+    def close(self) -> None:
+        """Kill and reap the child if its result was not taken."""
+        if self._status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._reap()
+
+    def _reap(self) -> int:
+        if self._results != -1:
+            os.close(self._results)
+            self._results = -1
+        _, self._status = os.waitpid(self.pid, 0)
+        return self._status
+
+    def __enter__(self) -> ForkedCall[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _child(function: Callable[[], object], result_end: int, parent: int) -> NoReturn:
+    status = 1
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        # A supervisor SIGKILLed while the child reads a manifest from a
+        # terminal, say, would otherwise leave the child reading.
+        syscalls.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() == parent:  # else it died before the line above
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                value = function()
+            data = pickle.dumps((value, out.getvalue(), err.getvalue()))
+            with open(result_end, "wb") as pipe:
+                pipe.write(data)
+            status = 0
+    except KeyboardInterrupt:
+        status = 128 + signal.SIGINT  # the parent has it too, and says so
+    except BaseException:
+        import traceback  # a bug: said, after what the function printed
+
+        sys.stdout.write(out.getvalue())
+        sys.stderr.write(err.getvalue())
+        traceback.print_exc()
+    finally:
+        # Never the parent's way out: no atexit handler, no `finally` of the
+        # frames the fork copied. What the child printed is flushed here.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+
+
+def _read_all(fd: int) -> bytes:
+    data = bytearray()
+    while chunk := os.read(fd, 1 << 16):
+        data += chunk
+    return bytes(data)
+
+
+def describe_status(status: int) -> str:
+    """A wait status in words: 'exit status 1', 'killed by SIGKILL'."""
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,201 @@
+"""`ForkedCall`: a function run in a forked child, its result pickled back.
+
+This process has threads (anyio's workers, pytest's), and a process with
+threads runs the function itself, so each scenario runs in a fresh
+interpreter, as `podvisor run` does, and prints what it saw as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from tests.faults import procfs
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 60
+#: The environment, with stdout and stderr buffered as a program's usually are.
+BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+PROLOGUE = """
+import json, os, signal, sys, time
+from podvisor.supervisor.errors import ForkedCallError
+from podvisor.supervisor.forked import ForkedCall
+
+seen = {"parent": os.getpid()}
+
+def reaped(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+"""
+
+
+def scenario(code: str) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROLOGUE + textwrap.dedent(code)],
+        cwd=ROOT,
+        env=BUFFERED,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    seen: dict[str, Any] = json.loads(last)
+    return seen, done
+
+
+def test_the_function_runs_in_a_child_and_its_result_comes_back() -> None:
+    seen, _ = scenario(
+        """
+        with ForkedCall.start(lambda: {"pid": os.getpid(), "n": [1, 2.5, "x"]}, "a test") as call:
+            seen["result"] = call.result()
+            seen["again"] = call.result()  # read once, kept
+            seen["reaped"] = reaped(call.pid)
+            seen["child"] = call.pid
+        print(json.dumps(seen))
+        """
+    )
+    assert seen["result"]["pid"] == seen["child"] != seen["parent"]
+    assert seen["result"]["n"] == [1, 2.5, "x"]
+    assert seen["again"] == seen["result"]
+    assert seen["reaped"] is True
+
+
+def test_a_child_that_raises_is_an_error_naming_the_work_and_its_traceback_is_on_stderr() -> None:
+    seen, done = scenario(
+        """
+        def broken():
+            raise ValueError("no such thing")
+
+        try:
+            ForkedCall.start(broken, "the test's reader").result()
+        except ForkedCallError as e:
+            seen["error"] = str(e)
+        print(json.dumps(seen))
+        """
+    )
+    assert "the test's reader" in seen["error"]
+    assert seen["error"].endswith("ended without a result (exit status 1)")
+    assert "ValueError: no such thing" in done.stderr
+    assert done.stderr.count("Traceback") == 1  # the child's; the parent said it as an error
+
+
+def test_a_child_killed_before_it_answers_is_an_error_that_says_so() -> None:
+    seen, _ = scenario(
+        """
+        call = ForkedCall.start(lambda: os.kill(os.getpid(), signal.SIGKILL), "a test")
+        try:
+            call.result()
+        except ForkedCallError as e:
+            seen["error"] = str(e)
+        seen["reaped"] = reaped(call.pid)
+        print(json.dumps(seen))
+        """
+    )
+    assert seen["error"].endswith("(killed by SIGKILL)")
+    assert seen["reaped"] is True
+
+
+def test_leaving_the_block_before_the_result_kills_and_reaps_the_child() -> None:
+    seen, _ = scenario(
+        """
+        try:
+            with ForkedCall.start(lambda: time.sleep(3600), "a test") as call:
+                seen["child"] = call.pid
+                raise KeyboardInterrupt  # Ctrl-C while the child works
+        except KeyboardInterrupt:
+            pass
+        seen["reaped"] = reaped(seen["child"])
+        print(json.dumps(seen))
+        """
+    )
+    assert seen["reaped"] is True
+
+
+def test_what_the_parent_printed_before_the_fork_is_written_once() -> None:
+    _, done = scenario(
+        """
+        print("before", end="")  # in stdout's buffer: a pipe is block-buffered
+        sys.stderr.write("err-before ")
+        ForkedCall.start(lambda: print("child", file=sys.stderr), "a test").result()
+        print(" after")
+        print(json.dumps(seen))
+        """
+    )
+    assert done.stdout.splitlines()[0] == "before after"
+    assert done.stderr == "err-before child\n"
+
+
+def test_what_the_function_prints_the_parent_prints_where_it_takes_the_result() -> None:
+    seen, done = scenario(
+        """
+        import io
+        def noisy():
+            print("out of the child")
+            print("err of the child", file=sys.stderr)
+            return 7
+        call = ForkedCall.start(noisy, "a test")
+        print("the parent's, first")
+        captured = sys.stderr = io.StringIO()  # a caller that captures its output
+        seen["result"] = call.result()
+        sys.stderr = sys.__stderr__
+        seen["captured"] = captured.getvalue()
+        print(json.dumps(seen))
+        """
+    )
+    assert seen["result"] == 7
+    assert seen["captured"] == "err of the child\n"
+    assert done.stdout.splitlines()[:2] == ["the parent's, first", "out of the child"]
+    assert done.stderr == ""
+
+
+def test_a_process_with_threads_runs_the_function_itself() -> None:
+    seen, _ = scenario(
+        """
+        import threading
+        stop = threading.Event()
+        threading.Thread(target=stop.wait).start()
+        seen["result"] = ForkedCall.start(os.getpid, "a test").result()
+        stop.set()
+        print(json.dumps(seen))
+        """
+    )
+    assert seen["result"] == seen["parent"]
+
+
+def test_the_child_dies_with_a_parent_that_is_killed() -> None:
+    # The parent forks a child that would sleep for an hour, says its pid, and waits.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            PROLOGUE
+            + textwrap.dedent(
+                """
+                call = ForkedCall.start(lambda: time.sleep(3600), "a test")
+                print(call.pid, flush=True)
+                call.result()
+                """
+            ),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert child in procfs.children_of(parent.pid)
+    parent.kill()
+    parent.wait(timeout=WAIT)
+    parent.stdout.close()
+    assert procfs.wait_gone([child], WAIT) == []  # PR_SET_PDEATHSIG
