@@ -34,7 +34,9 @@ idle CPU and wake-ups
 peak RSS
     VmHWM of the supervisor when all three programs have printed, each start
     run; for podvisor also the supervisor and its init processes together
-    (a sum of VmHWM: pages the processes share are counted in each).
+    (a sum of VmHWM: pages the processes share are counted in each). And
+    the supervisor's peak over its whole life, its stop included: its VmHWM
+    read every 5 ms until it exits.
 the floor
     What podvisor cannot go below on its default backend: the interpreter
     importing anyio on asyncio and exiting, no podvisor code; its time from
@@ -78,6 +80,7 @@ READY = re.compile(rb"PVBENCH-READY (\S+)")
 PROGRAMS = ("side-a", "side-b", "main")
 LAUNCH_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+HWM_POLL = 0.005  # seconds between reads of a stopping supervisor's VmHWM
 #: Time for start-up work to die down before the idle window opens: an idle
 #: worker thread goes after 10 s (anyio's on asyncio, trio's thread cache).
 SETTLE_SECONDS = 12.0
@@ -186,6 +189,8 @@ class Running:
     ready: dict[str, float] = field(default_factory=dict)  # program: seconds after launch
     pending: bytes = b""
     status: int | None = None
+    #: VmHWM, MB, read until it exits: its peak over its whole life, stop included
+    lifetime_rss_mb: float = 0.0
 
     def read_available(self, timeout: float) -> bool:
         """Read what the supervisor wrote, within *timeout*; False at end of file."""
@@ -249,7 +254,7 @@ def stop(run: Running) -> float:
     deadline = time.monotonic() + STOP_TIMEOUT
     try:
         _read_to_end(run, deadline)
-        run.status = _wait(run.process_id, deadline)
+        run.status = _wait(run, deadline)
         return time.perf_counter() - began
     except BaseException:
         kill(run)
@@ -259,19 +264,31 @@ def stop(run: Running) -> float:
 
 
 def _read_to_end(run: Running, deadline: float) -> None:
-    while run.read_available(deadline - time.monotonic()):
+    while run.read_available(min(deadline - time.monotonic(), HWM_POLL)):
+        _note_peak(run)
         if time.monotonic() > deadline:
             raise BenchError(f"{run.contender.name} did not stop in {STOP_TIMEOUT} s")
 
 
-def _wait(pid: int, deadline: float) -> int:
+def _note_peak(run: Running) -> None:
+    """Keep the supervisor's VmHWM: read until it exits, its peak over its whole life.
+
+    Not ru_maxrss from its wait: that is the largest of it and every child it
+    reaped, and podvisor's network maker, a fork of it, can be the largest.
+    """
+    with contextlib.suppress(OSError, KeyError):  # gone, or a zombie without memory
+        run.lifetime_rss_mb = max(run.lifetime_rss_mb, common.peak_rss_mb(run.process_id))
+
+
+def _wait(run: Running, deadline: float) -> int:
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        _note_peak(run)
+        done, status = os.waitpid(run.process_id, os.WNOHANG)
         if done:
             return os.waitstatus_to_exitcode(status)
         if time.monotonic() > deadline:
-            raise BenchError(f"process {pid} closed its stdout but did not exit")
-        time.sleep(0.005)  # it closed its stdout: it is on its way out
+            raise BenchError(f"process {run.process_id} closed its stdout but did not exit")
+        time.sleep(HWM_POLL)  # it closed its stdout: it is on its way out
 
 
 def kill(run: Running) -> None:
@@ -312,6 +329,7 @@ class StartSample:
     start_s: float
     stop_s: float
     supervisor_rss_mb: float
+    lifetime_rss_mb: float  # the supervisor's peak over its life, its stop included
     tree_rss_mb: float  # the supervisor and its init processes, VmHWM
     tree_pss_mb: float  # the same, PSS
     inits: int
@@ -341,7 +359,7 @@ def start_once(contender: Contender, tmp: Path, env: dict[str, str]) -> StartSam
             os.close(run.stdout)
         raise
     stopped = stop(run)
-    return StartSample(run.ready["main"], stopped, rss, tree, pss, len(inits))
+    return StartSample(run.ready["main"], stopped, rss, run.lifetime_rss_mb, tree, pss, len(inits))
 
 
 @dataclass
@@ -581,6 +599,15 @@ def start_figures(samples: dict[str, list[StartSample]], floor: list[FloorSample
                 target="<= supervisord",
             ),
             1.0,
+        ),
+        common.figure(
+            "supervisor peak RSS over its life, its stop included (VmHWM until it exits)",
+            "MB",
+            _values(
+                podvisor=_stat(ours, "lifetime_rss_mb"),
+                supervisord=_stat(theirs, "lifetime_rss_mb"),
+            ),
+            baseline=SUPERVISORD,
         ),
         common.figure(
             f"{floor_name}, launch to exit",
