@@ -204,6 +204,8 @@ def _start(argv: list[str]) -> int:
         args, loaded = read
         if loaded is None:
             return EXIT_CONFIG
+        # Only now, the reader reaped: it held a copy of the maker's request
+        # pipe, whose end of file the maker waits for.
         maker = _brief(maker, loaded.pod)
 
         try:

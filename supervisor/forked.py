@@ -26,7 +26,7 @@ import pickle
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, NoReturn, TypeVar, cast
 
 from podvisor.init import syscalls
@@ -48,26 +48,40 @@ class ForkedCall(Generic[T]):
         self._results = results  # the result pipe's read end; -1 once closed
         self._status: int | None = None if pid else 0  # the child's wait status, once reaped
         self._value: T | None = None
+        self._failure: ForkedCallError | None = None
 
     @classmethod
     def start(cls, function: Callable[[], T], what: str) -> ForkedCall[T]:
-        """Fork a child that runs *function*; in a process with threads, run it here."""
+        """Fork a child that runs *function*; in a process with threads, run it here.
+
+        Run here, the function's exceptions are raised as they are.
+        """
         if threading.active_count() > 1:
             return cls._ran_here(function, what)
         # Flushed first: the child's exit must not write the parent's buffers again.
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
-        results, result_end = os.pipe()
+        # Blocked across the fork: a Ctrl-C must not reach the child before
+        # its `try` (`_child`), or it would unwind through the parent's frames.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+        fds: list[int] = []
         try:
+            fds += os.pipe()
             pid = os.fork()
         except OSError:
-            os.close(results)
-            os.close(result_end)
+            for fd in fds:
+                os.close(fd)
+            pid = -1
+        finally:
+            if os.getpid() == parent:  # the child restores it in `_child`
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if pid == -1:  # no pipe, or no fork
             return cls._ran_here(function, what)
+        results, result_end = fds
         if pid == 0:
             os.close(results)
-            _child(function, result_end, parent)
+            _child(function, result_end, parent, mask)
         os.close(result_end)
         return cls(what, pid, results)
 
@@ -80,16 +94,19 @@ class ForkedCall(Generic[T]):
     def result(self) -> T:
         """What the function returned; ForkedCallError if the child ended without it.
 
-        What the function printed is printed here, before it returns.
+        What the function printed is printed here first: its stdout, then its stderr.
         """
+        if self._failure is not None:
+            raise self._failure
         if self._status is None:
             data = _read_all(self._results)
             status = self._reap()
             if status != 0 or not data:
                 why = describe_status(status)
-                raise ForkedCallError(
+                self._failure = ForkedCallError(
                     f"{self.what} (pid {self.pid}) ended without a result ({why})"
                 )
+                raise self._failure
             # Written by our own child over a pipe only it and we hold.
             self._value, out, err = pickle.loads(data)  # noqa: S301
             sys.stdout.write(out)
@@ -117,28 +134,41 @@ class ForkedCall(Generic[T]):
         self.close()
 
 
-def _child(function: Callable[[], object], result_end: int, parent: int) -> NoReturn:
-    status = 1
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        # A supervisor SIGKILLed while the child reads a manifest from a
-        # terminal, say, would otherwise leave the child reading.
-        syscalls.set_parent_death_signal(signal.SIGKILL)
-        if os.getppid() == parent:  # else it died before the line above
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                value = function()
-            data = pickle.dumps((value, out.getvalue(), err.getvalue()))
-            with open(result_end, "wb") as pipe:
-                pipe.write(data)
-            status = 0
-    except KeyboardInterrupt:
-        status = 128 + signal.SIGINT  # the parent has it too, and says so
-    except BaseException:
-        import traceback  # a bug: said, after what the function printed
+#: Blocked while the child is forked: what a terminal or a `kill` sends the parent.
+_BLOCKED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
-        sys.stdout.write(out.getvalue())
-        sys.stderr.write(err.getvalue())
-        traceback.print_exc()
+
+def _child(
+    function: Callable[[], object], result_end: int, parent: int, mask: Iterable[int]
+) -> NoReturn:
+    """In the child: run *function*, send what it returned and printed, exit.
+
+    *mask*: the signal mask to restore, once a Ctrl-C can no longer unwind
+    through the frames the fork copied.
+    """
+    status = 1
+    try:
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            # A supervisor SIGKILLed while the child reads a manifest from a
+            # terminal, say, would otherwise leave the child reading.
+            syscalls.set_parent_death_signal(signal.SIGKILL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            if os.getppid() == parent:  # else it died before the prctl
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    value = function()
+                data = pickle.dumps((value, out.getvalue(), err.getvalue()))
+                with open(result_end, "wb") as pipe:
+                    pipe.write(data)
+                status = 0
+        except KeyboardInterrupt:
+            status = 128 + signal.SIGINT  # the parent has it too, and says so
+            _say(out, err)
+        except BaseException:
+            import traceback  # a bug: said, after what the function printed
+
+            _say(out, err)
+            traceback.print_exc()
     finally:
         # Never the parent's way out: no atexit handler, no `finally` of the
         # frames the fork copied. What the child printed is flushed here.
@@ -147,6 +177,12 @@ def _child(function: Callable[[], object], result_end: int, parent: int) -> NoRe
             sys.stderr.flush()
         finally:
             os._exit(status)
+
+
+def _say(out: io.StringIO, err: io.StringIO) -> None:
+    """What the function printed before it failed: not kept from whoever reads it."""
+    sys.stdout.write(out.getvalue())
+    sys.stderr.write(err.getvalue())
 
 
 def _read_all(fd: int) -> bytes:

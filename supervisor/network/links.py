@@ -257,7 +257,8 @@ _NETLINK_TIMEOUT = 10.0  # the kernel answers at once; this only bounds a bug
 def delete_link(name: str) -> bool:
     """Delete link *name* (for a veth, both ends); whether it was there.
 
-    OSError if the kernel refuses (a link that cannot be deleted, say `lo`).
+    OSError if the kernel refuses (a link that cannot be deleted, say `lo`);
+    NetworkError if netlink cannot be used or answers something else.
     """
     ifname = name.encode() + b"\0"
     attribute = _RTATTR.pack(_RTATTR.size + len(ifname), _IFLA_IFNAME) + ifname
@@ -265,13 +266,18 @@ def delete_link(name: str) -> bool:
     body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attribute
     flags = _NLM_F_REQUEST | _NLM_F_ACK
     request = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), _RTM_DELLINK, flags, 1, 0) + body
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
-        nl.settimeout(_NETLINK_TIMEOUT)
-        nl.sendto(request, (0, 0))  # to the kernel
-        reply = nl.recv(65536)
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
+            nl.settimeout(_NETLINK_TIMEOUT)
+            nl.sendto(request, (0, 0))  # to the kernel
+            reply = nl.recv(65536)
+    except OSError as e:  # no netlink socket, or no answer in time
+        raise NetworkError(f"cannot delete link {name}: netlink: {e}") from e
+    if len(reply) < _NLMSGHDR.size + _NLMSGERR.size:
+        raise NetworkError(f"cannot delete link {name}: a netlink answer of {len(reply)} bytes")
     _, kind, _, sequence, _ = _NLMSGHDR.unpack_from(reply)
     if kind != _NLMSG_ERROR or sequence != 1:
-        raise NetworkError(f"deleting link {name}: netlink answered message type {kind}")
+        raise NetworkError(f"cannot delete link {name}: netlink answered message type {kind}")
     (error,) = _NLMSGERR.unpack_from(reply, _NLMSGHDR.size)
     if error == -errno.ENODEV:
         return False

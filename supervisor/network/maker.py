@@ -3,17 +3,17 @@
 How this works. On the bridge (and in host mode, which looks up the host's
 address), making the pod's network costs a start about 160 ms: pyroute2's
 import, its asyncio included, then the netlink and nft work. So `podvisor
-run` forks a child first of all (`NetworkMaker.fork`), before it reads the
-manifest. The child imports pyroute2 on the other core while the parent
-reads the manifest, then waits for its request: the parent sends the pod's
-`NetworkRequest` (`NetworkMaker.make`), or kills the child if the pod needs
-no maker (`NetworkMaker.dismiss`: a loopback pod, or a manifest with an
-error). The child makes the network while the parent imports its runner,
+run` forks a child first of all (`NetworkMaker.fork`), before the manifest
+is read (by another child: `forked`, `cli`). The child imports pyroute2 on
+the other core meanwhile, then waits for its request: the parent sends the
+pod's `NetworkRequest` (`NetworkMaker.make`), or kills the child if the pod
+needs no maker (`NetworkMaker.dismiss`: a loopback pod, or a manifest with
+an error). The child makes the network while the parent imports its runner,
 and the runner then only takes the answer (`NetworkMaker.network`).
 
 A fork, not a new interpreter: the child shares what the parent imported
-before the fork (its command line) and imports the rest of the network code
-and pyroute2 itself. A process with threads does not fork (a lock another
+before the fork (podvisor's entry point, this module) and imports the rest
+of the network code and pyroute2 itself. A process with threads does not fork (a lock another
 thread held at the fork would stay held in the child); `fork` then returns
 None and the runner makes the network itself, as it does in loopback mode,
 which needs no pyroute2. Every record the child writes names the supervisor
@@ -253,7 +253,7 @@ def _serve(requests: int, answer_end: int, parent: int, mask: Iterable[int]) -> 
             # answer is read a few hundred ms from now). Three busy processes
             # on two cores slowed the supervisor's imports by a fifth.
             os.nice(19)
-            # This package and pyroute2, while the parent reads the manifest.
+            # This package and pyroute2, while the manifest is read.
             # If pyroute2 fails, it fails again below, where that is answered.
             from podvisor.supervisor.network import links, pod
 

@@ -1,6 +1,6 @@
 """Deleting links with podvisor's own netlink message, checked with iproute2.
 
-The links are the test's own (pv-* and pvh*, which the leak check covers);
+The links are the test's own (pv-*, pvh* and pvp*, which the leak check covers);
 `lo`, which cannot be deleted, is tried in a namespace the test makes.
 """
 

@@ -106,6 +106,46 @@ def test_a_child_killed_before_it_answers_is_an_error_that_says_so() -> None:
     assert seen["reaped"] is True
 
 
+def test_signals_are_blocked_only_across_the_fork() -> None:
+    # Blocked while the child is forked (a Ctrl-C must not unwind through
+    # the parent's frames in the child), and unblocked in both after it.
+    seen, _ = scenario(
+        """
+        def blocked():
+            return sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+        seen["before"] = blocked()
+        seen["in the child"] = ForkedCall.start(blocked, "a test").result()
+        seen["after"] = blocked()
+        print(json.dumps(seen))
+        """
+    )
+    assert seen["before"] == seen["in the child"] == seen["after"] == []
+
+
+def test_a_child_interrupted_says_what_it_had_printed_and_fails_each_time_asked() -> None:
+    seen, done = scenario(
+        """
+        def interrupted():
+            print("half-way")
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C that reached the child alone
+            time.sleep(60)
+
+        call = ForkedCall.start(interrupted, "a test")
+        for attempt in ("first", "second"):
+            try:
+                call.result()
+            except ForkedCallError as e:
+                seen[attempt] = str(e)
+        print(json.dumps(seen))
+        """
+    )
+    assert seen["first"].endswith("(exit status 130)")
+    assert seen["second"] == seen["first"]
+    assert done.stdout.startswith("half-way\n")
+    assert "Traceback" not in done.stderr
+
+
 def test_leaving_the_block_before_the_result_kills_and_reaps_the_child() -> None:
     seen, _ = scenario(
         """

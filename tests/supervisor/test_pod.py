@@ -339,7 +339,7 @@ def test_the_supervisor_keeps_the_pod_not_the_manifests_reader(tmp_path: Path) -
         """
         apiVersion: v1
         kind: Pod
-        metadata: {name: lean}
+        metadata: {name: lean, annotations: {podvisor.io/network: bridge}}
         spec:
           restartPolicy: Never
           containers:
@@ -350,7 +350,8 @@ def test_the_supervisor_keeps_the_pod_not_the_manifests_reader(tmp_path: Path) -
     )
     # `podvisor run` as the console script runs it, in a fresh interpreter,
     # which then says what it imported over the pod's whole life, its stop
-    # included. The default network: a child makes it, the stop undoes it.
+    # included. A bridge (an error, not host mode, if it cannot be made): a
+    # child makes it, the stop undoes it.
     code = (
         "import sys\n"
         "from podvisor.init.entry import main\n"
