@@ -56,29 +56,11 @@ class ForkedCall(Generic[T]):
 
         Run here, the function's exceptions are raised as they are.
         """
-        if threading.active_count() > 1:
-            return cls._ran_here(function, what)
-        # Flushed first: the child's exit must not write the parent's buffers again.
-        sys.stdout.flush()
-        sys.stderr.flush()
         parent = os.getpid()
-        # Blocked across the fork: a Ctrl-C must not reach the child before
-        # its `try` (`_child`), or it would unwind through the parent's frames.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
-        fds: list[int] = []
-        try:
-            fds += os.pipe()
-            pid = os.fork()
-        except OSError:
-            for fd in fds:
-                os.close(fd)
-            pid = -1
-        finally:
-            if os.getpid() == parent:  # the child restores it in `_child`
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        if pid == -1:  # no pipe, or no fork
+        forked = fork_with_pipes(1)
+        if forked is None:
             return cls._ran_here(function, what)
-        results, result_end = fds
+        pid, (results, result_end), mask = forked
         if pid == 0:
             os.close(results)
             _child(function, result_end, parent, mask)
@@ -134,8 +116,42 @@ class ForkedCall(Generic[T]):
         self.close()
 
 
-#: Blocked while the child is forked: what a terminal or a `kill` sends the parent.
-_BLOCKED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+#: Blocked while a child is forked (`fork_with_pipes`): what a terminal or a
+#: `kill` sends. A Ctrl-C that reached the child before it was ready would
+#: unwind through the parent's frames, which the fork copied.
+FORK_BLOCKED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+def fork_with_pipes(pipes: int) -> tuple[int, list[int], Iterable[int]] | None:
+    """Make *pipes* pipes, then fork with `FORK_BLOCKED` blocked across the fork.
+
+    Returns the pid (0 in the child); the pipes' ends, each pipe's read end
+    then its write end; and the signal mask from before, which the parent has
+    back already and the child restores once it is ready. None, with nothing
+    left open, when this process has threads (a lock another thread held at
+    the fork would stay held in the child), or a pipe or the fork failed.
+    stdout and stderr are flushed first: a child's flush must not write the
+    parent's output again.
+    """
+    if threading.active_count() > 1:
+        return None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
+    fds: list[int] = []
+    try:
+        for _ in range(pipes):
+            fds += os.pipe()
+        pid = os.fork()
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        return None
+    finally:
+        if os.getpid() == parent:  # the child restores it when ready
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return pid, fds, mask
 
 
 def _child(

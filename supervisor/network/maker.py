@@ -13,10 +13,10 @@ and the runner then only takes the answer (`NetworkMaker.network`).
 
 A fork, not a new interpreter: the child shares what the parent imported
 before the fork (podvisor's entry point, this module) and imports the rest
-of the network code and pyroute2 itself. A process with threads does not fork (a lock another
-thread held at the fork would stay held in the child); `fork` then returns
-None and the runner makes the network itself, as it does in loopback mode,
-which needs no pyroute2. Every record the child writes names the supervisor
+of the network code and pyroute2 itself. A process with threads does not
+fork (a lock another thread held at the fork would stay held in the child);
+`fork` then returns None and the runner makes the network itself, as it
+does in loopback mode, which needs no pyroute2. Every record the child writes names the supervisor
 as its owner, never the child, which lives for a moment.
 
 Request and answer travel on pipes, pickled (parent and child are one
@@ -48,14 +48,13 @@ import os
 import pickle
 import select
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 from podvisor.init import syscalls
 from podvisor.supervisor.errors import NetworkError
-from podvisor.supervisor.forked import describe_status
+from podvisor.supervisor.forked import describe_status, fork_with_pipes
 
 # The rest of the network package is imported where it is used: the fork comes
 # first of all, and the child imports it on its own core (`_serve`).
@@ -85,25 +84,11 @@ class NetworkMaker:
     @classmethod
     def fork(cls) -> NetworkMaker | None:
         """Fork a child that prepares, then waits for `make`; None if this process cannot."""
-        if threading.active_count() > 1:
-            return None
         parent = os.getpid()
-        fds: list[int] = []
-        # Blocked across the fork: a Ctrl-C must not reach the child before it
-        # ignores it (`_serve`), or it would unwind through the parent's code.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _CHILD_IGNORES)
-        try:
-            fds += os.pipe()
-            fds += os.pipe()
-            requests, request_end, answers, answer_end = fds
-            pid = os.fork()
-        except OSError:
-            for fd in fds:
-                os.close(fd)
+        forked = fork_with_pipes(2)
+        if forked is None:
             return None
-        finally:
-            if os.getpid() == parent:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        pid, (requests, request_end, answers, answer_end), mask = forked
         if pid == 0:
             os.close(request_end)
             os.close(answers)
