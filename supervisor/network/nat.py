@@ -27,7 +27,7 @@ Blocking: run these from a worker thread.
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import subprocess
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -42,7 +42,8 @@ _NFT_TIMEOUT = 20.0
 
 
 def nft_available() -> bool:
-    return shutil.which("nft") is not None
+    # Not shutil.which: see records.remove_tree.
+    return any(os.access(os.path.join(d, "nft"), os.X_OK) for d in os.get_exec_path())
 
 
 def chain_name(bridge: str) -> str:
@@ -126,21 +127,20 @@ def _nft_list(*what: str) -> list[dict[str, Any]]:
 
 
 def _run_nft(args: list[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
-    nft = shutil.which("nft")
-    if nft is None:
-        raise NetworkError(
-            "bridge mode needs the nft program for its NAT rules: install nftables "
-            "(apt-get install nftables), or choose the host or loopback network"
-        )
     try:
         return subprocess.run(
-            [nft, *args],
+            ["nft", *args],
             input=stdin,
             capture_output=True,
             text=True,
             timeout=_NFT_TIMEOUT,
             check=False,
         )
+    except (FileNotFoundError, PermissionError) as e:  # none on PATH, or none we may run
+        raise NetworkError(
+            "bridge mode needs the nft program for its NAT rules: install nftables "
+            "(apt-get install nftables), or choose the host or loopback network"
+        ) from e
     except subprocess.TimeoutExpired as e:
         raise NetworkError(f"nft did not answer within {_NFT_TIMEOUT:g} s") from e
 

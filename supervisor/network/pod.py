@@ -32,7 +32,6 @@ network is never left half made or half undone.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -443,7 +442,7 @@ def _teardown(record: PodRecord) -> list[str]:
 def _remove_pod_files(record: PodRecord) -> bool:
     etc = record.dir / "etc"
     existed = record.path.exists() or etc.exists()
-    shutil.rmtree(etc, ignore_errors=True)
+    records.remove_tree(etc)
     records.remove_file(record.path)
     records.remove_empty_dir(record.dir)  # the supervisor may keep more there
     return existed
@@ -495,7 +494,7 @@ def _cleanup_stale() -> list[str]:
             else:
                 # Its supervisor is dead: whatever else it kept in the pod's
                 # directory (the NOTIFY_SOCKET) is stale too.
-                shutil.rmtree(record.dir, ignore_errors=True)
+                records.remove_tree(record.dir)
         for pool in all_pools():
             removed += [f"address {a} of a dead supervisor" for a in pool.reclaim_stale()]
         for bridge in sorted(records.BRIDGES_DIR.glob("*.json")):

@@ -197,6 +197,26 @@ def remove_file(path: Path) -> bool:
     return True
 
 
+def remove_tree(path: Path) -> None:
+    """Remove the directory *path* and all in it, as far as it goes; symlinks are not followed.
+
+    Not shutil.rmtree: shutil imports bz2 and lzma, 0.75 MB that the
+    supervisor would hold for the pod's whole life to remove a few files.
+    """
+    try:
+        entries = list(os.scandir(path))
+    except OSError:  # ENOENT, ENOTDIR, EACCES: nothing (more) to do here
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree(Path(entry.path))
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
 def remove_empty_dir(path: Path) -> None:
     """Remove *path* if it is empty; a directory others still use is left alone."""
     with contextlib.suppress(OSError):  # ENOENT, ENOTEMPTY

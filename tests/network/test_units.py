@@ -13,7 +13,7 @@ import pytest
 
 from podvisor.supervisor.errors import NetworkError
 from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
-from podvisor.supervisor.network import NetworkMode, NetworkRequest, pod
+from podvisor.supervisor.network import NetworkMode, NetworkRequest, nat, pod, records
 from podvisor.supervisor.network.etcfiles import (
     apply_dns_config,
     nameservers_left_out,
@@ -132,13 +132,15 @@ def test_bad_subnets_are_refused(subnet: str, message: str) -> None:
         NetworkRequest("web", "u", "web", subnet=subnet).checked_subnet()
 
 
+ALL_CAPS = "CapEff:\t000001ffffffffff\n"
+
+
 def test_default_mode_falls_back_to_host_with_the_reason() -> None:
     no_caps = "Name:\tx\nCapEff:\t0000000000000000\n"
     reason = pod.bridge_unavailable_reason(no_caps)
     assert reason is not None
     assert "CAP_NET_ADMIN" in reason
-    all_caps = "CapEff:\t000001ffffffffff\n"
-    assert pod.bridge_unavailable_reason(all_caps) is None
+    assert pod.bridge_unavailable_reason(ALL_CAPS) is None
 
 
 def test_explicit_bridge_without_privileges_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,6 +152,39 @@ def test_explicit_bridge_without_privileges_is_an_error(monkeypatch: pytest.Monk
     with pytest.raises(NetworkError, match="no CAP_NET_ADMIN"):
         pod.choose_mode(NetworkMode.BRIDGE)
     assert pod.choose_mode(NetworkMode.LOOPBACK) == (NetworkMode.LOOPBACK, [])
+
+
+def test_a_missing_nft_is_named_with_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PATH with an nft that is not executable, then one with a real one.
+    (tmp_path / "nft").write_text("#!/bin/sh\necho '{\"nftables\": []}'\n")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert not nat.nft_available()
+    assert "apt-get install nftables" in (pod.bridge_unavailable_reason(ALL_CAPS) or "")
+    with pytest.raises(NetworkError, match=r"needs the nft program.*apt-get install nftables"):
+        nat.disable_masquerade("pvbr-gone")
+    (tmp_path / "nft").chmod(0o755)
+    assert nat.nft_available()
+    assert pod.bridge_unavailable_reason(ALL_CAPS) is None
+
+
+def test_remove_tree_removes_a_tree_but_not_what_its_symlinks_point_to(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "file").write_text("not ours")
+    tree = tmp_path / "pod" / "etc"
+    (tree / "deeper").mkdir(parents=True)
+    (tree / "hosts").write_text("127.0.0.1 localhost\n")
+    (tree / "deeper" / "x").write_text("x")
+    (tree / "link-to-dir").symlink_to(kept)
+    (tree / "link-to-file").symlink_to(kept / "file")
+    records.remove_tree(tmp_path / "pod")
+    assert not (tmp_path / "pod").exists()
+    assert (kept / "file").read_text() == "not ours"
+    records.remove_tree(tmp_path / "pod")  # gone already: nothing to do, no error
+    records.remove_tree(kept / "file")  # not a directory: left alone, as rmtree would
+    assert (kept / "file").exists()
 
 
 def test_a_stale_allocation_is_reclaimed_and_release_needs_the_owner(tmp_path: Path) -> None:
