@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-from podvisor.init import syscalls, tini
-
 TYPE_CHECKING = False  # not typing's: importing typing costs every start ~3 ms
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -61,10 +59,16 @@ def init_main(argv: Sequence[str] | None = None) -> int:
 
 def _tini_mode(args: list[str], prog: str) -> int:
     _name_process()
+    from podvisor.init import tini
+
     return tini.main(args, prog=prog)
 
 
 def _name_process() -> None:
+    # Imported by the inits only: the supervisor, which lives as long as its
+    # pod, would keep ctypes (0.3 MB) for a process name it does not set.
+    from podvisor.init import syscalls
+
     try:  # noqa: SIM105 (contextlib is an import the start-up path avoids)
         syscalls.set_process_name(PROCESS_NAME)
     except OSError:

@@ -25,9 +25,7 @@ import anyio.abc
 
 from podvisor.sidecars import notify
 from podvisor.sidecars.execs import Execs
-from podvisor.sidecars.hooks import run_hook
 from podvisor.sidecars.host import PodHost
-from podvisor.sidecars.probes import run_probe
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.errors import CgroupError
 from podvisor.supervisor.manifest.model import Container
@@ -50,10 +48,16 @@ class ContainerActions:
 
     async def probe(self, container: Container, kind: lc.ProbeKind) -> None:
         """Run *container*'s *kind* probe until cancelled, posting every result."""
+        # Imported by the first probe or hook: a pod without them does not keep
+        # their code (with HTTP's and the port proxy's) as long as it runs.
+        from podvisor.sidecars.probes import run_probe
+
         await run_probe(self._host, self._execs, container, kind)
 
     async def hook(self, container: Container, hook: lc.Hook) -> None:
         """Run *container*'s *hook* and post HookFinished."""
+        from podvisor.sidecars.hooks import run_hook  # as `probe`'s
+
         await run_hook(self._host, self._execs, container, hook)
 
     def on_exit(self, pid: int, code: int | None, signal: int | None) -> None:

@@ -30,12 +30,12 @@ import os
 import shlex
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import anyio
 
 from podvisor.sidecars.host import PodHost
 from podvisor.supervisor.errors import PodvisorError
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Container
 
 MAX_OUTPUT = 10 * 1024  # the kubelet keeps this much of an exec probe's output
@@ -45,7 +45,7 @@ CLEANUP_WAIT = 2.0  # the same when the caller was cancelled: it must not hold i
 _EARLY_KEPT = 256  # exits that came before their spawn's reply; a handful at most
 
 
-@dataclass(frozen=True)
+@frozen
 class ExecResult:
     """How a command ended."""
 

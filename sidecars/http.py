@@ -23,13 +23,14 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from urllib.parse import urljoin, urlsplit
 
 import anyio
 import anyio.abc
 
 from podvisor.supervisor.errors import ProbeError
+from podvisor.supervisor.frozen import frozen
 
 #: The kubelet sends kube-probe/<major>.<minor>; some servers answer probes by it.
 USER_AGENT = "kube-probe/1.33"
@@ -42,7 +43,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 Connect = Callable[[str, int], Awaitable[socket.socket]]
 
 
-@dataclass(frozen=True)
+@frozen
 class Target:
     """Where one request goes: the parts of a URL the probe needs."""
 
@@ -76,7 +77,7 @@ class Target:
         return Target(scheme, parts.hostname, port, path)
 
 
-@dataclass(frozen=True)
+@frozen
 class Response:
     """A response's status line and headers (the body is never read)."""
 

@@ -32,12 +32,12 @@ import os
 import socket
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
 from podvisor.supervisor import lifecycle as lc
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Pod
 from podvisor.supervisor.network.model import NetworkRequest
 from podvisor.supervisor.network.records import PODS_DIR
@@ -52,7 +52,7 @@ _SUN_PATH_MAX = 107  # sizeof(sun_path) - 1 for the terminating NUL
 # --- The messages --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Notice:
     """The assignments of one datagram that podvisor acts on; the rest are ignored."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -31,6 +30,7 @@ from podvisor.sidecars.execs import Execs
 from podvisor.sidecars.host import PodHost
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.errors import PodvisorError, ProbeError
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import (
     Container,
     ExecAction,
@@ -45,7 +45,7 @@ _NO_LIMIT = 24 * 3600.0  # for a hook's connect, which Kubernetes does not bound
 MAX_MESSAGE = 1024  # characters of an attempt's message kept for the container's status
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     """What one probe attempt (or one hook) saw."""
 

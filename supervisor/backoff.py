@@ -17,14 +17,14 @@ Pure arithmetic: no clock is read here; the lifecycle core passes the times.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from podvisor.supervisor.frozen import frozen
 
 # Doubling stops long before this, but a container that crashes for a week
 # must not make 2**n overflow a float: cap the exponent.
 _MAX_DOUBLINGS = 62
 
 
-@dataclass(frozen=True)
+@frozen
 class BackOffPolicy:
     """Back-off settings; `initial` and `maximum` come from podvisor.io/ annotations."""
 

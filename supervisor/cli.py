@@ -10,11 +10,11 @@ import contextlib
 import gc
 import signal
 import sys
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from podvisor.supervisor.errors import EXIT_CONFIG, EXIT_PODVISOR, ConfigError, PodvisorError
+from podvisor.supervisor.frozen import frozen
 
 if TYPE_CHECKING:
     import argparse
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-@dataclass(frozen=True)
+@frozen
 class RunCommand:
     """`podvisor run`'s command line, read (`_read`)."""
 

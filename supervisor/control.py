@@ -2,16 +2,18 @@
 
 How this works
 --------------
-`serve_control(runner)` runs as one task of the runner's task group. It binds
-the pod's socket (where, and the protocol: `control_protocol`), reports
-started, and accepts connections, each served by a task of its own, until the
-pod finishes and the runner cancels it; the socket is removed then. A
-connection carries one request. Handlers read the runner and act only through
-what the runner already offers, so the pod's fate stays with the lifecycle
-core: `post` for stop and restart (the core decides what happens), the init's
-channel for exec and kill, the container's cgroup for pause and resume. A
-handler's failure costs its own connection, never the pod: every error is
-answered, and a bug is also logged.
+`serve_control(runner)` (in `control_socket`) runs as one task of the
+runner's task group. It binds the pod's socket (where, and the protocol:
+`control_protocol`), reports started, and accepts connections, each served
+by a task of its own (`ControlServer.serve_connection`), until the pod
+finishes and the runner cancels it; the socket is removed then. This module
+is imported by the first connection. A connection carries one request.
+Handlers read the runner and act only through what the runner already
+offers, so the pod's fate stays with the lifecycle core: `post` for stop and
+restart (the core decides what happens), the init's channel for exec and
+kill, the container's cgroup for pause and resume. A handler's failure costs
+its own connection, never the pod: every error is answered, and a bug is also
+logged.
 
 exec
 ----
@@ -45,21 +47,19 @@ import socket
 import struct
 import termios
 from collections.abc import Callable, Coroutine, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 
 from podvisor.init import protocol
-from podvisor.init.process import exec_failure_exit_code
 from podvisor.sidecars.execs import Execs
 from podvisor.sidecars.host import SandboxView
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.control_logs import serve_logs
 from podvisor.supervisor.control_protocol import CPU_SAMPLE_SECONDS, Message, close_all
-from podvisor.supervisor.control_socket import Connection, ControlSocket, bind_control_socket
+from podvisor.supervisor.control_socket import Connection, ControlSocket
 from podvisor.supervisor.errors import CgroupError, ControlError, InitDiedError
 from podvisor.supervisor.logs import ContainerLog
 from podvisor.supervisor.manifest.model import Container, ContainerKind, Pod
@@ -185,37 +185,6 @@ def _execs_of(host: ControlHost) -> Execs:
 
 
 # =============================================================================
-# Serving
-# =============================================================================
-
-
-async def serve_control(
-    host: ControlHost,
-    directory: Path | None = None,
-    *,
-    task_status: anyio.abc.TaskStatus[Path | None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve the pod's control socket until cancelled, then remove it.
-
-    For ``await task_group.start(serve_control, runner)``: reports the socket's
-    path once clients can connect, or None when the pod gets no socket (said
-    once on the pod's log, with why).
-    """
-    bound = bind_control_socket(host.pod.name, directory)
-    if isinstance(bound, str):
-        host.sink.system(f"warning: {bound}")
-        task_status.started(None)
-        return
-    server = ControlServer(host, bound)
-    try:
-        async with anyio.create_task_group() as tg:
-            task_status.started(bound.path)
-            await server.accept_loop(tg)
-    finally:
-        bound.close()
-
-
-# =============================================================================
 # One connection
 # =============================================================================
 
@@ -229,6 +198,8 @@ Handler = Callable[[Connection, Message, list[int]], Coroutine[Any, Any, None]]
 
 
 class ControlServer:
+    """The requests' handlers; made by the socket's first connection (`serve_control`)."""
+
     def __init__(self, host: ControlHost, bound: ControlSocket) -> None:
         self.host = host
         self.bound = bound
@@ -245,21 +216,8 @@ class ControlServer:
             "stop": self._stop,
         }
 
-    async def accept_loop(self, tg: anyio.abc.TaskGroup) -> None:
-        listener = self.bound.sock
-        while True:
-            await anyio.wait_readable(listener)
-            try:
-                sock, _ = listener.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                continue
-            except OSError as exc:  # out of descriptors: let some connections end first
-                self.host.sink.system(f"control socket: cannot accept a connection: {exc}")
-                await anyio.sleep(0.1)
-                continue
-            tg.start_soon(self._serve_connection, sock)
-
-    async def _serve_connection(self, sock: socket.socket) -> None:
+    async def serve_connection(self, sock: socket.socket) -> None:
+        """Answer the one request of the connection on *sock*, and close it."""
         async with self._limiter:
             with sock:
                 conn = Connection(sock)
@@ -508,6 +466,8 @@ class ControlServer:
         close_all(more)
         if reply.get("ev") == "spawned":
             return int(reply["pid"]), {}
+        from podvisor.init.process import exec_failure_exit_code  # as the runner's: on failure
+
         err = OSError(int(reply.get("errno") or errno.ENOENT), "")
         return None, {
             "ok": False,

@@ -1,4 +1,4 @@
-"""The server's end of a pod's control socket: binding it, and one connection.
+"""The server's end of a pod's control socket: binding it, accepting, one connection.
 
 The socket's place and protocol are in `control_protocol`. Binding makes the
 socket under a temporary name, makes it mode 0600 and only then renames it into
@@ -6,6 +6,10 @@ place, so no other user can connect in between. A socket file left by a
 supervisor that was SIGKILLed refuses connections and is replaced; one that
 answers belongs to a live pod of the same name, and this pod then serves none
 (said once on its log), rather than failing to start.
+
+`serve_control` accepts; the requests' handlers (`control.ControlServer`) are
+imported by the first connection: a supervisor whose pod nobody asks about
+does not keep their code, 0.2 MB, as long as the pod runs.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 
 from podvisor.init import protocol
 from podvisor.supervisor.control_protocol import (
@@ -27,6 +33,9 @@ from podvisor.supervisor.control_protocol import (
     socket_path,
     user_pods_dir,
 )
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.control import ControlHost, ControlServer
 
 #: Connections waiting to be accepted.
 BACKLOG = 64
@@ -47,6 +56,53 @@ class ControlSocket:
             if (st.st_dev, st.st_ino) == self.inode:
                 self.path.unlink()
         self.sock.close()
+
+
+async def serve_control(
+    host: ControlHost,
+    directory: Path | None = None,
+    *,
+    task_status: anyio.abc.TaskStatus[Path | None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the pod's control socket until cancelled, then remove it.
+
+    For ``await task_group.start(serve_control, runner)``: reports the socket's
+    path once clients can connect, or None when the pod gets no socket (said
+    once on the pod's log, with why).
+    """
+    bound = bind_control_socket(host.pod.name, directory)
+    if isinstance(bound, str):
+        host.sink.system(f"warning: {bound}")
+        task_status.started(None)
+        return
+    server: ControlServer | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            task_status.started(bound.path)
+            while True:
+                sock = await _accept(bound.sock, host)
+                if server is None:
+                    from podvisor.supervisor.control import ControlServer
+
+                    server = ControlServer(host, bound)
+                tg.start_soon(server.serve_connection, sock)
+    finally:
+        bound.close()
+
+
+async def _accept(listener: socket.socket, host: ControlHost) -> socket.socket:
+    """The next connection to *listener*."""
+    while True:
+        await anyio.wait_readable(listener)
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            continue
+        except OSError as exc:  # out of descriptors: let some connections end first
+            host.sink.system(f"control socket: cannot accept a connection: {exc}")
+            await anyio.sleep(0.1)
+            continue
+        return sock
 
 
 def bind_control_socket(pod: str, directory: Path | None = None) -> ControlSocket | str:

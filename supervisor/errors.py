@@ -8,7 +8,7 @@ podvisor's own failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from podvisor.supervisor.frozen import frozen
 
 #: Exit status for a manifest or command-line error: nothing was started.
 EXIT_CONFIG = 2
@@ -25,7 +25,7 @@ class PodvisorError(Exception):
 # --- Configuration -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Problem:
     """One finding in a manifest: where it is and what is wrong with it."""
 

@@ -96,11 +96,12 @@ Rule 16 (restart on request): RestartRequested (`podvisor restart`) stops a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from enum import Enum, StrEnum
 from typing import Any, TypeAlias
 
 from podvisor.supervisor import backoff
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest import model
 
 # --- Words ---------------------------------------------------------------------
@@ -199,7 +200,7 @@ def _timer(kind: str, name: str) -> str:
 # --- The plan: what the manifest asks for ----------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class ProbePlan:
     """What the core needs of a probe; the runner runs it and reports each result."""
 
@@ -208,7 +209,7 @@ class ProbePlan:
     termination_grace_seconds: float | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerSpec:
     name: str
     kind: ContainerKind = ContainerKind.MAIN
@@ -229,7 +230,7 @@ class ContainerSpec:
         }[kind]
 
 
-@dataclass(frozen=True)
+@frozen
 class PodPlan:
     """The pod: containers in manifest order (init entries, then main containers)."""
 
@@ -252,7 +253,7 @@ class PodPlan:
 # --- The status: what `podvisor status` and the metrics show ------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Termination:
     """Kubernetes' `terminated` state of one container instance."""
 
@@ -264,7 +265,7 @@ class Termination:
     finished_at: float = 0.0
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerStatus:
     name: str
     kind: ContainerKind
@@ -311,7 +312,7 @@ class ContainerStatus:
         return None if self.ended is None else self.ended.finished_at
 
 
-@dataclass(frozen=True)
+@frozen
 class PodState:
     plan: PodPlan
     containers: tuple[ContainerStatus, ...]
@@ -352,13 +353,13 @@ class PodState:
 # --- Events: what the runner reports ---------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Started:
     name: str
     pid: int = 0
 
 
-@dataclass(frozen=True)
+@frozen
 class StartFailed:
     name: str
     exit_code: int = 127  # 127: no such program; 126: not executable
@@ -366,7 +367,7 @@ class StartFailed:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Exited:
     name: str
     exit_code: int | None = 0
@@ -374,7 +375,7 @@ class Exited:
     oom_killed: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class HookFinished:
     name: str
     hook: Hook
@@ -382,7 +383,7 @@ class HookFinished:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class ProbeResult:
     name: str
     kind: ProbeKind
@@ -390,7 +391,7 @@ class ProbeResult:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Notified:
     """One NOTIFY_SOCKET datagram from the container (systemd's sd_notify)."""
 
@@ -401,23 +402,23 @@ class Notified:
     status: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class TimerFired:
     key: str
 
 
-@dataclass(frozen=True)
+@frozen
 class StopRequested:
     immediate: bool = False
     signal: int = 15  # what the supervisor received; the result if nothing ran
 
 
-@dataclass(frozen=True)
+@frozen
 class InitDied:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class RestartRequested:
     """`podvisor restart POD NAME` (rule 16)."""
 
@@ -440,43 +441,43 @@ Event: TypeAlias = (
 # --- Effects: what the runner must do ------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class StartContainer:
     name: str
 
 
-@dataclass(frozen=True)
+@frozen
 class RunHook:
     name: str
     hook: Hook
 
 
-@dataclass(frozen=True)
+@frozen
 class SignalContainer:
     name: str
     signal: int
 
 
-@dataclass(frozen=True)
+@frozen
 class KillContainer:
     """SIGKILL the container's whole cgroup (also when its process is not up yet)."""
 
     name: str
 
 
-@dataclass(frozen=True)
+@frozen
 class StartProbe:
     name: str
     kind: ProbeKind
 
 
-@dataclass(frozen=True)
+@frozen
 class StopProbe:
     name: str
     kind: ProbeKind
 
 
-@dataclass(frozen=True)
+@frozen
 class SetTimer:
     """Report TimerFired(key) at monotonic time `at`; an armed key moves."""
 
@@ -484,12 +485,12 @@ class SetTimer:
     at: float
 
 
-@dataclass(frozen=True)
+@frozen
 class CancelTimer:
     key: str
 
 
-@dataclass(frozen=True)
+@frozen
 class PodFinished:
     exit_status: int
     phase: PodPhase

@@ -28,6 +28,8 @@ from typing import Literal, TextIO
 import anyio
 import anyio.lowlevel
 
+from podvisor.supervisor.frozen import frozen
+
 MAX_LINE = 64 * 1024
 READ_SIZE = 64 * 1024
 RING_LINES = 1000
@@ -35,7 +37,7 @@ RING_LINES = 1000
 Stream = Literal["stdout", "stderr"]
 
 
-@dataclass(frozen=True)
+@frozen
 class LogLine:
     time: float
     container: str

@@ -37,11 +37,10 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from podvisor.init import protocol
-from podvisor.init.process import exec_failure_exit_code
 from podvisor.sidecars.actions import ContainerActions
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup, Limits, PodCgroup
-from podvisor.supervisor.control import serve_control
+from podvisor.supervisor.control_socket import serve_control
 from podvisor.supervisor.errors import (
     EXIT_PODVISOR,
     CgroupError,
@@ -49,6 +48,7 @@ from podvisor.supervisor.errors import (
     InitDiedError,
     NamespaceError,
 )
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.logs import LogSink, pump
 from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod
@@ -58,7 +58,6 @@ from podvisor.supervisor.network import (
     PodNetwork,
     cleanup_stale,
     create_network,
-    publish_ports,
 )
 from podvisor.supervisor.sandbox import (
     Sandbox,
@@ -77,7 +76,7 @@ if TYPE_CHECKING:
 # =============================================================================
 
 
-@dataclass(frozen=True)
+@frozen
 class RunOptions:
     log_format: Literal["text", "json"] = "text"
     #: --metrics-address; None: the annotation, else the default; "off": no endpoint
@@ -305,6 +304,9 @@ class PodRunner:
         for warning in network.warnings:
             self.sink.system(f"warning: {warning}")
         if request.host_ports:
+            # Imported by a pod that publishes ports: the others do not keep the proxy.
+            from podvisor.supervisor.network import publish_ports
+
             await stack.enter_async_context(publish_ports(network, request.host_ports))
         return network
 
@@ -462,6 +464,9 @@ class PodRunner:
         message = str(reply.get("message", ""))
         self.sink.system(f"{name}: cannot start: {message}")
         if reply.get("stage") == "exec":
+            # The init's spawning code, for its rule: imported by a failure only.
+            from podvisor.init.process import exec_failure_exit_code
+
             err = OSError(int(reply.get("errno", 0)), message)
             self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=message))
         else:  # the program was found, but its process could not be set up (as the kubelet)

@@ -23,6 +23,7 @@ import anyio
 from podvisor.init import protocol
 from podvisor.supervisor.channel import InitChannel
 from podvisor.supervisor.errors import InitDiedError, NamespaceError
+from podvisor.supervisor.frozen import frozen
 
 CAP_SYS_ADMIN = 21
 
@@ -44,7 +45,7 @@ def user_namespaces_allowed() -> bool:
         return False
 
 
-@dataclass(frozen=True)
+@frozen
 class SandboxPlan:
     """Which namespaces the pod's init makes, and what it sets up in them."""
 

@@ -190,3 +190,13 @@ def walk_up(path: str) -> list[str]:
     for name in subdirs(path):
         found += walk_up(os.path.join(path, name))
     return [*found, path]
+
+
+def parse_flat(text: str | None) -> dict[str, int]:
+    """A flat keyed file ("key value" lines: memory.stat, cpu.stat, memory.events)."""
+    found = {}
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            found[key] = int(value)
+    return found

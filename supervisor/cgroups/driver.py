@@ -31,13 +31,16 @@ import errno
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from podvisor.supervisor.cgroups import cgroupfs
 from podvisor.supervisor.cgroups.layout import Hierarchies, Hierarchy, Layout, find_hierarchies
 from podvisor.supervisor.cgroups.limits import Limits, plan_limits
-from podvisor.supervisor.cgroups.stats import CgroupStats, StatsReader, parse_flat
 from podvisor.supervisor.cgroups.tree import CgroupTree, Place
 from podvisor.supervisor.errors import CgroupError
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.cgroups.stats import CgroupStats, StatsReader
 
 PREFIX = "podvisor-"
 INIT_CONTAINER = "_init"  # the pod's init; container names (DNS labels) cannot clash
@@ -285,7 +288,9 @@ class ContainerCgroup(CgroupTree):
         self.name = name
         self._pod = pod
         self._procs_files = [os.path.join(d, "cgroup.procs") for _, d in dirs]
-        self._stats = StatsReader(self._v1, self._v2, self._v2_controllers)
+        # Made by the first `read` (a scrape, `podvisor status`): a pod nobody
+        # asks about does not keep stats.py's code, 0.15 MB, as long as it runs.
+        self._stats: StatsReader | None = None
 
     def procs_files(self) -> list[str]:
         """Every cgroup.procs a new process must be written into, one per hierarchy."""
@@ -303,7 +308,8 @@ class ContainerCgroup(CgroupTree):
         """Write `limits` to the cgroup files; CgroupError when the host cannot apply one."""
         if self._pod._driver.read_only:
             return  # said once at start (CgroupDriver.warnings)
-        self._stats.forget_limits()  # read what the kernel made of them at the next read
+        if self._stats is not None:
+            self._stats.forget_limits()  # read what the kernel made of them at the next read
         for write in plan_limits(limits, self._pod._driver.versions):
             directory = self._v1.get(write.controller) or self._v2
             assert directory is not None  # plan_limits checked the controller
@@ -326,12 +332,16 @@ class ContainerCgroup(CgroupTree):
             text = cgroupfs.read(_join(self._v2, "memory.events"))
         else:
             return 0
-        return parse_flat(text).get("oom_kill", 0)
+        return cgroupfs.parse_flat(text).get("oom_kill", 0)
 
     def read(self) -> CgroupStats:
         """Its statistics now; `gone` is set when the cgroup vanished during the read."""
+        from podvisor.supervisor.cgroups.stats import CgroupStats, StatsReader
+
         if not self._dirs:
             return CgroupStats()
+        if self._stats is None:
+            self._stats = StatsReader(self._v1, self._v2, self._v2_controllers)
         return self._stats.read()
 
     def remove(self) -> None:
@@ -344,7 +354,8 @@ class ContainerCgroup(CgroupTree):
 
     def close_files(self) -> None:
         """Close the statistics files kept open between reads (`read`)."""
-        self._stats.close()
+        if self._stats is not None:
+            self._stats.close()
 
 
 # --- Helpers -------------------------------------------------------------------------

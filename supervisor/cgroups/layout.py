@@ -21,9 +21,10 @@ each layout test it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
+
+from podvisor.supervisor.frozen import frozen
 
 
 class Layout(StrEnum):
@@ -35,7 +36,7 @@ class Layout(StrEnum):
     NONE = "none"  # no usable hierarchy is mounted: nothing can be limited
 
 
-@dataclass(frozen=True)
+@frozen
 class Mount:
     """One line of /proc/self/mountinfo, the fields this module needs."""
 
@@ -46,7 +47,7 @@ class Mount:
     super_options: frozenset[str]  # cgroup v1 lists its controllers here
 
 
-@dataclass(frozen=True)
+@frozen
 class Hierarchy:
     """One cgroup hierarchy: where it is mounted and where our cgroup is in it."""
 
@@ -70,7 +71,7 @@ class Hierarchy:
         return ",".join(sorted(self.controllers)) if self.version == 1 else "unified"
 
 
-@dataclass(frozen=True)
+@frozen
 class Hierarchies:
     """What `find_hierarchies` found: the layout, the hierarchies, and what is amiss."""
 

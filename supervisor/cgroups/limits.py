@@ -20,9 +20,9 @@ same cgroup values here as on a Kubernetes node:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from podvisor.supervisor.errors import CgroupError
+from podvisor.supervisor.frozen import frozen
 
 CFS_PERIOD_US = 100_000  # the kubelet's default cpu-cfs-quota-period
 MIN_QUOTA_US = 1_000  # the kernel refuses a quota below 1 ms
@@ -32,7 +32,7 @@ SHARES_PER_CPU = 1024
 MILLICORES_PER_CPU = 1000
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     """What a container may use; None leaves the kernel's default (no limit)."""
 
@@ -57,7 +57,7 @@ class Limits:
         return needed
 
 
-@dataclass(frozen=True)
+@frozen
 class LimitWrite:
     """One cgroup file to write: in the hierarchy holding `controller`, `file` = `value`."""
 

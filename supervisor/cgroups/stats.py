@@ -57,6 +57,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from podvisor.supervisor.cgroups import cgroupfs
+from podvisor.supervisor.cgroups.cgroupfs import parse_flat
+from podvisor.supervisor.frozen import frozen
 
 NS_PER_SECOND = 1e9
 US_PER_SECOND = 1e6
@@ -65,7 +67,7 @@ US_PER_SECOND = 1e6
 V1_UNLIMITED = 1 << 62
 
 
-@dataclass(frozen=True)
+@frozen
 class Pressure:
     """One line of a PSI file: the share of time tasks stalled, and the total stall."""
 
@@ -75,7 +77,7 @@ class Pressure:
     total_seconds: float
 
 
-@dataclass(frozen=True)
+@frozen
 class ResourcePressure:
     """A {cpu,memory,io}.pressure file: `some` task stalled, or `full`y (all of them)."""
 
@@ -83,7 +85,7 @@ class ResourcePressure:
     full: Pressure | None
 
 
-@dataclass(frozen=True)
+@frozen
 class DeviceIo:
     """IO of the cgroup on one block device (cAdvisor labels it major:minor)."""
 
@@ -139,16 +141,6 @@ class CgroupStats:
 
 
 # --- Parsers (pure) ----------------------------------------------------------------
-
-
-def parse_flat(text: str | None) -> dict[str, int]:
-    """A flat keyed file ("key value" lines: memory.stat, cpu.stat, memory.events)."""
-    found = {}
-    for line in (text or "").splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().lstrip("-").isdigit():
-            found[key] = int(value)
-    return found
 
 
 def flat_values(text: str | None, *keys: str) -> dict[str, int]:

@@ -25,12 +25,12 @@ import signal
 import time
 from collections.abc import Generator
 from contextlib import closing
-from dataclasses import dataclass
 
 import anyio
 
 from podvisor.supervisor.cgroups import cgroupfs
 from podvisor.supervisor.errors import CgroupError
+from podvisor.supervisor.frozen import frozen
 
 #: Use cgroup.kill where the file exists; tests patch this off to exercise the
 #: freeze / SIGKILL / thaw fallback on a kernel that has cgroup.kill.
@@ -42,7 +42,7 @@ POLL_SECONDS = 0.01
 FREEZE_WAIT_POLLS = 100
 
 
-@dataclass(frozen=True)
+@frozen
 class Place:
     """One hierarchy as the driver uses it."""
 

@@ -10,11 +10,12 @@ from the host's file system and there is no image whose entrypoint to use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 
 import yaml
 
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest import env, fields, names, security
 from podvisor.supervisor.manifest.model import (
     Container,
@@ -50,7 +51,7 @@ _EXAMPLES = {"cpu": "500m, 1, 1.5", "memory": "128Mi, 1G, 500M"}
 _MAX = 2**63 - 1
 
 
-@dataclass(frozen=True)
+@frozen
 class PodContext:
     """What a container's rules need to know about the pod around it."""
 
@@ -59,7 +60,7 @@ class PodContext:
     os_name: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ParsedContainer:
     """A container, and where its parts are in the file (for the loader's later checks)."""
 

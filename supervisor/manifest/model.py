@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
+
+from podvisor.supervisor.frozen import frozen
 
 
 class RestartPolicy(StrEnum):
@@ -36,14 +38,14 @@ class ContainerKind(StrEnum):
 # --- Handlers: what a probe or a hook does --------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class ExecAction:
     """Run a command in the container's namespaces; exit status 0 is success."""
 
     command: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class HTTPGetAction:
     """GET scheme://host:port/path; a status in [200, 400) is success.
 
@@ -58,7 +60,7 @@ class HTTPGetAction:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class TCPSocketAction:
     """Open a TCP connection to host:port; connecting is success."""
 
@@ -66,7 +68,7 @@ class TCPSocketAction:
     host: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class GRPCAction:
     """The gRPC health-checking protocol. Refused by the loader for now; kept for the model."""
 
@@ -74,7 +76,7 @@ class GRPCAction:
     service: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class SleepAction:
     """Sleep, as a lifecycle hook (`preStop: {sleep: {seconds: 5}}`)."""
 
@@ -85,7 +87,7 @@ ProbeHandler = ExecAction | HTTPGetAction | TCPSocketAction | GRPCAction
 HookHandler = ExecAction | HTTPGetAction | SleepAction
 
 
-@dataclass(frozen=True)
+@frozen
 class Probe:
     """A liveness, readiness or startup probe, with Kubernetes' defaults applied."""
 
@@ -100,7 +102,7 @@ class Probe:
     termination_grace_period_seconds: int | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Lifecycle:
     """postStart and preStop hooks."""
 
@@ -111,7 +113,7 @@ class Lifecycle:
 # --- Container -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerPort:
     """One entry of `ports`. With hostNetwork, host_port defaults to container_port."""
 
@@ -121,7 +123,7 @@ class ContainerPort:
     protocol: str = "TCP"
 
 
-@dataclass(frozen=True)
+@frozen
 class Resources:
     """Requests and limits. A request left out but limited defaults to the limit."""
 
@@ -131,7 +133,7 @@ class Resources:
     memory_limit_bytes: int | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class EnvVar:
     """One `env` entry: a literal value, or `valueFrom.fieldRef.fieldPath`.
 
@@ -146,7 +148,7 @@ class EnvVar:
     field_path: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class SecurityContext:
     """The container's securityContext, merged over the pod's (container wins)."""
 
@@ -160,7 +162,7 @@ class SecurityContext:
     capabilities_drop: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerSettings:
     """podvisor's own per-container settings, from `podvisor.io/` annotations."""
 
@@ -171,7 +173,7 @@ class ContainerSettings:
     stop_signal: int = int(signal.SIGTERM)
 
 
-@dataclass(frozen=True)
+@frozen
 class Container:
     """One container of the pod: a program from the host file system, supervised."""
 
@@ -203,7 +205,7 @@ class Container:
 # --- Pod ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class PodSettings:
     """podvisor's own pod-wide settings, from `podvisor.io/` annotations."""
 
@@ -227,7 +229,7 @@ class DnsPolicy(StrEnum):
     NONE = "None"  # the pod's resolv.conf is spec.dnsConfig alone
 
 
-@dataclass(frozen=True)
+@frozen
 class DnsConfig:
     """`spec.dnsConfig`: added to the pod's resolv.conf (all of it with dnsPolicy None)."""
 
@@ -236,7 +238,7 @@ class DnsConfig:
     options: tuple[tuple[str, str | None], ...] = ()  # (name, value or None)
 
 
-@dataclass(frozen=True)
+@frozen
 class HostAlias:
     """`spec.hostAliases[i]`: more names for an address, in the pod's /etc/hosts."""
 
@@ -244,7 +246,7 @@ class HostAlias:
     hostnames: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class PodSpec:
     """The pod's spec, with Kubernetes' defaults applied."""
 
@@ -275,7 +277,7 @@ class PodSpec:
         return self.init_containers + self.containers
 
 
-@dataclass(frozen=True)
+@frozen
 class Pod:
     """A loaded, validated pod."""
 
@@ -301,7 +303,7 @@ class Pod:
         raise KeyError(name)
 
 
-@dataclass(frozen=True)
+@frozen
 class Ignored:
     """A field podvisor accepted and does not act on, and why."""
 
@@ -310,7 +312,7 @@ class Ignored:
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class LoadedPod:
     """What `manifest.load` returns: the pod, the fields it ignored, and the warnings to show."""
 

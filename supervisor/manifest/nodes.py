@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import yaml
 
 from podvisor.supervisor.errors import ConfigError, Problem
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Ignored
 
 # libyaml's composer when PyYAML was built with it (much faster), else the pure
@@ -181,19 +182,19 @@ def _yaml_problem(source: str, error: yaml.YAMLError) -> Problem:
 # --- Fields: what podvisor does with each key of a mapping ---------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Supported:
     """A field podvisor reads and acts on."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Ignore:
     """A field that only means something to a cluster: accepted, listed as ignored."""
 
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Refuse:
     """A field that would change what a process does and that podvisor does not implement.
 

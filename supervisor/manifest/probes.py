@@ -13,10 +13,10 @@ gRPC health-checking protocol; the message says what to use instead.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 
 import yaml
 
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest import fields, names
 from podvisor.supervisor.manifest.model import (
     ExecAction,
@@ -210,7 +210,7 @@ def _sleep(f: Fields) -> SleepAction | None:
 # --- Lifecycle ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class ParsedLifecycle:
     lifecycle: Lifecycle
     stop_signal: int | None  # lifecycle.stopSignal, when given

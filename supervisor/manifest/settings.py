@@ -21,18 +21,18 @@ import ipaddress
 import re
 import signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import yaml
 
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import ContainerSettings, PodSettings
 from podvisor.supervisor.manifest.nodes import Report, child, did_you_mean
 
 PREFIX = "podvisor.io/"
 
 
-@dataclass(frozen=True)
+@frozen
 class Setting:
     """One `podvisor.io/` annotation."""
 
@@ -235,7 +235,7 @@ def known_keys(containers: Iterable[str]) -> list[str]:
 Annotation = tuple[yaml.ScalarNode, yaml.Node, str, str]  # key node, value node, key, value
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     """What the annotations set: the pod's settings, and each container's own values."""
 

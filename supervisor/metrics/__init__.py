@@ -6,7 +6,8 @@ podvisor's own series at scrape time; `PodMetrics` (recorder.py) keeps what
 must be recorded as it happens (probe attempts, start-up times).
 
 Importing this package does not import prometheus_client, nor collector.py:
-the endpoint imports them at the first scrape (scrape.py says why).
+the endpoint imports them at the first scrape (scrape.py says why), and
+status.py at the first /status.
 """
 
 from __future__ import annotations

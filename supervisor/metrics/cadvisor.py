@@ -27,18 +27,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
 from podvisor.supervisor.cgroups import CgroupStats
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.metrics.families import Family, Kind, non_empty
 from podvisor.supervisor.metrics.netdev import InterfaceCounters
 
 LABELS = ("container", "image", "namespace", "pod")
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerSample:
     """One container's cgroup as read for this scrape."""
 
@@ -50,7 +50,7 @@ class ContainerSample:
 Getter = Callable[[CgroupStats], float | None]
 
 
-@dataclass(frozen=True)
+@frozen
 class Series:
     name: str
     documentation: str

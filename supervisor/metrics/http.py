@@ -17,6 +17,8 @@ from http import HTTPStatus
 import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from podvisor.supervisor.frozen import frozen
+
 MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
 IDLE_SECONDS = 30.0
@@ -32,7 +34,7 @@ class BadRequestError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
+@frozen
 class Request:
     method: str
     target: str

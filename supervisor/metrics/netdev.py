@@ -9,13 +9,13 @@ a pod on the loopback network has no network series, as in Kubernetes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from podvisor.supervisor.frozen import frozen
 
 #: Interfaces cAdvisor does not report (container/libcontainer: isIgnoredDevice).
 IGNORED_PREFIXES = ("lo", "veth", "docker")
 
 
-@dataclass(frozen=True)
+@frozen
 class InterfaceCounters:
     """One line of /proc/net/dev: what one interface received and sent, since it was made."""
 

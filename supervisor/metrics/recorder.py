@@ -23,6 +23,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from podvisor.supervisor import lifecycle as lc
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Pod
 
 #: A probe attempt: an exec is milliseconds to seconds, bounded by timeoutSeconds.
@@ -65,7 +66,7 @@ class Histogram:
         self.observations += 1
 
 
-@dataclass(frozen=True)
+@frozen
 class Transition:
     status: bool
     at: float  # monotonic, the event loop's clock

@@ -52,11 +52,11 @@ from podvisor.supervisor.errors import AddressInUseError, ConfigError
 from podvisor.supervisor.manifest.model import ContainerKind
 from podvisor.supervisor.metrics.http import BadRequestError, Request, Response, read_request, text
 from podvisor.supervisor.metrics.recorder import PodMetrics
-from podvisor.supervisor.metrics.status import Redactor, pod_status, secrets_of
 from podvisor.supervisor.metrics.view import PodView, current_state
 
 if TYPE_CHECKING:
     from podvisor.supervisor.metrics.scrape import Scraper
+    from podvisor.supervisor.metrics.status import Redactor
 
 DEFAULT_ADDRESS = "127.0.0.1:9464"
 OFF = "off"
@@ -206,7 +206,8 @@ class Endpoint:
         self.metrics = metrics
         #: Made at the first scrape (`scrape`).
         self._scraper: Scraper | None = None
-        self.redact = Redactor(secrets_of(view.pod))
+        #: Made at the first /status (`status`), as the scraper at the first scrape.
+        self._redact: Redactor | None = None
         self.routes: dict[str, Callable[[Request], Response]] = {
             "/metrics": self.scrape,
             "/livez": self.livez,
@@ -286,6 +287,10 @@ class Endpoint:
         return text(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {why}")
 
     def status(self, _: Request) -> Response:
+        from podvisor.supervisor.metrics.status import Redactor, pod_status, secrets_of
+
+        if self._redact is None:
+            self._redact = Redactor(secrets_of(self.view.pod))
         network = self.view.network
         found = pod_status(
             self.view.pod,
@@ -293,7 +298,7 @@ class Endpoint:
             pod_ip=network.pod_ip if network is not None else None,
             wall_time=self.view.wall_time,
             conditions=self.metrics.conditions,
-            redact=self.redact,
+            redact=self._redact,
         )
         body = json.dumps(found, indent=2).encode() + b"\n"
         return Response(HTTPStatus.OK, body, "application/json")

@@ -9,12 +9,14 @@ writes to the runner: a scrape only reads.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from podvisor.supervisor import lifecycle as lc
-from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.logs import Stream
 from podvisor.supervisor.manifest.model import Pod
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.cgroups import CgroupStats
 
 
 class CgroupReader(Protocol):

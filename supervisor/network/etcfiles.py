@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
 
 HOST_HOSTS = Path("/etc/hosts")
@@ -82,7 +82,7 @@ def _names_in(hosts_line: str) -> list[str]:
     return fields[1:]
 
 
-@dataclass(frozen=True)
+@frozen
 class ResolvConf:
     text: str
     #: A loopback nameserver was kept because no upstream was found.

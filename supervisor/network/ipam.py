@@ -14,16 +14,16 @@ pods get the ones after it, lowest free first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.network import records
 from podvisor.supervisor.network.records import Owner
 
 
-@dataclass(frozen=True)
+@frozen
 class Allocation:
     """One address taken from the pool, and by whom."""
 

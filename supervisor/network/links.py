@@ -21,11 +21,11 @@ import threading
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_network
 from typing import Any
 
 from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.frozen import frozen
 
 #: The name the pod's end of its veth pair gets inside the pod.
 POD_INTERFACE = "eth0"
@@ -106,7 +106,7 @@ def link_exists(name: str) -> bool:
 # --- The host's view -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Uplink:
     """The link of the host's IPv4 default route: its MTU and first address."""
 
@@ -146,7 +146,7 @@ def overlapping_routes(subnet: IPv4Network, bridge: str) -> list[str]:
 # --- The bridge ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class BridgeSetup:
     """What `ensure_bridge` changed, so that `remove_bridge` undoes exactly that."""
 

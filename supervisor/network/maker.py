@@ -43,16 +43,15 @@ How it ends:
 
 from __future__ import annotations
 
+import _pickle as pickle  # the C half: pickle.py around it would stay in the supervisor
 import contextlib
 import os
-import pickle
 import select
 import signal
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal, NoReturn
 
-from podvisor.init import syscalls
 from podvisor.supervisor.errors import NetworkError
 from podvisor.supervisor.forked import describe_status, fork_with_pipes
 
@@ -227,6 +226,8 @@ def _serve(requests: int, answer_end: int, parent: int, mask: Iterable[int]) -> 
     """
     status = 1
     try:
+        from podvisor.init import syscalls  # ctypes: the child's, not the supervisor's
+
         syscalls.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() == parent:  # else the supervisor died before the line above
             for signum in _CHILD_IGNORES:
@@ -248,7 +249,7 @@ def _serve(requests: int, answer_end: int, parent: int, mask: Iterable[int]) -> 
                 sent = pipe.read()
             if sent:  # else dismissed, or the parent ended
                 # Written by our own parent over a pipe only it and we hold.
-                request, owner = pickle.loads(sent)  # noqa: S301
+                request, owner = pickle.loads(sent)
                 with open(answer_end, "wb") as pipe:
                     pipe.write(pickle.dumps(_answer(pod.create_network_sync, request, owner)))
             status = 0
@@ -299,7 +300,7 @@ def _decode(data: bytes) -> Answer | None:
         return None
     try:
         # Written by our own child over a pipe only it and we hold.
-        answer: Answer = pickle.loads(data)  # noqa: S301
+        answer: Answer = pickle.loads(data)
     except (pickle.UnpicklingError, EOFError):
         return None  # cut short: the child died while it wrote
     return answer

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
 from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class Protocol(StrEnum):
     UDP = "UDP"
 
 
-@dataclass(frozen=True)
+@frozen
 class PortMapping:
     """One `containers[].ports[]` entry with a hostPort."""
 
@@ -57,7 +58,7 @@ class PortMapping:
         return f"hostPort {where}{self.host_port}/{self.protocol}{owner}"
 
 
-@dataclass(frozen=True)
+@frozen
 class NetworkRequest:
     """What the pod's network must be; `create_network` makes it."""
 

@@ -30,9 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from podvisor.init import syscalls
-
 T = TypeVar("T")
+
+# `podvisor.init.syscalls` (ctypes: 0.3 MB) is imported where a mount or setns
+# is made: a supervisor that only removes its pod's namespace at the pod's end
+# does not keep it while the pod runs.
 
 NETNS_DIR = Path("/run/netns")
 
@@ -48,6 +50,8 @@ def ensure_netns_dir(directory: Path = NETNS_DIR) -> None:
     copies would keep the namespace alive. Done once per boot: the bind
     mount stays, as iproute2's does.
     """
+    from podvisor.init import syscalls
+
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     try:
         syscalls.mount("none", str(directory), None, MS_SHARED | syscalls.MS_REC)
@@ -75,6 +79,8 @@ def create_netns(name: str, directory: Path = NETNS_DIR) -> str:
 
 
 def _unshare_and_pin(path: str) -> None:
+    from podvisor.init import syscalls
+
     syscalls.unshare(syscalls.CLONE_NEWNET)
     own = f"/proc/self/task/{threading.get_native_id()}/ns/net"
     syscalls.mount(own, path, None, syscalls.MS_BIND)
@@ -86,6 +92,8 @@ def remove_netns(path: str) -> bool:
     The namespace itself goes when its last user (a process in it, an open
     descriptor, a socket) goes.
     """
+    from podvisor.init import syscalls
+
     try:
         syscalls.umount(path, syscalls.MNT_DETACH)
     except OSError as e:
@@ -107,6 +115,8 @@ def run_in_netns(path: str | None, work: Callable[[], T]) -> T:
         return work()
 
     def enter_and_work() -> T:
+        from podvisor.init import syscalls
+
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             syscalls.setns(fd, syscalls.CLONE_NEWNET)

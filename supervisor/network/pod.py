@@ -41,6 +41,7 @@ import anyio
 import anyio.lowlevel
 
 from podvisor.supervisor.errors import NetworkError
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.network import etcfiles, links, nat, netns, records
 from podvisor.supervisor.network.ipam import AddressPool, all_pools
 from podvisor.supervisor.network.model import NetworkMode, NetworkRequest
@@ -93,7 +94,7 @@ class PodRecord:
             return None
 
 
-@dataclass(frozen=True)
+@frozen
 class BridgeRecord:
     """net/bridges/<bridge>.json: a bridge in use, and what we changed to make it."""
 

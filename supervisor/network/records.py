@@ -30,9 +30,10 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from podvisor.supervisor.frozen import frozen
 
 RUN_DIR = Path("/run/podvisor")
 IPAM_DIR = RUN_DIR / "ipam"
@@ -43,7 +44,7 @@ NETWORK_LOCK = RUN_DIR / "network.lock"
 OWNERS_DIR = RUN_DIR / "owners"
 
 
-@dataclass(frozen=True)
+@frozen
 class Owner:
     """The process that holds a record: a pid, when that process started, in which PID namespace."""
 

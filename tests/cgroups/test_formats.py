@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from podvisor.supervisor.cgroups.cgroupfs import parse_flat
 from podvisor.supervisor.cgroups.limits import (
     Limits,
     LimitWrite,
@@ -18,7 +19,6 @@ from podvisor.supervisor.cgroups.stats import (
     DeviceIo,
     flat_values,
     parse_blkio,
-    parse_flat,
     parse_int,
     parse_io_stat,
     parse_pressure,
