@@ -234,7 +234,7 @@ def test_an_owner_in_another_pid_namespace_is_judged_by_its_lock(tmp_path: Path)
 
     assert judged(here) == "True"
     take = "from podvisor.supervisor.network.records import Owner; import json; "
-    take += "print(json.dumps(Owner.current().to_json()))"
+    take += "print(json.dumps(Owner.current().to_json()), flush=True)"
     gone = subprocess.run([sys.executable, "-c", take], capture_output=True, text=True, check=True)
     dead = Owner.from_json(json.loads(gone.stdout))
     assert not dead.lock_path.exists()  # it removed its lock as it exited
