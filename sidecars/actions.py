@@ -19,16 +19,19 @@ nothing: thresholds, restarts and readiness are the core's rules.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 
 from podvisor.sidecars import notify
-from podvisor.sidecars.execs import Execs
 from podvisor.sidecars.host import PodHost
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.errors import CgroupError
 from podvisor.supervisor.manifest.model import Container
+
+if TYPE_CHECKING:
+    from podvisor.sidecars.execs import Execs
 
 _STRANGERS_KEPT = 64  # senders already logged as belonging to no container
 
@@ -38,7 +41,7 @@ class ContainerActions:
 
     def __init__(self, host: PodHost) -> None:
         self._host = host
-        self._execs = Execs(host)
+        self._execs: Execs | None = None  # made by the first exec (`execs`)
         self.notify_path = notify.socket_path(host.pod)
         self._tg: anyio.abc.TaskGroup | None = None
         self._readers: dict[str, anyio.CancelScope] = {}
@@ -46,23 +49,37 @@ class ContainerActions:
 
     # --- probes, hooks, exec ------------------------------------------------------
 
+    @property
+    def execs(self) -> Execs:
+        """The tracker of exec'd commands (probes', hooks', `podvisor exec`'s).
+
+        Made, and its code imported, by the first command: a pod that runs none
+        does not keep it. An exit reported before then cannot be a command's.
+        """
+        if self._execs is None:
+            from podvisor.sidecars.execs import Execs
+
+            self._execs = Execs(self._host)
+        return self._execs
+
     async def probe(self, container: Container, kind: lc.ProbeKind) -> None:
         """Run *container*'s *kind* probe until cancelled, posting every result."""
         # Imported by the first probe or hook: a pod without them does not keep
         # their code (with HTTP's and the port proxy's) as long as it runs.
         from podvisor.sidecars.probes import run_probe
 
-        await run_probe(self._host, self._execs, container, kind)
+        await run_probe(self._host, self.execs, container, kind)
 
     async def hook(self, container: Container, hook: lc.Hook) -> None:
         """Run *container*'s *hook* and post HookFinished."""
         from podvisor.sidecars.hooks import run_hook  # as `probe`'s
 
-        await run_hook(self._host, self._execs, container, hook)
+        await run_hook(self._host, self.execs, container, hook)
 
     def on_exit(self, pid: int, code: int | None, signal: int | None) -> None:
         """The init reported the exit of a pid the runner does not know: an exec's."""
-        self._execs.on_exit(pid, code, signal)
+        if self._execs is not None:
+            self._execs.on_exit(pid, code, signal)
 
     # --- readiness: NOTIFY_SOCKET and notification-fd --------------------------------
 

@@ -175,10 +175,10 @@ def open_terminal(size: object) -> tuple[int, int]:
 def _execs_of(host: ControlHost) -> Execs:
     """The tracker of exec'd pids that the runner feeds with their exits.
 
-    It belongs to the runner's `ContainerActions`, which does not expose it
-    yet (see the report of issue 9): one tracker, so no exit is lost between two.
+    It belongs to the runner's `ContainerActions` (not part of `ControlHost`
+    yet, see the report of issue 9): one tracker, so no exit is lost between two.
     """
-    execs = getattr(getattr(host, "_actions", None), "_execs", None)
+    execs = getattr(getattr(host, "_actions", None), "execs", None)
     if not isinstance(execs, Execs):
         raise ControlError("the pod is starting: it cannot run commands yet; try again")
     return execs

@@ -335,6 +335,7 @@ NOT_KEPT = (
     # What only some pods or requests use, imported by the first that does:
     "podvisor.sidecars.probes",
     "podvisor.sidecars.hooks",
+    "podvisor.sidecars.execs",  # and shlex, for exec probes, hooks and `podvisor exec`
     "podvisor.supervisor.network.proxy",
     "podvisor.supervisor.control",
     "podvisor.supervisor.cgroups.stats",
