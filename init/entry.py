@@ -1,5 +1,10 @@
 """The console scripts: ``podvisor`` and ``podvisor-init``.
 
+``podvisor WORD ...`` runs the supervisor's command WORD and nothing else: a
+word that is not a command (a typo, ``podvisor rm bundle``) is refused, never
+run as a program. Tini mode is ``podvisor [OPTIONS] -- CMD``, or
+``podvisor-init [OPTIONS] CMD``, tini's own form, for a drop-in.
+
 ``podvisor -- CMD`` must cost no more than the interpreter: this module and
 everything tini mode needs import the standard library's cheap parts only.
 The supervisor (anyio, trio, pyroute2, prometheus_client) is imported only
@@ -15,8 +20,9 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every start ~3 ms
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-#: ``podvisor WORD ...`` runs the supervisor's command WORD; any other first
-#: argument is tini mode (``podvisor -- run`` runs a program called run).
+#: ``podvisor WORD ...`` runs the supervisor's command WORD (``podvisor -- run``
+#: runs a program called run). The command line's parser holds the same names
+#: with their descriptions; a test keeps the two the same.
 SUPERVISOR_COMMANDS = frozenset(
     {
         "run",
@@ -31,20 +37,26 @@ SUPERVISOR_COMMANDS = frozenset(
         "pause",
         "resume",
         "version",
+        "help",
+        "completion",
     }
 )
+HELP_FLAGS = frozenset({"-h", "--help"})
 
 #: What `ps -o comm` shows for the init in either mode.
 PROCESS_NAME = "podvisor-init"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``podvisor``: a supervisor subcommand, or else tini mode."""
+    """``podvisor``: a supervisor command, tini mode after options or ``--``, else refused."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in SUPERVISOR_COMMANDS:
+    if not args or args[0] in SUPERVISOR_COMMANDS or args[0] in HELP_FLAGS:
         cli = importlib.import_module("podvisor.supervisor.cli")
         return int(cli.main(args))
-    return _tini_mode(args, "podvisor")
+    if args[0].startswith("-"):
+        return _tini_mode(args, "podvisor", separator_required=True)
+    cli = importlib.import_module("podvisor.supervisor.cli")
+    return int(cli.unknown_command(args[0]))
 
 
 def init_main(argv: Sequence[str] | None = None) -> int:
@@ -57,11 +69,11 @@ def init_main(argv: Sequence[str] | None = None) -> int:
     return _tini_mode(args, "podvisor-init")
 
 
-def _tini_mode(args: list[str], prog: str) -> int:
+def _tini_mode(args: list[str], prog: str, *, separator_required: bool = False) -> int:
     _name_process()
     from podvisor.init import tini
 
-    return tini.main(args, prog=prog)
+    return tini.main(args, prog=prog, separator_required=separator_required)
 
 
 def _name_process() -> None:

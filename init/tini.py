@@ -67,8 +67,7 @@ Environment variables:
 """
 
 SUBCOMMANDS_LINE = """\
-       {prog} COMMAND ...   the pod supervisor: run, check, ps, status, logs,
-                            exec, restart, stop, kill, pause, resume, version
+       {prog} COMMAND ...   the pod supervisor's commands: `{prog} help` lists them
 """
 
 LICENSE = "podvisor is licensed under the Apache License, Version 2.0."
@@ -98,6 +97,7 @@ class Options:
         "pid_ns",
         "remap_exit",
         "rewrite",
+        "separated",
         "subreaper",
         "verbosity",
         "warn_reaped",
@@ -122,6 +122,8 @@ class Options:
     rewrite: tuple[tuple[int, int], ...]
     #: --pid-ns: run the command in a new PID + mount namespace.
     pid_ns: bool
+    #: Whether ``--`` came before the command (``podvisor`` runs nothing without it).
+    separated: bool
 
     def __init__(
         self,
@@ -136,6 +138,7 @@ class Options:
         warn_reaped: bool = False,
         rewrite: tuple[tuple[int, int], ...] = (),
         pid_ns: bool = False,
+        separated: bool = False,
     ) -> None:
         for name, value in locals().items():
             if name != "self":
@@ -169,6 +172,7 @@ def parse_args(args: Sequence[str], environ: Mapping[str, str]) -> Options:
         arg = args[index]
         index += 1
         if arg == "--":
+            parser.separated = True
             break
         if arg.startswith("--"):
             index = parser.long_option(arg, args, index)
@@ -190,11 +194,13 @@ class _Parser:
         "parent_death_signal",
         "remap",
         "rewrite",
+        "separated",
         "verbosity",
     )
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
+        self.separated = False
         self.verbosity = _env_verbosity(environ)
         self.flags: set[str] = set()
         self.actions: list[str] = []
@@ -262,6 +268,7 @@ class _Parser:
             warn_reaped="w" in self.flags,
             rewrite=tuple(self.rewrite),
             pid_ns="pid-ns" in self.flags,
+            separated=self.separated,
         )
 
 
@@ -334,15 +341,31 @@ class Log:
 
 
 def main(
-    args: Sequence[str], prog: str = "podvisor-init", environ: Mapping[str, str] | None = None
+    args: Sequence[str],
+    prog: str = "podvisor-init",
+    environ: Mapping[str, str] | None = None,
+    *,
+    separator_required: bool = False,
 ) -> int:
-    """Tini mode's whole life: parse and run; returns only for usage, help and version."""
+    """Tini mode's whole life: parse and run; returns only for usage, help and version.
+
+    With *separator_required* (``podvisor``, whose other first words are
+    commands), a program runs only after ``--``: a mistyped command after an
+    option must not run as a program.
+    """
     env = os.environ if environ is None else environ
     try:
         options = parse_args(args, env)
     except UsageError as exc:
         sys.stderr.write(f"{prog}: {exc}\n{usage(prog)}")
         return 1
+    if separator_required and options.action == "run" and not options.separated:
+        options_given = " ".join(args[: len(args) - len(options.command)])
+        sys.stderr.write(
+            f"{prog}: {options.command[0]!r} is not one of {prog}'s commands; to run it under "
+            f"the init, put -- before it: {prog} {options_given} -- {' '.join(options.command)}\n"
+        )
+        return 2
     if options.action == "help":
         sys.stdout.write(usage(prog))
         return 0
@@ -372,8 +395,11 @@ def exit_now(status: int) -> NoReturn:
 
 
 def usage(prog: str) -> str:
-    subcommands = SUBCOMMANDS_LINE.format(prog=prog) if prog == "podvisor" else ""
-    return USAGE.format(prog=prog, subcommands=subcommands)
+    if prog != "podvisor":
+        return USAGE.format(prog=prog, subcommands="")
+    # Its first word may be a command, so a program comes only after --.
+    text = USAGE.format(prog=prog, subcommands=SUBCOMMANDS_LINE.format(prog=prog))
+    return text.replace("[--] PROGRAM", "-- PROGRAM", 1)
 
 
 def version() -> str:

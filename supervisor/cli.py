@@ -1,7 +1,7 @@
-"""The ``podvisor`` command line, past tini mode: ``run``, ``check``, ``version``.
+"""The ``podvisor`` command line, past tini mode: ``run``, ``check``, ``help``, ...
 
-`podvisor.init.entry` sends every subcommand here; ``podvisor -- CMD`` never
-imports this module.
+`podvisor.init.entry` sends every command here, and every first word that is
+not one, to be refused; ``podvisor -- CMD`` never imports this module.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="podvisor",
-        description="Run a Kubernetes Pod on this machine. `podvisor -- CMD` runs CMD under "
-        "podvisor's init, as tini does.",
+        usage="podvisor COMMAND [ARGS...]\n       podvisor [INIT OPTIONS] -- PROGRAM [ARGS...]",
+        description="Run a Kubernetes Pod on this machine.",
+        epilog=TINI_MODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="podvisor")
     run = sub.add_parser("run", help="run a pod from its manifest until it ends")
     run.add_argument("manifest", help="a Pod manifest (YAML or JSON), or - for stdin")
     run.add_argument(
@@ -74,31 +76,106 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     sub.add_parser(
         "check", help="validate a manifest and explain what `run` would do", add_help=False
     )
-    sub.add_parser("version", help="print podvisor's version")
     # The control client's commands, but for `run`: the supervisor would keep
     # the client's code (and its imports) for as long as the pod runs.
     if command != "run":
         from podvisor.supervisor import ctl
 
         ctl.add_commands(sub)
+    sub.add_parser("version", help="print podvisor's version")
+    helping = sub.add_parser("help", help="list the commands, or show one command's help")
+    helping.add_argument("topic", nargs="?", metavar="COMMAND")
+    completing = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for SHELL. Load it with, for bash: "
+        "source <(podvisor completion bash)",
+    )
+    completing.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh or fish")
     return parser
+
+
+TINI_MODE_HELP = """\
+Tini mode: `podvisor -- PROGRAM [ARGS...]` runs PROGRAM under podvisor's
+init, which forwards signals, reaps zombies and exits with PROGRAM's status,
+as tini does; the init's options (`podvisor-init --help`) go before the --.
+`podvisor-init PROGRAM [ARGS...]` is the same init in tini's own form."""
+
+SHELLS = ("bash", "zsh", "fish")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "check":
+    if not argv:
+        _parser().print_help(sys.stderr)
+        return EXIT_CONFIG
+    if argv[0] in ("-h", "--help"):
+        argv = ["help"]
+    if argv[0] == "help" and len(argv) > 1 and argv[1] not in ("-h", "--help"):
+        return _help(argv[1:])
+    if argv[0] == "check":
         from podvisor.supervisor.manifest.explain import main as check_main
 
         return check_main(argv[1:])
-    if argv and argv[0] == "run":
+    if argv[0] == "run":
         return _run(argv)  # its command line is read with its manifest: `_start`
-    args = _parser(argv[0] if argv else None).parse_args(argv)
+    args = _parser(argv[0]).parse_args(argv)
     if getattr(args, "ctl", None) is not None:
         from podvisor.supervisor import ctl
 
         return ctl.dispatch(args)
-    print(f"podvisor {version()}")  # the one command left
+    _local_command(args)
     return 0
+
+
+def _local_command(args: argparse.Namespace) -> None:
+    """``help``, ``completion`` and ``version``: answered without a pod."""
+    if args.command == "help":
+        _parser().print_help()
+    elif args.command == "completion":
+        from podvisor.supervisor.completion import script
+
+        print(script(args.shell, _parser()), end="")
+    else:
+        print(f"podvisor {version()}")
+
+
+def _help(topic: list[str]) -> int:
+    """``podvisor help COMMAND``: that command's own help."""
+    command = topic[0]
+    if len(topic) > 1:
+        print("podvisor: help takes one command, e.g. podvisor help logs", file=sys.stderr)
+        return EXIT_CONFIG
+    if command not in _commands():
+        return unknown_command(command)
+    return main([command, "--help"])
+
+
+def _commands() -> dict[str, str]:
+    """Every command, with its one-line description."""
+    import argparse
+
+    for action in _parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return {choice.dest: str(choice.help) for choice in action._choices_actions}
+    return {}
+
+
+def unknown_command(word: str) -> int:
+    """Refuse *word*, which is no command: name the closest, and how to run a program."""
+    import difflib
+
+    print(f"podvisor: unknown command {word!r}", file=sys.stderr)
+    commands = _commands()
+    close = difflib.get_close_matches(word, commands, n=3, cutoff=0.6)
+    if close:
+        print(f"Did you mean: {', '.join(close)}?", file=sys.stderr)
+    print(
+        "`podvisor help` lists the commands; to run a program under podvisor's init, "
+        f"put -- before it: podvisor -- {word} ...",
+        file=sys.stderr,
+    )
+    return EXIT_CONFIG
 
 
 @frozen

@@ -196,9 +196,13 @@ def _add_logs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "logs",
         "print a pod's recent container log lines (the last 1000 of each instance)",
         logs,
-        epilog="Without -c, every container's lines, each with its container's name.",
+        epilog="Without a container, every container's lines, each with its container's "
+        "name.\nExamples: podvisor logs web app --tail 20; podvisor logs web -c app -f",
     )
     parser.add_argument("pod", metavar="POD")
+    parser.add_argument(
+        "named", nargs="?", metavar="CONTAINER", help="only this container's lines (as -c)"
+    )
     parser.add_argument("-c", "--container", help="only this container's lines")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     parser.add_argument(
@@ -400,6 +404,13 @@ def _number(n: int | None) -> str:
 
 
 def logs(args: argparse.Namespace) -> int:
+    if args.named is not None and args.container not in (None, args.named):
+        print(
+            f"podvisor logs: two containers named: {args.named} and -c {args.container}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    container = args.named if args.named is not None else args.container
     since = None
     if args.since:
         try:
@@ -409,7 +420,7 @@ def logs(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
     request = {
         "op": "logs",
-        "container": args.container,
+        "container": container,
         "previous": args.previous,
         "tail": args.tail,
         "since": since,

@@ -64,6 +64,12 @@ async def test_logs_of_the_pod_and_of_one_container(run_dir: Path) -> None:
         assert recent.stdout == "shipping one\nshipping two\n"
         none = await pod.ctl("logs", "ctl-logs", "-c", "shipper", "--tail", "0")
         assert none.stdout == ""
+        # kubectl's form: the container as the second word.
+        named = await pod.ctl("logs", "ctl-logs", "shipper", "--tail", "1")
+        assert named.stdout == "shipping two\n"
+        both = await pod.ctl("logs", "ctl-logs", "shipper", "-c", "app")
+        assert both.returncode == 2
+        assert "two containers named" in both.stderr
 
         found = await pod.ctl("logs", "ctl-logs", "-c", "app", "-o", "json")
         records = [json.loads(line) for line in found.stdout.splitlines()]

@@ -236,14 +236,19 @@ def test_channel_goes_to_the_pod_init(
     assert seen == [["--channel", "5"]]
 
 
-def test_everything_else_is_tini_mode(
+def test_options_first_are_tini_mode(
     no_renaming: mock.MagicMock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert entry.main(["--version"]) == 0
-    assert entry.main([]) == 1
     assert entry.init_main(["-h"]) == 0
     assert "Usage: podvisor-init" in capsys.readouterr().out
     no_renaming.assert_called_with("podvisor-init")
+
+
+def test_the_commands_are_the_parsers() -> None:
+    from podvisor.supervisor import cli
+
+    assert set(cli._commands()) == entry.SUPERVISOR_COMMANDS
 
 
 def test_the_init_is_named_podvisor_init() -> None:
