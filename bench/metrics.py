@@ -21,7 +21,7 @@ the end of `Plan.scrape_s`. It reports, per size:
   ns resolution) across each scrape, less what it spends idle over as long
   (measured over `IDLE_S` before the scrapes).
 
-Targets (issue 7): median at most 50 ms at 100 containers, and growth no
+Targets: median at most 50 ms at 100 containers, and growth no
 worse than linear in the number of containers: the log-log slope of the
 median between consecutive sizes (1 is linear) at most 1 + `LINEAR_SLACK`,
 the slack being for a noisy machine. No peer does this work: the peer

@@ -44,7 +44,7 @@ from podvisor.init import syscalls
 HERE = Path(__file__).resolve().parent
 
 #: The benchmarks in the order they run, with their time limits (full, quick) in seconds.
-#: The full limits add up to 9.5 minutes, within the 10 the issue allows.
+#: The full limits add up to 9.5 minutes, within the 10 a whole run may take.
 BENCHMARKS: dict[str, tuple[float, float]] = {
     "init": (190.0, 120.0),
     "pod": (180.0, 120.0),

@@ -2,9 +2,9 @@
 
 `control_pod` runs a manifest with the real runner (init, namespaces,
 cgroups, a loopback network) in the test's event loop and serves its control
-socket in the runner's own task group, where the runner will start it (see
-issue 9's report), in a run directory of the test's own
-(``$PODVISOR_RUN_DIR``), so that the test never meets another pod's socket.
+socket in the runner's own task group, where the runner starts it, in a run
+directory of the test's own (``$PODVISOR_RUN_DIR``), so that the test never
+meets another pod's socket.
 `ControlledPod.ctl` runs a command as a user does: ``python -m
 podvisor.supervisor.ctl ARGS`` in a child process, while the loop serves it.
 
@@ -39,7 +39,7 @@ from tests.sidecars.pods import WatchedRunner
 from tests.sidecars.support import WAIT
 
 REPO = Path(__file__).resolve().parents[2]
-#: `lifecycle.RestartRequested`, once the lead has applied the patch of issue 9's report.
+#: `lifecycle.RestartRequested`, the event `podvisor restart` posts.
 
 
 @pytest.fixture(params=["trio", "asyncio"])

@@ -2,7 +2,7 @@
 
 The generic test runs each examples/*.yaml with the real runner and its
 control socket until the pod is ready or done, checks that `podvisor ps` and
-`status` show it, and stops it. The others follow the issue's walk-through on
+`status` show it, and stops it. The others follow a newcomer's walk-through on
 the examples the README names: the bundle (`make example`), the batch job, and
 the web server with its sidecars (exec into it, read a sidecar's logs).
 """

@@ -12,7 +12,7 @@ memory (VmRSS) stays within `RSS_BOUND_KIB` of what it was when the flood
 began. The flood must really have flooded: podvisor's own log counter says
 how many lines went through.
 
-Budget: 10 s of flood instead of the issue's 30; the figures are per second.
+Budget: 10 s of flood, to keep the suite short; the figures are per second.
 """
 
 from __future__ import annotations
