@@ -1,0 +1,312 @@
+"""Run a pytest selection inside a distribution kernel booted under qemu, per cgroup layout.
+
+    .venv/bin/python -m tests.kernels.run                  # both layouts, the default selection
+    .venv/bin/python -m tests.kernels.run --layout v1 -- tests/cgroups -x
+
+How this works: the installed Debian kernel (``/boot/vmlinuz-*``) boots with
+an initramfs made for the run (`initramfs.build`) and ``init.sh`` as PID 1.
+The guest sees the host's ``/usr`` and ``/etc``, the checkout and its virtual
+environment over virtio-9p, read-only, at their own paths, so Python and
+podvisor run there unchanged; everything it writes goes to tmpfs, except
+what it hands back (the command's output, exit status and JUnit file) in the
+run's scratch directory. Layouts:
+
+* ``v2``: cgroup v2 only (``cgroup_no_v1=all``), as Debian 12, Ubuntu 22.04
+  and later, Fedora and RHEL 9 boot;
+* ``v1``: every controller in a v1 hierarchy and no cgroup2, as older
+  distributions boot.
+
+KVM is used where it boots; where the guest prints nothing within
+`KVM_BOOT_SECONDS` (nested KVM can hang at boot), it is booted again under
+TCG, which is slower but works everywhere. What each guest handed back is
+kept in ``build/kernels/<layout>/`` (the repository ignores ``build/``).
+Nothing else is left: qemu is killed at the run's deadline, and the scratch
+directory is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.kernels import initramfs
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "build" / "kernels"
+
+#: Kernel command-line words of each layout.
+LAYOUTS = {"v2": ["cgroup_no_v1=all"], "v1": []}
+DESCRIPTIONS = {"v2": "cgroup v2 only", "v1": "cgroup v1 only"}
+
+#: What CI runs in each guest: the tests that touch the kernel's cgroups,
+#: namespaces and network, and the pod's lifecycle end to end.
+SELECTION = [
+    "tests/cgroups/test_layout.py",
+]
+
+#: How long the whole run may take in one guest, boot included (TCG is about
+#: ten times slower than the host).
+TIMEOUT_SECONDS = 900
+#: The per-test bound inside a guest, for pytest-timeout (the host's is 120 s).
+TEST_TIMEOUT_SECONDS = 600
+KVM_BOOT_SECONDS = 30
+BOOTED = "guest: "  # the init's first words on the console
+OUT = "/run/kernel-out"  # where the guest mounts the run's scratch directory
+_SUMMARY = re.compile(r"\b(passed|failed|errors?|skipped|no tests ran)\b.* in [0-9.]+s")
+
+
+@dataclass
+class Result:
+    """What one guest handed back."""
+
+    layout: str
+    release: str
+    accel: str
+    status: int | None  # the command's exit status; None when the guest never said
+    summary: str  # pytest's last line
+    seconds: float  # wall time, boot to power-off
+    results: Path  # output.log, console.log, junit.xml
+
+    def line(self) -> str:
+        status = "no status" if self.status is None else f"exit {self.status}"
+        return (
+            f"{self.layout} ({DESCRIPTIONS[self.layout]}), Linux {self.release}, "
+            f"{self.accel}: {self.summary or '(no pytest summary)'}; {status}, "
+            f"{self.seconds:.0f} s wall"
+        )
+
+
+class GuestError(Exception):
+    """Raised when a guest cannot be booted on this machine (no qemu, no kernel)."""
+
+
+def kernel_release() -> str:
+    """The newest kernel in /boot whose modules are installed (linux-image-amd64's)."""
+    found = [
+        p.name.removeprefix("vmlinuz-")
+        for p in Path("/boot").glob("vmlinuz-*")
+        if (Path("/lib/modules") / p.name.removeprefix("vmlinuz-") / "modules.dep").exists()
+    ]
+    if not found:
+        raise GuestError(
+            "no kernel with its modules in /boot and /lib/modules: "
+            "apt-get install linux-image-amd64 (scripts/setup does)"
+        )
+    return max(found, key=lambda r: [int(n) if n.isdigit() else 0 for n in re.split(r"[.-]", r)])
+
+
+def qemu() -> str:
+    path = shutil.which("qemu-system-x86_64")
+    if path is None:
+        raise GuestError(
+            "no qemu-system-x86_64: apt-get install qemu-system-x86 (scripts/setup does)"
+        )
+    return path
+
+
+def shares(out: Path) -> dict[str, tuple[Path, bool]]:
+    """9p tag -> (host directory, writable): the host's programs, the checkout, the
+    virtual environment and the Python it was made from (pyenv's, say), the run's own."""
+    found = {"usr": (Path("/usr"), False), "etc": (Path("/etc"), False), "src": (ROOT, False)}
+    for tag, prefix in (("venv", sys.prefix), ("python", sys.base_prefix)):
+        path = Path(prefix).resolve()
+        if not any(path.is_relative_to(p) for p, _ in found.values()):
+            found[tag] = (path, False)
+    found["out"] = (out, True)
+    return found
+
+
+def qemu_command(release: str, initrd: Path, layout: str, out: Path, accel: str) -> list[str]:
+    where = {tag: (OUT if tag == "out" else str(path)) for tag, (path, _) in shares(out).items()}
+    append = [
+        "console=ttyS0",
+        "panic=-1",
+        "loglevel=4",
+        f"podvisor.layout={layout}",
+        "podvisor.shares=" + ",".join(f"{tag}:{path}" for tag, path in where.items()),
+        *LAYOUTS[layout],
+    ]
+    command = [
+        qemu(),
+        *("-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"),
+        *("-machine", "q35", "-smp", "2", "-m", "2048"),
+        *(
+            ["-accel", "kvm", "-cpu", "host"]
+            if accel == "kvm"
+            else ["-accel", "tcg", "-cpu", "max"]
+        ),
+        *("-kernel", f"/boot/vmlinuz-{release}", "-initrd", str(initrd)),
+        *("-append", " ".join(append)),
+        *("-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console"),
+    ]
+    for tag, (path, writable) in shares(out).items():
+        mode = "" if writable else ",readonly=on"
+        command += [
+            *("-fsdev", f"local,id={tag},path={path},security_model=none,multidevs=remap{mode}"),
+            *("-device", f"virtio-9p-pci,fsdev={tag},mount_tag={tag}"),
+        ]
+    return command
+
+
+def pytest_command(args: list[str]) -> str:
+    """The guest's command: pytest from the checkout, reporting into the run's directory."""
+    python = Path(sys.prefix) / "bin" / "python"
+    pytest = [
+        str(python),
+        *("-m", "pytest", "-p", "tests.kernels.plugin"),
+        *("-o", f"timeout={TEST_TIMEOUT_SECONDS}"),
+        *("-o", f"faulthandler_timeout={TEST_TIMEOUT_SECONDS - 10}"),
+        f"--junitxml={OUT}/junit.xml",
+        *args,
+    ]
+    return f"cd {shlex.quote(str(ROOT))} && exec {shlex.join(pytest)}\n"
+
+
+class Console:
+    """qemu's serial console: kept in a file, echoed with the layout in front, watched."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path, layout: str, echo: bool) -> None:
+        self.booted = threading.Event()
+        self._thread = threading.Thread(target=self._pump, args=(proc, log, layout, echo))
+        self._thread.start()
+
+    def _pump(self, proc: subprocess.Popen[bytes], log: Path, layout: str, echo: bool) -> None:
+        assert proc.stdout is not None
+        with log.open("wb") as kept:
+            for raw in proc.stdout:
+                kept.write(raw)
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                if line.startswith(BOOTED):
+                    self.booted.set()
+                if echo:
+                    print(f"[{layout}] {line}", flush=True)
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+@dataclass
+class Guest:
+    """One guest's boot: its layout, kernel, initramfs and where its files go."""
+
+    layout: str
+    release: str
+    initrd: Path
+    out: Path  # shared with the guest, writable
+    results: Path  # kept after the run
+    echo: bool
+
+    def run(self, accels: list[str], timeout: float) -> str:
+        """Run qemu to the guest's power-off (or the deadline); the accelerator that booted.
+
+        With more than one accelerator, each but the last must show the
+        guest's first console line within `KVM_BOOT_SECONDS`.
+        """
+        for accel in accels:
+            command = qemu_command(self.release, self.initrd, self.layout, self.out, accel)
+            with subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            ) as proc:
+                console = Console(proc, self.results / "console.log", self.layout, self.echo)
+                try:
+                    if accel != accels[-1] and not console.booted.wait(KVM_BOOT_SECONDS):
+                        self.say(f"nothing on the console under {accel} in {KVM_BOOT_SECONDS} s")
+                        continue
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.say(f"the guest ran past {timeout:.0f} s: stopped")
+                finally:
+                    proc.kill()
+                    proc.wait()
+                    console.join()
+            return accel
+        raise GuestError("no accelerator booted the guest")
+
+    def say(self, text: str) -> None:
+        print(f"[{self.layout}] {text}", flush=True)
+
+
+def boot(layout: str, command: str, *, accels: list[str], timeout: float, echo: bool) -> Result:
+    """Boot one guest, run `command` in it, and collect what it handed back."""
+    release = kernel_release()
+    results = RESULTS / layout
+    shutil.rmtree(results, ignore_errors=True)
+    results.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="podvisor-kernels-") as scratch:
+        out = Path(scratch) / "out"
+        out.mkdir()
+        (out / "command").write_text(command)
+        initrd = Path(scratch) / "initramfs.cpio"
+        initrd.write_bytes(initramfs.build(release))
+        guest = Guest(layout, release, initrd, out, results, echo)
+        started = time.monotonic()
+        accel = guest.run(accels, timeout)
+        seconds = time.monotonic() - started
+        for name in ("output.log", "junit.xml", "status"):
+            if (out / name).exists():
+                shutil.copyfile(out / name, results / name)
+    status = _read(results / "status").strip()
+    output = _read(results / "output.log").splitlines()
+    summary = next((ln.strip("= ") for ln in reversed(output) if _SUMMARY.search(ln)), "")
+    return Result(
+        layout, release, accel, int(status) if status.isdigit() else None, summary, seconds, results
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def accelerators(asked: str) -> list[str]:
+    """What to try, in order: KVM where /dev/kvm is ours to use, then TCG."""
+    if asked != "auto":
+        return [asked]
+    return ["kvm", "tcg"] if os.access("/dev/kvm", os.R_OK | os.W_OK) else ["tcg"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--layout", action="append", choices=sorted(LAYOUTS), help="repeatable; default: all"
+    )
+    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS, help="seconds per guest")
+    parser.add_argument("--quiet", action="store_true", help="do not echo the guests' consoles")
+    parser.add_argument(
+        "pytest_args", nargs="*", help="after --: pytest's arguments (default: the CI selection)"
+    )
+    args = parser.parse_args(argv)
+    command = pytest_command(args.pytest_args or ["-q", *SELECTION])
+    results: list[Result] = []
+    accels = accelerators(args.accel)
+    for layout in args.layout or list(LAYOUTS):
+        try:
+            results.append(
+                boot(layout, command, accels=accels, timeout=args.timeout, echo=not args.quiet)
+            )
+            accels = accels[accels.index(results[-1].accel) :]  # one that hung: not again
+        except GuestError as e:
+            print(f"kernels: {layout}: {e}", file=sys.stderr)
+            return 2
+    for result in results:
+        if result.status != 0 and args.quiet:  # what went wrong, without the kernel's lines
+            print(f"--- {result.layout}: {result.results / 'output.log'}")
+            print(_read(result.results / "output.log"), end="", flush=True)
+    print("kernels:")
+    for result in results:
+        print(f"  {result.line()}")
+    return 0 if all(r.status == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
