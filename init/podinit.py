@@ -40,7 +40,7 @@ import socket
 import sys
 import termios
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -54,22 +54,6 @@ _NAMESPACES = {
     "uts": syscalls.CLONE_NEWUTS,
     "ipc": syscalls.CLONE_NEWIPC,
 }
-
-# =============================================================================
-# Options
-# =============================================================================
-
-
-@dataclass(frozen=True)
-class Options:
-    channel: int
-    unshare: tuple[str, ...] = ()
-    netns: str | None = None
-    hostname: str | None = None
-    binds: tuple[tuple[str, str], ...] = ()
-    cgroup_procs: tuple[str, ...] = ()
-    grace: float = 30.0
-
 
 USAGE = """\
 usage: podvisor-init --channel FD
@@ -89,44 +73,19 @@ def parse(argv: list[str]) -> int:
     raise ValueError(f"expected --channel FD, got {' '.join(argv)!r}")
 
 
-def plan_options(channel: int, message: protocol.Message) -> Options:
-    """The plan message (see `protocol`) as Options; ValueError or TypeError when malformed."""
-    if message.get("op") != "plan":
-        raise ValueError(f"expected the plan first, got {message!r:.200}")
-    unshare = _strings(message, "unshare")
-    if set(unshare) - set(_NAMESPACES):
-        raise ValueError(f"unshare takes {','.join(_NAMESPACES)}, got {unshare}")
-    binds = []
-    for bind in message.get("binds", []):
-        match bind:
-            case [str(source), str(target)]:
-                binds.append((source, target))
-            case _:
-                raise TypeError(f"a bind is [source, target], got {bind!r}")
-    netns, hostname, grace = message.get("netns"), message.get("hostname"), message.get("grace")
-    if not isinstance(netns, str | None) or not isinstance(hostname, str | None):
-        raise TypeError("netns and hostname are strings")
-    if not isinstance(grace, int | float) or isinstance(grace, bool):
-        raise TypeError(f"grace is a number of seconds, got {grace!r}")
-    return Options(
-        channel=channel,
-        unshare=unshare,
-        netns=netns,
-        hostname=hostname,
-        binds=tuple(binds),
-        cgroup_procs=_strings(message, "cgroup_procs"),
-        grace=float(grace),
-    )
+def checked_plan(message: protocol.Request) -> protocol.Plan:
+    """*message*, the channel's first, as the plan; ProtocolError when it is not one."""
+    if not isinstance(message, protocol.Plan):
+        raise protocol.ProtocolError(f"expected the plan first, got {message.KIND!r}")
+    unknown = set(message.unshare) - set(_NAMESPACES)
+    if unknown:
+        raise protocol.ProtocolError(
+            f"unshare takes {','.join(_NAMESPACES)}, got {','.join(sorted(unknown))}"
+        )
+    return message
 
 
-def _strings(message: protocol.Message, key: str) -> tuple[str, ...]:
-    values = message.get(key, [])
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise TypeError(f"{key} is a list of strings, got {values!r}")
-    return tuple(values)
-
-
-def receive_plan(channel: int) -> Options | None:
+def receive_plan(channel: int) -> protocol.Plan | None:
     """Wait for the supervisor's plan; None when it closes the channel without one.
 
     The supervisor starts this process early, while it still imports its own
@@ -135,7 +94,7 @@ def receive_plan(channel: int) -> Options | None:
     """
     sock = socket.socket(fileno=channel)
     try:
-        received = protocol.receive(sock)
+        received = protocol.receive_request(sock)
     finally:
         sock.detach()
     if received is None:
@@ -143,7 +102,7 @@ def receive_plan(channel: int) -> Options | None:
     message, fds = received
     for fd in fds:
         os.close(fd)
-    return plan_options(channel, message)
+    return checked_plan(message)
 
 
 # =============================================================================
@@ -164,15 +123,15 @@ def serve(argv: list[str]) -> int:
     os.set_inheritable(channel, False)
     try:
         plan = receive_plan(channel)
-    except (OSError, protocol.ProtocolError, ValueError, TypeError) as exc:
+    except (OSError, protocol.ProtocolError) as exc:
         sys.stderr.write(f"podvisor-init: no usable plan from the supervisor: {exc}\n")
         return 2
     if plan is None:  # the supervisor ended (a config error, say) before it had a pod
         return 0
-    return _set_up(plan)
+    return _set_up(channel, plan)
 
 
-def _set_up(options: Options) -> int:
+def _set_up(channel: int, options: protocol.Plan) -> int:
     """Join the pod's cgroups and network, unshare the rest, fork PID 1 when asked."""
     # No parent-death signal here: the inner init learns of the supervisor's
     # death from the channel's end-of-file, ends the pod in its grace period,
@@ -192,20 +151,20 @@ def _set_up(options: Options) -> int:
             if "user" in options.unshare:
                 _map_ids(uid, gid)
         except OSError as exc:
-            _report_failure(options.channel, f"cannot make the pod's namespaces: {exc}")
+            _report_failure(channel, f"cannot make the pod's namespaces: {exc}")
             return 125
     if "pid" not in options.unshare:
-        return _run_inner(options)
+        return _run_inner(channel, options)
     # Block everything before the fork, so no signal slips between the fork
     # and the inner process's signalfd; the outer process relays nothing.
     process.block_signals()
     pid = os.fork()
     if pid == 0:
-        os._exit(_run_inner(options))
-    channel = socket.socket(fileno=options.channel)
+        os._exit(_run_inner(channel, options))
+    sock = socket.socket(fileno=channel)
     with contextlib.suppress(OSError):
-        protocol.send(channel, {"ev": "init_started", "host_pid": pid})
-    channel.close()
+        protocol.send(sock, protocol.InitStarted(pid))
+    sock.close()
     while True:
         _, status = os.waitpid(pid, 0)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
@@ -236,11 +195,11 @@ def _map_ids(uid: int, gid: int) -> None:
 def _report_failure(channel_fd: int, message: str) -> None:
     channel = socket.socket(fileno=channel_fd)
     with contextlib.suppress(OSError):
-        protocol.send(channel, {"ev": "init_failed", "message": message})
+        protocol.send(channel, protocol.InitFailed(message))
     channel.close()
 
 
-def _prepare_namespaces(options: Options) -> None:
+def _prepare_namespaces(options: protocol.Plan) -> None:
     if "mnt" in options.unshare:
         syscalls.make_mounts_private()
         if "pid" in options.unshare:
@@ -251,12 +210,12 @@ def _prepare_namespaces(options: Options) -> None:
         socket.sethostname(options.hostname)
 
 
-def _run_inner(options: Options) -> int:
-    channel = socket.socket(fileno=options.channel)
+def _run_inner(channel_fd: int, options: protocol.Plan) -> int:
+    channel = socket.socket(fileno=channel_fd)
     try:
         _prepare_namespaces(options)
     except OSError as exc:
-        protocol.send(channel, {"ev": "init_failed", "message": f"{exc}"})
+        protocol.send(channel, protocol.InitFailed(f"{exc}"))
         return 125
     syscalls.set_process_name("podvisor-init")
     own_namespace = os.getpid() == 1
@@ -290,7 +249,7 @@ class PodInit:
         selector = self.selector
         selector.register(self.channel, selectors.EVENT_READ, self._on_channel)
         selector.register(sfd, selectors.EVENT_READ, lambda: self._on_signals(sfd))
-        self._send({"ev": "ready", "pid": os.getpid()})
+        self._send(protocol.Ready(os.getpid()))
         while not self._finished():
             timeout = None
             if self.stopping_at is not None:
@@ -309,7 +268,7 @@ class PodInit:
 
     # --- channel -------------------------------------------------------------
 
-    def _send(self, message: protocol.Message, fds: tuple[int, ...] = ()) -> None:
+    def _send(self, message: protocol.Event, fds: tuple[int, ...] = ()) -> None:
         if self.channel.fileno() < 0:
             return
         try:
@@ -319,8 +278,11 @@ class PodInit:
 
     def _on_channel(self) -> None:
         try:
-            received = protocol.receive(self.channel)
-        except (OSError, protocol.ProtocolError):
+            received = protocol.receive_request(self.channel)
+        except protocol.ProtocolError as exc:  # the supervisor's bug: say so, keep serving
+            self._send(protocol.Refused(str(exc)))
+            return
+        except OSError:
             received = None
         if received is None:
             self._lost_supervisor()
@@ -338,74 +300,58 @@ class PodInit:
             self.channel.close()
         self._begin_stop(self.grace, code=143)
 
-    def _dispatch(self, message: protocol.Message, fds: list[int]) -> None:
-        op = message.get("op")
-        if op == "spawn":
-            self._spawn(message, fds)
-        elif op == "signal":
-            self._signal(message)
-        elif op == "stop_all":
-            self._begin_stop(float(message.get("grace", self.grace)), code=0)
-        else:
-            self._send({"ev": "error", "message": f"unknown request {op!r}"})
+    def _dispatch(self, message: protocol.Request, fds: list[int]) -> None:
+        match message:
+            case protocol.Spawn():
+                self._spawn(message, fds)
+            case protocol.Signal():
+                self._signal(message)
+            case protocol.StopAll(grace):
+                self._begin_stop(grace, code=0)
+            case protocol.Plan():
+                self._send(protocol.Refused("a plan after the first message"))
 
     # --- requests -------------------------------------------------------------
 
-    def _spawn(self, request: protocol.Message, fds: list[int]) -> None:
-        rid = request["id"]
+    def _spawn(self, request: protocol.Spawn, fds: list[int]) -> None:
+        rid, spec = request.id, request.process
         if self.stopping_at is not None:
-            self._send(
-                {
-                    "ev": "spawn_failed",
-                    "id": rid,
-                    "errno": errno.ESHUTDOWN,
-                    "message": "the pod is stopping",
-                }
-            )
+            stopping = protocol.SpawnFailed(rid, errno.ESHUTDOWN, "fork", "the pod is stopping")
+            self._send(stopping)
             return
-        argv = [str(a) for a in request["argv"]]
-        env = {str(k): str(v) for k, v in request.get("env", {}).items()}
-        extra = dict(zip((int(n) for n in request.get("extra_fds", [])), fds[3:], strict=False))
+        extra = dict(zip(spec.extra_fds, fds[3:], strict=False))
         # With pidns the child is the container's own init, forked from this one.
-        container_init = partial(_container_init, argv, env) if request.get("pidns") else None
+        container_init = partial(_container_init, spec.argv, spec.env) if spec.pidns else None
         try:
             with _stdio(fds[:3]) as stdio:
                 pid = process.spawn(
-                    argv,
-                    env,
-                    cwd=request.get("cwd"),
+                    spec.argv,
+                    spec.env,
+                    cwd=spec.cwd,
                     fds=stdio,
-                    before_exec=_child_setup(request, extra),
+                    before_exec=_child_setup(spec, extra),
                     run=container_init,
                 )
         except OSError as exc:
-            self._send(
-                {
-                    "ev": "spawn_failed",
-                    "id": rid,
-                    "errno": exc.errno or 0,
-                    "stage": getattr(exc, "stage", "fork"),
-                    "message": str(exc),
-                }
-            )
+            stage = getattr(exc, "stage", "fork")
+            self._send(protocol.SpawnFailed(rid, exc.errno or 0, stage, str(exc)))
             return
         self.spawned[pid] = rid
-        self._send({"ev": "spawned", "id": rid, "pid": pid})
+        self._send(protocol.Spawned(rid, pid))
 
-    def _signal(self, request: protocol.Message) -> None:
-        pid, signum = int(request["pid"]), int(request["signal"])
+    def _signal(self, request: protocol.Signal) -> None:
         err = 0
-        if pid not in self.spawned:
+        if request.pid not in self.spawned:
             err = errno.ESRCH
         else:
             try:
-                if request.get("group"):
-                    os.killpg(pid, signum)
+                if request.group:
+                    os.killpg(request.pid, request.signal)
                 else:
-                    os.kill(pid, signum)
+                    os.kill(request.pid, request.signal)
             except OSError as exc:
                 err = exc.errno or errno.EPERM
-        self._send({"ev": "signalled", "id": request.get("id"), "errno": err})
+        self._send(protocol.Signalled(request.id, err))
 
     # --- signals and reaping --------------------------------------------------
 
@@ -416,11 +362,11 @@ class PodInit:
             if self.channel.fileno() < 0 and signum in (signal.SIGTERM, signal.SIGINT):
                 self._begin_stop(0.0 if self.stopping_at else self.grace, code=128 + signum)
                 continue
-            self._send({"ev": "signal_received", "signal": signum})
+            self._send(protocol.SignalReceived(signum))
         before = self.orphans
         process.reap(self._on_exit)
         if self.orphans != before:
-            self._send({"ev": "orphans_reaped", "total": self.orphans})
+            self._send(protocol.OrphansReaped(self.orphans))
 
     def _on_exit(self, pid: int, status: int) -> None:
         rid = self.spawned.pop(pid, None)
@@ -429,7 +375,7 @@ class PodInit:
             return
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        self._send({"ev": "exited", "id": rid, "pid": pid, "code": code, "signal": signum})
+        self._send(protocol.Exited(rid, pid, code, signum))
 
     # --- stopping -------------------------------------------------------------
 
@@ -489,7 +435,7 @@ def _stdio(fds: list[int]) -> Iterator[tuple[int, int, int]]:
             os.close(null)
 
 
-def _container_init(argv: list[str], env: dict[str, str]) -> int:
+def _container_init(argv: Sequence[str], env: dict[str, str]) -> int:
     """A container's init, in a child forked from the pod's: `podvisor-init --pid-ns -- ARGV`.
 
     What an exec of ``python -m podvisor.init --pid-ns`` would do, without
@@ -511,15 +457,13 @@ def _container_init(argv: list[str], env: dict[str, str]) -> int:
     return tini.main(args, prog=entry.PROCESS_NAME, environ=env)
 
 
-def _child_setup(request: protocol.Message, extra: dict[int, int]) -> Callable[[], None]:
+def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], None]:
     """What a spawned child does between fork and exec: extra fds, cgroups, identity.
 
     *extra* maps a descriptor number the program expects (s6's notification-fd)
     to the received descriptor that should appear there.
     """
-    procs_files = [str(p) for p in request.get("cgroups", [])]
-    uid, gid = request.get("uid"), request.get("gid")
-    terminal = bool(request.get("tty"))
+    procs_files, uid, gid, terminal = spec.cgroups, spec.uid, spec.gid, spec.tty
 
     def setup() -> None:
         if terminal:  # fd 0 becomes the controlling terminal of the child's new session
@@ -531,12 +475,12 @@ def _child_setup(request: protocol.Message, extra: dict[int, int]) -> Callable[[
                 f.write("0")
         if gid is not None:
             os.setgroups([])
-            os.setgid(int(gid))
+            os.setgid(gid)
         if uid is not None:
             if gid is None:
                 with contextlib.suppress(KeyError):
-                    os.setgid(pwd.getpwuid(int(uid)).pw_gid)
+                    os.setgid(pwd.getpwuid(uid).pw_gid)
                 os.setgroups([])
-            os.setuid(int(uid))
+            os.setuid(uid)
 
     return setup

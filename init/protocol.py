@@ -1,138 +1,464 @@
-"""The channel between the supervisor and the pod's init.
+"""The channel between the supervisor and the pod's init: its messages, typed.
 
 How this works
 --------------
 The supervisor makes a ``SOCK_SEQPACKET`` socketpair before it starts the
 init and hands one end to it (``podvisor-init --channel FD``); its first
-message is the plan, which the init waits for. SEQPACKET keeps
-message boundaries, so one ``sendmsg`` is one message: a UTF-8 JSON object,
-with file descriptors (stdio pipes, a client's terminal, a connected socket)
-riding along as ``SCM_RIGHTS`` ancillary data. Nothing is ever split or
-merged, and no length prefixes are needed.
+message is the `Plan`, which the init waits for. One packet is one message
+(`podvisor.init.seqpacket`): a UTF-8 JSON object whose ``"op"`` names a
+request or whose ``"ev"`` names an event, with file descriptors (stdio pipes,
+a client's terminal) alongside.
 
-Requests go from the supervisor to init, and carry an ``"op"``; events go from
-init to the supervisor, and carry an ``"ev"``. Every request that names an
-``id`` is answered by exactly one event with the same ``id``.
+Every message is a frozen dataclass below, and this module is the one place
+that turns them into bytes and back: `encode`, `decode_request`,
+`decode_event`. A message that is not one of them, or whose field has the
+wrong type, is a `ProtocolError` naming the message and the field.
 
-Requests::
+Requests go from the supervisor to the init; every request with an ``id`` is
+answered by exactly one event with the same ``id``:
 
-    {"op": "plan", "unshare": ["mnt", "uts", "pid", "ipc"], "netns": "/run/netns/..." | null,
-     "hostname": "web" | null, "binds": [["/run/podvisor/.../hosts", "/etc/hosts"]],
-     "cgroup_procs": ["/sys/fs/cgroup/.../cgroup.procs"], "grace": 30.0}
-        The first message, and only the first. The init writes itself into
-        each of ``cgroup_procs``, joins ``netns``, unshares the rest (with
-        ``pid``, PID 1 is a child it forks), mounts /proc, sets the hostname
-        and makes the bind mounts, then says ``ready`` (or ``init_failed``).
-        End-of-file instead of a plan ends the init quietly, status 0.
-    {"op": "spawn", "id": 7, "argv": [...], "env": {...}, "cwd": "/" | null,
-     "uid": 0 | null, "gid": 0 | null, "cgroups": ["/sys/fs/cgroup/.../cgroup.procs"],
-     "pidns": false, "extra_fds": [5], "tty": false}
-        Start a process. The first three fds that ride along become the
-        child's fds 0, 1, 2 (when fewer come, the rest are /dev/null); any
-        further ones become the numbers ``extra_fds`` names, in order.
-        With ``tty``, fd 0 (a terminal) becomes the controlling terminal of
-        the child's session, with the child's group in its foreground.
-        The child gets its own session and process group, writes
-        itself into each of ``cgroups`` before it execs, and starts with the
-        signal mask and dispositions init inherited. With ``pidns`` it runs
-        under its own init in a nested PID namespace (``podvisor-init
-        --pid-ns``). Answered by ``spawned`` or ``spawn_failed``; a spawned
-        process is later reported by exactly one ``exited``.
-    {"op": "signal", "id": 8, "pid": 42, "signal": 15, "group": true}
-        Send a signal to a process that init spawned (and to its process
-        group when ``group``). Answered by ``signalled``.
-    {"op": "stop_all", "grace": 30.0}
-        Send SIGTERM to every process in the pod, SIGKILL to what is left
-        after ``grace`` seconds, then exit. Init does the same on its own
-        when the channel reaches end-of-file (the supervisor died).
+- `Plan`: the first message, and only the first. The init writes itself into
+  each of ``cgroup_procs``, joins ``netns``, unshares the rest (with ``pid``,
+  PID 1 is a child it forks), mounts /proc, sets the hostname and makes the
+  bind mounts, then says `Ready` (or `InitFailed`). End-of-file instead of a
+  plan ends the init quietly, status 0.
+- `Spawn`: start a `Process`. The first three fds that ride along become the
+  child's 0, 1, 2 (when fewer come, the rest are /dev/null); further ones
+  become the numbers ``extra_fds`` names, in order. With ``tty``, fd 0 (a
+  terminal) becomes the controlling terminal of the child's session. The
+  child gets its own session and process group, writes itself into each of
+  ``cgroups`` before it execs, and starts with the signal mask and
+  dispositions the init inherited. With ``pidns`` it runs under a container
+  init of its own in a nested PID namespace. Answered by `Spawned` or
+  `SpawnFailed`; a spawned process is later reported by exactly one `Exited`.
+- `Signal`: a signal to a process the init spawned (to its process group
+  with ``group``). Answered by `Signalled`.
+- `StopAll`: SIGTERM to every process in the pod, SIGKILL to what is left
+  after ``grace`` seconds, then exit. The init does the same on its own when
+  the channel reaches end-of-file (the supervisor died).
 
-Events::
-
-    {"ev": "init_started", "host_pid": 4242}        the outer process forked the init
-    {"ev": "init_failed", "message": "..."}         namespaces could not be made
-    {"ev": "ready", "pid": 1}                       init is serving
-    {"ev": "spawned", "id": 7, "pid": 5}
-    {"ev": "spawn_failed", "id": 7, "errno": 2, "stage": "exec", "message": "prog: ..."}
-                                                    stage: what failed before the program
-                                                    ran: exec, chdir, before_exec, fork
-    {"ev": "exited", "id": 7, "pid": 5, "code": 0 | null, "signal": null | 9}
-    {"ev": "signalled", "id": 8, "errno": 0}
-    {"ev": "signal_received", "signal": 1}          e.g. ``kill -HUP 1`` in the pod
-    {"ev": "orphans_reaped", "total": 12}           coalesced running count
+Events go from the init to the supervisor: `InitStarted` (the outer process
+forked the init proper), `InitFailed`, `Ready`, `Spawned`, `SpawnFailed`
+(``stage``: what failed before the program ran: exec, chdir, before_exec,
+fork), `Exited`, `Signalled`, `SignalReceived` (``kill -HUP 1`` in the pod),
+`OrphansReaped` (a running count) and `Refused` (a request the init could
+not read).
 
 Standard library only: both sides import it.
 """
 
 from __future__ import annotations
 
-import array
+import dataclasses
 import json
 import os
 import socket
-from typing import Any, Final
+from typing import Any, ClassVar
 
-#: The largest message either side sends; a spawn request with a large
-#: environment is the biggest one.
-MAX_MESSAGE: Final = 1 << 20
-#: The most file descriptors one message carries.
-MAX_FDS: Final = 8
+from podvisor.init import seqpacket
 
-Message = dict[str, Any]
+#: The largest message either side sends; a spawn with a large environment
+#: is the biggest one.
+MAX_MESSAGE = 1 << 20
 
 
 class ProtocolError(Exception):
-    """Raised when a peer sends something that is not a channel message."""
+    """Raised when a peer sends something that is not one of the channel's messages."""
 
 
 def socketpair() -> tuple[socket.socket, socket.socket]:
     """Make the channel: (supervisor's end, init's end), both close-on-exec."""
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    return seqpacket.socketpair()
 
 
-def encode(message: Message) -> bytes:
-    data = json.dumps(message, separators=(",", ":")).encode()
+# =============================================================================
+# Reading fields
+# =============================================================================
+
+
+class Fields:
+    """One message's fields as JSON gave them, each read with its type checked."""
+
+    __slots__ = ("values", "where")
+
+    def __init__(self, where: str, values: dict[str, Any]) -> None:
+        self.where = where
+        self.values = values
+
+    def _get(self, name: str, types: type | tuple[type, ...], what: str) -> Any:
+        if name not in self.values:
+            raise ProtocolError(f"{self.where}: no {name!r}")
+        value = self.values[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
+            raise ProtocolError(f"{self.where}: {name!r} must be {what}, not {value!r:.80}")
+        return value
+
+    def integer(self, name: str) -> int:
+        return int(self._get(name, int, "a whole number"))
+
+    def optional_integer(self, name: str) -> int | None:
+        return None if self.values.get(name) is None else self.integer(name)
+
+    def number(self, name: str) -> float:
+        return float(self._get(name, (int, float), "a number"))
+
+    def flag(self, name: str) -> bool:
+        return bool(self._get(name, bool, "true or false"))
+
+    def text(self, name: str) -> str:
+        return str(self._get(name, str, "a string"))
+
+    def optional_text(self, name: str) -> str | None:
+        return None if self.values.get(name) is None else self.text(name)
+
+    def texts(self, name: str) -> tuple[str, ...]:
+        values = self._get(name, list, "a list of strings")
+        if not all(isinstance(v, str) for v in values):
+            raise ProtocolError(f"{self.where}: {name!r} must be a list of strings")
+        return tuple(values)
+
+    def integers(self, name: str) -> tuple[int, ...]:
+        values = self._get(name, list, "a list of whole numbers")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ProtocolError(f"{self.where}: {name!r} must be a list of whole numbers")
+        return tuple(values)
+
+    def pairs(self, name: str) -> tuple[tuple[str, str], ...]:
+        values = self._get(name, list, "a list of [string, string]")
+        if not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(s, str) for s in v)
+            for v in values
+        ):
+            raise ProtocolError(f"{self.where}: {name!r} must be a list of [string, string]")
+        return tuple((a, b) for a, b in values)
+
+    def mapping(self, name: str) -> dict[str, str]:
+        values = self._get(name, dict, "an object of strings")
+        if not all(isinstance(v, str) for v in values.values()):
+            raise ProtocolError(f"{self.where}: {name!r} must map names to strings")
+        return dict(values)
+
+    def nested(self, name: str) -> Fields:
+        return Fields(f"{self.where}.{name}", self._get(name, dict, "an object"))
+
+
+def plain(value: object) -> object:
+    """*value* as JSON takes it: a message (or a part of one) as an object."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    return value
+
+
+# =============================================================================
+# Requests
+# =============================================================================
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """The pod's namespaces and what the init sets up in them."""
+
+    KIND: ClassVar[str] = "plan"
+    unshare: tuple[str, ...] = ()
+    netns: str | None = None
+    hostname: str | None = None
+    binds: tuple[tuple[str, str], ...] = ()
+    cgroup_procs: tuple[str, ...] = ()
+    grace: float = 30.0
+
+    @classmethod
+    def read(cls, f: Fields) -> Plan:
+        return cls(
+            f.texts("unshare"),
+            f.optional_text("netns"),
+            f.optional_text("hostname"),
+            f.pairs("binds"),
+            f.texts("cgroup_procs"),
+            f.number("grace"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Process:
+    """What to run and how: a container's program, a probe's command, an exec."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    cwd: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    #: cgroup.procs files the child writes itself into before it execs.
+    cgroups: tuple[str, ...] = ()
+    #: Under a container init of its own, in a nested PID namespace.
+    pidns: bool = False
+    #: The numbers the fds after the first three take (s6's notification-fd).
+    extra_fds: tuple[int, ...] = ()
+    #: fd 0 is a terminal: make it the child's controlling terminal.
+    tty: bool = False
+
+    @classmethod
+    def read(cls, f: Fields) -> Process:
+        return cls(
+            f.texts("argv"),
+            f.mapping("env"),
+            f.optional_text("cwd"),
+            f.optional_integer("uid"),
+            f.optional_integer("gid"),
+            f.texts("cgroups"),
+            f.flag("pidns"),
+            f.integers("extra_fds"),
+            f.flag("tty"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Spawn:
+    KIND: ClassVar[str] = "spawn"
+    id: int
+    process: Process
+
+    @classmethod
+    def read(cls, f: Fields) -> Spawn:
+        return cls(f.integer("id"), Process.read(f.nested("process")))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Signal:
+    KIND: ClassVar[str] = "signal"
+    id: int
+    pid: int
+    signal: int
+    group: bool
+
+    @classmethod
+    def read(cls, f: Fields) -> Signal:
+        return cls(f.integer("id"), f.integer("pid"), f.integer("signal"), f.flag("group"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StopAll:
+    KIND: ClassVar[str] = "stop_all"
+    grace: float
+
+    @classmethod
+    def read(cls, f: Fields) -> StopAll:
+        return cls(f.number("grace"))
+
+
+Request = Plan | Spawn | Signal | StopAll
+
+# =============================================================================
+# Events
+# =============================================================================
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InitStarted:
+    KIND: ClassVar[str] = "init_started"
+    #: The init proper, as the supervisor's /proc numbers it.
+    host_pid: int
+
+    @classmethod
+    def read(cls, f: Fields) -> InitStarted:
+        return cls(f.integer("host_pid"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InitFailed:
+    KIND: ClassVar[str] = "init_failed"
+    message: str
+
+    @classmethod
+    def read(cls, f: Fields) -> InitFailed:
+        return cls(f.text("message"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ready:
+    KIND: ClassVar[str] = "ready"
+    pid: int
+
+    @classmethod
+    def read(cls, f: Fields) -> Ready:
+        return cls(f.integer("pid"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Spawned:
+    KIND: ClassVar[str] = "spawned"
+    id: int
+    pid: int
+
+    @classmethod
+    def read(cls, f: Fields) -> Spawned:
+        return cls(f.integer("id"), f.integer("pid"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpawnFailed:
+    KIND: ClassVar[str] = "spawn_failed"
+    id: int
+    errno: int
+    #: What failed before the program ran: exec, chdir, before_exec, fork.
+    stage: str
+    message: str
+
+    @classmethod
+    def read(cls, f: Fields) -> SpawnFailed:
+        return cls(f.integer("id"), f.integer("errno"), f.text("stage"), f.text("message"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exited:
+    KIND: ClassVar[str] = "exited"
+    id: int
+    pid: int
+    code: int | None
+    signal: int | None
+
+    @classmethod
+    def read(cls, f: Fields) -> Exited:
+        return cls(
+            f.integer("id"),
+            f.integer("pid"),
+            f.optional_integer("code"),
+            f.optional_integer("signal"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Signalled:
+    KIND: ClassVar[str] = "signalled"
+    id: int
+    errno: int
+
+    @classmethod
+    def read(cls, f: Fields) -> Signalled:
+        return cls(f.integer("id"), f.integer("errno"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignalReceived:
+    KIND: ClassVar[str] = "signal_received"
+    signal: int
+
+    @classmethod
+    def read(cls, f: Fields) -> SignalReceived:
+        return cls(f.integer("signal"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrphansReaped:
+    KIND: ClassVar[str] = "orphans_reaped"
+    total: int
+
+    @classmethod
+    def read(cls, f: Fields) -> OrphansReaped:
+        return cls(f.integer("total"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refused:
+    """A request the init could not read; the supervisor says so."""
+
+    KIND: ClassVar[str] = "refused"
+    message: str
+
+    @classmethod
+    def read(cls, f: Fields) -> Refused:
+        return cls(f.text("message"))
+
+
+Event = (
+    InitStarted
+    | InitFailed
+    | Ready
+    | Spawned
+    | SpawnFailed
+    | Exited
+    | Signalled
+    | SignalReceived
+    | OrphansReaped
+    | Refused
+)
+
+REQUESTS: dict[str, Any] = {m.KIND: m for m in (Plan, Spawn, Signal, StopAll)}
+EVENTS: dict[str, Any] = {
+    m.KIND: m
+    for m in (
+        InitStarted,
+        InitFailed,
+        Ready,
+        Spawned,
+        SpawnFailed,
+        Exited,
+        Signalled,
+        SignalReceived,
+        OrphansReaped,
+        Refused,
+    )
+}
+
+# =============================================================================
+# Bytes
+# =============================================================================
+
+
+def encode(message: Request | Event) -> bytes:
+    key = "op" if isinstance(message, Plan | Spawn | Signal | StopAll) else "ev"
+    body = plain(message)
+    assert isinstance(body, dict)
+    data = json.dumps({key: message.KIND, **body}, separators=(",", ":")).encode()
     if len(data) > MAX_MESSAGE:
-        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
+        raise ProtocolError(f"{message.KIND} of {len(data)} bytes exceeds {MAX_MESSAGE}")
     return data
 
 
-def decode(data: bytes) -> Message:
+def _decode(data: bytes, key: str, kinds: dict[str, Any], what: str) -> Any:
     try:
-        message = json.loads(data)
+        values = json.loads(data)
     except ValueError as exc:
         raise ProtocolError(f"not a JSON message: {data[:80]!r}") from exc
-    if not isinstance(message, dict):
+    if not isinstance(values, dict):
         raise ProtocolError(f"not a JSON object: {data[:80]!r}")
+    kind = values.get(key)
+    cls = kinds.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"not {what}: {data[:80]!r}")
+    return cls.read(Fields(str(kind), values))
+
+
+def decode_request(data: bytes) -> Request:
+    """A request from the supervisor; ProtocolError for anything else."""
+    message: Request = _decode(data, "op", REQUESTS, "a request the init knows")
     return message
 
 
-def send(sock: socket.socket, message: Message, fds: list[int] | tuple[int, ...] = ()) -> None:
-    """Send one message with *fds* attached (blocking)."""
-    ancillary = []
-    if fds:
-        ancillary.append((socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds)))
-    sock.sendmsg([encode(message)], ancillary)
+def decode_event(data: bytes) -> Event:
+    """An event from the init; ProtocolError for anything else."""
+    message: Event = _decode(data, "ev", EVENTS, "an event the supervisor knows")
+    return message
 
 
-def receive(sock: socket.socket) -> tuple[Message, list[int]] | None:
-    """Receive one message and its fds; ``None`` at end-of-file.
+def send(sock: socket.socket, message: Request | Event, fds: tuple[int, ...] = ()) -> None:
+    """Send one message with *fds* attached (as the socket does: blocking or not)."""
+    seqpacket.send(sock, encode(message), fds)
 
-    The fds are new descriptors owned by the caller, marked close-on-exec.
-    """
-    fds = array.array("i")
-    data, ancdata, flags, _ = sock.recvmsg(
-        MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * fds.itemsize), socket.MSG_CMSG_CLOEXEC
-    )
-    for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-    received = list(fds)
-    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        for fd in received:
-            os.close(fd)
-        raise ProtocolError("message or its file descriptors were truncated")
-    if not data:
-        for fd in received:
-            os.close(fd)
+
+def receive_request(sock: socket.socket) -> tuple[Request, list[int]] | None:
+    """The next request and its fds (the caller's); None at end-of-file."""
+    try:
+        packet = seqpacket.receive(sock, MAX_MESSAGE)
+    except seqpacket.PacketError as exc:
+        raise ProtocolError(str(exc)) from exc
+    if packet is None:
         return None
-    return decode(data), received
+    data, fds = packet
+    try:
+        return decode_request(data), fds
+    except ProtocolError:
+        for fd in fds:
+            os.close(fd)
+        raise

@@ -10,7 +10,6 @@ How the runner uses it
     extra = actions.notification_fd(c)      # (N, write end) to hand over as fd N, or None
     await actions.probe(container, kind)    # its own task, StartProbe until StopProbe
     await actions.hook(container, hook)     # its own task, on RunHook
-    actions.on_exit(pid, code, signal)      # the exit of a pid the runner did not spawn
 
 Everything here reports to the core through `runner.post` and decides
 nothing: thresholds, restarts and readiness are the core's rules.
@@ -51,10 +50,10 @@ class ContainerActions:
 
     @property
     def execs(self) -> Execs:
-        """The tracker of exec'd commands (probes', hooks', `podvisor exec`'s).
+        """What runs commands in containers (probes', hooks').
 
         Made, and its code imported, by the first command: a pod that runs none
-        does not keep it. An exit reported before then cannot be a command's.
+        does not keep it.
         """
         if self._execs is None:
             from podvisor.sidecars.execs import Execs
@@ -75,11 +74,6 @@ class ContainerActions:
         from podvisor.sidecars.hooks import run_hook  # as `probe`'s
 
         await run_hook(self._host, self.execs, container, hook)
-
-    def on_exit(self, pid: int, code: int | None, signal: int | None) -> None:
-        """The init reported the exit of a pid the runner does not know: an exec's."""
-        if self._execs is not None:
-            self._execs.on_exit(pid, code, signal)
 
     # --- readiness: NOTIFY_SOCKET and notification-fd --------------------------------
 

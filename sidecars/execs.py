@@ -6,10 +6,8 @@ The pod's init spawns the command (it alone forks and reaps in the pod) with
 the container's environment, working directory, user and cgroup
 (`PodHost.spawn_request`), stdin on /dev/null, and stdout and stderr on one
 pipe that this module reads, keeping the first 10 KiB as the kubelet does.
-The init reports the command's exit like any other; the runner hands the
-exits of pids it does not know to `Execs.on_exit`, which wakes the waiting
-call. That report may be handled before the spawn's reply is, so an exit
-for a pid nobody waits for yet is kept until someone asks for it.
+The init client hands back the command's handle, which settles when the init
+reports its exit.
 
 A command that outlives its timeout, or whose caller is cancelled (the probe
 was stopped), is SIGKILLed with its process group (it leads a session of its
@@ -34,15 +32,14 @@ from collections.abc import Sequence
 import anyio
 
 from podvisor.sidecars.host import PodHost
-from podvisor.supervisor.errors import PodvisorError
+from podvisor.supervisor.errors import InitDiedError, PodvisorError
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Container
+from podvisor.supervisor.pod.init_client import InitProcessHandle
 
 MAX_OUTPUT = 10 * 1024  # the kubelet keeps this much of an exec probe's output
-SPAWN_WAIT = 10.0  # seconds for the init to answer a spawn; it answers at once when alive
 KILL_WAIT = 10.0  # seconds for a killed command's exit to be reported
 CLEANUP_WAIT = 2.0  # the same when the caller was cancelled: it must not hold its owner up
-_EARLY_KEPT = 256  # exits that came before their spawn's reply; a handful at most
 
 
 @frozen
@@ -77,26 +74,6 @@ class ExecResult:
         return f"command {command} {what}" + (f": {output}" if output else "")
 
 
-class _Exit:
-    """One command's exit, reported once by `Execs.on_exit`."""
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-        self.code: int | None = None
-        self.signal: int | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._event.is_set()
-
-    def set(self, code: int | None, signum: int | None) -> None:
-        self.code, self.signal = code, signum
-        self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-
 class _Output:
     """The read end of a command's output pipe; keeps the first MAX_OUTPUT bytes."""
 
@@ -129,22 +106,10 @@ class _Output:
 
 
 class Execs:
-    """Runs commands in containers through the pod's init, and collects their exits."""
+    """Runs commands in containers through the pod's init."""
 
     def __init__(self, host: PodHost) -> None:
         self._host = host
-        self._waiting: dict[int, _Exit] = {}
-        self._early: dict[int, tuple[int | None, int | None]] = {}
-
-    def on_exit(self, pid: int, code: int | None, signum: int | None) -> None:
-        """The init reported that *pid*, which the runner does not know, has exited."""
-        waiter = self._waiting.pop(pid, None)
-        if waiter is not None:
-            waiter.set(code, signum)
-            return
-        self._early[pid] = (code, signum)
-        while len(self._early) > _EARLY_KEPT:  # exits of pids that were never ours
-            del self._early[next(iter(self._early))]
 
     async def run(
         self,
@@ -157,88 +122,75 @@ class Execs:
         spawned = await self._spawn(container, command)
         if isinstance(spawned, str):
             return ExecResult(command, error=spawned)
-        pid, output = spawned
+        process, output = spawned
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(output.collect)
-                done, timed_out = await self._wait(pid, timeout)
+                timed_out = await self._wait(process, timeout)
                 tg.cancel_scope.cancel()
             output.read_available()  # what came between the exit and the cancel
         finally:
             output.close()
         return ExecResult(
             command,
-            code=done.code,
-            signal=done.signal,
+            code=process.code,
+            signal=process.signal,
             output=output.text(),
             timeout=timeout if timed_out else None,
         )
 
     async def _spawn(
         self, container: Container, argv: tuple[str, ...]
-    ) -> tuple[int, _Output] | str:
-        """Start *argv*: its pid and output, or why it could not start."""
-        sandbox = self._host.sandbox
-        if sandbox is None:
+    ) -> tuple[InitProcessHandle, _Output] | str:
+        """Start *argv*: its process and output, or why it could not start."""
+        init = self._host.sandbox
+        if init is None:
             return "the pod's init is not running"
-        request = self._host.spawn_request(container, argv)
+        spec = self._host.spawn_request(container, argv)
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            # Shielded: once the init has the request the process exists, and
-            # its pid must reach `_wait`, which kills it if we were cancelled.
-            with anyio.CancelScope(shield=True), anyio.fail_after(SPAWN_WAIT):
-                reply, fds = await sandbox.channel.request(request, (null, write_fd, write_fd))
-        except (PodvisorError, TimeoutError) as e:
+            spawned = await init.spawn(spec, (null, write_fd, write_fd))
+        except PodvisorError as e:
             os.close(read_fd)
-            return f"the pod's init did not start it: {e or 'no answer'}"
+            return f"the pod's init did not start it: {e}"
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(null)
             os.close(write_fd)
-        for fd in fds:
-            os.close(fd)
-        if reply.get("ev") != "spawned":
+        if not isinstance(spawned, InitProcessHandle):
             os.close(read_fd)
-            return str(reply.get("message") or reply)
-        return int(reply["pid"]), _Output(read_fd)
+            return spawned.message
+        return spawned, _Output(read_fd)
 
-    async def _wait(self, pid: int, kill_after: float | None) -> tuple[_Exit, bool]:
-        """Wait for *pid* to exit, killed after *kill_after* s: (its exit, whether it was)."""
-        done = self._exit_of(pid)
+    async def _wait(self, process: InitProcessHandle, kill_after: float | None) -> bool:
+        """Wait for *process* to exit, killed after *kill_after* s; whether it was."""
         try:
             with anyio.move_on_after(kill_after):
-                await done.wait()
-                return done, False
+                await process.wait()
+                return False
             with anyio.move_on_after(KILL_WAIT):
-                await self._kill(pid)
-                await done.wait()
-            return done, True
+                await self._kill(process.pid)
+                await process.wait()
+        except InitDiedError:
+            return False  # the pod is being torn down; the command went with it
+        else:
+            return True
         finally:
-            if not done.done:  # cancelled, or the kill was not reported in time
+            if not process.done:  # cancelled, or the kill was not reported in time
                 # Bounded even when shielded: during the pod's teardown nobody may
                 # read the channel any more, and the init's stop_all and the
                 # container's cgroup kill end the command anyway.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_WAIT):
-                    await self._kill(pid)
-                    await done.wait()
-                self._waiting.pop(pid, None)
-
-    def _exit_of(self, pid: int) -> _Exit:
-        done = _Exit()
-        early = self._early.pop(pid, None)
-        if early is not None:
-            done.set(*early)
-        else:
-            self._waiting[pid] = done
-        return done
+                    await self._kill(process.pid)
+                    with contextlib.suppress(InitDiedError):
+                        await process.wait()
 
     async def _kill(self, pid: int) -> None:
-        sandbox = self._host.sandbox
-        if sandbox is None:
+        init = self._host.sandbox
+        if init is None:
             return
-        message = {"op": "signal", "pid": pid, "signal": int(signal.SIGKILL), "group": True}
         with contextlib.suppress(PodvisorError):
-            await sandbox.channel.request(message)
+            await init.signal(pid, signal.SIGKILL, group=True)

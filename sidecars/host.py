@@ -8,25 +8,15 @@ pass a small stand-in with a real init. Every member is read-only here
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from podvisor.init import protocol
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest.model import Container, Pod
 
-
-class Channel(Protocol):
-    """The supervisor's end of the channel to the pod's init (`InitChannel`)."""
-
-    async def request(
-        self, message: protocol.Message, fds: Sequence[int] = ()
-    ) -> tuple[protocol.Message, list[int]]: ...
-
-
-class SandboxView(Protocol):
-    @property
-    def channel(self) -> Channel: ...
+if TYPE_CHECKING:
+    from podvisor.supervisor.pod.init_client import InitClient
 
 
 class NetworkView(Protocol):
@@ -52,7 +42,7 @@ class PodHost(Protocol):
     def pod(self) -> Pod: ...
 
     @property
-    def sandbox(self) -> SandboxView | None: ...
+    def sandbox(self) -> InitClient | None: ...
 
     @property
     def network(self) -> NetworkView | None: ...
@@ -65,6 +55,6 @@ class PodHost(Protocol):
 
     def spawn_request(
         self, c: Container, argv: list[str] | tuple[str, ...]
-    ) -> protocol.Message: ...
+    ) -> protocol.Process: ...
 
     def post(self, event: lc.Event) -> None: ...

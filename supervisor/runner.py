@@ -21,6 +21,7 @@ The runner decides nothing about the pod's fate: that is the core's job.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -59,13 +60,8 @@ from podvisor.supervisor.network import (
     cleanup_stale,
     create_network,
 )
-from podvisor.supervisor.sandbox import (
-    Sandbox,
-    WaitingInit,
-    plan_namespaces,
-    start_init,
-    without_namespaces,
-)
+from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
+from podvisor.supervisor.sandbox import WaitingInit, plan_namespaces, without_namespaces
 from podvisor.supervisor.signals import receiving_signals
 
 if TYPE_CHECKING:
@@ -167,8 +163,12 @@ def run_pod(loaded: LoadedPod, options: RunOptions, backend: str) -> int:
 class _Instance:
     """One running process of a container."""
 
-    pid: int
+    process: InitProcessHandle
     oom_kills_at_start: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
 @dataclass
@@ -178,7 +178,7 @@ class PodRunner:
     sink: LogSink = field(init=False)
     state: lc.PodState = field(init=False)
     network: PodNetwork | None = None
-    sandbox: Sandbox | None = None
+    sandbox: InitClient | None = None
     pod_cgroup: PodCgroup | None = None
     cgroups: dict[str, ContainerCgroup] = field(default_factory=dict)
     instances: dict[str, _Instance] = field(default_factory=dict)
@@ -194,8 +194,6 @@ class PodRunner:
     metrics_server: MetricsServer | None = None
     control_socket: Path | None = None
     _init_signals_noted: set[int] = field(default_factory=set)
-    #: exits of pids no container claims yet: one may come before its spawn reply
-    _unclaimed_exits: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         pod = self.loaded.pod
@@ -281,12 +279,12 @@ class PodRunner:
             grace=float(pod.spec.termination_grace_period_seconds),
         )
         try:
-            self.sandbox = await start_init(plan, self.options.init)
+            self.sandbox = await InitClient.start(plan, self.options.init)
         except NamespaceError as exc:
             if "user" not in plan.unshare:
                 raise
             plan = without_namespaces(plan, str(exc), own_name_files=pod.spec.own_name_files)
-            self.sandbox = await start_init(plan)
+            self.sandbox = await InitClient.start(plan)
         for warning in plan.warnings:
             self.sink.system(f"warning: {warning}")
         stack.push_async_callback(self._stop_init)
@@ -316,8 +314,8 @@ class PodRunner:
         self._actions = ContainerActions(self)
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(sandbox.channel.serve)
-            tg.start_soon(self._watch_channel)
+            tg.start_soon(sandbox.serve)
+            tg.start_soon(self._watch_notices)
             tg.start_soon(self._watch_signals)
             tg.start_soon(self._watch_init)
             if self.metrics_server is not None:
@@ -402,9 +400,9 @@ class PodRunner:
 
     def spawn_request(
         self, c: Container, argv: list[str] | tuple[str, ...] | None = None
-    ) -> protocol.Message:
-        """The spawn request for a process of container *c*: by default its own command
-        (with `$(VAR)` expanded as the kubelet does), else *argv* (an exec, a probe)."""
+    ) -> protocol.Process:
+        """What the init runs for container *c*: by default its own command (with
+        `$(VAR)` expanded as the kubelet does), else *argv* (an exec, a probe)."""
         pod_ip = self.network.pod_ip if self.network else None
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -416,34 +414,33 @@ class PodRunner:
         if argv is None:
             argv = expand_argv(c, env)
         sc = c.security_context
-        return {
-            "op": "spawn",
-            "argv": list(argv),
-            "env": env,
-            "cwd": c.working_dir,
-            "uid": sc.run_as_user,
-            "gid": sc.run_as_group,
-            "cgroups": self.cgroups[c.name].procs_files(),
-        }
+        return protocol.Process(
+            argv=tuple(argv),
+            env=env,
+            cwd=c.working_dir,
+            uid=sc.run_as_user,
+            gid=sc.run_as_group,
+            cgroups=tuple(self.cgroups[c.name].procs_files()),
+        )
 
     async def _start(self, name: str) -> None:
         assert self.sandbox is not None
-        assert self._tg is not None
+        assert self._actions is not None
         c = self.container(name)
-        request = self.spawn_request(c)
-        request["pidns"] = not self.pod.spec.share_process_namespace and self._own_pid_ns()
+        spec = self.spawn_request(c)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         fds = [null, out_w, err_w]
-        assert self._actions is not None
+        extra: tuple[int, ...] = ()
         notification = self._actions.notification_fd(c)
         if notification is not None:  # s6's notification-fd: a pipe as the process's fd N
-            request["extra_fds"] = [notification[0]]
+            extra = (notification[0],)
             fds.append(notification[1])
-        self._unclaimed_exits.clear()  # only exits that come during this spawn count
+        pidns = not self.pod.spec.share_process_namespace and self._own_pid_ns()
+        spec = dataclasses.replace(spec, pidns=pidns, extra_fds=extra)
         try:
-            reply, _ = await self.sandbox.channel.request(request, fds)
+            spawned = await self.sandbox.spawn(spec, fds)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -451,26 +448,41 @@ class PodRunner:
         finally:
             for fd in fds:
                 os.close(fd)
-        self.sink.containers[name].new_instance()
-        self._tg.start_soon(pump, out_r, name, "stdout", self.sink)
-        self._tg.start_soon(pump, err_r, name, "stderr", self.sink)
-        if reply.get("ev") == "spawned":
-            pid = int(reply["pid"])
-            self.instances[name] = _Instance(pid, self.cgroups[name].oom_kills())
-            self.post(lc.Started(name, pid))
-            if pid in self._unclaimed_exits:  # it exited before its spawn reply came
-                self._on_exit(pid, *self._unclaimed_exits.pop(pid))
+        self._read_output(name, out_r, err_r)
+        if isinstance(spawned, InitProcessHandle):
+            instance = self.instances[name] = _Instance(spawned, self.cgroups[name].oom_kills())
+            self.post(lc.Started(name, spawned.pid))
+            assert self._tg is not None
+            self._tg.start_soon(self._await_exit, name, instance)
             return
-        message = str(reply.get("message", ""))
-        self.sink.system(f"{name}: cannot start: {message}")
-        if reply.get("stage") == "exec":
+        self.sink.system(f"{name}: cannot start: {spawned.message}")
+        if spawned.stage == "exec":
             # The init's spawning code, for its rule: imported by a failure only.
             from podvisor.init.process import exec_failure_exit_code
 
-            err = OSError(int(reply.get("errno", 0)), message)
-            self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=message))
+            err = OSError(spawned.errno, spawned.message)
+            self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=spawned.message))
         else:  # the program was found, but its process could not be set up (as the kubelet)
-            self.post(lc.StartFailed(name, 128, lc.Reason.START_ERROR, message))
+            self.post(lc.StartFailed(name, 128, lc.Reason.START_ERROR, spawned.message))
+
+    def _read_output(self, name: str, out_r: int, err_r: int) -> None:
+        """Pump a new instance's stdout and stderr into its log."""
+        assert self._tg is not None
+        self.sink.containers[name].new_instance()
+        self._tg.start_soon(pump, out_r, name, "stdout", self.sink)
+        self._tg.start_soon(pump, err_r, name, "stderr", self.sink)
+
+    async def _await_exit(self, name: str, instance: _Instance) -> None:
+        """Post the instance's exit once the init reports it."""
+        try:
+            await instance.process.wait()
+        except InitDiedError:
+            return  # the init's own death is the event (`_watch_init`)
+        if self.instances.get(name) is instance:
+            del self.instances[name]
+        oom = self.cgroups[name].oom_kills() > instance.oom_kills_at_start
+        process = instance.process
+        self.post(lc.Exited(name, process.code, process.signal, oom_killed=oom))
 
     def _own_pid_ns(self) -> bool:
         return self.sandbox is not None and self.sandbox.plan.own_pid_namespace
@@ -481,9 +493,7 @@ class PodRunner:
         if instance is None:
             return
         with contextlib.suppress(InitDiedError):
-            await self.sandbox.channel.request(
-                {"op": "signal", "pid": instance.pid, "signal": signum, "group": False}
-            )
+            await self.sandbox.signal(instance.pid, signum)
 
     async def _kill(self, name: str) -> None:
         with contextlib.suppress(CgroupError):
@@ -491,34 +501,19 @@ class PodRunner:
 
     # --- event sources ---------------------------------------------------------------
 
-    async def _watch_channel(self) -> None:
+    async def _watch_notices(self) -> None:
+        """What the init says besides replies and exits."""
         assert self.sandbox is not None
-        for message in self.sandbox.pending_events:
-            self._on_init_event(message)
-        async for message in self.sandbox.channel.events:
-            self._on_init_event(message)
-
-    def _on_init_event(self, message: protocol.Message) -> None:
-        event = message.get("ev")
-        if event == "exited":
-            self._on_exit(int(message["pid"]), message.get("code"), message.get("signal"))
-        elif event == "orphans_reaped":
-            self.orphans_reaped = int(message["total"])
-        elif event == "signal_received" and message["signal"] not in self._init_signals_noted:
-            # Said once per signal: `kill -HUP 1` inside the pod, or a storm of them.
-            self._init_signals_noted.add(message["signal"])
-            self.sink.system(f"the pod's init received signal {message['signal']}: ignored")
-
-    def _on_exit(self, pid: int, code: int | None, signum: int | None) -> None:
-        name = next((n for n, i in self.instances.items() if i.pid == pid), None)
-        if name is None:
-            if self._actions is not None:
-                self._actions.on_exit(pid, code, signum)
-            self._unclaimed_exits[pid] = (code, signum)
-            return
-        instance = self.instances.pop(name)
-        oom = self.cgroups[name].oom_kills() > instance.oom_kills_at_start
-        self.post(lc.Exited(name, code, signum, oom_killed=oom))
+        async for notice in self.sandbox.notices:
+            match notice:
+                case protocol.OrphansReaped(total):
+                    self.orphans_reaped = total
+                case protocol.SignalReceived(signum) if signum not in self._init_signals_noted:
+                    # Said once per signal: `kill -HUP 1` inside the pod, or a storm of them.
+                    self._init_signals_noted.add(signum)
+                    self.sink.system(f"the pod's init received signal {signum}: ignored")
+                case protocol.Refused(message):
+                    self.sink.system(f"error: the pod's init refused a request: {message}")
 
     async def _watch_signals(self) -> None:
         """SIGTERM and SIGINT stop the pod (a second SIGINT kills it); others are noted.
@@ -562,14 +557,14 @@ class PodRunner:
         sandbox = self.sandbox
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(InitDiedError):
-                await sandbox.channel.send({"op": "stop_all", "grace": 0})
+                await sandbox.stop_all(grace=0)
             with anyio.move_on_after(10):
                 await sandbox.process.wait()
             if sandbox.process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     sandbox.process.kill()
                 await sandbox.process.wait()
-            sandbox.channel.close()
+            sandbox.close()
             await sandbox.process.aclose()
 
     async def _close_network(self) -> None:

@@ -10,19 +10,15 @@ how to grant what is missing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 
 from podvisor.init import protocol
-from podvisor.supervisor.channel import InitChannel
-from podvisor.supervisor.errors import InitDiedError, NamespaceError
 from podvisor.supervisor.frozen import frozen
 
 CAP_SYS_ADMIN = 21
@@ -60,6 +56,12 @@ class SandboxPlan:
     @property
     def own_pid_namespace(self) -> bool:
         return "pid" in self.unshare
+
+    def message(self) -> protocol.Plan:
+        """The init's first message: what it sets up."""
+        return protocol.Plan(
+            self.unshare, self.netns, self.hostname, self.binds, self.cgroup_procs, self.grace
+        )
 
 
 def plan_namespaces(
@@ -225,34 +227,6 @@ class WaitingInit:
             self.process.wait_blocking(timeout=10)
 
 
-@dataclass
-class Sandbox:
-    """The running init: its process (the supervisor's only child) and its channel."""
-
-    process: InitProcess
-    channel: InitChannel
-    plan: SandboxPlan
-    host_pid: int = 0  # the init proper, as this machine's /proc sees it
-    pending_events: list[protocol.Message] = field(default_factory=list)
-
-    def namespace_pid(self) -> int:
-        """A pid whose /proc/PID/ns/* are the pod's namespaces."""
-        return self.host_pid or self.process.pid
-
-
-def plan_message(plan: SandboxPlan) -> protocol.Message:
-    """The init's first message: what it sets up (see `podvisor.init.protocol`)."""
-    return {
-        "op": "plan",
-        "unshare": list(plan.unshare),
-        "netns": plan.netns,
-        "hostname": plan.hostname,
-        "binds": [list(bind) for bind in plan.binds],
-        "cgroup_procs": list(plan.cgroup_procs),
-        "grace": plan.grace,
-    }
-
-
 def without_namespaces(plan: SandboxPlan, why: str, *, own_name_files: bool = False) -> SandboxPlan:
     """The plan to fall back to when *plan*'s namespaces could not be made.
 
@@ -274,70 +248,3 @@ def without_namespaces(plan: SandboxPlan, why: str, *, own_name_files: bool = Fa
     return SandboxPlan(
         unshare=(), cgroup_procs=plan.cgroup_procs, grace=plan.grace, warnings=tuple(warnings)
     )
-
-
-async def start_init(plan: SandboxPlan, waiting: WaitingInit | None = None) -> Sandbox:
-    """Give an init its plan and wait until it serves; raise `NamespaceError` if it cannot.
-
-    *waiting*: an init started ahead (`WaitingInit`) and not yet given a
-    plan; without one (or once it has had its plan), a new one is started.
-    """
-    if waiting is None or waiting.taken:
-        waiting = WaitingInit()
-    process, channel = waiting.process, waiting.take_channel()
-    sandbox = Sandbox(process, InitChannel(channel), plan)
-    try:
-        # An init that is already gone is reported by _await_ready, with its status.
-        with contextlib.suppress(InitDiedError):
-            await sandbox.channel.send(plan_message(plan))
-        await _await_ready(sandbox)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        with anyio.CancelScope(shield=True):
-            await process.wait()
-        sandbox.channel.close()
-        process.close()
-        raise
-    return sandbox
-
-
-async def _await_ready(sandbox: Sandbox) -> None:
-    """Read the channel directly until init says ``ready`` (no reader task runs yet).
-
-    With a new PID namespace, also until the outer init has said which pid the
-    inner one has here (``init_started``): the two processes share the
-    channel, and the inner one's ``ready`` may come first.
-    """
-    sock = sandbox.channel._sock  # start-up happens before serve()
-    ready = False
-    with anyio.fail_after(30):
-        while True:
-            try:
-                received = protocol.receive(sock)
-            except BlockingIOError:
-                await anyio.wait_readable(sock)
-                continue
-            if received is None:
-                code = await sandbox.process.wait()
-                raise InitDiedError(f"the pod's init exited with status {code} before it was ready")
-            message, fds = received
-            for fd in fds:
-                os.close(fd)
-            event = message.get("ev")
-            if event == "init_started":
-                sandbox.host_pid = int(message["host_pid"])
-            elif event == "init_failed":
-                raise NamespaceError(f"the pod's init could not set up: {message.get('message')}")
-            elif event == "ready":
-                ready = True
-            else:
-                sandbox.pending_events.append(message)
-            if ready and (sandbox.host_pid or "pid" not in sandbox.plan.unshare):
-                sandbox.host_pid = sandbox.host_pid or sandbox.process.pid
-                return
-
-
-def close_quietly(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.close()

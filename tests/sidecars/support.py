@@ -37,7 +37,8 @@ from podvisor.supervisor.manifest.model import (
     Probe,
 )
 from podvisor.supervisor.network import NetworkMode, NetworkRequest, PodNetwork, create_network
-from podvisor.supervisor.sandbox import Sandbox, plan_namespaces, start_init
+from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
+from podvisor.supervisor.sandbox import plan_namespaces
 
 PY = sys.executable
 WAIT = 30.0  # the bound of every wait in these tests; the machine is slow and shared
@@ -91,7 +92,7 @@ class FakeHost:
     """The runner, as far as sidecars/ sees it; `post` feeds `next_event`."""
 
     pod: Pod
-    sandbox: Sandbox | None = None
+    sandbox: InitClient | None = None
     network: PodNetwork | None = None
     cgroups: dict[str, ContainerCgroup] = field(default_factory=dict)
     sink: RecordingSink = field(default_factory=RecordingSink)
@@ -102,17 +103,13 @@ class FakeHost:
     def __post_init__(self) -> None:
         self._send, self._receive = anyio.create_memory_object_stream[lc.Event](1000)
 
-    def spawn_request(self, c: Container, argv: list[str] | tuple[str, ...]) -> protocol.Message:
+    def spawn_request(self, c: Container, argv: list[str] | tuple[str, ...]) -> protocol.Process:
         cgroup = self.cgroups.get(c.name)
-        return {
-            "op": "spawn",
-            "argv": list(argv),
-            "env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            "cwd": None,
-            "uid": None,
-            "gid": None,
-            "cgroups": cgroup.procs_files() if cgroup is not None else [],
-        }
+        return protocol.Process(
+            tuple(argv),
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            cgroups=tuple(cgroup.procs_files()) if cgroup is not None else (),
+        )
 
     def post(self, event: lc.Event) -> None:
         self.posted.append(event)
@@ -153,48 +150,34 @@ async def sandboxed_pod(
             cgroup_procs=(),
             grace=5.0,
         )
-        sandbox = host.sandbox = await start_init(plan)
+        init = host.sandbox = await InitClient.start(plan)
         actions = ContainerActions(host)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(sandbox.channel.serve)
-                tg.start_soon(_pass_exits, sandbox, actions)
+                tg.start_soon(init.serve)
                 await tg.start(actions.serve)
                 try:
                     yield host, actions
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await _stop_init(sandbox)
+                        await _stop_init(init)
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                sandbox.channel.close()
-                sandbox.channel.events.close()
-                await sandbox.process.aclose()
+                init.close()
+                await init.process.aclose()
             host.close()
 
 
-async def _pass_exits(sandbox: Sandbox, actions: ContainerActions) -> None:
-    for message in sandbox.pending_events:
-        _pass_exit(message, actions)
-    async for message in sandbox.channel.events:
-        _pass_exit(message, actions)
-
-
-def _pass_exit(message: protocol.Message, actions: ContainerActions) -> None:
-    if message.get("ev") == "exited":
-        actions.on_exit(int(message["pid"]), message.get("code"), message.get("signal"))
-
-
-async def _stop_init(sandbox: Sandbox) -> None:
+async def _stop_init(init: InitClient) -> None:
     """Ask the init to kill everything and exit, while the channel is still served."""
     with contextlib.suppress(InitDiedError):
-        await sandbox.channel.send({"op": "stop_all", "grace": 0})
+        await init.stop_all(grace=0)
     with anyio.move_on_after(WAIT):
-        await sandbox.process.wait()
-    if sandbox.process.returncode is None:
-        sandbox.process.kill()
-        await sandbox.process.wait()
+        await init.process.wait()
+    if init.process.returncode is None:
+        init.process.kill()
+        await init.process.wait()
 
 
 async def spawn_server(host: FakeHost, code: str, *args: str) -> str:
@@ -205,14 +188,14 @@ async def spawn_server(host: FakeHost, code: str, *args: str) -> str:
     assert host.sandbox is not None
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    request: protocol.Message = {"op": "spawn", "argv": [PY, "-c", code, *args], "env": {}}
+    spec = protocol.Process((PY, "-c", code, *args))
     try:
-        reply, _ = await host.sandbox.channel.request(request, (null, write_fd, write_fd))
+        spawned = await host.sandbox.spawn(spec, (null, write_fd, write_fd))
     finally:
         os.close(null)
         os.close(write_fd)
     try:
-        assert reply["ev"] == "spawned", reply
+        assert isinstance(spawned, InitProcessHandle), spawned
         return await read_line(read_fd)
     finally:
         os.close(read_fd)

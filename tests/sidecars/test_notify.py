@@ -8,10 +8,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from podvisor.init import protocol
 from podvisor.sidecars import notify
 from podvisor.sidecars.actions import ContainerActions
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest.model import ContainerSettings
+from podvisor.supervisor.pod.init_client import InitProcessHandle
 from tests.sidecars.support import (
     PY,
     FakeHost,
@@ -81,12 +83,12 @@ async def send_from(host: FakeHost, container: str | None, message: str) -> None
     """Run SEND in *container*'s cgroup (None: in no container's) and wait until it has sent."""
     assert host.sandbox is not None
     path = str(notify.socket_path(host.pod))
-    cgroups = host.cgroups[container].procs_files() if container else []
-    request = {"op": "spawn", "argv": [PY, "-c", SEND, path, message], "cgroups": cgroups}
+    cgroups = tuple(host.cgroups[container].procs_files()) if container else ()
+    spec = protocol.Process((PY, "-c", SEND, path, message), cgroups=cgroups)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        reply, _ = await host.sandbox.channel.request(request, (write_fd, write_fd, write_fd))
-        assert reply["ev"] == "spawned", reply
+        spawned = await host.sandbox.spawn(spec, (write_fd, write_fd, write_fd))
+        assert isinstance(spawned, InitProcessHandle), spawned
         os.close(write_fd)
         write_fd = -1
         assert await read_line(read_fd) == "sent"

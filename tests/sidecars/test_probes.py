@@ -7,14 +7,11 @@ in a task as the runner would, and reads the ProbeResults it posts.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
-from podvisor.init import protocol
 from podvisor.init.podinit import descendants
 from podvisor.sidecars.actions import ContainerActions
 from podvisor.supervisor import lifecycle as lc
@@ -165,15 +162,12 @@ async def test_a_stopped_probe_does_not_wait_for_a_deaf_init(
     try:
         async with sandboxed_pod(make_pod(c)) as (host, actions):
             assert host.sandbox is not None
-            channel = host.sandbox.channel
-            answering = channel.request
 
-            async def deaf(message: protocol.Message, fds: Sequence[int] = ()) -> Any:
-                if message["op"] == "signal":
-                    await anyio.sleep_forever()
-                return await answering(message, fds)
+            async def deaf(pid: int, signum: int, *, group: bool = False) -> int:
+                await anyio.sleep_forever()
+                raise AssertionError("never answered")
 
-            monkeypatch.setattr(channel, "request", deaf)
+            monkeypatch.setattr(host.sandbox, "signal", deaf)
             began = anyio.current_time()
             # A shielded wait that never ends would hang here (pytest's timeout ends it).
             with anyio.fail_after(WAIT):

@@ -10,7 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from podvisor.supervisor.sandbox import plan_namespaces, start_init
+from podvisor.init import protocol
+from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
+from podvisor.supervisor.sandbox import plan_namespaces
 from tests.supervisor.conftest import pod_yaml, podvisor_command
 
 DROP_SYS_ADMIN = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin"]
@@ -64,37 +66,34 @@ async def test_without_any_namespace_init_reaps_as_a_subreaper(tmp_path: Path) -
     )
     assert plan.unshare == ()
     assert "running without namespaces" in plan.warnings[0]
-    sandbox = await start_init(plan)
+    init = await InitClient.start(plan)
     try:
-        assert sandbox.host_pid == sandbox.process.pid  # no inner PID 1
+        assert init.host_pid == init.process.pid  # no inner PID 1
         async with anyio.create_task_group() as tg:
-            tg.start_soon(sandbox.channel.serve)
+            tg.start_soon(init.serve)
             read_end, write_end = os.pipe()
             null = os.open(os.devnull, os.O_RDONLY)
             orphan = "import os, time\nif os.fork() == 0:\n    time.sleep(0.3)\n    os._exit(0)\nprint(os.getpid())"
-            reply, _ = await sandbox.channel.request(
-                {"op": "spawn", "argv": [sys.executable, "-c", orphan], "env": {}},
-                (null, write_end, write_end),
+            spawned = await init.spawn(
+                protocol.Process((sys.executable, "-c", orphan)), (null, write_end, write_end)
             )
             os.close(write_end)
             os.close(null)
-            assert reply["ev"] == "spawned"
+            assert isinstance(spawned, InitProcessHandle)
             with anyio.fail_after(30):
-                exited = await sandbox.channel.events.receive()
-                while exited["ev"] != "exited":
-                    exited = await sandbox.channel.events.receive()
-                assert exited["code"] == 0
+                await spawned.wait()
+                assert spawned.code == 0
                 # The grandchild was orphaned; the init adopted and reaped it.
-                reaped = await sandbox.channel.events.receive()
-                while reaped["ev"] != "orphans_reaped":
-                    reaped = await sandbox.channel.events.receive()
-            assert reaped["total"] == 1
-            assert int(os.read(read_end, 100)) == reply["pid"]  # pids are the host's
+                reaped = await init.notices.receive()
+                while not isinstance(reaped, protocol.OrphansReaped):
+                    reaped = await init.notices.receive()
+            assert reaped.total == 1
+            assert int(os.read(read_end, 100)) == spawned.pid  # pids are the host's
             os.close(read_end)
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await sandbox.channel.send({"op": "stop_all", "grace": 1})
-            await sandbox.process.wait()
-            sandbox.channel.close()
-            await sandbox.process.aclose()
+            await init.stop_all(grace=1)
+            await init.process.wait()
+            init.close()
+            await init.process.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -13,16 +14,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from podvisor.init import protocol
+from podvisor.init import protocol, seqpacket
 from podvisor.supervisor import cli, sandbox
-from podvisor.supervisor.channel import InitChannel
-from podvisor.supervisor.sandbox import (
-    InitProcess,
-    Sandbox,
-    WaitingInit,
-    plan_namespaces,
-    start_init,
-)
+from podvisor.supervisor.packets import PacketStream
+from podvisor.supervisor.pod.init_client import InitClient
+from podvisor.supervisor.sandbox import InitProcess, WaitingInit, plan_namespaces
 from tests.supervisor.conftest import pod_yaml
 
 WAIT = 30
@@ -46,21 +42,40 @@ def test_an_init_sent_no_plan_exits_quietly(capfd: pytest.CaptureFixture[str]) -
     assert capfd.readouterr().err == ""
 
 
+PLAN: dict[str, object] = {
+    "op": "plan",
+    "unshare": [],
+    "netns": None,
+    "hostname": None,
+    "binds": [],
+    "cgroup_procs": [],
+    "grace": 1,
+}
+
+
 @pytest.mark.parametrize(
     ("message", "says"),
     [
-        ({"op": "spawn", "argv": ["true"]}, "expected the plan first"),
-        ({"op": "plan", "unshare": ["net"], "grace": 1}, "unshare takes user,pid,mnt,uts,ipc"),
-        ({"op": "plan", "binds": [["/only-a-source"]], "grace": 1}, "a bind is [source, target]"),
-        ({"op": "plan", "grace": "soon"}, "grace is a number of seconds"),
+        (protocol.Spawn(1, protocol.Process(("true",))), "expected the plan first, got 'spawn'"),
+        ({**PLAN, "unshare": ["net"]}, "unshare takes user,pid,mnt,uts,ipc, got net"),
+        (
+            {**PLAN, "binds": [["/only-a-source"]]},
+            "plan: 'binds' must be a list of [string, string]",
+        ),
+        ({**PLAN, "grace": "soon"}, "plan: 'grace' must be a number, not 'soon'"),
+        ({**PLAN, "cgroup_procs": None}, "plan: 'cgroup_procs' must be a list of strings"),
+        ({"op": "launch"}, "not a request the init knows"),
     ],
 )
 def test_a_malformed_plan_ends_the_init_with_status_2(
-    message: protocol.Message, says: str, capfd: pytest.CaptureFixture[str]
+    message: protocol.Request | dict[str, object], says: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     waiting = WaitingInit()
     with waiting.take_channel() as channel:
-        protocol.send(channel, message)
+        if isinstance(message, dict):
+            seqpacket.send(channel, json.dumps(message).encode())
+        else:
+            protocol.send(channel, message)
         assert _ended(waiting) == 2
     err = capfd.readouterr().err
     assert err.startswith("podvisor-init: no usable plan from the supervisor: ")
@@ -92,7 +107,7 @@ async def test_an_init_started_ahead_serves_the_plan_it_is_sent() -> None:
         grace=5.0,
     )
     with WaitingInit() as waiting:
-        box = await start_init(plan, waiting)
+        box = await InitClient.start(plan, waiting)
         assert waiting.taken
         assert box.process is waiting.process
         try:
@@ -101,7 +116,7 @@ async def test_an_init_started_ahead_serves_the_plan_it_is_sent() -> None:
             assert os.readlink(f"/proc/{box.host_pid}/ns/pid") != own
             assert os.readlink(f"/proc/{box.process.pid}/ns/pid") == own
         finally:
-            box.channel.close()  # end-of-file: the init stops the (empty) pod as on SIGTERM
+            box.close()  # end-of-file: the init stops the (empty) pod as on SIGTERM
             with anyio.fail_after(WAIT):
                 assert await box.process.wait() == 143
             await box.process.aclose()
@@ -142,16 +157,16 @@ async def test_the_inner_inits_ready_may_come_before_the_outer_one_names_its_pid
     assert "pid" in plan.unshare
     ours, theirs = protocol.socketpair()
     process = InitProcess(subprocess.Popen(["true"]))  # noqa: ASYNC220 (as WaitingInit does)
-    box = Sandbox(process, InitChannel(ours), plan)
+    box = InitClient(process, PacketStream(ours, protocol.MAX_MESSAGE), plan)
     try:
         with theirs:
-            protocol.send(theirs, {"ev": "ready"})
-            protocol.send(theirs, {"ev": "init_started", "host_pid": 4242})
+            protocol.send(theirs, protocol.Ready(1))
+            protocol.send(theirs, protocol.InitStarted(4242))
             with anyio.fail_after(WAIT):
-                await sandbox._await_ready(box)
+                await box._await_ready()
         assert box.host_pid == 4242
     finally:
-        box.channel.close()
+        box.close()
         await process.wait()
         await process.aclose()
 
