@@ -116,7 +116,7 @@ def child(name: str, containers: int, backend: str) -> int:
     import anyio
 
     from podvisor.supervisor import manifest as manifests
-    from podvisor.supervisor.runner import PodRunner, RunOptions
+    from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 
     loaded = manifests.load("bench.json", manifest(name, containers))
 

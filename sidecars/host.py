@@ -1,6 +1,6 @@
 """What the sidecars package needs of the pod runner, and nothing more.
 
-`podvisor.supervisor.runner.PodRunner` fits `PodHost` as it is; the tests
+`podvisor.supervisor.pod.runner.PodRunner` fits `PodHost` as it is; the tests
 pass a small stand-in with a real init. Every member is read-only here
 (properties), so the runner's concrete types (`dict[str, ContainerCgroup]`,
 `Sandbox | None`) fit the narrower ones below.

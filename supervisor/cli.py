@@ -269,7 +269,7 @@ def _start(argv: list[str]) -> int:
         reader = started.enter_context(
             ForkedCall.start(partial(_read, argv), "the manifest's reader")
         )
-        from podvisor.supervisor.sandbox import WaitingInit
+        from podvisor.supervisor.pod.sandbox import WaitingInit
 
         try:
             read = reader.result()
@@ -290,7 +290,7 @@ def _start(argv: list[str]) -> int:
         except OSError as exc:
             print(f"podvisor: cannot start the pod's init: {exc}", file=sys.stderr)
             return EXIT_PODVISOR
-        from podvisor.supervisor.runner import RunOptions, run_pod
+        from podvisor.supervisor.pod.runner import RunOptions, run_pod
 
         gc.freeze()
         gc.enable()

@@ -1,6 +1,6 @@
 """What the metrics and health endpoints read of the pod runner, and nothing more.
 
-`podvisor.supervisor.runner.PodRunner` fits `PodView` as it is; the tests
+`podvisor.supervisor.pod.runner.PodRunner` fits `PodView` as it is; the tests
 pass small stand-ins. Every member is read-only here (properties), so the
 runner's concrete types fit the narrower ones below. Nothing in this package
 writes to the runner: a scrape only reads.
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from podvisor.supervisor import lifecycle as lc
-from podvisor.supervisor.logs import Stream
 from podvisor.supervisor.manifest.model import Pod
+from podvisor.supervisor.pod.logs import Stream
 
 if TYPE_CHECKING:
     from podvisor.supervisor.cgroups import CgroupStats

@@ -41,7 +41,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from podvisor.init import protocol, seqpacket
 from podvisor.supervisor.errors import InitDiedError, NamespaceError
 from podvisor.supervisor.packets import PacketStream
-from podvisor.supervisor.sandbox import InitProcess, SandboxPlan, WaitingInit
+from podvisor.supervisor.pod.sandbox import InitProcess, SandboxPlan, WaitingInit
 
 #: Seconds for the init to answer a spawn; it answers at once when alive.
 SPAWN_WAIT = 30.0

@@ -34,7 +34,7 @@ import pytest
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor import manifest
 from podvisor.supervisor.control_protocol import RUN_DIR_VARIABLE
-from podvisor.supervisor.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 from tests.sidecars.pods import WatchedRunner
 from tests.sidecars.support import WAIT
 

@@ -34,7 +34,7 @@ from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor import manifest
 from podvisor.supervisor.cgroups import CgroupDriver
 from podvisor.supervisor.network import cleanup_stale
-from podvisor.supervisor.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 from tests.faults import procfs
 
 

@@ -292,7 +292,7 @@ def test_45_mutated_manifests(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     started: list[object] = []
-    monkeypatch.setattr("podvisor.supervisor.runner.run_pod", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("podvisor.supervisor.pod.runner.run_pod", lambda *a, **k: started.append(a))
     problems = []
     for case in mutated_cases():
         path = tmp_path / f"{case.name}.yaml"

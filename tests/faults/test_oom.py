@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from podvisor.supervisor.backoff import BackOffPolicy
+from podvisor.supervisor.lifecycle.backoff import BackOffPolicy
 from tests.faults import procfs
 from tests.faults.conftest import FdWatch, Record
 from tests.faults.pods import Line, Supervisor, free_port, http_get, write_pod

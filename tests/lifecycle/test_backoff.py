@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from podvisor.supervisor.backoff import BackOffPolicy
+from podvisor.supervisor.lifecycle.backoff import BackOffPolicy
 
 
 def test_default_delays_double_from_ten_to_three_hundred() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from podvisor.supervisor import lifecycle as lc
-from podvisor.supervisor.backoff import BackOffPolicy
+from podvisor.supervisor.lifecycle.backoff import BackOffPolicy
 
 from .sim import Behaviour, Sim, main, pod
 

@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
-from podvisor.supervisor.logs import LogSink
 from podvisor.supervisor.manifest.model import Container, ContainerKind, Pod, PodSpec
 from podvisor.supervisor.metrics import PodMetrics
 from podvisor.supervisor.metrics.collector import pod_registry
 from podvisor.supervisor.metrics.view import CgroupReader
+from podvisor.supervisor.pod.logs import LogSink
 
 #: Synthetic monotonic time of the tests' pods; wall clock = this + OFFSET.
 T0 = 1000.0

@@ -29,7 +29,7 @@ import anyio.abc
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor import manifest
 from podvisor.supervisor.metrics import PodMetrics, serve_metrics
-from podvisor.supervisor.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 from tests.metrics.client import get
 
 PROMETHEUS = "/usr/bin/prometheus"

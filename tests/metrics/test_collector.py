@@ -13,11 +13,11 @@ from prometheus_client.openmetrics.parser import (
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
-from podvisor.supervisor.logs import LogLine
 from podvisor.supervisor.manifest.model import ContainerKind, Resources
 from podvisor.supervisor.metrics import PodMetrics
 from podvisor.supervisor.metrics.collector import PodCollector, pod_registry
 from podvisor.supervisor.metrics.exposition import Encoder
+from podvisor.supervisor.pod.logs import LogLine
 from tests.metrics.conftest import (
     OFFSET,
     Driver,

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 IMPORT_THE_RUNNER = """
 import sys
-import podvisor.supervisor.runner
+import podvisor.supervisor.pod.runner
 print(sorted(m for m in sys.modules if m.split(".")[0] == "prometheus_client"))
 """
 
@@ -31,7 +31,7 @@ import io, json, sys
 from pathlib import Path
 import anyio
 from podvisor.supervisor import lifecycle as lc, manifest
-from podvisor.supervisor.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 from tests.metrics.client import get
 
 async def main() -> None:

@@ -24,7 +24,7 @@ import anyio
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest import load
-from podvisor.supervisor.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 from tests.sidecars.support import PY, WAIT
 
 # --- The containers' programs ---------------------------------------------------------------

@@ -38,7 +38,7 @@ from podvisor.supervisor.manifest.model import (
 )
 from podvisor.supervisor.network import NetworkMode, NetworkRequest, PodNetwork, create_network
 from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
-from podvisor.supervisor.sandbox import plan_namespaces
+from podvisor.supervisor.pod.sandbox import plan_namespaces
 
 PY = sys.executable
 WAIT = 30.0  # the bound of every wait in these tests; the machine is slow and shared

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from podvisor.supervisor import manifest
-from podvisor.supervisor.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 
 
 @pytest.fixture(params=["trio", "asyncio"])

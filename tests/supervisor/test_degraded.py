@@ -12,7 +12,7 @@ import pytest
 
 from podvisor.init import protocol
 from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
-from podvisor.supervisor.sandbox import plan_namespaces
+from podvisor.supervisor.pod.sandbox import plan_namespaces
 from tests.supervisor.conftest import pod_yaml, podvisor_command
 
 DROP_SYS_ADMIN = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin"]

@@ -15,7 +15,7 @@ from podvisor.init import protocol, seqpacket
 from podvisor.supervisor.errors import InitDiedError
 from podvisor.supervisor.packets import PacketStream
 from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
-from podvisor.supervisor.sandbox import InitProcess, SandboxPlan
+from podvisor.supervisor.pod.sandbox import InitProcess, SandboxPlan
 
 pytestmark = pytest.mark.anyio
 WAIT = 10

@@ -15,10 +15,11 @@ import anyio
 import pytest
 
 from podvisor.init import protocol, seqpacket
-from podvisor.supervisor import cli, sandbox
+from podvisor.supervisor import cli
 from podvisor.supervisor.packets import PacketStream
+from podvisor.supervisor.pod import sandbox
 from podvisor.supervisor.pod.init_client import InitClient
-from podvisor.supervisor.sandbox import InitProcess, WaitingInit, plan_namespaces
+from podvisor.supervisor.pod.sandbox import InitProcess, WaitingInit, plan_namespaces
 from tests.supervisor.conftest import pod_yaml
 
 WAIT = 30
@@ -208,7 +209,7 @@ def test_an_init_whose_supervisor_is_killed_before_the_plan_exits() -> None:
     # end-of-file and exits (this session is a subreaper, so it comes back here).
     code = (
         "import os, signal\n"
-        "from podvisor.supervisor.sandbox import WaitingInit\n"
+        "from podvisor.supervisor.pod.sandbox import WaitingInit\n"
         "init = WaitingInit()\n"
         "print(init.process.pid, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

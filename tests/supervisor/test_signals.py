@@ -1,4 +1,4 @@
-"""podvisor.supervisor.signals: no signal lost to a storm, and nothing left changed after."""
+"""podvisor.supervisor.pod.signals: no signal lost to a storm, and nothing left changed after."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import signal
 import anyio
 import pytest
 
-from podvisor.supervisor.signals import receiving_signals
+from podvisor.supervisor.pod.signals import receiving_signals
 
 pytestmark = pytest.mark.anyio
 

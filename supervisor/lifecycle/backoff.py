@@ -1,9 +1,9 @@
 """Restart back-off: how long a crashing container waits before its next start.
 
-The rule is the issue's, which differs from the kubelet's in one point: the
-first restart in a row is immediate (a program that crashed once, perhaps
-because a peer was not up yet, deserves a quick second chance). After that
-the delay starts at `initial` and doubles up to `maximum`:
+The rule differs from the kubelet's in one point: the first restart in a row
+is immediate (a program that crashed once, perhaps because a peer was not up
+yet, deserves a quick second chance). After that the delay starts at
+`initial` and doubles up to `maximum`:
 
     restart in a row:  1   2    3    4    5    6     7     8 ...
     delay (default):   0   10   20   40   80   160   300   300 ...

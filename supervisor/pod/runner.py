@@ -50,7 +50,6 @@ from podvisor.supervisor.errors import (
     NamespaceError,
 )
 from podvisor.supervisor.frozen import frozen
-from podvisor.supervisor.logs import LogSink, pump
 from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod
 from podvisor.supervisor.metrics import MetricsServer, PodMetrics
@@ -61,8 +60,9 @@ from podvisor.supervisor.network import (
     create_network,
 )
 from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
-from podvisor.supervisor.sandbox import WaitingInit, plan_namespaces, without_namespaces
-from podvisor.supervisor.signals import receiving_signals
+from podvisor.supervisor.pod.logs import LogSink, pump
+from podvisor.supervisor.pod.sandbox import WaitingInit, plan_namespaces, without_namespaces
+from podvisor.supervisor.pod.signals import receiving_signals
 
 if TYPE_CHECKING:
     from podvisor.supervisor.network.maker import NetworkMaker
@@ -90,49 +90,6 @@ class RunOptions:
     #: the pod (`NetworkMaker.make`) before it imported this module; None: the
     #: runner makes it.
     network_maker: NetworkMaker | None = None
-
-
-def lifecycle_plan(pod: Pod) -> lc.PodPlan:
-    """What the pure core needs to know of the manifest."""
-
-    def probe(p: object) -> lc.ProbePlan | None:
-        if p is None:
-            return None
-        from podvisor.supervisor.manifest.model import Probe
-
-        assert isinstance(p, Probe)
-        grace = p.termination_grace_period_seconds
-        return lc.ProbePlan(
-            p.failure_threshold, p.success_threshold, float(grace) if grace is not None else None
-        )
-
-    def spec(c: Container) -> lc.ContainerSpec:
-        watchdog = c.settings.watchdog_usec
-        return lc.ContainerSpec(
-            name=c.name,
-            kind=lc.ContainerKind(c.kind.value),
-            startup_probe=probe(c.startup_probe),
-            liveness_probe=probe(c.liveness_probe),
-            readiness_probe=probe(c.readiness_probe),
-            has_post_start=c.lifecycle.post_start is not None,
-            has_pre_stop=c.lifecycle.pre_stop is not None,
-            stop_signal=int(c.settings.stop_signal),
-            # s6's notification-fd is the program's own word that it is up.
-            notify_ready=c.settings.notification_fd is not None,
-            watchdog_seconds=watchdog / 1e6 if watchdog else None,
-        )
-
-    s = pod.settings
-    deadline = pod.spec.active_deadline_seconds
-    return lc.PodPlan(
-        containers=tuple(spec(c) for c in pod.spec.all_containers),
-        restart_policy=lc.RestartPolicy(pod.spec.restart_policy.value),
-        grace_seconds=float(pod.spec.termination_grace_period_seconds),
-        active_deadline_seconds=float(deadline) if deadline is not None else None,
-        backoff=lc.BackOffPolicy(
-            s.backoff_initial_seconds, s.backoff_max_seconds, s.backoff_reset_seconds
-        ),
-    )
 
 
 def container_limits(pod: Pod, c: Container) -> Limits:
@@ -326,7 +283,7 @@ class PodRunner:
             if self.options.on_ready is not None:
                 self.options.on_ready(self)
             now = anyio.current_time()
-            self.state, effects = lc.begin(lifecycle_plan(self.pod), now)
+            self.state, effects = lc.begin(lc.plan_for(self.pod), now)
             self.metrics.observe(self.state, now)
             result = await self._loop(effects)
             tg.cancel_scope.cancel()

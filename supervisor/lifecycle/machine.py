@@ -96,417 +96,81 @@ Rule 16 (restart on request): RestartRequested (`podvisor restart`) stops a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field, replace
-from enum import Enum, StrEnum
-from typing import Any, TypeAlias
+from dataclasses import replace
+from typing import Any
 
-from podvisor.supervisor import backoff
-from podvisor.supervisor.frozen import frozen
-from podvisor.supervisor.manifest import model
+from podvisor.supervisor.lifecycle.effects import (
+    CancelTimer,
+    Effect,
+    KillContainer,
+    PodFinished,
+    RunHook,
+    SetTimer,
+    SignalContainer,
+    StartContainer,
+    StartProbe,
+    StopProbe,
+)
+from podvisor.supervisor.lifecycle.events import (
+    Event,
+    Exited,
+    HookFinished,
+    InitDied,
+    Notified,
+    ProbeResult,
+    RestartRequested,
+    Started,
+    StartFailed,
+    StopRequested,
+    TimerFired,
+)
+from podvisor.supervisor.lifecycle.plan import (
+    ContainerSpec,
+    PodPlan,
+    ProbePlan,
+)
+from podvisor.supervisor.lifecycle.status import (
+    ContainerStatus,
+    PodState,
+    Termination,
+)
+from podvisor.supervisor.lifecycle.words import (
+    DEADLINE_TIMER,
+    LIVE,
+    STOP_TIMER,
+    STOPPING,
+    UP,
+    ContainerKind,
+    Hook,
+    PodPhase,
+    ProbeKind,
+    Reason,
+    RestartPolicy,
+    State,
+    Step,
+)
 
-# --- Words ---------------------------------------------------------------------
-
-# The manifest model's own enums: "init", "sidecar", "main"; "Always", "OnFailure", "Never".
-ContainerKind = model.ContainerKind
-RestartPolicy = model.RestartPolicy
-BackOffPolicy = backoff.BackOffPolicy
-
-
-class ProbeKind(StrEnum):
-    STARTUP = "startup"
-    LIVENESS = "liveness"
-    READINESS = "readiness"
-
-
-class Hook(StrEnum):
-    POST_START = "postStart"
-    PRE_STOP = "preStop"
-
-
-class PodPhase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-class State(StrEnum):
-    """Kubernetes' container state (the key of `state` in a containerStatus)."""
-
-    WAITING = "waiting"
-    RUNNING = "running"
-    TERMINATED = "terminated"
-
-
-class Reason(StrEnum):
-    # A container, Waiting
-    POD_INITIALIZING = "PodInitializing"
-    CONTAINER_CREATING = "ContainerCreating"
-    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
-    # A container, Terminated
-    COMPLETED = "Completed"
-    ERROR = "Error"
-    OOM_KILLED = "OOMKilled"
-    CONTAINER_CANNOT_RUN = "ContainerCannotRun"
-    START_ERROR = "StartError"
-    # The pod
-    DEADLINE_EXCEEDED = "DeadlineExceeded"
-    INIT_DIED = "InitDied"
-
-
-class Step(Enum):
-    """Where one container is in its life; finer than `State`."""
-
-    PENDING = "pending"  # not yet its turn (rule 3)
-    CREATING = "creating"  # StartContainer sent, no process yet
-    POST_START = "post-start"  # process up, postStart hook running (rule 4)
-    STARTING = "starting"  # running, not yet started (rule 5)
-    RUNNING = "running"  # running and started
-    PRE_STOP = "pre-stop"  # preStop hook running (rule 9)
-    SIGNALLED = "signalled"  # stop signal sent
-    KILLED = "killed"  # KillContainer sent
-    BACK_OFF = "back-off"  # waiting to restart (rule 8)
-    DONE = "done"  # terminated for good
-
+# --- Legal moves: a container's step changes only as this table allows ------------------
 
 _EXIT = frozenset({Step.DONE, Step.BACK_OFF, Step.CREATING})  # where an exit leads
-_STOP = frozenset({Step.PRE_STOP, Step.SIGNALLED, Step.KILLED})
 _LEGAL: Mapping[Step, frozenset[Step]] = {
     Step.PENDING: frozenset({Step.CREATING}),
     Step.CREATING: frozenset({Step.POST_START, Step.STARTING, Step.RUNNING, Step.KILLED}) | _EXIT,
-    Step.POST_START: frozenset({Step.STARTING, Step.RUNNING}) | _STOP | _EXIT,
-    Step.STARTING: frozenset({Step.RUNNING}) | _STOP | _EXIT,
-    Step.RUNNING: _STOP | _EXIT,
+    Step.POST_START: frozenset({Step.STARTING, Step.RUNNING}) | STOPPING | _EXIT,
+    Step.STARTING: frozenset({Step.RUNNING}) | STOPPING | _EXIT,
+    Step.RUNNING: STOPPING | _EXIT,
     Step.PRE_STOP: frozenset({Step.SIGNALLED, Step.KILLED}) | _EXIT,
     Step.SIGNALLED: frozenset({Step.KILLED}) | _EXIT,
     Step.KILLED: _EXIT,
     Step.BACK_OFF: frozenset({Step.CREATING, Step.DONE}),
     Step.DONE: frozenset(),
 }
-#: A process may exist: the pod cannot finish while a container is in one of these.
-LIVE = frozenset({Step.CREATING, Step.POST_START, Step.STARTING, Step.RUNNING}) | _STOP
-#: The process runs and nobody is stopping it.
-UP = frozenset({Step.POST_START, Step.STARTING, Step.RUNNING})
-
-STOP_TIMER = "stop"  # the pod's one deadline (rule 12)
-DEADLINE_TIMER = "active-deadline"  # activeDeadlineSeconds (rule 11)
 
 
 def _timer(kind: str, name: str) -> str:
     # Container names are DNS labels, so "/" cannot occur in them.
     return f"{kind}/{name}"
 
-
-# --- The plan: what the manifest asks for ----------------------------------------
-
-
-@frozen
-class ProbePlan:
-    """What the core needs of a probe; the runner runs it and reports each result."""
-
-    failure_threshold: int = 3
-    success_threshold: int = 1
-    termination_grace_seconds: float | None = None
-
-
-@frozen
-class ContainerSpec:
-    name: str
-    kind: ContainerKind = ContainerKind.MAIN
-    startup_probe: ProbePlan | None = None
-    liveness_probe: ProbePlan | None = None
-    readiness_probe: ProbePlan | None = None
-    has_post_start: bool = False
-    has_pre_stop: bool = False
-    stop_signal: int = 15
-    notify_ready: bool = False  # counts as started only after READY=1
-    watchdog_seconds: float | None = None  # WATCHDOG_USEC, in seconds
-
-    def probe(self, kind: ProbeKind) -> ProbePlan | None:
-        return {
-            ProbeKind.STARTUP: self.startup_probe,
-            ProbeKind.LIVENESS: self.liveness_probe,
-            ProbeKind.READINESS: self.readiness_probe,
-        }[kind]
-
-
-@frozen
-class PodPlan:
-    """The pod: containers in manifest order (init entries, then main containers)."""
-
-    containers: tuple[ContainerSpec, ...]
-    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
-    grace_seconds: float = 30.0
-    active_deadline_seconds: float | None = None
-    backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
-
-    def __post_init__(self) -> None:
-        names = [c.name for c in self.containers]
-        kinds = [c.kind is ContainerKind.MAIN for c in self.containers]
-        if len(set(names)) != len(names) or not kinds or kinds != sorted(kinds) or not kinds[-1]:
-            raise ValueError(f"need unique names, init entries first, a main container: {names}")
-
-    def spec(self, name: str) -> ContainerSpec:
-        return next(c for c in self.containers if c.name == name)
-
-
-# --- The status: what `podvisor status` and the metrics show ------------------------
-
-
-@frozen
-class Termination:
-    """Kubernetes' `terminated` state of one container instance."""
-
-    exit_code: int
-    reason: Reason
-    message: str = ""
-    signal: int | None = None
-    started_at: float | None = None
-    finished_at: float = 0.0
-
-
-@frozen
-class ContainerStatus:
-    name: str
-    kind: ContainerKind
-    step: Step = Step.PENDING
-    state: State = State.WAITING
-    reason: Reason | None = Reason.POD_INITIALIZING
-    message: str = ""
-    terminated: Termination | None = None  # the latest instance's end, until a new one starts
-    previous: Termination | None = None  # the end of the instance before that
-    restart_count: int = 0
-    started_at: float | None = None  # of the instance Running or Terminated now
-    ready: bool = False
-    started: bool = False
-    pid: int | None = None
-    notify_status: str = ""  # the last STATUS= on NOTIFY_SOCKET
-    notified_ready: bool = False  # READY=1 came (perhaps while postStart ran)
-    restarts_in_a_row: int = 0  # for the back-off (rule 8)
-    restart_requested: bool = False  # start again once it has exited (rule 16)
-    probing: frozenset[ProbeKind] = frozenset()
-    streaks: Mapping[ProbeKind, int] = field(default_factory=dict)  # >0 successes, <0 failures
-
-    @property
-    def last_state(self) -> Termination | None:
-        """Kubernetes' lastState: the termination before the current state."""
-        if self.state is State.WAITING and self.terminated is not None:
-            return self.terminated  # waiting in back-off: the crash it waits after
-        return self.previous
-
-    @property
-    def ended(self) -> Termination | None:
-        """Kubernetes' `state.terminated`: set while the state is Terminated."""
-        return self.terminated if self.state is State.TERMINATED else None
-
-    @property
-    def exit_code(self) -> int | None:
-        return None if self.ended is None else self.ended.exit_code
-
-    @property
-    def signal(self) -> int | None:
-        return None if self.ended is None else self.ended.signal
-
-    @property
-    def finished_at(self) -> float | None:
-        return None if self.ended is None else self.ended.finished_at
-
-
-@frozen
-class PodState:
-    plan: PodPlan
-    containers: tuple[ContainerStatus, ...]
-    start_time: float
-    phase: PodPhase = PodPhase.PENDING
-    reason: Reason | None = None
-    message: str = ""
-    initialized: bool = False  # the Initialized condition (rule 3)
-    gate: int = 0  # how many init entries have let the next one start
-    stopping: bool = False
-    killing: bool = False
-    stop_signal: int = 15
-    stop_deadline: float | None = None
-    failed_init: str | None = None
-    timers: frozenset[str] = frozenset()  # armed by SetTimer, not yet fired or cancelled
-    exit_status: int | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.exit_status is not None
-
-    @property
-    def containers_ready(self) -> bool:
-        serving = [c for c in self.containers if c.kind is not ContainerKind.INIT]
-        return not self.finished and all(c.ready for c in serving)
-
-    @property
-    def ready(self) -> bool:
-        return self.containers_ready  # no readiness gates
-
-    def container(self, name: str) -> ContainerStatus:
-        for c in self.containers:
-            if c.name == name:
-                return c
-        raise KeyError(f"the pod has no container named {name!r}")
-
-
-# --- Events: what the runner reports ---------------------------------------------------
-
-
-@frozen
-class Started:
-    name: str
-    pid: int = 0
-
-
-@frozen
-class StartFailed:
-    name: str
-    exit_code: int = 127  # 127: no such program; 126: not executable
-    reason: Reason = Reason.CONTAINER_CANNOT_RUN
-    message: str = ""
-
-
-@frozen
-class Exited:
-    name: str
-    exit_code: int | None = 0
-    signal: int | None = None
-    oom_killed: bool = False
-
-
-@frozen
-class HookFinished:
-    name: str
-    hook: Hook
-    success: bool = True
-    message: str = ""
-
-
-@frozen
-class ProbeResult:
-    name: str
-    kind: ProbeKind
-    success: bool
-    message: str = ""
-
-
-@frozen
-class Notified:
-    """One NOTIFY_SOCKET datagram from the container (systemd's sd_notify)."""
-
-    name: str
-    ready: bool = False
-    watchdog: bool = False
-    stopping: bool = False
-    status: str | None = None
-
-
-@frozen
-class TimerFired:
-    key: str
-
-
-@frozen
-class StopRequested:
-    immediate: bool = False
-    signal: int = 15  # what the supervisor received; the result if nothing ran
-
-
-@frozen
-class InitDied:
-    message: str = ""
-
-
-@frozen
-class RestartRequested:
-    """`podvisor restart POD NAME` (rule 16)."""
-
-    name: str
-
-
-Event: TypeAlias = (
-    Started
-    | StartFailed
-    | Exited
-    | HookFinished
-    | ProbeResult
-    | Notified
-    | TimerFired
-    | StopRequested
-    | InitDied
-    | RestartRequested
-)
-
-# --- Effects: what the runner must do ------------------------------------------------
-
-
-@frozen
-class StartContainer:
-    name: str
-
-
-@frozen
-class RunHook:
-    name: str
-    hook: Hook
-
-
-@frozen
-class SignalContainer:
-    name: str
-    signal: int
-
-
-@frozen
-class KillContainer:
-    """SIGKILL the container's whole cgroup (also when its process is not up yet)."""
-
-    name: str
-
-
-@frozen
-class StartProbe:
-    name: str
-    kind: ProbeKind
-
-
-@frozen
-class StopProbe:
-    name: str
-    kind: ProbeKind
-
-
-@frozen
-class SetTimer:
-    """Report TimerFired(key) at monotonic time `at`; an armed key moves."""
-
-    key: str
-    at: float
-
-
-@frozen
-class CancelTimer:
-    key: str
-
-
-@frozen
-class PodFinished:
-    exit_status: int
-    phase: PodPhase
-
-
-Effect: TypeAlias = (
-    StartContainer
-    | RunHook
-    | SignalContainer
-    | KillContainer
-    | StartProbe
-    | StopProbe
-    | SetTimer
-    | CancelTimer
-    | PodFinished
-)
 
 # --- Entry points ----------------------------------------------------------------------
 

@@ -1,0 +1,94 @@
+"""Events: what the runner reports to the core."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+from podvisor.supervisor.frozen import frozen
+from podvisor.supervisor.lifecycle.words import Hook, ProbeKind, Reason
+
+
+@frozen
+class Started:
+    name: str
+    pid: int = 0
+
+
+@frozen
+class StartFailed:
+    name: str
+    exit_code: int = 127  # 127: no such program; 126: not executable
+    reason: Reason = Reason.CONTAINER_CANNOT_RUN
+    message: str = ""
+
+
+@frozen
+class Exited:
+    name: str
+    exit_code: int | None = 0
+    signal: int | None = None
+    oom_killed: bool = False
+
+
+@frozen
+class HookFinished:
+    name: str
+    hook: Hook
+    success: bool = True
+    message: str = ""
+
+
+@frozen
+class ProbeResult:
+    name: str
+    kind: ProbeKind
+    success: bool
+    message: str = ""
+
+
+@frozen
+class Notified:
+    """One NOTIFY_SOCKET datagram from the container (systemd's sd_notify)."""
+
+    name: str
+    ready: bool = False
+    watchdog: bool = False
+    stopping: bool = False
+    status: str | None = None
+
+
+@frozen
+class TimerFired:
+    key: str
+
+
+@frozen
+class StopRequested:
+    immediate: bool = False
+    signal: int = 15  # what the supervisor received; the result if nothing ran
+
+
+@frozen
+class InitDied:
+    message: str = ""
+
+
+@frozen
+class RestartRequested:
+    """`podvisor restart POD NAME` (rule 16)."""
+
+    name: str
+
+
+Event: TypeAlias = (
+    Started
+    | StartFailed
+    | Exited
+    | HookFinished
+    | ProbeResult
+    | Notified
+    | TimerFired
+    | StopRequested
+    | InitDied
+    | RestartRequested
+)
