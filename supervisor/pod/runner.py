@@ -50,7 +50,6 @@ from podvisor.supervisor.errors import (
     NamespaceError,
 )
 from podvisor.supervisor.frozen import frozen
-from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod
 from podvisor.supervisor.metrics import MetricsServer, PodMetrics
 from podvisor.supervisor.network import (
@@ -61,6 +60,7 @@ from podvisor.supervisor.network import (
 )
 from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
 from podvisor.supervisor.pod.logs import LogSink, pump
+from podvisor.supervisor.pod.processes import container_process
 from podvisor.supervisor.pod.sandbox import WaitingInit, plan_namespaces, without_namespaces
 from podvisor.supervisor.pod.signals import receiving_signals
 
@@ -358,26 +358,14 @@ class PodRunner:
     def spawn_request(
         self, c: Container, argv: list[str] | tuple[str, ...] | None = None
     ) -> protocol.Process:
-        """What the init runs for container *c*: by default its own command (with
-        `$(VAR)` expanded as the kubelet does), else *argv* (an exec, a probe)."""
-        pod_ip = self.network.pod_ip if self.network else None
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOSTNAME": self.pod.hostname,
-        }
-        env.update(resolve_env(c, self.pod, pod_ip))
-        if self._actions is not None:
-            env.update(self._actions.env_for(c))
-        if argv is None:
-            argv = expand_argv(c, env)
-        sc = c.security_context
-        return protocol.Process(
-            argv=tuple(argv),
-            env=env,
-            cwd=c.working_dir,
-            uid=sc.run_as_user,
-            gid=sc.run_as_group,
-            cgroups=tuple(self.cgroups[c.name].procs_files()),
+        """What the init runs for container *c*: its own command, else *argv*."""
+        return container_process(
+            self.pod,
+            c,
+            pod_ip=self.network.pod_ip if self.network else None,
+            cgroup_procs=self.cgroups[c.name].procs_files(),
+            extra_env=self._actions.env_for(c) if self._actions is not None else {},
+            argv=argv,
         )
 
     async def _start(self, name: str) -> None:
