@@ -25,9 +25,8 @@ pseudo-terminal instead, as ``docker exec -t`` gives one: its slave is the
 command's stdin, stdout, stderr and controlling terminal (so a shell has job
 control, and Ctrl-C reaches whatever runs in its foreground), and its master
 goes back to the client with the reply; the client copies between it and the
-caller's terminal, in raw mode, and sets its window size. Its exit reaches
-the same tracker as the exec probes' (`podvisor.sidecars.execs.Execs`), which
-the runner feeds with every exit of a pid it did not start. Signals the
+caller's terminal, in raw mode, and sets its window size. The init client
+hands back the command's handle, which settles with its exit. Signals the
 client relays (Ctrl-C without a terminal) go to the command's process group,
 as a terminal would send them; a client that hangs up gets its command
 SIGHUPed, then SIGKILLed, as sshd does.
@@ -39,6 +38,7 @@ client's end), `control_socket` (binding, one connection), `control_logs`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -46,35 +46,64 @@ import signal
 import socket
 import struct
 import termios
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import anyio
 import anyio.abc
 
 from podvisor.init import protocol
-from podvisor.sidecars.execs import Execs
-from podvisor.sidecars.host import SandboxView
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.control_logs import serve_logs
-from podvisor.supervisor.control_protocol import CPU_SAMPLE_SECONDS, Message, close_all
+from podvisor.supervisor.control_protocol import (
+    CPU_SAMPLE_SECONDS,
+    ContainerRow,
+    Done,
+    Error,
+    Exec,
+    ExecExited,
+    ExecStarted,
+    Finished,
+    Kill,
+    Killed,
+    Logs,
+    Pause,
+    Paused,
+    PodSummary,
+    Ps,
+    PsReply,
+    Request,
+    Restart,
+    Resume,
+    Resumed,
+    Signal,
+    Status,
+    StatusReply,
+    Stop,
+    Termination,
+    close_all,
+)
 from podvisor.supervisor.control_socket import Connection, ControlSocket
-from podvisor.supervisor.errors import CgroupError, ControlError, InitDiedError
-from podvisor.supervisor.logs import ContainerLog
+from podvisor.supervisor.errors import (
+    CgroupError,
+    ControlError,
+    ControlMessageError,
+    InitDiedError,
+)
 from podvisor.supervisor.manifest.model import Container, ContainerKind, Pod
+from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
+from podvisor.supervisor.pod.logs import ContainerLog
 
 #: Connections served at once; more wait in the backlog.
 MAX_CONNECTIONS = 64
 #: A client must send its request this soon after it connects.
 REQUEST_WAIT = 10.0
-#: Seconds for the init to answer a spawn; it answers at once when alive.
-SPAWN_WAIT = 30.0
 #: Between the SIGHUP and the SIGKILL of a command whose client hung up.
 HANGUP_GRACE = 5.0
 #: How long pause waits for the kernel to freeze every process.
 FREEZE_WAIT = 10.0
-DISCONNECTS = (BrokenPipeError, ConnectionResetError, TimeoutError, protocol.ProtocolError)
+DISCONNECTS = (BrokenPipeError, ConnectionResetError, TimeoutError)
 
 # =============================================================================
 # What the server needs of the runner
@@ -99,18 +128,6 @@ class InstanceView(Protocol):
     def pid(self) -> int: ...
 
 
-class ExitWaiter(Protocol):
-    """One exec'd command's exit, as `Execs` reports it."""
-
-    code: int | None
-    signal: int | None
-
-    @property
-    def done(self) -> bool: ...
-
-    async def wait(self) -> None: ...
-
-
 class SinkView(Protocol):
     @property
     def containers(self) -> Mapping[str, ContainerLog]: ...
@@ -129,7 +146,7 @@ class ControlHost(Protocol):
     def pod(self) -> Pod: ...
 
     @property
-    def sandbox(self) -> SandboxView | None: ...
+    def sandbox(self) -> InitClient | None: ...
 
     @property
     def network(self) -> NetworkView | None: ...
@@ -147,7 +164,7 @@ class ControlHost(Protocol):
 
     def spawn_request(
         self, c: Container, argv: list[str] | tuple[str, ...]
-    ) -> protocol.Message: ...
+    ) -> protocol.Process: ...
 
     def post(self, event: lc.Event) -> None: ...
 
@@ -156,40 +173,16 @@ class ControlHost(Protocol):
     def restart_container(self, name: str) -> None: ...
 
 
-def open_terminal(size: object) -> tuple[int, int]:
+def open_terminal(size: tuple[int, int] | None) -> tuple[int, int]:
     """A new pseudo-terminal (master, slave) for `exec -t`, at the caller's window size."""
     master, slave = os.openpty()
-    if (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(n, int) and 0 < n < 0x10000 for n in size)
-    ):
+    if size is not None and all(0 < n < 0x10000 for n in size):
         try:
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
         except OSError:
             close_all((master, slave))
             raise
     return master, slave
-
-
-def _execs_of(host: ControlHost) -> Execs:
-    """The tracker of exec'd pids that the runner feeds with their exits.
-
-    It belongs to the runner's `ContainerActions` (not part of `ControlHost`
-    yet, see the report of issue 9): one tracker, so no exit is lost between two.
-    """
-    execs = getattr(getattr(host, "_actions", None), "execs", None)
-    if not isinstance(execs, Execs):
-        raise ControlError("the pod is starting: it cannot run commands yet; try again")
-    return execs
-
-
-# =============================================================================
-# One connection
-# =============================================================================
-
-
-Handler = Callable[[Connection, Message, list[int]], Coroutine[Any, Any, None]]
 
 
 # =============================================================================
@@ -204,31 +197,20 @@ class ControlServer:
         self.host = host
         self.bound = bound
         self._limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
-        self._handlers: dict[str, Handler] = {
-            "ps": self._ps,
-            "status": self._status,
-            "logs": self._logs,
-            "exec": self._exec,
-            "restart": self._restart,
-            "kill": self._kill,
-            "pause": self._pause,
-            "resume": self._resume,
-            "stop": self._stop,
-        }
 
     async def serve_connection(self, sock: socket.socket) -> None:
         """Answer the one request of the connection on *sock*, and close it."""
         async with self._limiter:
-            with sock:
-                conn = Connection(sock)
-                try:
-                    await self._serve_request(conn)
-                except anyio.get_cancelled_exc_class():  # the pod has finished: say so
-                    error = f"pod {self.host.pod.name!r} stopped before answering"
-                    conn.send_nowait({"ok": False, "error": error})
-                    raise
-                except Exception as exc:  # a failure costs its request, never the pod
-                    self._answer_failure(conn, exc)
+            conn = Connection(sock)
+            try:
+                await self._serve_request(conn)
+            except anyio.get_cancelled_exc_class():  # the pod has finished: say so
+                conn.send_nowait(Error(f"pod {self.host.pod.name!r} stopped before answering"))
+                raise
+            except Exception as exc:  # a failure costs its request, never the pod
+                self._answer_failure(conn, exc)
+            finally:
+                conn.close()
 
     def _answer_failure(self, conn: Connection, exc: Exception) -> None:
         leaves = _leaves(exc)
@@ -236,36 +218,63 @@ class ControlServer:
             return  # the client went away: nobody to answer
         refused = next((e for e in leaves if isinstance(e, ControlError)), None)
         if refused is not None:
-            conn.send_nowait({"ok": False, "error": str(refused)})
+            conn.send_nowait(Error(str(refused)))
             return
         self.host.sink.system(f"control socket: a request failed: {exc!r}")
-        conn.send_nowait({"ok": False, "error": "internal error (see podvisor's log)"})
+        conn.send_nowait(Error("internal error (see podvisor's log)"))
 
     async def _serve_request(self, conn: Connection) -> None:
-        with anyio.fail_after(REQUEST_WAIT):
-            received = await conn.receive()
+        # The peer is checked once the request is in: refused before, a client
+        # could fail to send it (EPIPE) and never read why. It is checked
+        # before a request that cannot be read is answered, too.
+        try:
+            with anyio.fail_after(REQUEST_WAIT):
+                received = await conn.receive()
+        except ControlMessageError:
+            self._check_peer(conn)
+            raise
         if received is None:
             return
-        message, fds = received
-        # Checked once the request is in: refused before, a client could fail
-        # to send it (EPIPE) and never read why.
-        if conn.peer_uid() not in (0, os.geteuid()):
+        request, fds = received
+        if not isinstance(request, Exec):
             close_all(fds)
+            fds = []
+        try:
+            self._check_peer(conn)
+        except ControlError:
+            close_all(fds)
+            raise
+        await self._dispatch(conn, request, fds)
+
+    def _check_peer(self, conn: Connection) -> None:
+        if conn.peer_uid() not in (0, os.geteuid()):
             raise ControlError(
                 f"permission denied: the pod {self.host.pod.name!r} belongs to uid "
                 f"{os.geteuid()}; use sudo"
             )
-        handler = self._handlers.get(str(message.get("op")))
-        if handler is None:
-            close_all(fds)
-            raise ControlError(
-                f"unknown request {message.get('op')!r}: the pod's podvisor is another "
-                "version than this command's"
-            )
-        if message.get("op") != "exec":
-            close_all(fds)
-            fds = []
-        await handler(conn, message, fds)
+
+    async def _dispatch(self, conn: Connection, request: Request, fds: list[int]) -> None:
+        match request:
+            case Ps():
+                await conn.send(PsReply(self._summary()))
+            case Status():
+                await self._status(conn)
+            case Logs():
+                await self._logs(conn, request)
+            case Exec():
+                await self._exec(conn, request, fds)
+            case Restart():
+                await self._restart(conn, request)
+            case Kill():
+                await self._kill(conn, request)
+            case Pause():
+                await self._pause(conn, request)
+            case Resume():
+                await self._resume(conn, request)
+            case Stop():
+                await self._stop(conn, request)
+            case _:  # a Signal belongs to a running exec
+                raise ControlError(f"a {request.KIND!r} request comes only during an exec")
 
     # --- reading the runner ----------------------------------------------------------
 
@@ -284,13 +293,12 @@ class ControlServer:
     def _names(self) -> list[str]:
         return [c.name for c in self.host.pod.spec.all_containers]
 
-    def _container_name(self, message: Message, *, default: bool = False) -> str:
-        """The request's container: it must exist; with *default*, the first main one."""
-        name = message.get("container")
-        if name is None and default:
+    def _container_name(self, name: str | None) -> str:
+        """The request's container, which must exist; None: the first main one."""
+        if name is None:
             main = [c for c in self.host.pod.spec.all_containers if c.kind is ContainerKind.MAIN]
             return main[0].name
-        if not isinstance(name, str) or name not in self._names():
+        if name not in self._names():
             raise ControlError(
                 f"pod {self.host.pod.name!r} has no container {name!r}; its containers: "
                 + ", ".join(self._names())
@@ -312,42 +320,38 @@ class ControlServer:
 
     # --- ps and status ---------------------------------------------------------------
 
-    async def _ps(self, conn: Connection, _: Message, __: list[int]) -> None:
-        await conn.send({"ok": True, "pod": self._summary()})
-
-    def _summary(self) -> Message:
+    def _summary(self) -> PodSummary:
         host, state = self.host, self._state()
         containers = state.containers if state is not None else ()
         serving = [c for c in containers if c.kind is not ContainerKind.INIT]
         metrics = getattr(getattr(host, "metrics", None), "address", None)
-        return {
-            "name": host.pod.name,
-            "uid": host.pod.uid,
-            "phase": state.phase.value if state is not None else lc.PodPhase.PENDING.value,
-            "status": _pod_status(state),
-            "ready": sum(c.ready for c in serving),
-            "containers": len(serving) if state is not None else None,
-            "restarts": sum(c.restart_count for c in containers),
-            "start_time": host.wall_time(state.start_time) if state is not None else None,
-            "pod_ip": host.network.pod_ip if host.network is not None else None,
-            "metrics": _address(metrics),
-            "supervisor_pid": os.getpid(),
-            "owner_uid": os.geteuid(),
-        }
+        return PodSummary(
+            name=host.pod.name,
+            uid=host.pod.uid,
+            phase=state.phase.value if state is not None else lc.PodPhase.PENDING.value,
+            status=_pod_status(state),
+            ready=sum(c.ready for c in serving),
+            containers=len(serving) if state is not None else None,
+            restarts=sum(c.restart_count for c in containers),
+            start_time=host.wall_time(state.start_time) if state is not None else None,
+            pod_ip=host.network.pod_ip if host.network is not None else None,
+            metrics=_address(metrics),
+            supervisor_pid=os.getpid(),
+            owner_uid=os.geteuid(),
+        )
 
-    async def _status(self, conn: Connection, _: Message, __: list[int]) -> None:
+    async def _status(self, conn: Connection) -> None:
         names = self._names()
         before, t0 = self._read_stats(names), anyio.current_time()
         await anyio.sleep(CPU_SAMPLE_SECONDS)  # CPU use is a rate: two readings apart
         after, t1 = self._read_stats(names), anyio.current_time()
         state = self._state()
-        containers = []
+        rows = []
         if state is not None:
             for c in state.containers:
-                row = self._container_status(c)
-                row.update(_resources(before.get(c.name), after.get(c.name), t1 - t0))
-                containers.append(row)
-        await conn.send({"ok": True, "pod": self._summary(), "containers": containers})
+                usage = _Usage.of(before.get(c.name), after.get(c.name), t1 - t0)
+                rows.append(self._container_row(c, usage))
+        await conn.send(StatusReply(self._summary(), tuple(rows)))
 
     def _read_stats(self, names: list[str]) -> dict[str, CgroupStats]:
         found = {}
@@ -356,41 +360,47 @@ class ControlServer:
                 found[name] = self.host.cgroups[name].read()
         return found
 
-    def _container_status(self, c: lc.ContainerStatus) -> Message:
+    def _container_row(self, c: lc.ContainerStatus, usage: _Usage) -> ContainerRow:
         wall = self.host.wall_time
         last = c.terminated or c.previous  # the latest end, whatever the state now
-        return {
-            "name": c.name,
-            "kind": c.kind.value,
-            "state": c.state.value,
-            "reason": c.reason.value if c.reason is not None else None,
-            "message": c.message,
-            "ready": c.ready,
-            "started": c.started,
-            "restarts": c.restart_count,
-            "started_at": wall(c.started_at),
-            "pid": c.pid,
-            "paused": self._paused(c.name) if c.step in lc.LIVE else False,
-            "last_termination": _termination(last, wall),
-        }
+        return ContainerRow(
+            name=c.name,
+            kind=c.kind.value,
+            state=c.state.value,
+            reason=c.reason.value if c.reason is not None else None,
+            message=c.message,
+            ready=c.ready,
+            started=c.started,
+            restarts=c.restart_count,
+            started_at=wall(c.started_at),
+            pid=c.pid,
+            paused=self._paused(c.name) if c.step in lc.LIVE else False,
+            last_termination=_termination(last, wall),
+            cpu_cores=usage.cpu_cores,
+            cpu_seconds=usage.stats.cpu_usage_seconds,
+            cpu_limit_cores=usage.cpu_limit_cores,
+            memory_bytes=usage.stats.memory_working_set_bytes,
+            memory_limit_bytes=usage.stats.memory_limit_bytes,
+            pids=usage.stats.pids_current,
+            pids_max=usage.stats.pids_max,
+        )
 
     # --- logs --------------------------------------------------------------------------
 
-    async def _logs(self, conn: Connection, message: Message, _: list[int]) -> None:
+    async def _logs(self, conn: Connection, request: Logs) -> None:
         names = self._names()
-        if message.get("container") is not None:
-            names = [self._container_name(message)]
-        previous = bool(message.get("previous"))
-        if previous:
+        if request.container is not None:
+            names = [self._container_name(request.container)]
+        if request.previous:
             self._check_previous(names)
         await serve_logs(
             conn,
             self.host.sink.containers,
             names,
-            previous=previous,
-            since=message.get("since"),
-            tail=message.get("tail"),
-            follow=bool(message.get("follow")),
+            previous=request.previous,
+            since=request.since,
+            tail=request.tail,
+            follow=request.follow,
         )
 
     def _check_previous(self, names: list[str]) -> None:
@@ -407,23 +417,23 @@ class ControlServer:
 
     # --- exec -------------------------------------------------------------------------
 
-    async def _exec(self, conn: Connection, message: Message, fds: list[int]) -> None:
+    async def _exec(self, conn: Connection, request: Exec, fds: list[int]) -> None:
         master: int | None = None
         try:
-            if message.get("tty"):
+            if request.tty:
                 close_all(fds)  # the command's stdio is a terminal of its own instead
                 fds = []
-                master, slave = open_terminal(message.get("size"))
+                master, slave = open_terminal(request.size)
                 fds = [slave]
-            pid, reply = await self._spawn(message, fds * 3 if master is not None else fds)
+            done = await self._spawn(request, fds * 3 if master is not None else fds)
             close_all(fds)
             fds = []
-            if pid is None:
-                await conn.send(reply)
+            if isinstance(done, Error):
+                await conn.send(done)
                 return
-            done = _execs_of(self.host)._exit_of(pid)
+            pid = done.pid
             try:
-                await conn.send({"ok": True, "pid": pid}, (master,) if master is not None else ())
+                await conn.send(ExecStarted(pid), (master,) if master is not None else ())
             except DISCONNECTS:  # the client died as the command started
                 await self._hang_up(pid, done)
                 return
@@ -431,82 +441,75 @@ class ControlServer:
             close_all(fds if master is None else [*fds, master])  # the client has its own master
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._relay, conn, pid, done)
-            await done.wait()
+            try:
+                await done.wait()
+            except InitDiedError as exc:
+                raise ControlError(f"the command's pod is gone: {exc}") from exc
             tg.cancel_scope.cancel()
-        await conn.send({"ev": "exited", "code": done.code, "signal": done.signal})
+        await conn.send(ExecExited(done.code, done.signal))
 
-    async def _spawn(self, message: Message, fds: list[int]) -> tuple[int | None, Message]:
-        """Start the command: (its pid, None), or (None, the error to answer)."""
+    async def _spawn(self, request: Exec, fds: list[int]) -> InitProcessHandle | Error:
+        """Start the command: its process, or the error to answer."""
         if len(fds) != 3:
             raise ControlError("exec needs three file descriptors: stdin, stdout and stderr")
-        argv = message.get("argv")
-        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        argv = request.argv
+        if not argv:
             raise ControlError("exec needs a command: podvisor exec POD -- COMMAND [ARG...]")
-        name = self._container_name(message, default=True)
+        name = self._container_name(request.container)
         self._running(name)
         if self._paused(name):
             raise ControlError(f"container {name!r} is paused: `podvisor resume` it first")
-        sandbox = self.host.sandbox
-        if sandbox is None:
+        init = self.host.sandbox
+        if init is None:
             raise ControlError("the pod's init is not running")
-        _execs_of(self.host)  # fail before the process exists, not after
-        request = self.host.spawn_request(self.host.container(name), argv)
-        request["tty"] = bool(message.get("tty"))
-        extra = message.get("env")
-        if isinstance(extra, dict):
-            request["env"].update({str(k): str(v) for k, v in extra.items()})
-        # Shielded: once the init has the request the process exists, and its
-        # pid must be known to be waited for.
+        spec = self.host.spawn_request(self.host.container(name), argv)
+        env = {**spec.env, **request.env}
+        spec = dataclasses.replace(spec, env=env, tty=request.tty)
         try:
-            with anyio.CancelScope(shield=True), anyio.fail_after(SPAWN_WAIT):
-                reply, more = await sandbox.channel.request(request, fds)
-        except (TimeoutError, InitDiedError) as exc:
-            why = str(exc) or "no answer"
-            raise ControlError(f"the pod's init did not start the command: {why}") from exc
-        close_all(more)
-        if reply.get("ev") == "spawned":
-            return int(reply["pid"]), {}
+            spawned = await init.spawn(spec, fds)
+        except InitDiedError as exc:
+            raise ControlError(f"the pod's init did not start the command: {exc}") from exc
+        if isinstance(spawned, InitProcessHandle):
+            return spawned
         from podvisor.init.process import exec_failure_exit_code  # as the runner's: on failure
 
-        err = OSError(int(reply.get("errno") or errno.ENOENT), "")
-        return None, {
-            "ok": False,
-            "error": f"cannot run {argv[0]} in container {name!r}: {reply.get('message')}",
-            "exit_code": exec_failure_exit_code(err),
-        }
+        err = OSError(spawned.errno or errno.ENOENT, "")
+        return Error(
+            f"cannot run {argv[0]} in container {name!r}: {spawned.message}",
+            exec_failure_exit_code(err),
+        )
 
-    async def _relay(self, conn: Connection, pid: int, done: ExitWaiter) -> None:
+    async def _relay(self, conn: Connection, pid: int, done: InitProcessHandle) -> None:
         """Pass the client's signals on to the command; hang it up when the client goes."""
         while True:
             received = await conn.receive()
             if received is None:
                 break
-            message, fds = received
+            request, fds = received
             close_all(fds)
-            if message.get("op") == "signal":
-                await self._signal_group(pid, int(message.get("signal", 0)))
+            if isinstance(request, Signal):
+                await self._signal_group(pid, request.signal)
         await self._hang_up(pid, done)
 
-    async def _hang_up(self, pid: int, done: ExitWaiter) -> None:
+    async def _hang_up(self, pid: int, done: InitProcessHandle) -> None:
         """What a terminal's hang-up does: SIGHUP, then (after a grace) SIGKILL."""
         await self._signal_group(pid, signal.SIGHUP)
-        with anyio.move_on_after(HANGUP_GRACE):
+        with anyio.move_on_after(HANGUP_GRACE), contextlib.suppress(InitDiedError):
             await done.wait()
         if not done.done:
             await self._signal_group(pid, signal.SIGKILL)
 
     async def _signal_group(self, pid: int, signum: int) -> None:
-        sandbox = self.host.sandbox
-        if sandbox is None or not 0 < signum < signal.NSIG:
+        init = self.host.sandbox
+        if init is None or not 0 < signum < signal.NSIG:
             return
-        request = {"op": "signal", "pid": pid, "signal": signum, "group": True}
         with contextlib.suppress(InitDiedError):
-            await sandbox.channel.request(request)
+            await init.signal(pid, signum, group=True)
 
     # --- restart, kill, pause, resume ----------------------------------------------------
 
-    async def _restart(self, conn: Connection, message: Message, _: list[int]) -> None:
-        name = self._container_name(message)
+    async def _restart(self, conn: Connection, request: Restart) -> None:
+        name = self._container_name(request.container)
         state = self._require_state()
         if state.stopping:
             raise ControlError("the pod is stopping: nothing restarts any more")
@@ -515,29 +518,28 @@ class ControlServer:
             raise ControlError(f"container {name!r} cannot be restarted now ({_describe(status)})")
         self._thaw(name)  # a frozen process cannot act on its stop signal
         self.host.restart_container(name)
-        await conn.send({"ok": True})
+        await conn.send(Done())
 
-    async def _kill(self, conn: Connection, message: Message, _: list[int]) -> None:
-        name = self._container_name(message)
-        signum = message.get("signal")
-        if not isinstance(signum, int) or not 0 < signum < signal.NSIG:
+    async def _kill(self, conn: Connection, request: Kill) -> None:
+        name = self._container_name(request.container)
+        signum = request.signal
+        if not 0 < signum < signal.NSIG:
             raise ControlError(f"not a signal number: {signum!r}")
         self._require_state()
         instance = self.host.instances.get(name)
-        sandbox = self.host.sandbox
-        if instance is None or sandbox is None:
+        init = self.host.sandbox
+        if instance is None or init is None:
             raise ControlError(f"container {name!r} has no process to signal")
-        request = {"op": "signal", "pid": instance.pid, "signal": signum, "group": False}
         try:
-            reply, _more = await sandbox.channel.request(request)
+            err = await init.signal(instance.pid, signum)
         except InitDiedError as exc:
             raise ControlError(str(exc)) from exc
-        if reply.get("errno"):
-            raise ControlError(f"cannot signal container {name!r}: {os.strerror(reply['errno'])}")
-        await conn.send({"ok": True, "paused": self._paused(name)})
+        if err:
+            raise ControlError(f"cannot signal container {name!r}: {os.strerror(err)}")
+        await conn.send(Killed(self._paused(name)))
 
-    async def _pause(self, conn: Connection, message: Message, _: list[int]) -> None:
-        name = self._container_name(message)
+    async def _pause(self, conn: Connection, request: Pause) -> None:
+        name = self._container_name(request.container)
         self._running(name)
         cgroup = self.host.cgroups[name]
         try:
@@ -547,17 +549,17 @@ class ControlServer:
             with contextlib.suppress(CgroupError):
                 cgroup.thaw()
             raise ControlError(str(exc)) from exc
-        await conn.send({"ok": True, "probes": _probes(self.host.container(name))})
+        await conn.send(Paused(_probes(self.host.container(name))))
 
-    async def _resume(self, conn: Connection, message: Message, _: list[int]) -> None:
-        name = self._container_name(message)
+    async def _resume(self, conn: Connection, request: Resume) -> None:
+        name = self._container_name(request.container)
         self._require_state()
         was_paused = self._paused(name)
         try:
             self.host.cgroups[name].thaw()
         except CgroupError as exc:
             raise ControlError(str(exc)) from exc
-        await conn.send({"ok": True, "was_paused": was_paused})
+        await conn.send(Resumed(was_paused))
 
     def _thaw(self, name: str) -> None:
         with contextlib.suppress(CgroupError, OSError):
@@ -566,24 +568,22 @@ class ControlServer:
 
     # --- stop -------------------------------------------------------------------------
 
-    async def _stop(self, conn: Connection, message: Message, _: list[int]) -> None:
+    async def _stop(self, conn: Connection, request: Stop) -> None:
         self._require_state()
         for name in self._names():
             self._thaw(name)
-        immediate = bool(message.get("immediate"))
+        immediate = request.immediate
         what = "killing the pod now" if immediate else "stopping the pod"
         self.host.sink.system(f"`podvisor stop` asked for it: {what}")
         self.host.post(lc.StopRequested(immediate=immediate, signal=int(signal.SIGTERM)))
-        await conn.send({"ok": True})
+        await conn.send(Done())
         try:
             await conn.receive()  # until the client hangs up, or the pod's end cancels us
         finally:
             state = self._state()
             if state is not None and state.finished:
                 self.bound.close()  # gone before the client hears the pod has stopped
-                conn.send_nowait(
-                    {"ev": "finished", "phase": state.phase.value, "exit_status": state.exit_status}
-                )
+                conn.send_nowait(Finished(state.phase.value, state.exit_status))
 
 
 # =============================================================================
@@ -631,48 +631,43 @@ def _address(address: object) -> str | None:
 
 def _termination(
     end: lc.Termination | None, wall: Callable[[float | None], float | None]
-) -> Message | None:
+) -> Termination | None:
     if end is None:
         return None
-    return {
-        "reason": end.reason.value,
-        "exit_code": end.exit_code,
-        "signal": end.signal,
-        "message": end.message,
-        "started_at": wall(end.started_at),
-        "finished_at": wall(end.finished_at),
-    }
+    return Termination(
+        reason=end.reason.value,
+        exit_code=end.exit_code,
+        signal=end.signal,
+        message=end.message,
+        started_at=wall(end.started_at),
+        finished_at=wall(end.finished_at),
+    )
 
 
-def _resources(before: CgroupStats | None, after: CgroupStats | None, elapsed: float) -> Message:
-    """CPU (cores used over the sample), memory (working set) and pids, with their limits."""
-    if after is None:
-        after = CgroupStats()
-    cores = None
-    used = [s.cpu_usage_seconds for s in (before, after) if s is not None]
-    if len(used) == 2 and used[0] is not None and used[1] is not None and elapsed > 0:
-        cores = max(0.0, used[1] - used[0]) / elapsed
-    limit = None
-    if after.cpu_quota_us and after.cpu_period_us and after.cpu_quota_us > 0:
-        limit = after.cpu_quota_us / after.cpu_period_us
-    return {
-        "cpu_cores": cores,
-        "cpu_seconds": after.cpu_usage_seconds,
-        "cpu_limit_cores": limit,
-        "memory_bytes": after.memory_working_set_bytes,
-        "memory_limit_bytes": after.memory_limit_bytes,
-        "pids": after.pids_current,
-        "pids_max": after.pids_max,
-    }
+@dataclasses.dataclass(frozen=True)
+class _Usage:
+    """A container's cgroup read twice: CPU (cores used over the sample), memory, pids."""
+
+    #: The second reading (empty when the cgroup could not be read).
+    stats: CgroupStats
+    cpu_cores: float | None
+    cpu_limit_cores: float | None
+
+    @classmethod
+    def of(cls, before: CgroupStats | None, after: CgroupStats | None, elapsed: float) -> _Usage:
+        if after is None:
+            after = CgroupStats()
+        cores = None
+        used = [s.cpu_usage_seconds for s in (before, after) if s is not None]
+        if len(used) == 2 and used[0] is not None and used[1] is not None and elapsed > 0:
+            cores = max(0.0, used[1] - used[0]) / elapsed
+        limit = None
+        if after.cpu_quota_us and after.cpu_period_us and after.cpu_quota_us > 0:
+            limit = after.cpu_quota_us / after.cpu_period_us
+        return cls(after, cores, limit)
 
 
-def _probes(c: Container) -> list[str]:
+def _probes(c: Container) -> tuple[str, ...]:
     found = [("startup", c.startup_probe), ("liveness", c.liveness_probe)]
     found.append(("readiness", c.readiness_probe))
-    return [kind for kind, probe in found if probe is not None]
-
-
-async def _cancel_on_hangup(conn: Connection, scope: anyio.CancelScope) -> None:
-    while await conn.receive() is not None:
-        pass
-    scope.cancel()
+    return tuple(kind for kind, probe in found if probe is not None)

@@ -1,6 +1,6 @@
 """`podvisor logs` on the server's side: from the log sink's rings to the client.
 
-The sink (`podvisor.supervisor.logs`) keeps each container's last lines, of
+The sink (`podvisor.supervisor.pod.logs`) keeps each container's last lines, of
 its current instance and of the one before, but announces nothing; so a
 follower (``logs -f``) looks at the rings every `FOLLOW_POLL_SECONDS`, which
 nobody watching a log notices. The sink's running count of lines says how
@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import anyio
 
-from podvisor.supervisor.control_protocol import Message
+from podvisor.supervisor.control_protocol import LogEnd, LogLines, LogRecord, LogsReply
 from podvisor.supervisor.control_socket import Connection
-from podvisor.supervisor.logs import ContainerLog, LogLine
+from podvisor.supervisor.pod.logs import ContainerLog, LogLine
 
 FOLLOW_POLL_SECONDS = 0.1
 TEXT_PER_MESSAGE = 16 * 1024
@@ -33,18 +33,18 @@ async def serve_logs(
     names: list[str],
     *,
     previous: bool = False,
-    since: object = None,
-    tail: object = None,
+    since: float | None = None,
+    tail: int | None = None,
     follow: bool = False,
 ) -> None:
     """Answer a logs request whose containers (*names*) are known to exist."""
     # Read the rings and start following in one step: no line can fall between.
     follower = Follower(rings, names)
     lines = [line for n in names for line in (rings[n].previous if previous else rings[n].current)]
-    await conn.send({"ok": True, "containers": names})
+    await conn.send(LogsReply(tuple(names)))
     await send_lines(conn, select(lines, since=since, tail=tail))
     if not follow or previous:
-        await conn.send({"end": True})
+        await conn.send(LogEnd())
         return
     async with anyio.create_task_group() as tg:
         tg.start_soon(_cancel_on_hangup, conn, tg.cancel_scope)
@@ -59,37 +59,39 @@ async def _cancel_on_hangup(conn: Connection, scope: anyio.CancelScope) -> None:
     scope.cancel()
 
 
-def select(lines: list[LogLine], *, since: object, tail: object) -> list[LogLine]:
+def select(lines: list[LogLine], *, since: float | None, tail: int | None) -> list[LogLine]:
     """The lines in time order, from *since* (Unix seconds), the last *tail* of them."""
     found = sorted(lines, key=lambda line: line.time)
-    if isinstance(since, int | float):
+    if since is not None:
         found = [line for line in found if line.time >= since]
-    if isinstance(tail, int) and tail >= 0:
+    if tail is not None and tail >= 0:
         found = found[len(found) - tail :] if tail else []
     return found
 
 
 async def send_lines(conn: Connection, lines: Sequence[LogLine]) -> None:
-    batch: list[Message] = []
+    batch: list[LogRecord] = []
     size = 0
     for record in itertools.chain.from_iterable(map(records, lines)):
-        if batch and size + len(record["text"]) > TEXT_PER_MESSAGE:
-            await conn.send({"lines": batch})
+        if batch and size + len(record.text) > TEXT_PER_MESSAGE:
+            await conn.send(LogLines(tuple(batch)))
             batch, size = [], 0
         batch.append(record)
-        size += len(record["text"])
+        size += len(record.text)
     if batch:
-        await conn.send({"lines": batch})
+        await conn.send(LogLines(tuple(batch)))
 
 
-def records(line: LogLine) -> list[Message]:
-    """One line as messages: a long one in pieces, all but the last partial."""
+def records(line: LogLine) -> list[LogRecord]:
+    """One line as records: a long one in pieces, all but the last partial."""
     text = line.text
     pieces = [text[i : i + TEXT_PER_MESSAGE] for i in range(0, len(text), TEXT_PER_MESSAGE)]
     pieces = pieces or [""]
-    base = {"time": line.time, "container": line.container, "stream": line.stream}
+    last = len(pieces) - 1
     return [
-        {**base, "text": piece, "partial": line.partial if i == len(pieces) - 1 else True}
+        LogRecord(
+            line.time, line.container, line.stream, piece, line.partial if i == last else True
+        )
         for i, piece in enumerate(pieces)
     ]
 

@@ -14,73 +14,90 @@ of that name.
 
 How
 ---
-``SOCK_SEQPACKET``, as the supervisor<->init channel (`podvisor.init.protocol`,
-whose `send` / `receive` both sides use): one packet is one UTF-8 JSON object,
-and file descriptors ride along as ``SCM_RIGHTS``. A connection carries one
-request, the client's first message; the server answers with one reply
-(``"ok": true`` and the result, or ``"ok": false`` and an ``"error"`` a person
-reads), or for ``logs``, ``exec`` and ``stop`` with a reply followed by a
-stream of messages, and closes the connection when it is done.
+``SOCK_SEQPACKET``, as the supervisor<->init channel: one packet is one
+message (`podvisor.init.seqpacket` moves the bytes, and file descriptors ride
+along as ``SCM_RIGHTS``). Every message is a frozen dataclass below, and this
+module is the one place that turns them into bytes and back, for both ends:
+`encode`, `decode_request` (the server's), `decode_reply` and
+`decode_streamed` (the client's). On the wire a message is one UTF-8 JSON
+object: its fields, after the member that says which message it is. A
+message that is not one of these, or whose field is missing or has the wrong
+type, is a `ControlMessageError` naming the message and the field.
 
-Requests and answers::
+A connection carries one request, the client's first message; the server
+answers with one reply (a `Reply`, ``"ok": true`` and its fields, or an
+`Error`, ``"ok": false`` and an ``"error"`` a person reads), or for `Logs`,
+`Exec` and `Stop` with a reply followed by a stream of messages, and closes
+the connection when it is done. Requests, and what answers them::
 
-    {"op": "ps"}
-        -> {"ok": true, "pod": SUMMARY}
-           SUMMARY: {"name", "uid", "phase", "status", "ready", "containers",
+    Ps              {"op": "ps"}
+      -> PsReply    {"ok": true, "pod": PodSummary}
+         PodSummary {"name", "uid", "phase", "status", "ready", "containers",
                      "restarts", "start_time", "pod_ip", "metrics",
                      "supervisor_pid", "owner_uid"}
-    {"op": "status"}
-        -> {"ok": true, "pod": SUMMARY, "containers": [CONTAINER, ...]}
-           CONTAINER: {"name", "kind", "state", "reason", "message", "ready",
+    Status          {"op": "status"}
+      -> StatusReply  {"ok": true, "pod": PodSummary, "containers": [ContainerRow, ...]}
+         ContainerRow {"name", "kind", "state", "reason", "message", "ready",
                        "started", "restarts", "started_at", "pid", "paused",
-                       "last_termination": null | {"reason", "exit_code",
-                           "signal", "started_at", "finished_at", "message"},
+                       "last_termination": null | Termination,
                        "cpu_cores", "cpu_seconds", "cpu_limit_cores",
                        "memory_bytes", "memory_limit_bytes", "pids", "pids_max"}
-           CPU is measured over `CPU_SAMPLE_SECONDS`; times are Unix seconds.
-    {"op": "logs", "container": null | "c", "previous": false,
-     "tail": null | 100, "since": null | UNIX_SECONDS, "follow": false}
-        -> {"ok": true, "containers": ["c", ...]}
-           {"lines": [{"time", "container", "stream", "text", "partial"}, ...]} ...
-           {"end": true}                       (without follow)
-           With follow, lines keep coming until the pod stops (end-of-file).
-    {"op": "exec", "container": null | "c", "argv": [...], "env": {...},
-     "tty": false, "size": [ROWS, COLUMNS]}   + 3 fds: the command's 0, 1, 2
-        -> {"ok": true, "pid": 42}            the command runs
-           With "tty" the command gets a new pseudo-terminal (of "size")
-           instead of the 3 fds, and the reply carries its master.
-           ... the client may send {"op": "signal", "signal": 2} (to the
-           command's process group), any number of times ...
-           {"ev": "exited", "code": 0 | null, "signal": null | 9}
-        A client that hangs up gets its command SIGHUPed, then SIGKILLed.
-        A command that cannot start: {"ok": false, "error", "exit_code": 126 | 127}.
-    {"op": "restart", "container": "c"}      -> {"ok": true}
-    {"op": "kill", "container": "c", "signal": 15}
-                                             -> {"ok": true, "paused": false}
-    {"op": "pause" | "resume", "container": "c"}
-                                             -> {"ok": true, "probes": ["liveness", ...]}
-    {"op": "stop", "immediate": false}
-        -> {"ok": true}, then, when the pod has finished,
-           {"ev": "finished", "phase": "Succeeded", "exit_status": 0}
+         Termination  {"reason", "exit_code", "signal", "started_at",
+                       "finished_at", "message"}
+         CPU is measured over `CPU_SAMPLE_SECONDS`; times are Unix seconds.
+    Logs            {"op": "logs", "container": null | "c", "previous": false,
+                     "tail": null | 100, "since": null | UNIX_SECONDS, "follow": false}
+      -> LogsReply  {"ok": true, "containers": ["c", ...]}
+         LogLines   {"lines": [LogRecord, ...]} ...
+         LogRecord  {"time", "container", "stream", "text", "partial"}
+         LogEnd     {"end": true}               (without follow)
+         With follow, lines keep coming until the pod stops (end-of-file).
+    Exec            {"op": "exec", "container": null | "c", "argv": [...],
+                     "env": {...}, "tty": false, "size": null | [ROWS, COLUMNS]}
+                    + 3 fds: the command's 0, 1, 2
+      -> ExecStarted {"ok": true, "pid": 42}    the command runs
+         With "tty" the command gets a new pseudo-terminal (of "size")
+         instead of the 3 fds, and the reply carries its master.
+         ... the client may send Signal {"op": "signal", "signal": 2} (to the
+         command's process group), any number of times ...
+         ExecExited {"ev": "exited", "code": 0 | null, "signal": null | 9}
+         A client that hangs up gets its command SIGHUPed, then SIGKILLed.
+         A command that cannot start: Error with "exit_code": 126 | 127.
+    Restart         {"op": "restart", "container": "c"}   -> Done {"ok": true}
+    Kill            {"op": "kill", "container": "c", "signal": 15}
+      -> Killed     {"ok": true, "paused": false}
+    Pause           {"op": "pause", "container": "c"}
+      -> Paused     {"ok": true, "probes": ["liveness", ...]}
+    Resume          {"op": "resume", "container": "c"}
+      -> Resumed    {"ok": true, "was_paused": true}
+    Stop            {"op": "stop", "immediate": false}
+      -> Done       {"ok": true}, then, when the pod has finished,
+         Finished   {"ev": "finished", "phase": "Succeeded", "exit_status": 0}
+    any request
+      -> Error      {"ok": false, "error": "...", "exit_code": null | 126}
 
 Standard library only: the client (`podvisor status` and friends) imports
-this and `podvisor.init.protocol`, never anyio.
+this, `podvisor.init.seqpacket` and `podvisor.init.protocol` (whose `Fields`
+reads a message's fields with their types checked, and `plain` turns a
+dataclass into JSON's values, for both wires), never anyio.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import json
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import ClassVar, Final, Self, TypeVar
 
-from podvisor.init import protocol
-from podvisor.supervisor.errors import ControlError
-
-Message = dict[str, Any]
+from podvisor.init import seqpacket
+from podvisor.init.protocol import Fields, ProtocolError, plain
+from podvisor.supervisor.errors import ControlError, ControlMessageError
+from podvisor.supervisor.frozen import frozen
 
 DEFAULT_RUN_DIR: Final = "/run/podvisor"
 RUN_DIR_VARIABLE: Final = "PODVISOR_RUN_DIR"
@@ -94,9 +111,14 @@ ANSWER_TIMEOUT: Final = 10.0
 #: exec's first answer comes once the init has started the command, which the
 #: server waits for up to 30 s (a loaded machine forks slowly).
 EXEC_ANSWER_TIMEOUT: Final = 45.0
+#: The largest message either end takes; an exec with a large environment
+#: and a status of many containers are the biggest.
+MAX_MESSAGE: Final = 1 << 20
 
 
-# --- Where the sockets live -------------------------------------------------------
+# =============================================================================
+# Where the sockets live
+# =============================================================================
 
 
 def run_dir() -> Path:
@@ -162,7 +184,567 @@ def list_pods() -> list[tuple[str, Path]]:
     return sorted(found.items())
 
 
-# --- The client's end --------------------------------------------------------------
+# =============================================================================
+# Messages
+# =============================================================================
+
+
+class Message:
+    """What every message has: its name, and the member that says which it is."""
+
+    #: Its name in errors; a request's "op", an event's "ev".
+    KIND: ClassVar[str]
+
+    @classmethod
+    def tag(cls) -> dict[str, object]:
+        """The members before its fields that say which message it is."""
+        return {}
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        """The message whose fields *f* holds (one without fields has nothing to read)."""
+        return cls()
+
+
+class Request(Message):
+    """From the client to the server: ``"op"`` names it."""
+
+    @classmethod
+    def tag(cls) -> dict[str, object]:
+        return {"op": cls.KIND}
+
+
+class Reply(Message):
+    """The server's answer to a request it carried out: ``"ok": true``."""
+
+    @classmethod
+    def tag(cls) -> dict[str, object]:
+        return {"ok": True}
+
+
+class Event(Message):
+    """What the server says after its reply, when something happened: ``"ev"`` names it."""
+
+    @classmethod
+    def tag(cls) -> dict[str, object]:
+        return {"ev": cls.KIND}
+
+
+R = TypeVar("R", bound=Reply)
+M = TypeVar("M", bound=Message)
+
+
+def _optional_number(f: Fields, name: str) -> float | None:
+    return None if f.values.get(name) is None else f.number(name)
+
+
+def _objects(f: Fields, name: str) -> list[Fields]:
+    """The objects of the list *name*, each to be read."""
+    values = f.values.get(name)
+    if name not in f.values:
+        raise ProtocolError(f"{f.where}: no {name!r}")
+    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        raise ProtocolError(f"{f.where}: {name!r} must be a list of objects, not {values!r:.80}")
+    return [Fields(f"{f.where}.{name}[{i}]", v) for i, v in enumerate(values)]
+
+
+# --- Requests ---------------------------------------------------------------------
+
+
+@frozen
+class Ps(Request):
+    KIND = "ps"
+
+
+@frozen
+class Status(Request):
+    KIND = "status"
+
+
+@frozen
+class Logs(Request):
+    KIND = "logs"
+    #: None: every container's lines.
+    container: str | None = None
+    previous: bool = False
+    tail: int | None = None
+    #: Unix seconds.
+    since: float | None = None
+    follow: bool = False
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(
+            f.optional_text("container"),
+            f.flag("previous"),
+            f.optional_integer("tail"),
+            _optional_number(f, "since"),
+            f.flag("follow"),
+        )
+
+
+@frozen
+class Exec(Request):
+    KIND = "exec"
+    #: None: the first main container.
+    container: str | None
+    argv: tuple[str, ...]
+    #: Added to the container's environment.
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    tty: bool = False
+    #: The terminal's (rows, columns), with tty.
+    size: tuple[int, int] | None = None
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        size = None if f.values.get("size") is None else f.integers("size")
+        if size is not None and len(size) != 2:
+            raise ProtocolError(f"{f.where}: 'size' must be [rows, columns], not {list(size)}")
+        return cls(
+            f.optional_text("container"),
+            f.texts("argv"),
+            f.mapping("env"),
+            f.flag("tty"),
+            (size[0], size[1]) if size is not None else None,
+        )
+
+
+@frozen
+class Signal(Request):
+    """A signal for the command of a running exec (its process group), sent during it."""
+
+    KIND = "signal"
+    signal: int
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.integer("signal"))
+
+
+@frozen
+class Restart(Request):
+    KIND = "restart"
+    container: str
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.text("container"))
+
+
+@frozen
+class Kill(Request):
+    KIND = "kill"
+    container: str
+    signal: int
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.text("container"), f.integer("signal"))
+
+
+@frozen
+class Pause(Request):
+    KIND = "pause"
+    container: str
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.text("container"))
+
+
+@frozen
+class Resume(Request):
+    KIND = "resume"
+    container: str
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.text("container"))
+
+
+@frozen
+class Stop(Request):
+    KIND = "stop"
+    #: Kill every container at once instead of stopping them in order.
+    immediate: bool = False
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.flag("immediate"))
+
+
+# --- Replies ----------------------------------------------------------------------
+
+
+@frozen
+class PodSummary:
+    """One pod, as `podvisor ps` lists it."""
+
+    name: str
+    uid: str
+    phase: str
+    #: One word, as kubectl's STATUS column derives it.
+    status: str
+    ready: int
+    #: None while the pod is starting.
+    containers: int | None
+    restarts: int
+    start_time: float | None
+    pod_ip: str | None
+    #: host:port of the metrics endpoint.
+    metrics: str | None
+    supervisor_pid: int
+    owner_uid: int
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(
+            f.text("name"),
+            f.text("uid"),
+            f.text("phase"),
+            f.text("status"),
+            f.integer("ready"),
+            f.optional_integer("containers"),
+            f.integer("restarts"),
+            _optional_number(f, "start_time"),
+            f.optional_text("pod_ip"),
+            f.optional_text("metrics"),
+            f.integer("supervisor_pid"),
+            f.integer("owner_uid"),
+        )
+
+
+@frozen
+class Termination:
+    """How a container instance ended."""
+
+    reason: str
+    exit_code: int
+    signal: int | None
+    message: str
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(
+            f.text("reason"),
+            f.integer("exit_code"),
+            f.optional_integer("signal"),
+            f.text("message"),
+            _optional_number(f, "started_at"),
+            _optional_number(f, "finished_at"),
+        )
+
+
+@frozen
+class ContainerRow:
+    """One container, as `podvisor status` shows it: its state and its use of resources."""
+
+    name: str
+    kind: str
+    state: str
+    reason: str | None
+    message: str
+    ready: bool
+    started: bool
+    restarts: int
+    started_at: float | None
+    pid: int | None
+    paused: bool
+    last_termination: Termination | None
+    cpu_cores: float | None
+    cpu_seconds: float | None
+    cpu_limit_cores: float | None
+    memory_bytes: int | None
+    memory_limit_bytes: int | None
+    pids: int | None
+    pids_max: int | None
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        last = f.values.get("last_termination")
+        return cls(
+            f.text("name"),
+            f.text("kind"),
+            f.text("state"),
+            f.optional_text("reason"),
+            f.text("message"),
+            f.flag("ready"),
+            f.flag("started"),
+            f.integer("restarts"),
+            _optional_number(f, "started_at"),
+            f.optional_integer("pid"),
+            f.flag("paused"),
+            None if last is None else Termination.read(f.nested("last_termination")),
+            _optional_number(f, "cpu_cores"),
+            _optional_number(f, "cpu_seconds"),
+            _optional_number(f, "cpu_limit_cores"),
+            f.optional_integer("memory_bytes"),
+            f.optional_integer("memory_limit_bytes"),
+            f.optional_integer("pids"),
+            f.optional_integer("pids_max"),
+        )
+
+
+@frozen
+class PsReply(Reply):
+    KIND = "ps reply"
+    pod: PodSummary
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(PodSummary.read(f.nested("pod")))
+
+
+@frozen
+class StatusReply(Reply):
+    KIND = "status reply"
+    pod: PodSummary
+    containers: tuple[ContainerRow, ...]
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        pod = PodSummary.read(f.nested("pod"))
+        return cls(pod, tuple(ContainerRow.read(row) for row in _objects(f, "containers")))
+
+
+@frozen
+class LogsReply(Reply):
+    KIND = "logs reply"
+    #: The containers whose lines follow.
+    containers: tuple[str, ...]
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.texts("containers"))
+
+
+@frozen
+class ExecStarted(Reply):
+    KIND = "exec reply"
+    pid: int
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.integer("pid"))
+
+
+@frozen
+class Done(Reply):
+    """What restart and stop answer: the pod has been told."""
+
+    KIND = "reply"
+
+
+@frozen
+class Killed(Reply):
+    KIND = "kill reply"
+    #: The container is paused: the signal waits until it is resumed.
+    paused: bool
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.flag("paused"))
+
+
+@frozen
+class Paused(Reply):
+    KIND = "pause reply"
+    #: The container's probes, which fail while it is paused.
+    probes: tuple[str, ...]
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.texts("probes"))
+
+
+@frozen
+class Resumed(Reply):
+    KIND = "resume reply"
+    was_paused: bool
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.flag("was_paused"))
+
+
+@frozen
+class Error(Message):
+    """A request the server refused or could not carry out (or one cut short by the pod's end)."""
+
+    KIND = "error"
+    #: What a person reads.
+    error: str
+    #: exec's status for a command that could not start: 126, or 127 when not found.
+    exit_code: int | None = None
+
+    @classmethod
+    def tag(cls) -> dict[str, object]:
+        return {"ok": False}
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.text("error"), f.optional_integer("exit_code"))
+
+
+# --- What follows a reply --------------------------------------------------------
+
+
+@frozen
+class LogRecord:
+    """One log line, or a piece of a long one (all pieces but the last are partial)."""
+
+    time: float
+    container: str
+    stream: str
+    text: str
+    partial: bool
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(
+            f.number("time"),
+            f.text("container"),
+            f.text("stream"),
+            f.text("text"),
+            f.flag("partial"),
+        )
+
+
+@frozen
+class LogLines(Message):
+    KIND = "lines"
+    lines: tuple[LogRecord, ...]
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(tuple(LogRecord.read(line) for line in _objects(f, "lines")))
+
+
+@frozen
+class LogEnd(Message):
+    """Every line asked for has been sent (without follow)."""
+
+    KIND = "end"
+
+    @classmethod
+    def tag(cls) -> dict[str, object]:
+        return {"end": True}
+
+
+@frozen
+class ExecExited(Event):
+    """The exec'd command has ended: its exit code, or the signal that ended it."""
+
+    KIND = "exited"
+    code: int | None
+    signal: int | None
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.optional_integer("code"), f.optional_integer("signal"))
+
+
+@frozen
+class Finished(Event):
+    """The pod a `Stop` asked to stop has finished."""
+
+    KIND = "finished"
+    #: None when the client did not hear it (the connection ended first).
+    phase: str | None
+    exit_status: int | None
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.optional_text("phase"), f.optional_integer("exit_status"))
+
+
+REQUESTS: Final[dict[str, type[Request]]] = {
+    m.KIND: m for m in (Ps, Status, Logs, Exec, Signal, Restart, Kill, Pause, Resume, Stop)
+}
+EVENTS: Final[dict[str, type[Event]]] = {m.KIND: m for m in (ExecExited, Finished)}
+
+# =============================================================================
+# Bytes
+# =============================================================================
+
+
+def as_object(message: Message) -> dict[str, object]:
+    """*message* as the JSON object the wire carries (and ``-o json`` prints)."""
+    body = plain(message)
+    assert isinstance(body, dict)
+    return {**message.tag(), **body}
+
+
+def encode(message: Message) -> bytes:
+    data = json.dumps(as_object(message), separators=(",", ":")).encode()
+    if len(data) > MAX_MESSAGE:
+        raise ControlMessageError(f"{message.KIND} of {len(data)} bytes exceeds {MAX_MESSAGE}")
+    return data
+
+
+def decode_request(data: bytes) -> Request:
+    """A client's request; ControlMessageError for anything else."""
+    values = _load(data)
+    op = values.get("op")
+    if not isinstance(op, str):
+        raise ControlMessageError(f"not a request: {data[:80]!r}")
+    kind = REQUESTS.get(op)
+    if kind is None:
+        raise ControlMessageError(
+            f"unknown request {op!r}: the pod's podvisor is another version than this command's"
+        )
+    return _read(kind, values)
+
+
+def decode_reply(data: bytes, kind: type[R]) -> R | Error:
+    """The server's answer to a request, which answers with *kind*: that, or an Error."""
+    values = _load(data)
+    ok = values.get("ok")
+    if ok is False:
+        return _read(Error, values)
+    if ok is not True:
+        raise ControlMessageError(f"not a {kind.KIND}: {data[:80]!r}")
+    return _read(kind, values)
+
+
+def decode_streamed(data: bytes) -> Message:
+    """What the server sends after its reply: LogLines, LogEnd, an Event or an Error."""
+    values = _load(data)
+    ev = values.get("ev")
+    kind: type[Message] | None = EVENTS.get(ev) if isinstance(ev, str) else None
+    if values.get("ok") is False:
+        kind = Error
+    elif "lines" in values:
+        kind = LogLines
+    elif values.get("end") is True:
+        kind = LogEnd
+    if kind is None:
+        raise ControlMessageError(f"not a message this podvisor knows: {data[:80]!r}")
+    return _read(kind, values)
+
+
+def _load(data: bytes) -> dict[str, object]:
+    try:
+        values = json.loads(data)
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise ControlMessageError(f"not a JSON message: {data[:80]!r}") from exc
+    if not isinstance(values, dict):
+        raise ControlMessageError(f"not a JSON object: {data[:80]!r}")
+    return values
+
+
+def _read(kind: type[M], values: dict[str, object]) -> M:
+    try:
+        return kind.read(Fields(kind.KIND, values))
+    except ProtocolError as exc:
+        raise ControlMessageError(str(exc)) from exc
+
+
+# =============================================================================
+# The client's end
+# =============================================================================
 
 
 class Client:
@@ -211,42 +793,64 @@ class Client:
             f"(socket {self.path})"
         )
 
-    def send(self, message: Message, fds: list[int] | tuple[int, ...] = ()) -> None:
+    def send(self, request: Request, fds: Sequence[int] = ()) -> None:
         try:
-            protocol.send(self.sock, message, fds)
+            seqpacket.send(self.sock, encode(request), fds)
         except TimeoutError as exc:
             raise ControlError(self._silent()) from exc
         except OSError as exc:
             raise ControlError(f"lost the connection to pod {self.pod!r}: {exc}") from exc
 
-    def receive(self) -> Message | None:
-        """The next message; None when the server closed the connection. Fds are closed."""
-        message, fds = self.receive_with_fds()
-        close_all(fds)
-        return message
-
-    def receive_with_fds(self) -> tuple[Message | None, list[int]]:
-        """The next message and the fds that came with it (the caller's to close)."""
+    def answer(self, kind: type[R]) -> tuple[R | Error, list[int]]:
+        """The answer to the request, and the fds with it (the caller's to close)."""
+        packet = self._receive()
+        if packet is None:
+            raise ControlError(f"pod {self.pod!r} closed the connection without an answer")
+        data, fds = packet
         try:
-            received = protocol.receive(self.sock)
+            return decode_reply(data, kind), fds
+        except ControlMessageError as exc:
+            close_all(fds)
+            raise self._unreadable(exc) from exc
+
+    def reply(self, kind: type[R]) -> R:
+        """The answer to the request, a *kind*; ControlError for an Error."""
+        answer, fds = self.answer(kind)
+        close_all(fds)
+        if isinstance(answer, Error):
+            raise ControlError(answer.error or f"pod {self.pod!r} refused")
+        return answer
+
+    def request(self, request: Request, kind: type[R], fds: Sequence[int] = ()) -> R:
+        """Send *request* and return its answer, a *kind*."""
+        self.send(request, fds)
+        return self.reply(kind)
+
+    def receive(self) -> Message | None:
+        """The next message after the reply; None when the server closed. Fds are closed."""
+        packet = self._receive()
+        if packet is None:
+            return None
+        data, fds = packet
+        close_all(fds)
+        try:
+            return decode_streamed(data)
+        except ControlMessageError as exc:
+            raise self._unreadable(exc) from exc
+
+    def _receive(self) -> tuple[bytes, list[int]] | None:
+        try:
+            return seqpacket.receive(self.sock, MAX_MESSAGE)
         except TimeoutError as exc:
             raise ControlError(self._silent()) from exc
-        except (OSError, protocol.ProtocolError) as exc:
+        except (OSError, seqpacket.PacketError) as exc:
             raise ControlError(f"lost the connection to pod {self.pod!r}: {exc}") from exc
-        return received if received is not None else (None, [])
 
-    def reply(self) -> Message:
-        """The answer to the request: its "ok" message; ControlError for an error."""
-        message = self.receive()
-        if message is None:
-            raise ControlError(f"pod {self.pod!r} closed the connection without an answer")
-        if not message.get("ok"):
-            raise ControlError(str(message.get("error") or f"pod {self.pod!r} refused"))
-        return message
-
-    def request(self, message: Message, fds: list[int] | tuple[int, ...] = ()) -> Message:
-        self.send(message, fds)
-        return self.reply()
+    def _unreadable(self, exc: ControlMessageError) -> ControlMessageError:
+        return ControlMessageError(
+            f"pod {self.pod!r} sent what this podvisor cannot read ({exc}): is the pod's "
+            "podvisor another version than this command's?"
+        )
 
     def close(self) -> None:
         self.sock.close()
@@ -265,7 +869,7 @@ def close_all(fds: Iterable[int]) -> None:
             os.close(fd)
 
 
-def ask(pod: str, message: Message) -> Message:
-    """Send one request to *pod* and return its answer."""
+def ask(pod: str, request: Request, kind: type[R]) -> R:
+    """Send one request to *pod* and return its answer, a *kind*."""
     with Client.open(pod) as client:
-        return client.request(message)
+        return client.request(request, kind)

@@ -18,6 +18,7 @@ import contextlib
 import os
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,14 +26,21 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from podvisor.init import protocol
+from podvisor.init import seqpacket
 from podvisor.supervisor.control_protocol import (
+    MAX_MESSAGE,
     SUN_PATH_MAX,
     Message,
+    Request,
+    close_all,
+    decode_request,
+    encode,
     pods_dir,
     socket_path,
     user_pods_dir,
 )
+from podvisor.supervisor.errors import ControlMessageError
+from podvisor.supervisor.packets import PacketStream
 
 if TYPE_CHECKING:
     from podvisor.supervisor.control import ControlHost, ControlServer
@@ -178,36 +186,43 @@ def _bind(path: Path) -> ControlSocket:
 
 
 class Connection:
-    """A client's connection: one JSON message per packet, fds alongside."""
+    """A client's connection: its messages, typed, over a packet stream that owns the socket."""
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        self.sock = sock
+        self.stream = PacketStream(sock, MAX_MESSAGE)
 
-    async def receive(self) -> tuple[Message, list[int]] | None:
-        while True:
-            try:
-                return protocol.receive(self.sock)
-            except BlockingIOError:
-                await anyio.wait_readable(self.sock)
-            except ConnectionResetError:
-                return None
+    async def receive(self) -> tuple[Request, list[int]] | None:
+        """The client's next request and its fds (the caller's); None when it hung up.
 
-    async def send(self, message: Message, fds: tuple[int, ...] = ()) -> None:
-        while True:
-            try:
-                protocol.send(self.sock, message, fds)
-            except BlockingIOError:
-                await anyio.wait_writable(self.sock)
-            else:
-                return
+        A message that is no request is a ControlMessageError naming it.
+        """
+        try:
+            packet = await self.stream.receive()
+        except seqpacket.PacketError as exc:
+            raise ControlMessageError(str(exc)) from exc
+        if packet is None:
+            return None
+        data, fds = packet
+        try:
+            return decode_request(data), fds
+        except ControlMessageError:
+            close_all(fds)
+            raise
+
+    async def send(self, message: Message, fds: Sequence[int] = ()) -> None:
+        await self.stream.send(encode(message), fds)
 
     def send_nowait(self, message: Message) -> None:
         """Send if the socket takes it now (on the way out, when nothing may wait)."""
-        with contextlib.suppress(OSError, protocol.ProtocolError):
-            protocol.send(self.sock, message)
+        with contextlib.suppress(ControlMessageError):
+            self.stream.send_nowait(encode(message))
 
     def peer_uid(self) -> int:
-        creds = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        creds = self.stream.sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+        )
         _, uid, _ = struct.unpack("3i", creds)
         return int(uid)
+
+    def close(self) -> None:
+        self.stream.close()

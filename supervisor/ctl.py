@@ -49,19 +49,49 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from podvisor.init.protocol import plain
 from podvisor.supervisor import ctl_output as out
 from podvisor.supervisor.control_protocol import (
     EXEC_ANSWER_TIMEOUT,
     Client,
-    Message,
+    ContainerRow,
+    Done,
+    Error,
+    Exec,
+    ExecExited,
+    ExecStarted,
+    Finished,
+    Kill,
+    Killed,
+    LogLines,
+    LogRecord,
+    Logs,
+    LogsReply,
+    Pause,
+    Paused,
+    PodSummary,
+    Ps,
+    PsReply,
+    Reply,
+    Request,
+    Restart,
+    Resume,
+    Resumed,
+    Signal,
+    Status,
+    StatusReply,
+    Stop,
+    Termination,
+    as_object,
     ask,
     close_all,
     list_pods,
 )
 from podvisor.supervisor.errors import EXIT_CONFIG, ControlError
+from podvisor.supervisor.frozen import frozen
 
 COMMANDS = ("ps", "status", "logs", "exec", "restart", "stop", "kill", "pause", "resume")
 EXIT_LOST = 255
@@ -274,16 +304,25 @@ def _split_command(args: argparse.Namespace) -> list[str]:
 # =============================================================================
 
 
+@frozen
+class Unreachable:
+    """A pod whose socket is there but which did not answer; `ps` lists it as Unknown."""
+
+    name: str
+    status: str
+    error: str
+
+
 def ps(args: argparse.Namespace) -> int:
-    pods: list[Message] = []
+    pods: list[PodSummary | Unreachable] = []
     for name, path in list_pods():
         try:
             with Client(name, path, timeout=PS_TIMEOUT) as client:
-                pods.append(client.request({"op": "ps"})["pod"])
+                pods.append(client.request(Ps(), PsReply).pod)
         except ControlError as exc:
-            pods.append({"name": name, "status": "Unknown", "error": str(exc)})
+            pods.append(Unreachable(name, "Unknown", str(exc)))
     if args.output == "json":
-        print(json.dumps(pods, indent=2))
+        print(json.dumps(plain(pods), indent=2))
         return 0
     if not pods:
         print("no pods run on this host", file=sys.stderr)
@@ -292,24 +331,23 @@ def ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ps_table(pods: list[Message], style: out.Style, now: float) -> str:
+def _ps_table(pods: Sequence[PodSummary | Unreachable], style: out.Style, now: float) -> str:
     rows = []
     notes = []
     for p in pods:
-        if "error" in p:
-            rows.append([p["name"], p["status"], "-", "-", "-", "-", "-"])
-            notes.append(f"{p['name']}: {p['error']}")
+        if isinstance(p, Unreachable):
+            rows.append([p.name, p.status, "-", "-", "-", "-", "-"])
+            notes.append(f"{p.name}: {p.error}")
             continue
-        ready = f"{p['ready']}/{p['containers']}" if p.get("containers") is not None else "-"
         rows.append(
             [
-                p["name"],
-                p["status"],
-                ready,
-                str(p["restarts"]),
-                out.since(p.get("start_time"), now),
-                p.get("pod_ip") or "-",
-                p.get("metrics") or "-",
+                p.name,
+                p.status,
+                _ready(p),
+                str(p.restarts),
+                out.since(p.start_time, now),
+                p.pod_ip or "-",
+                p.metrics or "-",
             ]
         )
     headers = ("NAME", "STATUS", "READY", "RESTARTS", "AGE", "IP", "METRICS")
@@ -317,79 +355,80 @@ def _ps_table(pods: list[Message], style: out.Style, now: float) -> str:
     return "\n".join([text, *notes])
 
 
+def _ready(pod: PodSummary) -> str:
+    return f"{pod.ready}/{pod.containers}" if pod.containers is not None else "-"
+
+
 def status(args: argparse.Namespace) -> int:
-    found = ask(args.pod, {"op": "status"})
-    found.pop("ok", None)
+    found = ask(args.pod, Status(), StatusReply)
     if args.output == "json":
-        print(json.dumps(found, indent=2))
+        print(json.dumps(plain(found), indent=2))
         return 0
     print(_status_text(found, out.Style(sys.stdout), time.time()))
     return 0
 
 
-def _status_text(found: Message, style: out.Style, now: float) -> str:
-    pod = found["pod"]
-    ready = f"{pod['ready']}/{pod['containers']}" if pod.get("containers") is not None else "-"
+def _status_text(found: StatusReply, style: out.Style, now: float) -> str:
+    pod = found.pod
     head = [
-        f"Pod:       {pod['name']}",
+        f"Pod:       {pod.name}",
         (
-            f"Status:    {style.word(pod['status'])}   ready {ready}   "
-            f"restarts {pod['restarts']}   up {out.since(pod.get('start_time'), now)}"
+            f"Status:    {style.word(pod.status)}   ready {_ready(pod)}   "
+            f"restarts {pod.restarts}   up {out.since(pod.start_time, now)}"
         ),
         (
-            f"IP:        {pod.get('pod_ip') or '-'}   metrics {pod.get('metrics') or '-'}   "
-            f"supervisor pid {pod.get('supervisor_pid')}"
+            f"IP:        {pod.pod_ip or '-'}   metrics {pod.metrics or '-'}   "
+            f"supervisor pid {pod.supervisor_pid}"
         ),
     ]
-    containers = found.get("containers", [])
     headers = ["CONTAINER", "KIND", "STATE", "READY", "RESTARTS", "LAST TERMINATION"]
     headers += ["CPU", "MEMORY", "PIDS"]
-    rows = [_container_row(c, now) for c in containers]
-    notes = [f"{c['name']}: {c['message']}" for c in containers if c.get("message")]
+    rows = [_container_row(c, now) for c in found.containers]
+    notes = [f"{c.name}: {c.message}" for c in found.containers if c.message]
     return "\n".join([*head, "", out.table(headers, rows, style), *notes])
 
 
-def _container_row(c: Message, now: float) -> list[out.Cell]:
-    state = "paused" if c.get("paused") else c["state"]
+def _container_row(c: ContainerRow, now: float) -> list[out.Cell]:
+    state = "paused" if c.paused else c.state
     word = state.capitalize()
-    detail = c.get("reason") or ""
-    if c["state"] == "running":
-        detail = out.since(c.get("started_at"), now)
+    detail = c.reason or ""
+    if c.state == "running":
+        detail = out.since(c.started_at, now)
     colour = out.WORD_COLOURS.get(detail) or out.WORD_COLOURS.get(state)
     return [
-        c["name"],
-        c["kind"],
+        c.name,
+        c.kind,
         (f"{word} {detail}".strip(), colour),
-        "yes" if c["ready"] else "no",
-        str(c["restarts"]),
-        _termination(c.get("last_termination"), now),
+        "yes" if c.ready else "no",
+        str(c.restarts),
+        _termination(c.last_termination, now),
         *_usage(c),
     ]
 
 
-def _usage(c: Message) -> list[out.Cell]:
+def _usage(c: ContainerRow) -> list[out.Cell]:
     """CPU, memory and pids against their limits; nothing for a container not running."""
-    if c["state"] != "running":
+    if c.state != "running":
         return ["-", "-", "-"]
-    return [_cpu(c), _memory(c), out.against(_number(c.get("pids")), _number(c.get("pids_max")))]
+    return [_cpu(c), _memory(c), out.against(_number(c.pids), _number(c.pids_max))]
 
 
-def _termination(end: Message | None, now: float) -> str:
-    if not end:
+def _termination(end: Termination | None, now: float) -> str:
+    if end is None:
         return "-"
-    code = f"exit {end['exit_code']}"
-    if end.get("signal"):
-        code += f", signal {end['signal']}"
-    return f"{end['reason']} ({code}) {out.since(end.get('finished_at'), now)} ago"
+    code = f"exit {end.exit_code}"
+    if end.signal:
+        code += f", signal {end.signal}"
+    return f"{end.reason} ({code}) {out.since(end.finished_at, now)} ago"
 
 
-def _cpu(c: Message) -> str:
-    limit = c.get("cpu_limit_cores")
-    return out.against(out.cores(c.get("cpu_cores")), out.cores(limit) if limit else None)
+def _cpu(c: ContainerRow) -> str:
+    limit = c.cpu_limit_cores
+    return out.against(out.cores(c.cpu_cores), out.cores(limit) if limit else None)
 
 
-def _memory(c: Message) -> str:
-    used, limit = c.get("memory_bytes"), c.get("memory_limit_bytes")
+def _memory(c: ContainerRow) -> str:
+    used, limit = c.memory_bytes, c.memory_limit_bytes
     text = out.against(out.memory(used), out.memory(limit) if limit else None)
     return text + out.percent(used, limit)
 
@@ -418,49 +457,44 @@ def logs(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"podvisor logs: --since: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-    request = {
-        "op": "logs",
-        "container": container,
-        "previous": args.previous,
-        "tail": args.tail,
-        "since": since,
-        "follow": args.follow,
-    }
+    request = Logs(container, args.previous, args.tail, since, args.follow)
     with Client.open(args.pod) as client:
-        reply = client.request(request)
+        names = client.request(request, LogsReply).containers
         client.sock.settimeout(None)  # the lines come when they come
-        names: list[str] = reply.get("containers", [])
         write = _line_writer(args, max(map(len, names)) if len(names) > 1 else 0)
-        while (message := client.receive()) is not None and not message.get("end"):
-            for record in message.get("lines", []):
+        # Lines until LogEnd, or with follow until the pod stops (end-of-file, or
+        # the Error that says it stopped).
+        while isinstance(message := client.receive(), LogLines):
+            for record in message.lines:
                 write(record)
             sys.stdout.flush()
     return 0
 
 
-def _line_writer(args: argparse.Namespace, width: int) -> Callable[[Message], None]:
+def _line_writer(args: argparse.Namespace, width: int) -> Callable[[LogRecord], None]:
     """How one record is printed: text with the container's name when there are several."""
     if args.output == "json":
 
-        def as_json(r: Message) -> None:
-            record = {**r, "time": out.timestamp(r["time"])}
-            print(json.dumps(record, ensure_ascii=False))
+        def as_json(r: LogRecord) -> None:
+            record = plain(r)
+            assert isinstance(record, dict)
+            print(json.dumps({**record, "time": out.timestamp(r.time)}, ensure_ascii=False))
 
         return as_json
     partial = False
 
-    def as_text(r: Message) -> None:
+    def as_text(r: LogRecord) -> None:
         nonlocal partial
         prefix = "" if partial else _prefix(r, width, args.timestamps)
-        sys.stdout.write(prefix + r["text"] + ("" if r.get("partial") else "\n"))
-        partial = bool(r.get("partial"))
+        sys.stdout.write(prefix + r.text + ("" if r.partial else "\n"))
+        partial = r.partial
 
     return as_text
 
 
-def _prefix(r: Message, width: int, timestamps: bool) -> str:
-    prefix = f"{out.timestamp(r['time'])} " if timestamps else ""
-    return prefix + (f"{r['container']:<{width}} | " if width else "")
+def _prefix(r: LogRecord, width: int, timestamps: bool) -> str:
+    prefix = f"{out.timestamp(r.time)} " if timestamps else ""
+    return prefix + (f"{r.container:<{width}} | " if width else "")
 
 
 # =============================================================================
@@ -480,15 +514,8 @@ def exec_command(args: argparse.Namespace) -> int:
         said = f"podvisor exec: -t: {stream} is not a terminal; running without one"
         print(said, file=sys.stderr)
     env = {"TERM": os.environ.get("TERM") or "xterm"} if tty else {}
-    request: Message = {
-        "op": "exec",
-        "container": args.container,
-        "argv": argv,
-        "env": env,
-        "tty": tty,
-    }
-    if tty:
-        request["size"] = list(_window_size(facing))
+    size = _window_size(facing) if tty else None
+    request = Exec(args.container, tuple(argv), env, tty, size)
     with contextlib.ExitStack() as stack:
         stdin = 0 if args.stdin else _devnull(stack)
         if tty and args.stdin:
@@ -498,12 +525,11 @@ def exec_command(args: argparse.Namespace) -> int:
         wakeup = stack.enter_context(_signals_to_pipe(on_terminal))
         client = stack.enter_context(Client.open(args.pod, EXEC_ANSWER_TIMEOUT))
         client.send(request, (stdin, 1, 2))
-        reply, fds = client.receive_with_fds()
+        reply, fds = client.answer(ExecStarted)
         stack.callback(close_all, fds)
-        if reply is None or not reply.get("ok"):
-            error = reply.get("error") if reply else "the pod closed the connection"
-            print(f"podvisor: {error}", file=sys.stderr)
-            return int(reply.get("exit_code", 1)) if reply else 1
+        if isinstance(reply, Error):
+            print(f"podvisor: {reply.error}", file=sys.stderr)
+            return reply.exit_code if reply.exit_code is not None else 1
         client.sock.settimeout(None)  # the command runs as long as it runs
         terminal = None
         if tty:
@@ -614,7 +640,7 @@ def _wait_for_exit(client: Client, wakeup: int, command: str, terminal: Terminal
                 elif (message := client.receive()) is None:
                     print(f"podvisor: the pod stopped before `{command}` ended", file=sys.stderr)
                     return EXIT_LOST
-                elif message.get("ev") == "exited":
+                elif isinstance(message, ExecExited):
                     if terminal is not None:
                         terminal.drain()
                     return _exit_status(message)
@@ -627,13 +653,13 @@ def _relay(client: Client, signums: bytes, terminal: Terminal | None) -> None:
             continue
         # Lost only when the connection is: the exit (or end-of-file) says what happened.
         with contextlib.suppress(ControlError):
-            client.send({"op": "signal", "signal": signum})
+            client.send(Signal(signum))
 
 
-def _exit_status(message: Message) -> int:
-    if message.get("signal") is not None:
-        return 128 + int(message["signal"])
-    return int(message.get("code") or 0)
+def _exit_status(exited: ExecExited) -> int:
+    if exited.signal is not None:
+        return 128 + exited.signal
+    return exited.code or 0
 
 
 @contextlib.contextmanager
@@ -702,18 +728,18 @@ def _readable(fd: int, timeout: float) -> bool:
 # =============================================================================
 
 
-def _act(args: argparse.Namespace, request: Message, done: str) -> int:
-    reply = ask(args.pod, request)
+def _act(args: argparse.Namespace, request: Request, kind: type[Reply], done: str) -> int:
+    reply = ask(args.pod, request, kind)
     if getattr(args, "output", "text") == "json":
-        print(json.dumps(reply))
+        print(json.dumps(as_object(reply)))
     else:
         print(done)
     return 0
 
 
 def restart(args: argparse.Namespace) -> int:
-    request = {"op": "restart", "container": args.container}
-    return _act(args, request, f"restarting container {args.container} of pod {args.pod}")
+    request = Restart(args.container)
+    return _act(args, request, Done, f"restarting container {args.container} of pod {args.pod}")
 
 
 def kill(args: argparse.Namespace) -> int:
@@ -722,13 +748,13 @@ def kill(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"podvisor kill: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    reply = ask(args.pod, {"op": "kill", "container": args.container, "signal": signum})
+    reply = ask(args.pod, Kill(args.container, signum), Killed)
     if args.output == "json":
-        print(json.dumps(reply))
+        print(json.dumps(as_object(reply)))
         return 0
     name = signal.Signals(signum).name
     print(f"sent {name} to container {args.container} of pod {args.pod}")
-    if reply.get("paused"):
+    if reply.paused:
         print(f"note: {args.container} is paused: it gets the signal when resumed")
     return 0
 
@@ -748,12 +774,12 @@ def _signal_number(text: str) -> int:
 
 
 def pause(args: argparse.Namespace) -> int:
-    reply = ask(args.pod, {"op": "pause", "container": args.container})
+    reply = ask(args.pod, Pause(args.container), Paused)
     if args.output == "json":
-        print(json.dumps(reply))
+        print(json.dumps(as_object(reply)))
         return 0
     print(f"paused container {args.container} of pod {args.pod}")
-    if "liveness" in reply.get("probes", []):
+    if "liveness" in reply.probes:
         print(
             f"note: {args.container} has a liveness probe: it fails while the container is "
             "paused, and restarts the container when it has failed for good"
@@ -762,27 +788,29 @@ def pause(args: argparse.Namespace) -> int:
 
 
 def resume(args: argparse.Namespace) -> int:
-    request = {"op": "resume", "container": args.container}
-    return _act(args, request, f"resumed container {args.container} of pod {args.pod}")
+    request = Resume(args.container)
+    return _act(args, request, Resumed, f"resumed container {args.container} of pod {args.pod}")
 
 
 def stop(args: argparse.Namespace) -> int:
     with Client.open(args.pod) as client:
-        client.request({"op": "stop", "immediate": args.now})
+        done = client.request(Stop(args.now), Done)
         if args.no_wait:
-            print(json.dumps({"ok": True}) if args.output == "json" else f"stopping pod {args.pod}")
+            said = (
+                json.dumps(as_object(done)) if args.output == "json" else f"stopping pod {args.pod}"
+            )
+            print(said)
             return 0
         client.sock.settimeout(None)  # the pod's grace period bounds it
         finished = client.receive()
-    if finished is None or finished.get("ev") != "finished":
-        finished = {"ev": "finished", "phase": None, "exit_status": None}
+    if not isinstance(finished, Finished):  # the connection ended first
+        finished = Finished(None, None)
     if args.output == "json":
-        print(json.dumps(finished))
-    elif finished["phase"] is None:
+        print(json.dumps(as_object(finished)))
+    elif finished.phase is None:
         print(f"pod {args.pod} stopped")
     else:
-        phase, status = finished["phase"], finished["exit_status"]
-        print(f"pod {args.pod} stopped: {phase} (exit status {status})")
+        print(f"pod {args.pod} stopped: {finished.phase} (exit status {finished.exit_status})")
     return 0
 
 

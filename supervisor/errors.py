@@ -120,3 +120,12 @@ class ControlError(PodvisorError):
     """
 
     exit_status = 1
+
+
+class ControlMessageError(ControlError):
+    """Raised when a message on a pod's control socket is not one the other end knows.
+
+    An unknown request or reply (the pod's podvisor and the command are
+    different versions: run the command of the podvisor that started the pod),
+    or a field that is missing or of the wrong type; the message names both.
+    """

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from podvisor.supervisor.control_protocol import RUN_DIR_VARIABLE, Client
+from podvisor.supervisor.control_protocol import RUN_DIR_VARIABLE, Client, Status, StatusReply
 from podvisor.supervisor.control_socket import bind_control_socket
 from podvisor.supervisor.errors import ControlError
 from tests.control.conftest import REPO, control_pod, serving_pod
@@ -120,4 +120,4 @@ def test_a_server_that_does_not_answer_is_an_error_not_a_hang(tmp_path: Path) ->
         stuck.listen(1)  # accepts into the backlog, never answers
         client = Client("ctl-stuck", path, timeout=0.2)
         with client, pytest.raises(ControlError, match="pod 'ctl-stuck' does not answer"):
-            client.request({"op": "status"})
+            client.request(Status(), StatusReply)

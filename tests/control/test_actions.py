@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import anyio
 import pytest
 
+from podvisor.init import seqpacket
 from podvisor.supervisor import lifecycle as lc
-from podvisor.supervisor.control_protocol import Client
+from podvisor.supervisor.control_protocol import (
+    MAX_MESSAGE,
+    Client,
+    Done,
+    Error,
+    Status,
+    StatusReply,
+    decode_reply,
+)
 from podvisor.supervisor.errors import ControlError
 from tests.control.conftest import control_pod, serving_pod
+from tests.sidecars.support import WAIT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.needs_root]
 
@@ -147,8 +158,38 @@ async def test_a_request_in_hand_when_the_pod_stops_is_answered(run_dir: Path) -
         await pod.serving()
         assert pod.socket is not None
         with Client("ctl-late", pod.socket, timeout=None) as client:
-            client.send({"op": "status"})  # takes CPU_SAMPLE_SECONDS to answer
+            client.send(Status())  # takes CPU_SAMPLE_SECONDS to answer
             pod.runner.post(lc.StopRequested())
             await pod.finished()
             with pytest.raises(ControlError, match="pod 'ctl-late' stopped before answering"):
-                await anyio.to_thread.run_sync(client.reply)
+                await anyio.to_thread.run_sync(client.reply, StatusReply)
+
+
+async def test_a_request_the_pod_cannot_read_is_answered_naming_it(run_dir: Path) -> None:
+    """Not a KeyError, nor a connection closed without a word: and the pod serves on."""
+    async with control_pod(serving_pod("ctl-odd"), run_dir) as pod:
+        await pod.serving()
+        assert pod.socket is not None
+        path = str(pod.socket)
+
+        def answer(data: bytes) -> Done | Error:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+                sock.settimeout(WAIT)
+                sock.connect(path)
+                seqpacket.send(sock, data)
+                packet = seqpacket.receive(sock, MAX_MESSAGE)
+            assert packet is not None
+            return decode_reply(packet[0], Done)
+
+        unknown = await anyio.to_thread.run_sync(answer, b'{"op": "frobnicate"}')
+        assert unknown == Error(
+            "unknown request 'frobnicate': the pod's podvisor is another version than "
+            "this command's"
+        )
+        wrong = b'{"op": "kill", "container": "app", "signal": "TERM"}'
+        said = await anyio.to_thread.run_sync(answer, wrong)
+        assert said == Error("kill: 'signal' must be a whole number, not 'TERM'")
+        assert await anyio.to_thread.run_sync(answer, b"\x00garbage") == Error(
+            "not a JSON message: b'\\x00garbage'"
+        )
+        assert (await pod.ctl("status", "ctl-odd")).returncode == 0

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import pytest
 
 from podvisor.supervisor import ctl_output as out
-from podvisor.supervisor.ctl import _ps_table, _signal_number, _status_text
+from podvisor.supervisor.control_protocol import (
+    ContainerRow,
+    PodSummary,
+    StatusReply,
+    Termination,
+)
+from podvisor.supervisor.ctl import Unreachable, _ps_table, _signal_number, _status_text
 
 
 class Terminal(io.StringIO):
@@ -92,10 +97,11 @@ NOW = 1_000_000.0
 
 
 def test_ps_explains_the_pods_it_cannot_read() -> None:
-    pods: list[dict[str, Any]] = [
-        {"name": "web", "status": "Running", "ready": 2, "containers": 2, "restarts": 1,
-         "start_time": NOW - 192, "pod_ip": "10.88.0.2", "metrics": "127.0.0.1:9464"},
-        {"name": "db", "status": "Unknown", "error": "permission denied: use sudo"},
+    pods: list[PodSummary | Unreachable] = [
+        PodSummary(name="web", uid="u1", phase="Running", status="Running", ready=2,
+                   containers=2, restarts=1, start_time=NOW - 192, pod_ip="10.88.0.2",
+                   metrics="127.0.0.1:9464", supervisor_pid=7, owner_uid=0),
+        Unreachable(name="db", status="Unknown", error="permission denied: use sudo"),
     ]  # fmt: skip
     text = _ps_table(pods, out.Style(io.StringIO()), NOW)
     assert text.splitlines() == [
@@ -107,19 +113,19 @@ def test_ps_explains_the_pods_it_cannot_read() -> None:
 
 
 def test_status_says_what_the_last_termination_was() -> None:
-    found = {
-        "pod": {"name": "web", "status": "Running", "ready": 1, "containers": 2, "restarts": 4,
-                "start_time": NOW - 600, "pod_ip": None, "metrics": None, "supervisor_pid": 7},
-        "containers": [
-            {"name": "app", "kind": "main", "state": "waiting", "reason": "CrashLoopBackOff",
-             "message": "back-off 20s restarting failed container=app", "ready": False,
-             "restarts": 4, "started_at": None, "paused": False,
-             "last_termination": {"reason": "OOMKilled", "exit_code": 137, "signal": 9,
-                                  "finished_at": NOW - 5, "message": ""},
-             "cpu_cores": None, "cpu_limit_cores": None, "memory_bytes": 0,
-             "memory_limit_bytes": 64 << 20, "pids": 0, "pids_max": 100},
-        ],
-    }  # fmt: skip
+    pod = PodSummary(name="web", uid="u1", phase="Running", status="Running", ready=1,
+                     containers=2, restarts=4, start_time=NOW - 600, pod_ip=None, metrics=None,
+                     supervisor_pid=7, owner_uid=0)  # fmt: skip
+    app = ContainerRow(
+        name="app", kind="main", state="waiting", reason="CrashLoopBackOff",
+        message="back-off 20s restarting failed container=app", ready=False, started=False,
+        restarts=4, started_at=None, pid=None, paused=False,
+        last_termination=Termination(reason="OOMKilled", exit_code=137, signal=9, message="",
+                                     started_at=None, finished_at=NOW - 5),
+        cpu_cores=None, cpu_seconds=None, cpu_limit_cores=None, memory_bytes=0,
+        memory_limit_bytes=64 << 20, pids=0, pids_max=100,
+    )  # fmt: skip
+    found = StatusReply(pod, (app,))
     lines = _status_text(found, out.Style(io.StringIO()), NOW).splitlines()
     assert lines[:3] == [
         "Pod:       web",
