@@ -129,3 +129,51 @@ class ControlMessageError(ControlError):
     different versions: run the command of the podvisor that started the pod),
     or a field that is missing or of the wrong type; the message names both.
     """
+
+
+# --- Images ----------------------------------------------------------------------------
+
+
+class ImageError(PodvisorError):
+    """Raised when an image cannot be loaded, pulled, found or removed.
+
+    The base of the errors below; `podvisor image` prints the message and exits 1.
+    """
+
+    exit_status = 1
+
+
+class ImageReferenceError(ImageError):
+    """Raised when a text is not an image reference (`busybox:1.36`, `ghcr.io/o/app@sha256:...`)."""
+
+    exit_status = EXIT_CONFIG
+
+
+class ImageNotFoundError(ImageError):
+    """Raised when the store holds no image by that reference and may not pull one."""
+
+
+class ImageFormatError(ImageError):
+    """Raised when an image layout, archive or manifest is not one podvisor reads.
+
+    A digest that does not match its blob, a manifest of a kind podvisor does
+    not know (Docker's schema 1, an encrypted layer), a file that is neither
+    an OCI layout nor an OCI or Docker archive.
+    """
+
+
+class LayerError(ImageFormatError):
+    """Raised when a layer would write outside its own directory, or cannot be unpacked.
+
+    An entry with `..` or an absolute path, one that goes through a symbolic
+    link, a hard link to what the layer does not hold. Nothing of the layer is
+    kept: its directory is removed before this is raised.
+    """
+
+
+class PullError(ImageError):
+    """Raised when a registry refuses or fails a pull (auth, no such image, the network)."""
+
+
+class ImageInUseError(ImageError):
+    """Raised when `podvisor image rm` is asked to remove an image a running pod uses."""
