@@ -224,7 +224,9 @@ class Registry:
 
     def _copy_options(self) -> list[str]:
         options = ["--src-tls-verify=false"] if self._insecure else []
-        options += [f"--src-{o.removeprefix('--')}" for o in self._auth()]
+        auth = self._auth()
+        if auth:
+            options += ["--src-authfile", auth[1]]
         if not any(os.path.exists(p) for p in _policies()):
             options.append("--insecure-policy")  # no policy at all: skopeo would refuse
         return options
