@@ -36,6 +36,7 @@ SUPERVISOR_COMMANDS = frozenset(
         "kill",
         "pause",
         "resume",
+        "image",
         "version",
         "help",
         "completion",

@@ -82,6 +82,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         from podvisor.supervisor import ctl
 
         ctl.add_commands(sub)
+        from podvisor.supervisor.images import cli as image_cli
+
+        image_cli.add_command(sub)
     sub.add_parser("version", help="print podvisor's version")
     helping = sub.add_parser("help", help="list the commands, or show one command's help")
     helping.add_argument("topic", nargs="?", metavar="COMMAND")

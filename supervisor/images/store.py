@@ -177,8 +177,9 @@ class ImageStore:
             if policy is PullPolicy.NEVER:
                 return Availability(MISSING, policy, None, f"the store cannot be read: {error}")
         if policy is PullPolicy.ALWAYS:
-            why = "imagePullPolicy Always: checked at the registry at each start"
-            return Availability(WOULD_PULL, policy, image, why)
+            why = f"imagePullPolicy Always: {ref.domain} is asked for it at each start"
+            held = f" (the store holds {image.id[:19]})" if image is not None else ""
+            return Availability(WOULD_PULL, policy, image, why + held)
         if image is not None:
             return Availability(PRESENT, policy, image, f"in the store as {image.id[:19]}")
         if policy is PullPolicy.NEVER:

@@ -106,6 +106,7 @@ def container(
         stdin=f.flag("stdin"),
         tty=f.flag("tty"),
         image=f.string("image"),
+        image_pull_policy=_pull_policy(f),
         restart_policy=restart,
     )
     return ParsedContainer(
@@ -196,6 +197,14 @@ def _no_sidecar_fields(f: Fields) -> None:
                 "may not be set on an init container that runs to completion; "
                 "add restartPolicy: Always to make it a sidecar",
             )
+
+
+def _pull_policy(f: Fields) -> str | None:
+    if "imagePullPolicy" not in f:
+        return None
+    from podvisor.supervisor.images.reference import PullPolicy
+
+    return str(f.choice("imagePullPolicy", PullPolicy, PullPolicy.IF_NOT_PRESENT))
 
 
 def _working_dir(f: Fields) -> str | None:

@@ -16,10 +16,11 @@ import json
 import shlex
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError
+from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.loader import load
 from podvisor.supervisor.manifest.model import (
     Container,
@@ -69,10 +70,11 @@ def main(argv: list[str]) -> int:
                 print(problem, file=sys.stderr)
             results.append(_errors_json(name, error))
             continue
+        images = image_states(loaded.pod)
         if args.output == "json":
-            results.append(plan_json(loaded))
+            results.append(plan_json(loaded, images))
         else:
-            print(("\n" if i else "") + plan_text(loaded), end="")
+            print(("\n" if i else "") + plan_text(loaded, images), end="")
     if args.output == "json":
         print(json.dumps(results, indent=2))
     return EXIT_CONFIG if failed else 0
@@ -81,12 +83,55 @@ def main(argv: list[str]) -> int:
 # --- Text ----------------------------------------------------------------------------
 
 
-def plan_text(loaded: LoadedPod) -> str:
-    """The plan, as a person reads it."""
-    return "".join(line + "\n" for line in _plan_lines(loaded))
+def plan_text(loaded: LoadedPod, images: Mapping[str, ImageLine] | None = None) -> str:
+    """The plan, as a person reads it; *images*: each container's image, as the store has it."""
+    return "".join(line + "\n" for line in _plan_lines(loaded, images or {}))
 
 
-def _plan_lines(loaded: LoadedPod) -> Iterator[str]:
+# --- Images ------------------------------------------------------------------------------
+
+
+@frozen
+class ImageLine:
+    """What the image store says of a container's image (`image_states`)."""
+
+    image: str
+    policy: str  # imagePullPolicy, given or Kubernetes' default for the tag
+    state: str  # present, would be pulled, missing, invalid
+    reason: str
+    id: str | None = None
+
+
+def image_states(pod: Pod) -> dict[str, ImageLine]:
+    """Each container with an `image`: present in the store, would be pulled, or missing."""
+    from podvisor.supervisor.errors import ImageError
+    from podvisor.supervisor.images.reference import PullPolicy
+    from podvisor.supervisor.images.store import ImageStore
+
+    store = ImageStore()
+    found = {}
+    for c in pod.spec.all_containers:
+        if not c.image:
+            continue
+        policy = PullPolicy(c.image_pull_policy) if c.image_pull_policy else None
+        try:
+            a = store.state(c.image, policy)
+        except ImageError as error:
+            found[c.name] = ImageLine(c.image, str(policy or ""), "invalid", str(error))
+            continue
+        image_id = a.image.id if a.image else None
+        found[c.name] = ImageLine(c.image, str(a.policy), str(a.state), a.reason, image_id)
+    return found
+
+
+def _image_lines(line: ImageLine | None) -> Iterator[str]:
+    if line is None:
+        return
+    policy = f" (imagePullPolicy {line.policy})" if line.policy else ""
+    yield f"    image: {line.image}{policy}: {line.state}: {line.reason}"
+
+
+def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[str]:
     pod = loaded.pod
     spec = pod.spec
     yield f"{pod.source}: pod {pod.name} (namespace {pod.namespace})"
@@ -98,9 +143,15 @@ def _plan_lines(loaded: LoadedPod) -> Iterator[str]:
     yield "  start order:"
     for n, c in enumerate(spec.all_containers, 1):
         yield f"    {n}. {c.kind:<8} {c.name}{_gate(c)}"
+    if images:
+        yield (
+            "  images: looked up in the image store (podvisor run does not use them yet: "
+            "it runs each command from this machine's file system)"
+        )
     for c in spec.all_containers:
         yield ""
         yield from _container_lines(c, pod)
+        yield from _image_lines(images.get(c.name))
     if loaded.ignored:
         yield ""
         yield "  ignored (accepted, no effect here):"
@@ -305,9 +356,10 @@ def _signal_name(number: int) -> str:
 # --- JSON ----------------------------------------------------------------------------------
 
 
-def plan_json(loaded: LoadedPod) -> dict[str, Any]:
+def plan_json(loaded: LoadedPod, images: Mapping[str, ImageLine] | None = None) -> dict[str, Any]:
     """The plan as JSON-ready data: the pod's model with defaults, ignored fields, warnings."""
     pod = loaded.pod
+    images = images or {}
     return {
         "source": pod.source,
         "ok": True,
@@ -326,7 +378,12 @@ def plan_json(loaded: LoadedPod) -> dict[str, Any]:
         ),
         "settings": _json(pod.settings),
         "start_order": [{"name": c.name, "kind": str(c.kind)} for c in pod.spec.all_containers],
-        "containers": [_json(c) | {"argv": list(c.argv)} for c in pod.spec.all_containers],
+        "containers": [
+            _json(c)
+            | {"argv": list(c.argv)}
+            | ({"image_state": _json(images[c.name])} if c.name in images else {})
+            for c in pod.spec.all_containers
+        ],
         "ignored": [_json(i) for i in loaded.ignored],
         "warnings": list(loaded.warnings),
     }

@@ -26,7 +26,10 @@ from podvisor.supervisor.manifest.nodes import SUPPORTED, Ignore, Refuse, Rule
 
 _SCHEDULING = Ignore("scheduling: the pod runs on this machine")
 _API_SERVER = Ignore("written by the API server")
-_NO_PULL = Ignore("images are not pulled: podvisor runs programs from the host's file system")
+_NO_PULL = Ignore(
+    "podvisor run does not pull yet: it runs programs from the host's file system "
+    "(podvisor image pull takes credentials from the registry auth files)"
+)
 _VOLUMES = Refuse(
     "podvisor mounts no volumes: containers see the host's file system, "
     "so use the host's paths directly (remove volumes and volumeMounts)"
@@ -198,7 +201,7 @@ CONTAINER: dict[str, Rule] = {
     "tty": SUPPORTED,
     "image": SUPPORTED,
     "restartPolicy": SUPPORTED,
-    "imagePullPolicy": _NO_PULL,
+    "imagePullPolicy": SUPPORTED,
     "terminationMessagePath": Ignore(
         "podvisor reads no termination message; it reports the exit status and the log"
     ),

@@ -320,7 +320,6 @@ status:
         ("metadata.resourceVersion", 6),  # creationTimestamp: null is not set at all
         ("spec.nodeSelector", 8),
         ("spec.serviceAccountName", 9),  # dnsPolicy (line 10) is read: see test_dns.py
-        ("spec.containers[0].imagePullPolicy", 14),
         ("spec.containers[0].terminationMessagePolicy", 16),
         ("status", 17),
     ]
