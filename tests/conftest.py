@@ -22,12 +22,48 @@ from pathlib import Path
 import pytest
 
 from podvisor.init import syscalls
+from podvisor.supervisor.cgroups.driver import is_supervisor_leaf
 
 PREFIXES = ("podvisor-", "pv-", "pvh", "pvp")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     syscalls.set_child_subreaper()
+    _subtree_control_at_start.update(
+        (d, (d / "cgroup.subtree_control").read_text().split())
+        for d in cgroup_bases()
+        if (d / "cgroup.subtree_control").exists()
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    leave_supervisor_leaf()
+
+
+# --- Our cgroup ---------------------------------------------------------------------
+# On cgroup v2, the first pod run in this process moves it into a leaf,
+# podvisor-supervisor-<pid>, and enables controllers in the cgroup it left
+# (supervisor/cgroups/driver.py); the supervisor stays there while it lives.
+# The test session, which runs many pods in one process, puts both back.
+
+_subtree_control_at_start: dict[Path, list[str]] = {}
+
+
+def leave_supervisor_leaf() -> None:
+    for leaf in own_cgroup_dirs():
+        if leaf.name != f"podvisor-supervisor-{os.getpid()}":
+            continue
+        parent = leaf.parent
+        control = parent / "cgroup.subtree_control"
+        before = _subtree_control_at_start.get(parent, [])
+        try:
+            for controller in control.read_text().split():
+                if controller not in before:
+                    control.write_text(f"-{controller}")
+            (parent / "cgroup.procs").write_text(str(os.getpid()))
+            leaf.rmdir()
+        except OSError as e:  # another session's pods hold the controllers: theirs to end
+            print(f"conftest: left cgroup {leaf} as it is: {e}")
 
 
 def children() -> set[int]:
@@ -76,11 +112,22 @@ def own_cgroup_dirs() -> list[Path]:
     return dirs
 
 
+def cgroup_bases() -> list[Path]:
+    """Where podvisor makes its cgroups when run in this process: our own cgroup in
+    each hierarchy, or the parent of the supervisor's leaf we were moved into."""
+    return [d.parent if is_supervisor_leaf(str(d)) else d for d in own_cgroup_dirs()]
+
+
 def leftover_cgroups() -> list[Path]:
     found = []
-    for base in own_cgroup_dirs():
+    ours = set(own_cgroup_dirs())  # the supervisor's leaf we are in, which stays
+    for base in cgroup_bases():
         if base.is_dir():
-            found += [p for p in base.iterdir() if p.is_dir() and p.name.startswith(PREFIXES)]
+            found += [
+                p
+                for p in base.iterdir()
+                if p.is_dir() and p.name.startswith(PREFIXES) and p not in ours
+            ]
     return found
 
 

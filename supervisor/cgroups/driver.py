@@ -15,6 +15,10 @@ controllers it uses (cpu, cpuset, io, memory, pids: those the host offers) in
 itself is moved: if other processes share its cgroup, enabling fails and the
 error says how to start podvisor in a cgroup of its own. The supervisor's leaf
 holds podvisor until it exits, so the next start's `remove_stale` removes it.
+A process that finds itself in such a leaf already (one that runs a second
+pod, or a podvisor started by a supervisor, which inherits its cgroup) was
+started in the leaf's parent: it makes its cgroups there, so leaves never
+nest one run deeper each time.
 In the hybrid layout the v2 hierarchy offers no controller podvisor uses, so
 nothing is enabled and nothing moves: it serves cgroup.kill, cgroup.freeze,
 cgroup.events and the pressure files.
@@ -48,7 +52,8 @@ INIT_CONTAINER = "_init"  # the pod's init; container names (DNS labels) cannot 
 V2_CONTROLLERS = frozenset({"cpu", "cpuset", "io", "memory", "pids"})
 #: What metrics read, by the name of the controller that provides it on v1 / v2.
 _METRIC_CONTROLLERS = {"cpu": "cpu", "memory": "memory", "pids": "pids", "blkio": "io"}
-_STALE_NAME = re.compile(r"podvisor-.+-[0-9a-f]{8}|podvisor-supervisor-[0-9]+")
+_SUPERVISOR_LEAF = re.compile(r"podvisor-supervisor-[0-9]+")
+_STALE_NAME = re.compile(rf"podvisor-.+-[0-9a-f]{{8}}|{_SUPERVISOR_LEAF.pattern}")
 
 
 class CgroupDriver:
@@ -372,6 +377,11 @@ def pod_dir_name(pod_name: str, pod_uid: str) -> str:
     return f"{PREFIX}{pod_name}-{short}"
 
 
+def is_supervisor_leaf(directory: str) -> bool:
+    """Whether `directory` is the leaf a supervisor moved itself into (see the header)."""
+    return _SUPERVISOR_LEAF.fullmatch(os.path.basename(directory.rstrip("/"))) is not None
+
+
 def _check_name(name: str, what: str) -> None:
     if not name or "/" in name or name in (".", "..") or len(name) > 200:
         raise CgroupError(f"{what} name {name!r} cannot name a cgroup directory")
@@ -384,6 +394,8 @@ def _join(directory: str, name: str) -> str:
 def _place(hierarchy: Hierarchy, root: str) -> Place:
     base = os.path.join(root, str(hierarchy.own_dir).lstrip("/"))
     controllers = hierarchy.controllers
+    if hierarchy.version == 2 and not hierarchy.at_root and is_supervisor_leaf(base):
+        base = os.path.dirname(base.rstrip("/"))  # where that supervisor was started
     if hierarchy.version == 2:
         offered = (cgroupfs.read(_join(base, "cgroup.controllers")) or "").split()
         controllers = V2_CONTROLLERS & frozenset(offered)

@@ -28,7 +28,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def driver() -> CgroupDriver:
-    return real_driver("hybrid")
+    return real_driver()
 
 
 def new_pod(driver: CgroupDriver) -> PodCgroup:

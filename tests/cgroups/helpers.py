@@ -13,20 +13,98 @@ from pathlib import Path
 import pytest
 
 from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup, Layout
+from podvisor.supervisor.cgroups.layout import parse_mountinfo
 
 
-def real_driver(kind: str) -> CgroupDriver:
-    """The driver for this machine; "v1" hides the cgroup2 mount, as on a legacy host."""
+def real_driver(*, hide_cgroup2: bool = False) -> CgroupDriver:
+    """The driver for this machine's layout, whichever it is (hybrid, v2 only, v1 only).
+
+    `hide_cgroup2` hides the cgroup2 mount from the driver, which makes a hybrid
+    host a legacy v1 one for it (the v1 freezer, populated from cgroup.procs);
+    the test is skipped where no v1 controller is mounted.
+    """
     mountinfo = Path("/proc/self/mountinfo").read_text()
-    if kind == "v1":
+    if hide_cgroup2:
+        if not v1_controllers():
+            pytest.skip("no cgroup v1 hierarchy on this kernel (cgroup v2 only)")
         mountinfo = "".join(
             line for line in mountinfo.splitlines(keepends=True) if " - cgroup2 " not in line
         )
     driver = CgroupDriver.detect(mountinfo=mountinfo)
     if os.geteuid() != 0 or driver.read_only:
         pytest.skip("needs root and a writable cgroup file system")
-    assert driver.layout == (Layout.V1 if kind == "v1" else Layout.HYBRID), driver.layout
     return driver
+
+
+def v1_controllers() -> set[str]:
+    """The controllers of the v1 hierarchies mounted here (named ones left out)."""
+    mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    found = {o for m in mounts if m.fstype == "cgroup" for o in m.super_options}
+    return {o for o in found if o in KNOWN_V1_CONTROLLERS}
+
+
+def has_cgroup2() -> bool:
+    return any(
+        m.fstype == "cgroup2" for m in parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    )
+
+
+def expected_layout() -> Layout:
+    """What the mounts show, read without the driver: the layout it must find."""
+    v1, v2 = bool(v1_controllers()), has_cgroup2()
+    if v1 and v2:
+        return Layout.HYBRID
+    return Layout.V1 if v1 else Layout.V2 if v2 else Layout.NONE
+
+
+KNOWN_V1_CONTROLLERS = frozenset(
+    [
+        "cpuset",
+        "cpu",
+        "cpuacct",
+        "blkio",
+        "memory",
+        "devices",
+        "freezer",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "hugetlb",
+        "pids",
+        "rdma",
+        "misc",
+    ]
+)
+
+
+def hierarchy_names(dirs: list[str]) -> dict[str, str]:
+    """Each cgroup directory's hierarchy, named as the driver names it: "unified" for
+    cgroup2, else its v1 controllers ("cpu,cpuacct" where they are mounted together)."""
+    mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    names = {}
+    for directory in dirs:
+        mount = max(
+            (m for m in mounts if (directory + "/").startswith(m.mountpoint.rstrip("/") + "/")),
+            key=lambda m: len(m.mountpoint),
+        )
+        controllers = sorted(mount.super_options & KNOWN_V1_CONTROLLERS)
+        names[directory] = "unified" if mount.fstype == "cgroup2" else ",".join(controllers)
+    return names
+
+
+def controller_dirs(dirs: list[str]) -> dict[str, Path]:
+    """Where each controller's files are, among a cgroup's `dirs`: its v1 hierarchy's
+    directory, else the cgroup2 one; "unified" is the cgroup2 directory itself."""
+    found: dict[str, Path] = {}
+    for directory, name in hierarchy_names(dirs).items():
+        if name == "unified":
+            found["unified"] = Path(directory)
+            controllers = (Path(directory) / "cgroup.controllers").read_text().split()
+            for controller in controllers:
+                found.setdefault(controller, Path(directory))
+        else:
+            found.update(dict.fromkeys(name.split(","), Path(directory)))
+    return found
 
 
 class Processes:

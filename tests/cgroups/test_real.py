@@ -1,7 +1,9 @@
-"""The cgroup driver on this machine's real hierarchies (hybrid), with real processes.
+"""The cgroup driver on this machine's real hierarchies, with real processes.
 
-Some tests also run with the cgroup2 mount hidden from the driver, which makes
-this machine a legacy v1 host for it (v1 freezer, populated from cgroup.procs).
+Each test asserts what the layout it finds must do: the development machine
+is hybrid, and tests/kernels runs the same tests in guests booted with cgroup
+v2 only and with v1 only. On a hybrid host, some tests also run with the
+cgroup2 mount hidden from the driver, which makes it a legacy v1 host for it.
 """
 
 from __future__ import annotations
@@ -17,12 +19,23 @@ from unittest import mock
 import anyio
 import pytest
 
-from podvisor.supervisor.cgroups import CgroupDriver, Limits, PodCgroup, cgroupfs, tree
-from podvisor.supervisor.cgroups.stats import V1_UNLIMITED
+from podvisor.supervisor.cgroups import CgroupDriver, Layout, Limits, PodCgroup, cgroupfs, tree
+from podvisor.supervisor.cgroups.limits import cpu_weight
+from podvisor.supervisor.cgroups.stats import V1_UNLIMITED, shares_from_weight
 from podvisor.supervisor.errors import CgroupError
 from tests.cgroups.conftest import new_pod
-from tests.cgroups.helpers import Processes, alive, read_line, real_driver, reap, wait_until
-from tests.conftest import own_cgroup_dirs
+from tests.cgroups.helpers import (
+    Processes,
+    alive,
+    controller_dirs,
+    expected_layout,
+    hierarchy_names,
+    read_line,
+    real_driver,
+    reap,
+    wait_until,
+)
+from tests.conftest import cgroup_bases
 
 pytestmark = pytest.mark.needs_root
 
@@ -35,14 +48,22 @@ IDLE = "import sys; print('ready', flush=True); sys.stdin.readline()"
 # --- Where cgroups go ------------------------------------------------------------------
 
 
-def test_layout_of_this_machine_is_hybrid_without_warnings(driver: CgroupDriver) -> None:
-    assert driver.layout == "hybrid"
+def test_the_layout_found_is_the_one_the_mounts_show_without_warnings(
+    driver: CgroupDriver,
+) -> None:
+    assert driver.layout == expected_layout()
     assert driver.warnings == []
-    assert driver.versions["cpu"] == driver.versions["cpuacct"] == driver.versions["memory"] == 1
+    version = 2 if driver.layout == Layout.V2 else 1
+    for controller in ("cpu", "memory", "pids", "cpuset"):
+        assert driver.versions[controller] == version, controller
+    if version == 1:
+        assert driver.versions["cpuacct"] == driver.versions["freezer"] == 1
+    else:
+        assert driver.versions.keys() >= {"io"}
 
 
 def test_pod_cgroups_go_beneath_our_own_in_every_hierarchy_but_systemd(pod: PodCgroup) -> None:
-    own = {d for d in own_cgroup_dirs() if "systemd" not in str(d)}
+    own = {d for d in cgroup_bases() if "systemd" not in str(d)}
     assert {Path(d).parent for d in pod.dirs} == own
     assert all(Path(d).name == pod.path_name for d in pod.dirs)
     assert not any("systemd" in d for d in pod.dirs)
@@ -51,7 +72,54 @@ def test_pod_cgroups_go_beneath_our_own_in_every_hierarchy_but_systemd(pod: PodC
     assert container.procs_files() == [f"{d}/cgroup.procs" for d in container.dirs]
 
 
-def test_limits_are_written_with_kubernetes_conversions(pod: PodCgroup) -> None:
+SUPERVISOR_DIRS = """
+import sys, uuid
+from podvisor.supervisor.cgroups import CgroupDriver
+pod = CgroupDriver.detect().create_pod(sys.argv[1], str(uuid.uuid4()))
+print(*pod.dirs)
+pod.remove()
+"""
+
+
+def test_every_run_makes_its_cgroups_where_the_first_did(pod: PodCgroup) -> None:
+    """On v2 the first run moved this process into a leaf of its own; a second run in
+    this process, or a podvisor it starts (which inherits the leaf), must not make
+    its cgroups inside that leaf, one level deeper each time."""
+    first = sorted(str(Path(d).parent) for d in pod.dirs)
+    again = new_pod(real_driver())
+    try:
+        assert sorted(str(Path(d).parent) for d in again.dirs) == first
+    finally:
+        again.remove()
+    child = subprocess.run(
+        [sys.executable, "-c", SUPERVISOR_DIRS, f"test-{os.getpid()}-child"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert sorted(str(Path(d).parent) for d in child.stdout.split()) == first
+
+
+#: The files a memory limit of 64 MiB, a CPU limit of 250m and a request of 100m set.
+LIMIT_FILES = {
+    1: {
+        ("memory", "memory.limit_in_bytes"): f"{64 * MiB}",
+        ("cpu", "cpu.cfs_period_us"): "100000",
+        ("cpu", "cpu.cfs_quota_us"): "25000",
+        ("cpu", "cpu.shares"): "102",
+    },
+    2: {
+        ("memory", "memory.max"): f"{64 * MiB}",
+        ("cpu", "cpu.max"): "25000 100000",
+        ("cpu", "cpu.weight"): str(cpu_weight(102)),
+    },
+}
+
+
+def test_limits_are_written_with_kubernetes_conversions(
+    driver: CgroupDriver, pod: PodCgroup
+) -> None:
     container = pod.container("main")
     container.apply_limits(
         Limits(
@@ -62,23 +130,24 @@ def test_limits_are_written_with_kubernetes_conversions(pod: PodCgroup) -> None:
             cpuset="0",
         )
     )
-    files = {Path(d).parents[1].name: Path(d) for d in container.dirs}
-    memory_dir = next(Path(d) for d in container.dirs if "/memory/" in d)
-    assert (memory_dir / "memory.limit_in_bytes").read_text() == f"{64 * MiB}\n"
-    assert (files["cpu"] / "cpu.cfs_period_us").read_text() == "100000\n"
-    assert (files["cpu"] / "cpu.cfs_quota_us").read_text() == "25000\n"
-    assert (files["cpu"] / "cpu.shares").read_text() == "102\n"
+    files = controller_dirs(container.dirs)
+    version = driver.versions["memory"]
+    for (controller, name), value in LIMIT_FILES[version].items():
+        assert (files[controller] / name).read_text() == f"{value}\n", name
     assert (files["pids"] / "pids.max").read_text() == "20\n"
     assert (files["cpuset"] / "cpuset.cpus").read_text() == "0\n"
-    parent_mems = (files["cpuset"].parents[1] / "cpuset.mems").read_text()
-    assert (files["cpuset"] / "cpuset.mems").read_text() == parent_mems  # copied on mkdir
+    if version == 1:  # v1 cpusets start empty: the driver copied the parent's memory nodes
+        parent_mems = (files["cpuset"].parents[1] / "cpuset.mems").read_text()
+        assert (files["cpuset"] / "cpuset.mems").read_text() == parent_mems
     stats = container.read()
     assert (stats.memory_limit_bytes, stats.cpu_quota_us, stats.cpu_period_us) == (
         64 * MiB,
         25000,
         100000,
     )
-    assert (stats.cpu_shares, stats.pids_max, stats.cpuset_cpus) == (102, 20, "0")
+    # On v2, shares are derived from cpu.weight, as cAdvisor does: not the 102 asked for.
+    shares = 102 if version == 1 else shares_from_weight(cpu_weight(102))
+    assert (stats.cpu_shares, stats.pids_max, stats.cpuset_cpus) == (shares, 20, "0")
 
 
 def test_a_second_supervisor_cannot_take_a_running_pod(
@@ -87,7 +156,7 @@ def test_a_second_supervisor_cannot_take_a_running_pod(
     uid_hex = pod.path_name.rsplit("-", 1)[1]
     name = pod.path_name.removeprefix("podvisor-").rsplit("-", 1)[0]
     with pytest.raises(CgroupError, match="already"):
-        real_driver("hybrid").create_pod(name, uid_hex)
+        real_driver().create_pod(name, uid_hex)
 
 
 # --- Limits, with processes that hit them ------------------------------------------
@@ -201,21 +270,32 @@ os.wait()
 """
 
 
+def driver_with(freezer: str) -> CgroupDriver:
+    """The driver whose freezer is `freezer`: "cgroup2" (cgroup.kill and cgroup.freeze)
+    or "v1" (the freezer hierarchy, cgroup2 hidden); skipped where this kernel has none."""
+    if freezer == "v1":
+        return real_driver(hide_cgroup2=True)
+    driver = real_driver()
+    if driver.layout == Layout.V1:
+        pytest.skip("no cgroup2 hierarchy on this kernel (cgroup v1 only)")
+    return driver
+
+
 @pytest.mark.parametrize(
-    ("kind", "use_cgroup_kill", "expected_file"),
+    ("freezer", "use_cgroup_kill", "expected_file"),
     [
-        ("hybrid", True, "cgroup.kill"),
-        ("hybrid", False, "cgroup.freeze"),
+        ("cgroup2", True, "cgroup.kill"),
+        ("cgroup2", False, "cgroup.freeze"),
         ("v1", False, "freezer.state"),
     ],
     ids=["cgroup.kill", "v2-freeze-fallback", "v1-freezer-fallback"],
 )
 @pytest.mark.anyio
 async def test_kill_ends_a_double_forked_setsid_process_that_ignores_term(
-    kind: str, use_cgroup_kill: bool, expected_file: str, processes: Processes
+    freezer: str, use_cgroup_kill: bool, expected_file: str, processes: Processes
 ) -> None:
     """The v1 case has no cgroup2 at all, so cgroup.kill is absent whatever the flag."""
-    pod = new_pod(real_driver(kind))
+    pod = new_pod(driver_with(freezer))
     try:
         container = pod.container("main")
         parent = processes.start(container, DOUBLE_FORK)
@@ -259,17 +339,17 @@ while True:
 """
 
 
-@pytest.mark.parametrize("kind", ["hybrid", "v1"])
+@pytest.mark.parametrize("freezer", ["cgroup2", "v1"])
 @pytest.mark.anyio
 async def test_freeze_stops_a_counter_and_thaw_resumes_it(
-    kind: str, processes: Processes, tmp_path: Path
+    freezer: str, processes: Processes, tmp_path: Path
 ) -> None:
     counter = tmp_path / "counter"
 
     def count() -> int:
         return int(counter.read_text() or 0)
 
-    pod = new_pod(real_driver(kind))
+    pod = new_pod(driver_with(freezer))
     try:
         container = pod.container("main")
         processes.start(container, COUNTER, str(counter))
@@ -294,7 +374,10 @@ async def test_freeze_stops_a_counter_and_thaw_resumes_it(
 WORKLOAD = """
 import mmap, os, sys, time
 memory = bytearray(b"x") * (32 << 20)
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+except OSError:  # tmpfs before Linux 6.6 refuses O_DIRECT
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
 page = mmap.mmap(-1, 65536)
 page.write(b"y" * 65536)
 os.write(fd, page)
@@ -308,7 +391,7 @@ sys.stdin.readline()
 
 
 def test_read_gives_sane_figures_for_a_running_process(
-    pod: PodCgroup, processes: Processes, tmp_path: Path
+    driver: CgroupDriver, pod: PodCgroup, processes: Processes, tmp_path: Path
 ) -> None:
     container = pod.container("main")
     proc = processes.start(container, WORKLOAD, str(tmp_path / "written"))
@@ -346,14 +429,20 @@ def test_read_gives_sane_figures_for_a_running_process(
     assert stats.io_write_bytes >= 0
     assert stats.io_read_ops is not None
     assert stats.io_write_ops is not None
+    assert stats.cpu_quota_us is None
+    assert stats.cpu_period_us == 100_000
+    assert stats.memory_usage_bytes < V1_UNLIMITED
+    if driver.layout == Layout.V1:  # pressure is cgroup2's alone
+        assert stats.pressure == {}
+        return
     assert set(stats.pressure) == {"cpu", "memory", "io"}
     cpu_pressure = stats.pressure["cpu"].some
     assert cpu_pressure is not None
     assert cpu_pressure.total_seconds >= 0
-    assert stats.cpu_quota_us is None
-    assert stats.cpu_period_us == 100_000
-    assert stats.cpu_shares == 1024
-    assert stats.memory_usage_bytes < V1_UNLIMITED
+    if driver.layout == Layout.V2:  # the default cpu.weight, 100, in cAdvisor's shares
+        assert (stats.cpu_weight, stats.cpu_shares) == (100, shares_from_weight(100))
+    else:
+        assert stats.cpu_shares == 1024
 
 
 def test_read_of_a_removed_cgroup_is_not_an_error(pod: PodCgroup) -> None:
@@ -371,8 +460,9 @@ def test_kept_files_read_what_the_kernel_says_now_and_let_go_of_a_removed_cgroup
     pod: PodCgroup, processes: Processes
 ) -> None:
     container = pod.container("main")
-    memory_dir = next(d for d in container.dirs if "/memory/" in d)
-    usage = os.path.join(memory_dir, "memory.usage_in_bytes")
+    memory_dir = controller_dirs(container.dirs)["memory"]
+    v2 = memory_dir == controller_dirs(container.dirs).get("unified")
+    usage = str(memory_dir / ("memory.current" if v2 else "memory.usage_in_bytes"))
     files = cgroupfs.KeptFiles()
     assert files.read(usage) == "0\n"  # empty: nothing charged yet
     grow = "import sys; b = bytearray(32 << 20); b[::4096] = b'x' * (8 << 10); " + IDLE
@@ -403,34 +493,67 @@ def test_limits_are_read_back_as_the_kernel_set_them_after_each_apply(pod: PodCg
     assert stats.cpu_quota_us == 50_000  # left as the first apply set it
 
 
-# What a read opens once the limits are known: one file per figure, nothing else.
-SCRAPE_FILES = [
-    "cpuacct/cpuacct.usage",
-    "cpuacct/cpuacct.stat",
-    "cpu/cpu.stat",
-    "memory/memory.usage_in_bytes",
-    "memory/memory.stat",
-    "memory/memory.max_usage_in_bytes",
-    "memory/memory.failcnt",
-    "memory/memory.oom_control",
-    "pids/pids.current",
-    "blkio/blkio.throttle.io_service_bytes_recursive",
-    "blkio/blkio.throttle.io_serviced_recursive",
-    "unified/cpu.pressure",
-    "unified/memory.pressure",
-    "unified/io.pressure",
-    "unified/cgroup.procs",  # last: it tells whether the cgroup went meanwhile
-]
+# What a read opens once the limits are known, on each layout: one file per
+# figure, nothing else (a v1 hierarchy is named by its controllers).
+SCRAPE_FILES = {
+    Layout.HYBRID: [
+        "cpuacct/cpuacct.usage",
+        "cpuacct/cpuacct.stat",
+        "cpu/cpu.stat",
+        "memory/memory.usage_in_bytes",
+        "memory/memory.stat",
+        "memory/memory.max_usage_in_bytes",
+        "memory/memory.failcnt",
+        "memory/memory.oom_control",
+        "pids/pids.current",
+        "blkio/blkio.throttle.io_service_bytes_recursive",
+        "blkio/blkio.throttle.io_serviced_recursive",
+        "unified/cpu.pressure",
+        "unified/memory.pressure",
+        "unified/io.pressure",
+        "unified/cgroup.procs",  # last: it tells whether the cgroup went meanwhile
+    ],
+    Layout.V2: [
+        "unified/cpu.stat",  # usage and throttling both
+        "unified/memory.current",
+        "unified/memory.stat",
+        "unified/memory.events",
+        "unified/memory.swap.current",
+        "unified/memory.peak",
+        "unified/pids.current",
+        "unified/io.stat",
+        "unified/cpu.pressure",
+        "unified/memory.pressure",
+        "unified/io.pressure",
+        "unified/cgroup.procs",
+    ],
+    Layout.V1: [
+        "cpu,cpuacct/cpuacct.usage",
+        "cpu,cpuacct/cpuacct.stat",
+        "cpu,cpuacct/cpu.stat",
+        "memory/memory.usage_in_bytes",
+        "memory/memory.stat",
+        "memory/memory.max_usage_in_bytes",
+        "memory/memory.failcnt",
+        "memory/memory.oom_control",
+        "pids/pids.current",
+        "blkio/blkio.throttle.io_service_bytes_recursive",
+        "blkio/blkio.throttle.io_serviced_recursive",
+        "blkio/cgroup.procs",  # no cgroup2: the first v1 hierarchy's
+    ],
+}
 
 
 def test_a_read_opens_only_the_files_whose_figures_change(
-    pod: PodCgroup, processes: Processes, monkeypatch: pytest.MonkeyPatch
+    driver: CgroupDriver, pod: PodCgroup, processes: Processes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     container = pod.container("main")
-    container.apply_limits(Limits(memory_bytes=64 * MiB, cpu_limit_millicores=100))
+    # Started before the CPU limit: at 100m, an interpreter's start would take
+    # ten times its CPU time, which a slow machine (an emulated guest) runs out of.
     assert read_line(processes.start(container, IDLE)) == "ready"
+    container.apply_limits(Limits(memory_bytes=64 * MiB, cpu_limit_millicores=100))
     container.read()  # the first read also reads the limits
-    hierarchy = {d: Path(d).relative_to("/sys/fs/cgroup").parts[0] for d in container.dirs}
+    hierarchy = hierarchy_names(container.dirs)
     opened: list[str] = []
     real_read = cgroupfs.read
 
@@ -448,7 +571,7 @@ def test_a_read_opens_only_the_files_whose_figures_change(
         patch.setattr(os.path, "isdir", no_stat)
         patch.setattr(os.path, "exists", no_stat)
         stats = container.read()
-    assert opened == SCRAPE_FILES
+    assert opened == SCRAPE_FILES[driver.layout]
     assert not stats.gone
     assert (stats.memory_limit_bytes, stats.cpu_quota_us, stats.cpu_period_us) == (
         64 * MiB,

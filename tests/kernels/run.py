@@ -51,7 +51,7 @@ DESCRIPTIONS = {"v2": "cgroup v2 only", "v1": "cgroup v1 only"}
 #: What CI runs in each guest: the tests that touch the kernel's cgroups,
 #: namespaces and network, and the pod's lifecycle end to end.
 SELECTION = [
-    "tests/cgroups/test_layout.py",
+    "tests/cgroups",
 ]
 
 #: How long the whole run may take in one guest, boot included (TCG is about
@@ -132,6 +132,8 @@ def qemu_command(release: str, initrd: Path, layout: str, out: Path, accel: str)
         "console=ttyS0",
         "panic=-1",
         "loglevel=4",
+        "clocksource=tsc",
+        "tsc=reliable",
         f"podvisor.layout={layout}",
         "podvisor.shares=" + ",".join(f"{tag}:{path}" for tag, path in where.items()),
         *LAYOUTS[layout],
@@ -282,11 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS, help="seconds per guest")
     parser.add_argument("--quiet", action="store_true", help="do not echo the guests' consoles")
+    parser.add_argument("--shell", metavar="COMMAND", help="run this sh command instead of pytest")
     parser.add_argument(
         "pytest_args", nargs="*", help="after --: pytest's arguments (default: the CI selection)"
     )
     args = parser.parse_args(argv)
     command = pytest_command(args.pytest_args or ["-q", *SELECTION])
+    if args.shell:
+        command = f"cd {shlex.quote(str(ROOT))} && {args.shell}\n"
     results: list[Result] = []
     accels = accelerators(args.accel)
     for layout in args.layout or list(LAYOUTS):
