@@ -1,10 +1,10 @@
 """Egress for bridged pods: IP forwarding and masquerade.
 
-Masquerade rules go through Debian's `nft` binary, fed JSON (`nft -j -f -`),
-not through pyroute2's nftables module: pyroute2 0.9 only offers raw
-expression builders there (its prefix-mask helper even packs masks in host
-byte order), while `nft` checks and applies a whole batch as one atomic
-transaction, and JSON needs no quoting of names. Everything lives in a table
+Masquerade rules go through Debian's `nft` binary, given JSON on its command
+line (`nft -j '{"nftables": ...}'`), not through pyroute2's nftables module:
+pyroute2 0.9 only offers raw expression builders there (its prefix-mask helper
+even packs masks in host byte order), while `nft` checks and applies a whole
+batch as one atomic transaction, and JSON needs no quoting of names. Everything lives in a table
 of our own, `table ip podvisor`, with one chain per bridge:
 
     table ip podvisor {
@@ -112,8 +112,10 @@ def forward_drop_warning() -> str | None:
 
 
 def _nft(*commands: dict[str, Any]) -> None:
+    # Not `-f -`: for JSON, nft opens /dev/stdin by name, which a minimal
+    # container or an initramfs lacks. A batch is a few hundred bytes.
     batch = json.dumps({"nftables": list(commands)})
-    result = _run_nft(["-j", "-f", "-"], batch)
+    result = _run_nft(["-j", batch], None)
     if result.returncode != 0:
         raise NetworkError(f"nft refused podvisor's NAT rules: {result.stderr.strip()}")
 
