@@ -192,7 +192,7 @@ class Container:
     security_context: SecurityContext = field(default_factory=SecurityContext)
     stdin: bool = False
     tty: bool = False
-    image: str | None = None  # `podvisor check` finds it in the image store; run does not use it yet
+    image: str | None = None  # looked up by `podvisor check`; `podvisor run` does not use it yet
     image_pull_policy: str | None = None  # Always, IfNotPresent, Never; None: the tag's default
     restart_policy: RestartPolicy | None = None  # ALWAYS for sidecars, else None
     settings: ContainerSettings = field(default_factory=ContainerSettings)
