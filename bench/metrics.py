@@ -117,13 +117,13 @@ def child(name: str, containers: int, backend: str) -> int:
 
     from podvisor.supervisor import manifest as manifests
     from podvisor.supervisor.pod.runner import PodRunner, RunOptions
+    from podvisor.supervisor.pod.view import PodView
 
     loaded = manifests.load("bench.json", manifest(name, containers))
 
-    def ready(runner: PodRunner) -> None:
-        server = runner.metrics_server
-        assert server is not None
-        os.write(1, f"port {server.address[1]}\n".encode())
+    def ready(view: PodView) -> None:
+        assert view.metrics_address is not None
+        os.write(1, f"port {view.metrics_address[1]}\n".encode())
 
     options = RunOptions(
         metrics_address="127.0.0.1:0", stdout=sys.stderr, stderr=sys.stderr, on_ready=ready

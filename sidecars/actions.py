@@ -24,10 +24,10 @@ import anyio
 import anyio.abc
 
 from podvisor.sidecars import notify
-from podvisor.sidecars.host import PodHost
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.errors import CgroupError
 from podvisor.supervisor.manifest.model import Container
+from podvisor.supervisor.pod.view import PodView
 
 if TYPE_CHECKING:
     from podvisor.sidecars.execs import Execs
@@ -38,10 +38,10 @@ _STRANGERS_KEPT = 64  # senders already logged as belonging to no container
 class ContainerActions:
     """Probes, hooks, exec commands and readiness notifications of one pod."""
 
-    def __init__(self, host: PodHost) -> None:
-        self._host = host
+    def __init__(self, view: PodView) -> None:
+        self._view = view
         self._execs: Execs | None = None  # made by the first exec (`execs`)
-        self.notify_path = notify.socket_path(host.pod)
+        self.notify_path = notify.socket_path(view.pod)
         self._tg: anyio.abc.TaskGroup | None = None
         self._readers: dict[str, anyio.CancelScope] = {}
         self._strangers: set[int] = set()
@@ -58,7 +58,7 @@ class ContainerActions:
         if self._execs is None:
             from podvisor.sidecars.execs import Execs
 
-            self._execs = Execs(self._host)
+            self._execs = Execs(self._view)
         return self._execs
 
     async def probe(self, container: Container, kind: lc.ProbeKind) -> None:
@@ -67,24 +67,19 @@ class ContainerActions:
         # their code (with HTTP's and the port proxy's) as long as it runs.
         from podvisor.sidecars.probes import run_probe
 
-        await run_probe(self._host, self.execs, container, kind)
+        await run_probe(self._view, self.execs, container, kind)
 
     async def hook(self, container: Container, hook: lc.Hook) -> None:
         """Run *container*'s *hook* and post HookFinished."""
         from podvisor.sidecars.hooks import run_hook  # as `probe`'s
 
-        await run_hook(self._host, self.execs, container, hook)
+        await run_hook(self._view, self.execs, container, hook)
 
     # --- readiness: NOTIFY_SOCKET and notification-fd --------------------------------
 
     def env_for(self, container: Container) -> dict[str, str]:
         """The variables every process of *container* gets: NOTIFY_SOCKET, WATCHDOG_USEC."""
-        env = {"NOTIFY_SOCKET": str(self.notify_path)}
-        if container.settings.watchdog_usec:
-            # No WATCHDOG_PID: the main process's pid differs in its own PID
-            # namespace, and sd_watchdog_enabled() accepts any pid without it.
-            env["WATCHDOG_USEC"] = str(container.settings.watchdog_usec)
-        return env
+        return notify.container_env(self._view.pod, container)
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -128,7 +123,7 @@ class ContainerActions:
     async def _await_notification(self, name: str, fd: int, scope: anyio.CancelScope) -> None:
         with scope:
             if await notify.read_notification(fd):
-                self._host.post(lc.Notified(name, ready=True))
+                self._view.post(lc.Notified(name, ready=True))
         if self._readers.get(name) is scope:
             del self._readers[name]
 
@@ -138,17 +133,17 @@ class ContainerActions:
             return
         name = self.container_of(pid)
         if name is not None:
-            self._host.post(notice.event(name))
+            self._view.post(notice.event(name))
         elif pid not in self._strangers and len(self._strangers) < _STRANGERS_KEPT:
             self._strangers.add(pid)
-            self._host.sink.system(
+            self._view.sink.system(
                 f"NOTIFY_SOCKET: ignored a message from pid {pid}, which is in no container "
                 "of this pod (or exited before it was read)"
             )
 
     def container_of(self, pid: int) -> str | None:
         """The container whose cgroup holds *pid* (as this PID namespace numbers it)."""
-        for name, cgroup in self._host.cgroups.items():
+        for name, cgroup in self._view.cgroups.items():
             try:
                 if pid in cgroup.pids():
                     return name

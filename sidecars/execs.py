@@ -4,7 +4,7 @@ How this works
 --------------
 The pod's init spawns the command (it alone forks and reaps in the pod) with
 the container's environment, working directory, user and cgroup
-(`PodHost.spawn_request`), stdin on /dev/null, and stdout and stderr on one
+(`PodView.process_for`), stdin on /dev/null, and stdout and stderr on one
 pipe that this module reads, keeping the first 10 KiB as the kubelet does.
 The init client hands back the command's handle, which settles when the init
 reports its exit.
@@ -31,11 +31,11 @@ from collections.abc import Sequence
 
 import anyio
 
-from podvisor.sidecars.host import PodHost
 from podvisor.supervisor.errors import InitDiedError, PodvisorError
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Container
 from podvisor.supervisor.pod.init_client import InitProcessHandle
+from podvisor.supervisor.pod.view import PodView
 
 MAX_OUTPUT = 10 * 1024  # the kubelet keeps this much of an exec probe's output
 KILL_WAIT = 10.0  # seconds for a killed command's exit to be reported
@@ -108,8 +108,8 @@ class _Output:
 class Execs:
     """Runs commands in containers through the pod's init."""
 
-    def __init__(self, host: PodHost) -> None:
-        self._host = host
+    def __init__(self, view: PodView) -> None:
+        self._view = view
 
     async def run(
         self,
@@ -143,10 +143,8 @@ class Execs:
         self, container: Container, argv: tuple[str, ...]
     ) -> tuple[InitProcessHandle, _Output] | str:
         """Start *argv*: its process and output, or why it could not start."""
-        init = self._host.sandbox
-        if init is None:
-            return "the pod's init is not running"
-        spec = self._host.spawn_request(container, argv)
+        init = self._view.init
+        spec = self._view.process_for(container, argv)
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -189,8 +187,5 @@ class Execs:
                         await process.wait()
 
     async def _kill(self, pid: int) -> None:
-        init = self._host.sandbox
-        if init is None:
-            return
         with contextlib.suppress(PodvisorError):
-            await init.signal(pid, signal.SIGKILL, group=True)
+            await self._view.init.signal(pid, signal.SIGKILL, group=True)

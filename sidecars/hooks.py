@@ -20,7 +20,6 @@ from __future__ import annotations
 import anyio
 
 from podvisor.sidecars.execs import Execs
-from podvisor.sidecars.host import PodHost
 from podvisor.sidecars.probes import MAX_MESSAGE, Outcome, http_get
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest.model import (
@@ -30,6 +29,7 @@ from podvisor.supervisor.manifest.model import (
     HTTPGetAction,
     SleepAction,
 )
+from podvisor.supervisor.pod.view import PodView
 
 
 def handler_of(container: Container, hook: lc.Hook) -> HookHandler | None:
@@ -38,27 +38,27 @@ def handler_of(container: Container, hook: lc.Hook) -> HookHandler | None:
     return container.lifecycle.pre_stop
 
 
-def hook_timeout(host: PodHost, hook: lc.Hook) -> float | None:
+def hook_timeout(view: PodView, hook: lc.Hook) -> float | None:
     """How long a hook may run: preStop within the grace period, postStart unbounded."""
     if hook is lc.Hook.PRE_STOP:
-        return float(host.pod.spec.termination_grace_period_seconds)
+        return float(view.pod.spec.termination_grace_period_seconds)
     return None
 
 
-async def run_hook(host: PodHost, execs: Execs, container: Container, hook: lc.Hook) -> None:
+async def run_hook(view: PodView, execs: Execs, container: Container, hook: lc.Hook) -> None:
     """Run *container*'s *hook* and report HookFinished; a failure is also logged."""
     handler = handler_of(container, hook)
     if handler is None:
         outcome = Outcome(True)
     else:
-        outcome = await run_handler(host, execs, container, handler, hook_timeout(host, hook))
+        outcome = await run_handler(view, execs, container, handler, hook_timeout(view, hook))
     if not outcome.success:
-        host.sink.system(f"{container.name}: {hook} hook failed: {outcome.message}")
-    host.post(lc.HookFinished(container.name, hook, outcome.success, outcome.message))
+        view.sink.system(f"{container.name}: {hook} hook failed: {outcome.message}")
+    view.post(lc.HookFinished(container.name, hook, outcome.success, outcome.message))
 
 
 async def run_handler(
-    host: PodHost,
+    view: PodView,
     execs: Execs,
     container: Container,
     handler: HookHandler,
@@ -69,7 +69,7 @@ async def run_handler(
             result = await execs.run(container, command, timeout)
             return Outcome(result.succeeded, result.describe()[:MAX_MESSAGE])
         case HTTPGetAction():
-            return await http_get(host, container, handler, timeout)
+            return await http_get(view, container, handler, timeout)
         case SleepAction(seconds):
             # Cut at the grace period: the container is killed by then anyway.
             with anyio.move_on_after(timeout):

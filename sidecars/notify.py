@@ -38,7 +38,7 @@ import anyio
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.frozen import frozen
-from podvisor.supervisor.manifest.model import Pod
+from podvisor.supervisor.manifest.model import Container, Pod
 from podvisor.supervisor.network.model import NetworkRequest
 from podvisor.supervisor.network.records import PODS_DIR
 
@@ -86,6 +86,16 @@ def parse(datagram: bytes) -> Notice:
         elif key == "STATUS":
             status = value
     return Notice(ready, watchdog, stopping, status)
+
+
+def container_env(pod: Pod, container: Container) -> dict[str, str]:
+    """The variables every process of *container* gets: NOTIFY_SOCKET, WATCHDOG_USEC."""
+    env = {"NOTIFY_SOCKET": str(socket_path(pod))}
+    if container.settings.watchdog_usec:
+        # No WATCHDOG_PID: the main process's pid differs in its own PID
+        # namespace, and sd_watchdog_enabled() accepts any pid without it.
+        env["WATCHDOG_USEC"] = str(container.settings.watchdog_usec)
+    return env
 
 
 def socket_path(pod: Pod) -> Path:

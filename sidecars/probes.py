@@ -27,7 +27,6 @@ import anyio
 
 from podvisor.sidecars import http
 from podvisor.sidecars.execs import Execs
-from podvisor.sidecars.host import PodHost
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.errors import PodvisorError, ProbeError
 from podvisor.supervisor.frozen import frozen
@@ -40,6 +39,7 @@ from podvisor.supervisor.manifest.model import (
     TCPSocketAction,
 )
 from podvisor.supervisor.network import open_connection_in
+from podvisor.supervisor.pod.view import PodView
 
 _NO_LIMIT = 24 * 3600.0  # for a hook's connect, which Kubernetes does not bound
 MAX_MESSAGE = 1024  # characters of an attempt's message kept for the container's status
@@ -61,7 +61,7 @@ def probe_of(container: Container, kind: lc.ProbeKind) -> Probe | None:
     }[kind]
 
 
-async def run_probe(host: PodHost, execs: Execs, container: Container, kind: lc.ProbeKind) -> None:
+async def run_probe(view: PodView, execs: Execs, container: Container, kind: lc.ProbeKind) -> None:
     """Probe *container* until cancelled, reporting every attempt to the runner."""
     probe = probe_of(container, kind)
     if probe is None:
@@ -69,13 +69,13 @@ async def run_probe(host: PodHost, execs: Execs, container: Container, kind: lc.
     await anyio.sleep(probe.initial_delay_seconds)
     while True:
         began = anyio.current_time()
-        outcome = await attempt(host, execs, container, probe.handler, probe.timeout_seconds)
-        host.post(lc.ProbeResult(container.name, kind, outcome.success, outcome.message))
+        outcome = await attempt(view, execs, container, probe.handler, probe.timeout_seconds)
+        view.post(lc.ProbeResult(container.name, kind, outcome.success, outcome.message))
         await anyio.sleep_until(began + probe.period_seconds)
 
 
 async def attempt(
-    host: PodHost,
+    view: PodView,
     execs: Execs,
     container: Container,
     handler: ProbeHandler,
@@ -87,9 +87,9 @@ async def attempt(
             result = await execs.run(container, command, timeout)
             return Outcome(result.succeeded, _short(result.describe()))
         case HTTPGetAction():
-            return await http_get(host, container, handler, timeout)
+            return await http_get(view, container, handler, timeout)
         case TCPSocketAction():
-            return await tcp_socket(host, container, handler, timeout)
+            return await tcp_socket(view, container, handler, timeout)
         case _:
             return Outcome(False, f"{type(handler).__name__} probes are not supported")
 
@@ -98,7 +98,7 @@ async def attempt(
 
 
 async def http_get(
-    host: PodHost,
+    view: PodView,
     container: Container,
     action: HTTPGetAction,
     timeout: float | None,  # noqa: ASYNC109 -- bounds the whole exchange, redirects included
@@ -106,13 +106,13 @@ async def http_get(
     """GET the action's URL from inside the pod: 200-399 is success."""
     try:
         port = resolve_port(container, action.port)
-        address = action.host or default_host(host)
+        address = action.host or default_host(view)
         target = http.target_for(action.scheme, address, port, action.path)
     except ProbeError as e:
         return Outcome(False, str(e))
     try:
         with anyio.fail_after(timeout):
-            response = await http.get(target, action.headers, partial(_connect, host, timeout))
+            response = await http.get(target, action.headers, partial(_connect, view, timeout))
     except TimeoutError:
         return Outcome(False, f'Get "{target.url}": no answer{_within(timeout)}')
     except (OSError, PodvisorError, anyio.BrokenResourceError) as e:
@@ -134,20 +134,20 @@ def judge(response: http.Response) -> Outcome:
 
 
 async def tcp_socket(
-    host: PodHost,
+    view: PodView,
     container: Container,
     action: TCPSocketAction,
     timeout: float | None,  # noqa: ASYNC109 -- the connect's bound
 ) -> Outcome:
     """Open a TCP connection from inside the pod; opening it is success."""
-    address = action.host or default_host(host)
+    address = action.host or default_host(view)
     try:
         port = resolve_port(container, action.port)
     except ProbeError as e:
         return Outcome(False, str(e))
     try:
         with anyio.fail_after(timeout):
-            sock = await _connect(host, timeout, address, port)
+            sock = await _connect(view, timeout, address, port)
     except TimeoutError:
         return Outcome(False, f"dial tcp {address}:{port}: no answer{_within(timeout)}")
     except (OSError, PodvisorError) as e:
@@ -159,9 +159,9 @@ async def tcp_socket(
 # --- Where to connect -------------------------------------------------------------------
 
 
-def default_host(host: PodHost) -> str:
+def default_host(view: PodView) -> str:
     """The pod's IP, as in Kubernetes; 127.0.0.1 when the pod has none (loopback)."""
-    network = host.network
+    network = view.network
     return (network.pod_ip if network is not None else None) or "127.0.0.1"
 
 
@@ -177,9 +177,9 @@ def resolve_port(container: Container, port: int | str) -> int:
     raise ProbeError(f"container {container.name} has no port named {port!r}")
 
 
-async def _connect(host: PodHost, limit: float | None, address: str, port: int) -> socket.socket:
+async def _connect(view: PodView, limit: float | None, address: str, port: int) -> socket.socket:
     """A TCP connection to address:port, made from inside the pod's network namespace."""
-    netns = host.network.netns_path if host.network is not None else None
+    netns = view.network.netns_path if view.network is not None else None
     ip = await _resolve(address, port)
     return await open_connection_in(netns, ip, port, limit if limit is not None else _NO_LIMIT)
 

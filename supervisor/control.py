@@ -46,13 +46,11 @@ import signal
 import socket
 import struct
 import termios
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
 
-from podvisor.init import protocol
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.control_logs import serve_logs
@@ -91,9 +89,9 @@ from podvisor.supervisor.errors import (
     ControlMessageError,
     InitDiedError,
 )
-from podvisor.supervisor.manifest.model import Container, ContainerKind, Pod
-from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
-from podvisor.supervisor.pod.logs import ContainerLog
+from podvisor.supervisor.manifest.model import Container, ContainerKind
+from podvisor.supervisor.pod.init_client import InitProcessHandle
+from podvisor.supervisor.pod.view import PodView
 
 #: Connections served at once; more wait in the backlog.
 MAX_CONNECTIONS = 64
@@ -104,74 +102,6 @@ HANGUP_GRACE = 5.0
 #: How long pause waits for the kernel to freeze every process.
 FREEZE_WAIT = 10.0
 DISCONNECTS = (BrokenPipeError, ConnectionResetError, TimeoutError)
-
-# =============================================================================
-# What the server needs of the runner
-# =============================================================================
-
-
-class NetworkView(Protocol):
-    @property
-    def pod_ip(self) -> str | None: ...
-
-
-class CgroupControl(Protocol):
-    def read(self) -> CgroupStats: ...
-    def freeze(self) -> None: ...
-    def thaw(self) -> None: ...
-    def frozen(self) -> bool: ...
-    async def wait_frozen(self, timeout: float = 10) -> None: ...  # noqa: ASYNC109
-
-
-class InstanceView(Protocol):
-    @property
-    def pid(self) -> int: ...
-
-
-class SinkView(Protocol):
-    @property
-    def containers(self) -> Mapping[str, ContainerLog]: ...
-
-    def system(self, message: str) -> None: ...
-
-
-class ControlHost(Protocol):
-    """The pod runner as the control socket sees it (`PodRunner` fits it).
-
-    `state` is read with ``getattr``: the runner sets it once the lifecycle
-    core has begun, and a request may come earlier.
-    """
-
-    @property
-    def pod(self) -> Pod: ...
-
-    @property
-    def sandbox(self) -> InitClient | None: ...
-
-    @property
-    def network(self) -> NetworkView | None: ...
-
-    @property
-    def cgroups(self) -> Mapping[str, CgroupControl]: ...
-
-    @property
-    def instances(self) -> Mapping[str, InstanceView]: ...
-
-    @property
-    def sink(self) -> SinkView: ...
-
-    def container(self, name: str) -> Container: ...
-
-    def spawn_request(
-        self, c: Container, argv: list[str] | tuple[str, ...]
-    ) -> protocol.Process: ...
-
-    def post(self, event: lc.Event) -> None: ...
-
-    def wall_time(self, monotonic: float | None) -> float | None: ...
-
-    def restart_container(self, name: str) -> None: ...
-
 
 def open_terminal(size: tuple[int, int] | None) -> tuple[int, int]:
     """A new pseudo-terminal (master, slave) for `exec -t`, at the caller's window size."""
@@ -193,8 +123,8 @@ def open_terminal(size: tuple[int, int] | None) -> tuple[int, int]:
 class ControlServer:
     """The requests' handlers; made by the socket's first connection (`serve_control`)."""
 
-    def __init__(self, host: ControlHost, bound: ControlSocket) -> None:
-        self.host = host
+    def __init__(self, view: PodView, bound: ControlSocket) -> None:
+        self.view = view
         self.bound = bound
         self._limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
 
@@ -205,7 +135,7 @@ class ControlServer:
             try:
                 await self._serve_request(conn)
             except anyio.get_cancelled_exc_class():  # the pod has finished: say so
-                conn.send_nowait(Error(f"pod {self.host.pod.name!r} stopped before answering"))
+                conn.send_nowait(Error(f"pod {self.view.pod.name!r} stopped before answering"))
                 raise
             except Exception as exc:  # a failure costs its request, never the pod
                 self._answer_failure(conn, exc)
@@ -220,7 +150,7 @@ class ControlServer:
         if refused is not None:
             conn.send_nowait(Error(str(refused)))
             return
-        self.host.sink.system(f"control socket: a request failed: {exc!r}")
+        self.view.sink.system(f"control socket: a request failed: {exc!r}")
         conn.send_nowait(Error("internal error (see podvisor's log)"))
 
     async def _serve_request(self, conn: Connection) -> None:
@@ -249,7 +179,7 @@ class ControlServer:
     def _check_peer(self, conn: Connection) -> None:
         if conn.peer_uid() not in (0, os.geteuid()):
             raise ControlError(
-                f"permission denied: the pod {self.host.pod.name!r} belongs to uid "
+                f"permission denied: the pod {self.view.pod.name!r} belongs to uid "
                 f"{os.geteuid()}; use sudo"
             )
 
@@ -276,11 +206,10 @@ class ControlServer:
             case _:  # a Signal belongs to a running exec
                 raise ControlError(f"a {request.KIND!r} request comes only during an exec")
 
-    # --- reading the runner ----------------------------------------------------------
+    # --- reading the pod -------------------------------------------------------------
 
     def _state(self) -> lc.PodState | None:
-        state = getattr(self.host, "state", None)
-        return state if isinstance(state, lc.PodState) else None
+        return self.view.state
 
     def _require_state(self) -> lc.PodState:
         state = self._state()
@@ -291,16 +220,16 @@ class ControlServer:
         return state
 
     def _names(self) -> list[str]:
-        return [c.name for c in self.host.pod.spec.all_containers]
+        return [c.name for c in self.view.pod.spec.all_containers]
 
     def _container_name(self, name: str | None) -> str:
         """The request's container, which must exist; None: the first main one."""
         if name is None:
-            main = [c for c in self.host.pod.spec.all_containers if c.kind is ContainerKind.MAIN]
+            main = [c for c in self.view.pod.spec.all_containers if c.kind is ContainerKind.MAIN]
             return main[0].name
         if name not in self._names():
             raise ControlError(
-                f"pod {self.host.pod.name!r} has no container {name!r}; its containers: "
+                f"pod {self.view.pod.name!r} has no container {name!r}; its containers: "
                 + ", ".join(self._names())
             )
         return name
@@ -314,17 +243,17 @@ class ControlServer:
 
     def _paused(self, name: str) -> bool:
         try:
-            return self.host.cgroups[name].frozen()
+            return self.view.cgroups[name].frozen()
         except (CgroupError, OSError):
             return False
 
     # --- ps and status ---------------------------------------------------------------
 
     def _summary(self) -> PodSummary:
-        host, state = self.host, self._state()
+        host, state = self.view, self._state()
         containers = state.containers if state is not None else ()
         serving = [c for c in containers if c.kind is not ContainerKind.INIT]
-        metrics = getattr(getattr(host, "metrics", None), "address", None)
+        metrics = host.metrics_address
         return PodSummary(
             name=host.pod.name,
             uid=host.pod.uid,
@@ -357,11 +286,11 @@ class ControlServer:
         found = {}
         for name in names:
             with contextlib.suppress(CgroupError, OSError, KeyError):
-                found[name] = self.host.cgroups[name].read()
+                found[name] = self.view.cgroups[name].read()
         return found
 
     def _container_row(self, c: lc.ContainerStatus, usage: _Usage) -> ContainerRow:
-        wall = self.host.wall_time
+        wall = self.view.wall_time
         last = c.terminated or c.previous  # the latest end, whatever the state now
         return ContainerRow(
             name=c.name,
@@ -395,7 +324,7 @@ class ControlServer:
             self._check_previous(names)
         await serve_logs(
             conn,
-            self.host.sink.containers,
+            self.view.sink.containers,
             names,
             previous=request.previous,
             since=request.since,
@@ -409,7 +338,7 @@ class ControlServer:
             return
         name, state = names[0], self._state()
         restarted = state is not None and state.container(name).restart_count > 0
-        if not restarted and not self.host.sink.containers[name].previous:
+        if not restarted and not self.view.sink.containers[name].previous:
             raise ControlError(
                 f"container {name!r} has not restarted: it has no previous instance "
                 "(drop --previous for the current one's lines)"
@@ -459,10 +388,8 @@ class ControlServer:
         self._running(name)
         if self._paused(name):
             raise ControlError(f"container {name!r} is paused: `podvisor resume` it first")
-        init = self.host.sandbox
-        if init is None:
-            raise ControlError("the pod's init is not running")
-        spec = self.host.spawn_request(self.host.container(name), argv)
+        init = self.view.init
+        spec = self.view.process_for(self.view.container(name), argv)
         env = {**spec.env, **request.env}
         spec = dataclasses.replace(spec, env=env, tty=request.tty)
         try:
@@ -500,11 +427,10 @@ class ControlServer:
             await self._signal_group(pid, signal.SIGKILL)
 
     async def _signal_group(self, pid: int, signum: int) -> None:
-        init = self.host.sandbox
-        if init is None or not 0 < signum < signal.NSIG:
+        if not 0 < signum < signal.NSIG:
             return
         with contextlib.suppress(InitDiedError):
-            await init.signal(pid, signum, group=True)
+            await self.view.init.signal(pid, signum, group=True)
 
     # --- restart, kill, pause, resume ----------------------------------------------------
 
@@ -517,7 +443,7 @@ class ControlServer:
         if status.step not in lc.UP | {lc.Step.BACK_OFF}:
             raise ControlError(f"container {name!r} cannot be restarted now ({_describe(status)})")
         self._thaw(name)  # a frozen process cannot act on its stop signal
-        self.host.restart_container(name)
+        self.view.restart(name)
         await conn.send(Done())
 
     async def _kill(self, conn: Connection, request: Kill) -> None:
@@ -526,12 +452,11 @@ class ControlServer:
         if not 0 < signum < signal.NSIG:
             raise ControlError(f"not a signal number: {signum!r}")
         self._require_state()
-        instance = self.host.instances.get(name)
-        init = self.host.sandbox
-        if instance is None or init is None:
+        instance = self.view.instances.get(name)
+        if instance is None:
             raise ControlError(f"container {name!r} has no process to signal")
         try:
-            err = await init.signal(instance.pid, signum)
+            err = await self.view.init.signal(instance.pid, signum)
         except InitDiedError as exc:
             raise ControlError(str(exc)) from exc
         if err:
@@ -541,7 +466,7 @@ class ControlServer:
     async def _pause(self, conn: Connection, request: Pause) -> None:
         name = self._container_name(request.container)
         self._running(name)
-        cgroup = self.host.cgroups[name]
+        cgroup = self.view.cgroups[name]
         try:
             cgroup.freeze()
             await cgroup.wait_frozen(FREEZE_WAIT)
@@ -549,22 +474,22 @@ class ControlServer:
             with contextlib.suppress(CgroupError):
                 cgroup.thaw()
             raise ControlError(str(exc)) from exc
-        await conn.send(Paused(_probes(self.host.container(name))))
+        await conn.send(Paused(_probes(self.view.container(name))))
 
     async def _resume(self, conn: Connection, request: Resume) -> None:
         name = self._container_name(request.container)
         self._require_state()
         was_paused = self._paused(name)
         try:
-            self.host.cgroups[name].thaw()
+            self.view.cgroups[name].thaw()
         except CgroupError as exc:
             raise ControlError(str(exc)) from exc
         await conn.send(Resumed(was_paused))
 
     def _thaw(self, name: str) -> None:
         with contextlib.suppress(CgroupError, OSError):
-            if self.host.cgroups[name].frozen():
-                self.host.cgroups[name].thaw()
+            if self.view.cgroups[name].frozen():
+                self.view.cgroups[name].thaw()
 
     # --- stop -------------------------------------------------------------------------
 
@@ -574,8 +499,8 @@ class ControlServer:
             self._thaw(name)
         immediate = request.immediate
         what = "killing the pod now" if immediate else "stopping the pod"
-        self.host.sink.system(f"`podvisor stop` asked for it: {what}")
-        self.host.post(lc.StopRequested(immediate=immediate, signal=int(signal.SIGTERM)))
+        self.view.sink.system(f"`podvisor stop` asked for it: {what}")
+        self.view.post(lc.StopRequested(immediate=immediate, signal=int(signal.SIGTERM)))
         await conn.send(Done())
         try:
             await conn.receive()  # until the client hangs up, or the pod's end cancels us

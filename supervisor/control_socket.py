@@ -43,7 +43,8 @@ from podvisor.supervisor.errors import ControlMessageError
 from podvisor.supervisor.packets import PacketStream
 
 if TYPE_CHECKING:
-    from podvisor.supervisor.control import ControlHost, ControlServer
+    from podvisor.supervisor.control import ControlServer
+    from podvisor.supervisor.pod.view import PodView
 
 #: Connections waiting to be accepted.
 BACKLOG = 64
@@ -67,7 +68,7 @@ class ControlSocket:
 
 
 async def serve_control(
-    host: ControlHost,
+    host: PodView,
     directory: Path | None = None,
     *,
     task_status: anyio.abc.TaskStatus[Path | None] = anyio.TASK_STATUS_IGNORED,
@@ -98,7 +99,7 @@ async def serve_control(
         bound.close()
 
 
-async def _accept(listener: socket.socket, host: ControlHost) -> socket.socket:
+async def _accept(listener: socket.socket, host: PodView) -> socket.socket:
     """The next connection to *listener*."""
     while True:
         await anyio.wait_readable(listener)

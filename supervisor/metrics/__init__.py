@@ -20,13 +20,11 @@ from podvisor.supervisor.metrics.server import (
     parse_address,
     serve_metrics,
 )
-from podvisor.supervisor.metrics.view import PodView
 
 __all__ = [
     "DEFAULT_ADDRESS",
     "MetricsServer",
     "PodMetrics",
-    "PodView",
     "metrics_address",
     "parse_address",
     "serve_metrics",

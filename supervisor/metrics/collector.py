@@ -34,7 +34,7 @@ from podvisor.supervisor.metrics import cadvisor, kube
 from podvisor.supervisor.metrics.netdev import pod_interfaces
 from podvisor.supervisor.metrics.own import OwnSeries
 from podvisor.supervisor.metrics.recorder import PodMetrics
-from podvisor.supervisor.metrics.view import PodView, current_state
+from podvisor.supervisor.pod.view import PodView
 
 #: Steps in which a container has no cgroup series: not begun, or gone for good.
 NO_SERIES = frozenset({lc.Step.PENDING, lc.Step.DONE})
@@ -59,7 +59,7 @@ class PodCollector:
 
     def collect(self) -> Iterator[Metric]:
         view = self._view
-        state = current_state(view)
+        state = view.state
         samples, failed = self._read_containers(state)
         yield from cadvisor.container_families(samples, time.time())
         yield from self._network()
@@ -108,9 +108,9 @@ class PodCollector:
     def _network(self) -> Iterator[Metric]:
         view = self._view
         # Host network: the interfaces are the machine's, not the pod's.
-        if view.sandbox is None or view.network is None or view.network.netns_path is None:
+        if view.init is None or view.network is None or view.network.netns_path is None:
             return
-        interfaces = pod_interfaces(view.sandbox.host_pid)
+        interfaces = pod_interfaces(view.init.host_pid)
         yield from cadvisor.network_families(interfaces, view.pod.namespace, view.pod.name)
 
 

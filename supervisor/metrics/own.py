@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 
 from podvisor.supervisor.metrics.families import Family, non_empty
 from podvisor.supervisor.metrics.recorder import CONTAINER_LABELS, Histogram, PodMetrics
-from podvisor.supervisor.metrics.view import PodView
+from podvisor.supervisor.pod.view import PodView
 
 
 class OwnSeries:

@@ -23,7 +23,7 @@ from podvisor.supervisor.metrics.collector import pod_registry
 from podvisor.supervisor.metrics.exposition import Encoder, negotiate
 from podvisor.supervisor.metrics.http import Request, Response
 from podvisor.supervisor.metrics.recorder import PodMetrics
-from podvisor.supervisor.metrics.view import PodView
+from podvisor.supervisor.pod.view import PodView
 
 
 class Scraper:

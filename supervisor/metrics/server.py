@@ -49,10 +49,10 @@ import sniffio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from podvisor.supervisor.errors import AddressInUseError, ConfigError
-from podvisor.supervisor.manifest.model import ContainerKind
+from podvisor.supervisor.manifest.model import ContainerKind, Pod
 from podvisor.supervisor.metrics.http import BadRequestError, Request, Response, read_request, text
 from podvisor.supervisor.metrics.recorder import PodMetrics
-from podvisor.supervisor.metrics.view import PodView, current_state
+from podvisor.supervisor.pod.view import PodView
 
 if TYPE_CHECKING:
     from podvisor.supervisor.metrics.scrape import Scraper
@@ -142,33 +142,38 @@ class MetricsServer:
     """
 
     def __init__(
-        self, listener: anyio.abc.Listener[anyio.abc.SocketStream], endpoint: Endpoint
+        self, listener: anyio.abc.Listener[anyio.abc.SocketStream], metrics: PodMetrics
     ) -> None:
         self._listener = listener
-        self._endpoint = endpoint
+        self._metrics = metrics
         self._limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
         self.address = bound_address(listener)
 
     @classmethod
     async def open(
-        cls, view: PodView, metrics: PodMetrics, flag: str | None = None
+        cls, pod: Pod, metrics: PodMetrics, flag: str | None = None
     ) -> MetricsServer | None:
-        """Bind where the flag, the pod's annotation or the default says; None when "off"."""
-        chosen = metrics_address(flag, view.pod.settings.metrics_address)
+        """Bind where the flag, the pod's annotation or the default says; None when "off".
+
+        Bound before the pod's resources are made, and served (`serve`) once
+        they are: a client that comes meanwhile waits in the listen backlog.
+        """
+        chosen = metrics_address(flag, pod.settings.metrics_address)
         if chosen is None:
             return None
         listener = await listen(*chosen)
-        server = cls(listener, Endpoint(view, metrics))
+        server = cls(listener, metrics)
         metrics.backend = sniffio.current_async_library()
         metrics.address = server.address
         return server
 
-    async def serve(self) -> None:
-        """Serve connections until cancelled; the listener is closed on the way out."""
+    async def serve(self, view: PodView) -> None:
+        """Serve *view*'s pod until cancelled; the listener is closed on the way out."""
+        endpoint = Endpoint(view, self._metrics)
 
         async def handle(stream: anyio.abc.SocketStream) -> None:
             async with self._limiter:
-                await self._endpoint.serve_connection(stream)
+                await endpoint.serve_connection(stream)
 
         async with self._listener:
             await self._listener.serve(handle)
@@ -190,12 +195,12 @@ async def serve_metrics(
     *address* is the --metrics-address flag's value (None: not given). A port
     in use raises AddressInUseError before it reports started.
     """
-    server = await MetricsServer.open(view, metrics, address)
+    server = await MetricsServer.open(view.pod, metrics, address)
     if server is None:
         task_status.started(None)
         return
     task_status.started(server.address)
-    await server.serve()
+    await server.serve(view)
 
 
 class Endpoint:
@@ -267,13 +272,12 @@ class Endpoint:
         return self._scraper.respond(request)
 
     def livez(self, _: Request) -> Response:
-        sandbox = self.view.sandbox
-        if sandbox is not None and sandbox.process.returncode is not None:
+        if self.view.init.process.returncode is not None:
             return text(HTTPStatus.SERVICE_UNAVAILABLE, "the pod's init has exited")
         return text(HTTPStatus.OK, "ok")
 
     def readyz(self, _: Request) -> Response:
-        state = current_state(self.view)
+        state = self.view.state
         if state is not None and state.ready:
             return text(HTTPStatus.OK, "ok")
         if state is None:
@@ -294,7 +298,7 @@ class Endpoint:
         network = self.view.network
         found = pod_status(
             self.view.pod,
-            current_state(self.view),
+            self.view.state,
             pod_ip=network.pod_ip if network is not None else None,
             wall_time=self.view.wall_time,
             conditions=self.metrics.conditions,

@@ -2,20 +2,25 @@
 
 How this works
 --------------
-`PodRunner.run` makes what the pod needs, in order, and undoes it in reverse
-on the way out, whatever happened (an `AsyncExitStack` with shielded exits):
-cgroups, the network namespace, the init. Then it starts the lifecycle core
-(`lifecycle.begin`) and loops: take one event, hand it to `lifecycle.handle`,
-carry out the effects it returns, until the core says `PodFinished`.
+`PodRunner.run` binds the metrics endpoint (a port in use is an error before
+anything is made), then makes the pod's resources (`make_resources`: its
+cgroups, network and init, undone in reverse on the way out, whatever
+happened), and hands them, whole, to a `Supervision`. That starts the
+lifecycle core (`lifecycle.begin`) and loops: take one event, hand it to
+`lifecycle.handle`, carry out the effects it returns, until the core says
+`PodFinished`.
 
-Events come from small tasks that each own one source: the init's channel
-(spawned, exited), the supervisor's signals (SIGTERM/SIGINT: an ordered stop,
-a second SIGINT: kill now), timers the core armed, probes and hooks (run by
-`podvisor.sidecars`), and the init process itself (its exit is `InitDied`).
-They all write to one memory stream; only the loop reads it, so the core's
-state has exactly one owner and no locks are needed.
+Events come from small tasks that each own one source: each container
+process's handle (its exit), the init's notices, the supervisor's signals
+(SIGTERM/SIGINT: an ordered stop, a second SIGINT: kill now), timers the core
+armed, probes and hooks (run by `podvisor.sidecars`), and the init process
+itself (its exit is `InitDied`). They all write to one memory stream; only the
+loop reads it, so the core's state has exactly one owner and no locks are
+needed.
 
-The runner decides nothing about the pod's fate: that is the core's job.
+The control server, the metrics and the sidecars see the pod through its
+`PodView`, never through the runner. The runner decides nothing about the
+pod's fate: that is the core's job.
 """
 
 from __future__ import annotations
@@ -26,49 +31,38 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from podvisor.init import protocol
 from podvisor.sidecars.actions import ContainerActions
+from podvisor.sidecars.notify import container_env
 from podvisor.supervisor import lifecycle as lc
-from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup, Limits, PodCgroup
 from podvisor.supervisor.control_socket import serve_control
-from podvisor.supervisor.errors import (
-    EXIT_PODVISOR,
-    CgroupError,
-    ConfigError,
-    InitDiedError,
-    NamespaceError,
-)
+from podvisor.supervisor.errors import EXIT_PODVISOR, CgroupError, InitDiedError
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod
 from podvisor.supervisor.metrics import MetricsServer, PodMetrics
-from podvisor.supervisor.network import (
-    NetworkRequest,
-    PodNetwork,
-    cleanup_stale,
-    create_network,
-)
-from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
+from podvisor.supervisor.pod.init_client import InitProcessHandle
 from podvisor.supervisor.pod.logs import LogSink, pump
 from podvisor.supervisor.pod.processes import container_process
-from podvisor.supervisor.pod.sandbox import WaitingInit, plan_namespaces, without_namespaces
+from podvisor.supervisor.pod.resources import PodResources, make_resources
+from podvisor.supervisor.pod.sandbox import WaitingInit
 from podvisor.supervisor.pod.signals import receiving_signals
+from podvisor.supervisor.pod.view import PodView
 
 if TYPE_CHECKING:
     from podvisor.supervisor.network.maker import NetworkMaker
 
 # =============================================================================
-# Options and the plan the core needs
+# Options
 # =============================================================================
 
 
@@ -81,8 +75,8 @@ class RunOptions:
     control_dir: Path | None = None
     stdout: TextIO | None = None
     stderr: TextIO | None = None
-    #: Called with the runner once the pod's init serves (tests, the control API).
-    on_ready: Callable[[PodRunner], None] | None = None
+    #: Called with the pod's view once its init serves and before its containers start.
+    on_ready: Callable[[PodView], None] | None = None
     #: The pod's init, started ahead of its plan (`podvisor run` starts it
     #: before it imports this module); None: one is started when needed.
     init: WaitingInit | None = None
@@ -90,19 +84,6 @@ class RunOptions:
     #: the pod (`NetworkMaker.make`) before it imported this module; None: the
     #: runner makes it.
     network_maker: NetworkMaker | None = None
-
-
-def container_limits(pod: Pod, c: Container) -> Limits:
-    r = c.resources
-    return Limits(
-        memory_bytes=r.memory_limit_bytes,
-        cpu_limit_millicores=r.cpu_limit_millicores,
-        cpu_request_millicores=r.cpu_request_millicores,
-        pids_max=c.settings.pids_limit
-        if c.settings.pids_limit is not None
-        else pod.settings.pids_limit,
-        cpuset=c.settings.cpuset,
-    )
 
 
 def run_pod(loaded: LoadedPod, options: RunOptions, backend: str) -> int:
@@ -114,6 +95,54 @@ def run_pod(loaded: LoadedPod, options: RunOptions, backend: str) -> int:
 # =============================================================================
 # The runner
 # =============================================================================
+
+
+class PodRunner:
+    """One pod, from its manifest to its end."""
+
+    def __init__(self, loaded: LoadedPod, options: RunOptions) -> None:
+        self.loaded = loaded
+        self.options = options
+        pod = loaded.pod
+        self.sink = LogSink(pod.name, options.log_format, options.stdout, options.stderr)
+        self.sink.register([c.name for c in pod.spec.all_containers])
+        self.metrics = PodMetrics(pod)
+        self._events_in, self._events = anyio.create_memory_object_stream[lc.Event](math.inf)
+
+    @property
+    def pod(self) -> Pod:
+        return self.loaded.pod
+
+    def post(self, event: lc.Event) -> None:
+        """Queue an event for the loop; safe from any task, before the loop runs too."""
+        self._events_in.send_nowait(event)
+
+    async def run(self) -> int:
+        """Run the pod to its end; podvisor's exit status."""
+        for warning in self.loaded.warnings:
+            self.sink.system(f"warning: {warning}")
+        try:
+            async with AsyncExitStack() as stack:
+                server = await MetricsServer.open(
+                    self.pod, self.metrics, self.options.metrics_address
+                )
+                if server is not None:
+                    stack.push_async_callback(server.aclose)
+                resources = await make_resources(
+                    self.pod,
+                    self.sink,
+                    stack,
+                    init=self.options.init,
+                    network_maker=self.options.network_maker,
+                )
+                supervision = Supervision(self, resources, server)
+                return await supervision.run()
+        except InitDiedError as exc:
+            self.sink.system(f"error: {exc}")
+            return EXIT_PODVISOR
+        finally:
+            self._events_in.close()
+            self._events.close()
 
 
 @dataclass
@@ -128,168 +157,77 @@ class _Instance:
         return self.process.pid
 
 
-@dataclass
-class PodRunner:
-    loaded: LoadedPod
-    options: RunOptions
-    sink: LogSink = field(init=False)
-    state: lc.PodState = field(init=False)
-    network: PodNetwork | None = None
-    sandbox: InitClient | None = None
-    pod_cgroup: PodCgroup | None = None
-    cgroups: dict[str, ContainerCgroup] = field(default_factory=dict)
-    instances: dict[str, _Instance] = field(default_factory=dict)
-    orphans_reaped: int = 0
-    #: monotonic (the event loop's clock) to wall clock, for display
-    clock_offset: float = 0.0
-    _events_in: MemoryObjectSendStream[lc.Event] = field(init=False)
-    _events: MemoryObjectReceiveStream[lc.Event] = field(init=False)
-    _scopes: dict[str, anyio.CancelScope] = field(default_factory=dict)
-    _tg: anyio.abc.TaskGroup | None = None
-    _actions: ContainerActions | None = None
-    metrics: PodMetrics = field(init=False)
-    metrics_server: MetricsServer | None = None
-    control_socket: Path | None = None
-    _init_signals_noted: set[int] = field(default_factory=set)
+class Supervision:
+    """The lifecycle loop of a pod whose resources are all made."""
 
-    def __post_init__(self) -> None:
-        pod = self.loaded.pod
-        self.sink = LogSink(
-            pod.name, self.options.log_format, self.options.stdout, self.options.stderr
+    def __init__(
+        self, runner: PodRunner, resources: PodResources, server: MetricsServer | None
+    ) -> None:
+        self.pod = runner.pod
+        self.options = runner.options
+        self.sink = runner.sink
+        self.metrics = runner.metrics
+        self.post = runner.post
+        self._events = runner._events
+        self.resources = resources
+        self.init = resources.init
+        self.cgroups = resources.cgroups
+        self.server = server
+        self.instances: dict[str, _Instance] = {}
+        self.view = PodView(
+            self.pod,
+            self.sink,
+            cgroups=resources.cgroups,
+            network=resources.network,
+            init=resources.init,
+            post=self.post,
+            process_for=self._process_for,
+            clock_offset=time.time() - anyio.current_time(),
+            metrics_address=server.address if server is not None else None,
         )
-        self.sink.register([c.name for c in pod.spec.all_containers])
-        self._events_in, self._events = anyio.create_memory_object_stream[lc.Event](math.inf)
-        self.metrics = PodMetrics(pod)
+        self.view.instances = self.instances
+        self.actions = ContainerActions(self.view)
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._init_signals_noted: set[int] = set()
 
-    @property
-    def pod(self) -> Pod:
-        return self.loaded.pod
-
-    def container(self, name: str) -> Container:
-        return next(c for c in self.pod.spec.all_containers if c.name == name)
-
-    def restart_container(self, name: str) -> None:
-        """`podvisor restart`: the core stops the container and starts it again (rule 16)."""
-        self.post(lc.RestartRequested(name))
-
-    def post(self, event: lc.Event) -> None:
-        """Queue an event for the loop; safe from any task of this runner."""
-        self._events_in.send_nowait(event)
-
-    def wall_time(self, monotonic: float | None) -> float | None:
-        return None if monotonic is None else monotonic + self.clock_offset
-
-    # --- the whole run -----------------------------------------------------------
+    def _process_for(self, c: Container, argv: Sequence[str] | None) -> protocol.Process:
+        return container_process(
+            self.pod,
+            c,
+            pod_ip=self.resources.network.pod_ip,
+            cgroup_procs=self.cgroups[c.name].procs_files(),
+            extra_env=container_env(self.pod, c),
+            argv=argv,
+        )
 
     async def run(self) -> int:
-        self.clock_offset = time.time() - anyio.current_time()
-        for warning in self.loaded.warnings:
-            self.sink.system(f"warning: {warning}")
-        try:
-            async with AsyncExitStack() as stack:
-                await self._set_up(stack)
-                return await self._supervise()
-        except InitDiedError as exc:
-            self.sink.system(f"error: {exc}")
-            return EXIT_PODVISOR
-        finally:
-            self._events_in.close()
-            self._events.close()
-
-    async def _set_up(self, stack: AsyncExitStack) -> None:
-        pod = self.pod
-        # The address first: a port already taken is an error before anything is made.
-        self.metrics_server = await MetricsServer.open(
-            self, self.metrics, self.options.metrics_address
-        )
-        if self.metrics_server is not None:
-            stack.push_async_callback(self.metrics_server.aclose)
-        driver = CgroupDriver.detect()
-        limits = {c.name: container_limits(pod, c) for c in pod.spec.all_containers}
-        for name, limit in limits.items():
-            try:
-                driver.check(limit)
-            except CgroupError as exc:
-                raise ConfigError(f"container {name}: {exc}") from exc
-        for removed in driver.remove_stale():
-            self.sink.system(f"removed a cgroup an earlier run left behind: {removed}")
-        for warning in driver.warnings:
-            self.sink.system(f"warning: {warning}")
-        for removed in await anyio.to_thread.run_sync(cleanup_stale):
-            self.sink.system(f"removed a network an earlier run left behind: {removed}")
-        self.pod_cgroup = driver.create_pod(pod.name, pod.uid)
-        stack.push_async_callback(self._remove_cgroups)
-        for c in pod.spec.all_containers:
-            self.cgroups[c.name] = cg = self.pod_cgroup.container(c.name)
-            cg.apply_limits(limits[c.name])
-        init_cgroup = self.pod_cgroup.init()
-
-        network = await self._make_network(stack)
-
-        plan = plan_namespaces(
-            host_pid=pod.spec.host_pid,
-            host_ipc=pod.spec.host_ipc,
-            hostname=pod.hostname,
-            netns=network.netns_path,
-            binds=tuple((src, dst) for dst, src in network.etc_files.items()),
-            cgroup_procs=tuple(init_cgroup.procs_files()),
-            grace=float(pod.spec.termination_grace_period_seconds),
-        )
-        try:
-            self.sandbox = await InitClient.start(plan, self.options.init)
-        except NamespaceError as exc:
-            if "user" not in plan.unshare:
-                raise
-            plan = without_namespaces(plan, str(exc), own_name_files=pod.spec.own_name_files)
-            self.sandbox = await InitClient.start(plan)
-        for warning in plan.warnings:
-            self.sink.system(f"warning: {warning}")
-        stack.push_async_callback(self._stop_init)
-
-    async def _make_network(self, stack: AsyncExitStack) -> PodNetwork:
-        maker = self.options.network_maker
-        if maker is not None:
-            request = maker.request
-            network = await maker.network()
-        else:
-            request = NetworkRequest.for_pod(self.pod)
-            network = await create_network(request)
-        self.network = network
-        stack.push_async_callback(self._close_network)
-        for warning in network.warnings:
-            self.sink.system(f"warning: {warning}")
-        if request.host_ports:
-            # Imported by a pod that publishes ports: the others do not keep the proxy.
-            from podvisor.supervisor.network import publish_ports
-
-            await stack.enter_async_context(publish_ports(network, request.host_ports))
-        return network
-
-    async def _supervise(self) -> int:
-        assert self.sandbox is not None
-        sandbox = self.sandbox
-        self._actions = ContainerActions(self)
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(sandbox.serve)
+            tg.start_soon(self.init.serve)
             tg.start_soon(self._watch_notices)
             tg.start_soon(self._watch_signals)
             tg.start_soon(self._watch_init)
-            if self.metrics_server is not None:
-                tg.start_soon(self.metrics_server.serve)
+            if self.server is not None:
+                tg.start_soon(self.server.serve, self.view)
             # NOTIFY_SOCKET is bound before the first container needs it.
-            await tg.start(self._actions.serve)
-            self.control_socket = await tg.start(serve_control, self, self.options.control_dir)
+            await tg.start(self.actions.serve)
+            self.view.control_socket = await tg.start(
+                serve_control, self.view, self.options.control_dir
+            )
             if self.options.on_ready is not None:
-                self.options.on_ready(self)
+                self.options.on_ready(self.view)
             now = anyio.current_time()
-            self.state, effects = lc.begin(lc.plan_for(self.pod), now)
-            self.metrics.observe(self.state, now)
-            result = await self._loop(effects)
+            state, effects = lc.begin(lc.plan_for(self.pod), now)
+            self._observe(state, now)
+            result = await self._loop(state, effects)
             tg.cancel_scope.cancel()
         return result
 
-    async def _loop(self, effects: list[lc.Effect]) -> int:
+    def _observe(self, state: lc.PodState, now: float) -> None:
+        self.metrics.observe(state, now)
+        self.view.set_state(state)
+
+    async def _loop(self, state: lc.PodState, effects: list[lc.Effect]) -> int:
         trace = os.environ.get("PODVISOR_TRACE") == "1"
         while True:
             for effect in effects:
@@ -302,14 +240,12 @@ class PodRunner:
             if trace:
                 self.sink.system(f"trace: event {event}")
             now = anyio.current_time()
-            self.state, effects = lc.handle(self.state, event, now)
-            self.metrics.observe(self.state, now)
+            state, effects = lc.handle(state, event, now)
+            self._observe(state, now)
 
     # --- effects -------------------------------------------------------------------
 
     async def _execute(self, effect: lc.Effect) -> None:
-        assert self._tg is not None
-        assert self._actions is not None
         match effect:
             case lc.StartContainer(name):
                 await self._start(name)
@@ -322,17 +258,16 @@ class PodRunner:
             case lc.CancelTimer(key):
                 self._cancel_scoped(f"timer:{key}")
             case lc.StartProbe(name, kind):
-                run = partial(self._actions.probe, self.container(name), kind)
+                run = partial(self.actions.probe, self.view.container(name), kind)
                 self._spawn_scoped(f"probe:{name}:{kind}", run)
             case lc.StopProbe(name, kind):
                 self._cancel_scoped(f"probe:{name}:{kind}")
             case lc.RunHook(name, hook):
-                run = partial(self._actions.hook, self.container(name), hook)
+                run = partial(self.actions.hook, self.view.container(name), hook)
                 self._spawn_scoped(f"hook:{name}:{hook}", run)
 
     def _spawn_scoped(self, key: str, func: Callable[[], object]) -> None:
         """Run *func* in a task that `_cancel_scoped(key)` can cancel."""
-        assert self._tg is not None
         self._cancel_scoped(key)
         scope = self._scopes[key] = anyio.CancelScope()
 
@@ -355,37 +290,22 @@ class PodRunner:
 
     # --- starting, signalling, killing ---------------------------------------------
 
-    def spawn_request(
-        self, c: Container, argv: list[str] | tuple[str, ...] | None = None
-    ) -> protocol.Process:
-        """What the init runs for container *c*: its own command, else *argv*."""
-        return container_process(
-            self.pod,
-            c,
-            pod_ip=self.network.pod_ip if self.network else None,
-            cgroup_procs=self.cgroups[c.name].procs_files(),
-            extra_env=self._actions.env_for(c) if self._actions is not None else {},
-            argv=argv,
-        )
-
     async def _start(self, name: str) -> None:
-        assert self.sandbox is not None
-        assert self._actions is not None
-        c = self.container(name)
-        spec = self.spawn_request(c)
+        c = self.view.container(name)
+        spec = self.view.process_for(c)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         fds = [null, out_w, err_w]
         extra: tuple[int, ...] = ()
-        notification = self._actions.notification_fd(c)
+        notification = self.actions.notification_fd(c)
         if notification is not None:  # s6's notification-fd: a pipe as the process's fd N
             extra = (notification[0],)
             fds.append(notification[1])
         pidns = not self.pod.spec.share_process_namespace and self._own_pid_ns()
         spec = dataclasses.replace(spec, pidns=pidns, extra_fds=extra)
         try:
-            spawned = await self.sandbox.spawn(spec, fds)
+            spawned = await self.init.spawn(spec, fds)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -397,7 +317,6 @@ class PodRunner:
         if isinstance(spawned, InitProcessHandle):
             instance = self.instances[name] = _Instance(spawned, self.cgroups[name].oom_kills())
             self.post(lc.Started(name, spawned.pid))
-            assert self._tg is not None
             self._tg.start_soon(self._await_exit, name, instance)
             return
         self.sink.system(f"{name}: cannot start: {spawned.message}")
@@ -412,7 +331,6 @@ class PodRunner:
 
     def _read_output(self, name: str, out_r: int, err_r: int) -> None:
         """Pump a new instance's stdout and stderr into its log."""
-        assert self._tg is not None
         self.sink.containers[name].new_instance()
         self._tg.start_soon(pump, out_r, name, "stdout", self.sink)
         self._tg.start_soon(pump, err_r, name, "stderr", self.sink)
@@ -430,15 +348,14 @@ class PodRunner:
         self.post(lc.Exited(name, process.code, process.signal, oom_killed=oom))
 
     def _own_pid_ns(self) -> bool:
-        return self.sandbox is not None and self.sandbox.plan.own_pid_namespace
+        return self.init.plan.own_pid_namespace
 
     async def _signal(self, name: str, signum: int) -> None:
-        assert self.sandbox is not None
         instance = self.instances.get(name)
         if instance is None:
             return
         with contextlib.suppress(InitDiedError):
-            await self.sandbox.signal(instance.pid, signum)
+            await self.init.signal(instance.pid, signum)
 
     async def _kill(self, name: str) -> None:
         with contextlib.suppress(CgroupError):
@@ -448,11 +365,10 @@ class PodRunner:
 
     async def _watch_notices(self) -> None:
         """What the init says besides replies and exits."""
-        assert self.sandbox is not None
-        async for notice in self.sandbox.notices:
+        async for notice in self.init.notices:
             match notice:
                 case protocol.OrphansReaped(total):
-                    self.orphans_reaped = total
+                    self.view.orphans_reaped = total
                 case protocol.SignalReceived(signum) if signum not in self._init_signals_noted:
                     # Said once per signal: `kill -HUP 1` inside the pod, or a storm of them.
                     self._init_signals_noted.add(signum)
@@ -489,39 +405,6 @@ class PodRunner:
                 self.post(lc.StopRequested(immediate=immediate, signal=int(signum)))
 
     async def _watch_init(self) -> None:
-        assert self.sandbox is not None
-        code = await self.sandbox.process.wait()
+        code = await self.init.process.wait()
         self.sink.system(f"error: the pod's init exited unexpectedly (status {code})")
         self.post(lc.InitDied(f"init exited with status {code}"))
-
-    # --- tearing down ----------------------------------------------------------------
-
-    async def _stop_init(self) -> None:
-        """Ask init to end what is left, then make sure it is gone."""
-        assert self.sandbox is not None
-        sandbox = self.sandbox
-        with anyio.CancelScope(shield=True):
-            with contextlib.suppress(InitDiedError):
-                await sandbox.stop_all(grace=0)
-            with anyio.move_on_after(10):
-                await sandbox.process.wait()
-            if sandbox.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    sandbox.process.kill()
-                await sandbox.process.wait()
-            sandbox.close()
-            await sandbox.process.aclose()
-
-    async def _close_network(self) -> None:
-        if self.network is not None:
-            with anyio.CancelScope(shield=True):
-                await self.network.aclose()
-
-    async def _remove_cgroups(self) -> None:
-        if self.pod_cgroup is None:
-            return
-        with anyio.CancelScope(shield=True):
-            for cg in self.cgroups.values():
-                with contextlib.suppress(CgroupError):
-                    await cg.kill()
-        self.pod_cgroup.remove()

@@ -35,7 +35,7 @@ from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor import manifest
 from podvisor.supervisor.control_protocol import RUN_DIR_VARIABLE
 from podvisor.supervisor.pod.runner import PodRunner, RunOptions
-from tests.sidecars.pods import WatchedRunner
+from podvisor.supervisor.pod.view import PodView
 from tests.sidecars.support import WAIT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,25 +122,33 @@ class Output(io.StringIO):
                 await self._changed.wait()
 
 
-class ControlledRunner(WatchedRunner):
-    pass
-
-
 @dataclass
 class ControlledPod:
-    runner: ControlledRunner
+    runner: PodRunner
     log: Output
     run_dir: Path
     socket: Path | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     status: int | None = None
+    #: The pod's view, once its init serves (`RunOptions.on_ready`).
+    seen: PodView | None = None
 
     @property
     def name(self) -> str:
         return self.runner.pod.name
 
+    @property
+    def view(self) -> PodView:
+        assert self.seen is not None, "the pod's view is not made yet"
+        return self.seen
+
+    @property
+    def state(self) -> lc.PodState:
+        assert self.view.state is not None, "the lifecycle core has not begun"
+        return self.view.state
+
     def container(self, name: str) -> lc.ContainerStatus:
-        return self.runner.state.container(name)
+        return self.state.container(name)
 
     async def ctl(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
         """``podvisor ARGS`` as a child process: its status, stdout and stderr."""
@@ -161,10 +169,10 @@ class ControlledPod:
         """Wait (bounded) until *condition* holds; checked whenever the core's state changes."""
         try:
             with anyio.fail_after(WAIT):
-                while not condition():
-                    await self.runner.changed()
+                while self.view.state is None or not condition():
+                    await self.view.changed()
         except TimeoutError:
-            raise AssertionError(f"timed out waiting until {what}: {self.runner.state}") from None
+            raise AssertionError(f"timed out waiting until {what}: {self.view.state}") from None
 
     async def running(self, name: str) -> lc.ContainerStatus:
         await self.until(f"{name} runs", lambda: self.container(name).step is lc.Step.RUNNING)
@@ -214,8 +222,9 @@ async def control_pod(text: str, run_dir: Path) -> AsyncIterator[ControlledPod]:
     listening = anyio.Event()
     pod: ControlledPod
 
-    def on_ready(runner: PodRunner) -> None:
-        pod.socket = runner.control_socket
+    def on_ready(view: PodView) -> None:
+        pod.seen = view
+        pod.socket = view.control_socket
         listening.set()
 
     # Metrics on a port the kernel picks: tests run side by side, and `ps` shows it.
@@ -226,7 +235,7 @@ async def control_pod(text: str, run_dir: Path) -> AsyncIterator[ControlledPod]:
         metrics_address="127.0.0.1:0",
         control_dir=run_dir / "pods",
     )
-    pod = ControlledPod(ControlledRunner(loaded, options), log, run_dir)
+    pod = ControlledPod(PodRunner(loaded, options), log, run_dir)
 
     async def run() -> None:
         try:

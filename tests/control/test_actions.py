@@ -52,7 +52,7 @@ async def test_kill_sends_the_signal_and_the_policy_restarts(run_dir: Path) -> N
 async def test_pause_freezes_the_container_until_resume(run_dir: Path) -> None:
     async with control_pod(serving_pod("ctl-pause"), run_dir) as pod:
         await pod.serving()
-        cgroup = pod.runner.cgroups["app"]
+        cgroup = pod.view.cgroups["app"]
         paused = await pod.ctl("pause", "ctl-pause", "app")
         assert paused.returncode == 0, paused.stderr
         assert paused.stdout == "paused container app of pod ctl-pause\n"

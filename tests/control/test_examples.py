@@ -46,7 +46,7 @@ async def test_example_runs(manifest: str, run_dir: Path) -> None:
         if pod.runner.pod.spec.restart_policy.value != "Always":
             assert await pod.finished() == 0, pod.log.getvalue()
             return
-        await pod.until("the pod is ready", lambda: pod.runner.state.ready)
+        await pod.until("the pod is ready", lambda: pod.state.ready)
         [listed] = await pod.json("ps")
         assert (listed["name"], listed["status"]) == (pod.name, "Running")
         found = await pod.json("status", pod.name)
@@ -84,7 +84,7 @@ async def test_the_job_prepares_its_input_then_sums_it(run_dir: Path) -> None:
 async def test_the_web_example_serves_and_its_sidecar_ships_the_log(run_dir: Path) -> None:
     get = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/').read().decode())"
     async with control_pod(example("web.yaml"), run_dir) as pod:
-        await pod.until("the pod is ready", lambda: pod.runner.state.ready)
+        await pod.until("the pod is ready", lambda: pod.state.ready)
         page = await pod.ctl("exec", "web", "-c", "web", "--", "python3", "-c", get)
         assert page.returncode == 0, page.stderr
         assert "<h1>Hello from pod web</h1>" in page.stdout

@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 import pytest
 
+from podvisor.supervisor.cgroups import ContainerCgroup
 from tests.control.conftest import REPO, child, control_pod, ctl_argv, ctl_env, serving_pod
 from tests.sidecars.support import WAIT
 
@@ -33,7 +34,9 @@ async def test_exec_runs_in_the_containers_environment_and_cgroup(run_dir: Path)
         greeting, hostname, *cgroups = done.stdout.splitlines()
         assert (greeting, hostname) == ("hello-from-app", "ctl-exec")
         memory = next(line.split(":", 2)[2] for line in cgroups if ":memory:" in line)
-        assert any(d.endswith(memory) for d in pod.runner.cgroups["app"].dirs), memory
+        cgroup = pod.view.cgroups["app"]
+        assert isinstance(cgroup, ContainerCgroup)
+        assert any(d.endswith(memory) for d in cgroup.dirs), memory
         assert done.stderr == "to-stderr\n"
 
 

@@ -22,10 +22,10 @@ async def test_ps_lists_the_running_pod(run_dir: Path) -> None:
         assert header.split() == ["NAME", "STATUS", "READY", "RESTARTS", "AGE", "IP", "METRICS"]
         name, status, ready, restarts, age, ip, metrics = row.split()
         assert (name, status, ready, restarts) == ("ctl-ps", "Running", "1/1", "0")
-        assert pod.runner.metrics.address is not None
-        assert metrics == f"127.0.0.1:{pod.runner.metrics.address[1]}"
+        assert pod.view.metrics_address is not None
+        assert metrics == f"127.0.0.1:{pod.view.metrics_address[1]}"
         assert age.endswith("s")
-        assert ip == ((pod.runner.network.pod_ip if pod.runner.network else None) or "-")
+        assert ip == ((pod.view.network.pod_ip if pod.view.network else None) or "-")
         # Columns line up: every value starts where its header does.
         assert row.index(status) == header.index("STATUS")
         assert row.index(age) == header.index("AGE")

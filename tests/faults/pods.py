@@ -35,6 +35,7 @@ from podvisor.supervisor import manifest
 from podvisor.supervisor.cgroups import CgroupDriver
 from podvisor.supervisor.network import cleanup_stale
 from podvisor.supervisor.pod.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.view import PodView
 from tests.faults import procfs
 
 
@@ -338,6 +339,8 @@ class InProcessPod:
     out: Lines
     err: Lines
     finished: anyio.Event
+    #: The pod's view, once its init serves (`RunOptions.on_ready`).
+    seen: PodView | None = None
     result: list[int] = field(default_factory=list)
     _written: anyio.Event = field(default_factory=anyio.Event)
 
@@ -351,11 +354,17 @@ class InProcessPod:
         self._written = anyio.Event()
 
     @property
+    def view(self) -> PodView:
+        assert self.seen is not None, "the pod's view is not made yet"
+        return self.seen
+
+    @property
     def state(self) -> lc.PodState:
-        return self.runner.state
+        assert self.view.state is not None, "the lifecycle core has not begun"
+        return self.view.state
 
     def container(self, name: str) -> lc.ContainerStatus:
-        return next(c for c in self.runner.state.containers if c.name == name)
+        return next(c for c in self.state.containers if c.name == name)
 
     async def wait_for(self, found: Callable[[list[Line]], bool], what: str) -> None:
         """Wait (bounded) until *found* holds for the stdout lines so far."""
@@ -371,11 +380,11 @@ class InProcessPod:
         await self.wait_for(said, f"{container} to say {text!r}")
 
     async def until(self, check: Callable[[], bool], what: str) -> None:
-        """Wait (bounded) for *check* on the runner's state or counters.
+        """Wait (bounded) for *check* on the pod's state or counters.
 
-        The runner tells nobody when its state changes, so this looks again
-        every 20 ms: a bounded wait for a condition, not a sleep to let
-        something happen.
+        Counters (orphans reaped, lines written) change without a new state,
+        so this looks again every 20 ms: a bounded wait for a condition, not
+        a sleep to let something happen.
         """
         with anyio.fail_after(WAIT):
             while not check():  # noqa: ASYNC110 (nothing to wait on: see above)
@@ -409,10 +418,15 @@ async def running_pod(
     loaded = manifest.load("pod.yaml", pod_yaml(text))
     out, err = Lines(), Lines()
     ready = anyio.Event()
+
+    def on_ready(view: PodView) -> None:
+        pod.seen = view
+        ready.set()
+
     options = RunOptions(
         stdout=Output(out),
         stderr=Output(err),
-        on_ready=lambda _: ready.set(),
+        on_ready=on_ready,
         metrics_address=metrics_address,
     )
     runner = PodRunner(loaded, options)

@@ -79,7 +79,7 @@ async def test_fork_bomb_is_contained(faults: Record, fd_watch: FdWatch) -> None
             lambda lines: any(ln.container == "bomb" and "EAGAIN" in ln.text for ln in lines),
             "the bomb to hit EAGAIN",
         )
-        stats = pod.runner.cgroups["bomb"].read()
+        stats = pod.view.cgroups["bomb"].read()
         before = {name: len(_ticks(pod, name)) for name in ("ticker-a", "ticker-b")}
         for name, seen in before.items():
             await pod.wait_line(name, f"tick {seen + 10}")

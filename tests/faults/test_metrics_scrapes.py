@@ -111,9 +111,9 @@ async def test_1000_scrapes_while_containers_restart(
             - {{name: killed, command: {json.dumps(_crasher(runs["killed"], CRASHES["killed"], "kill -KILL $$"))}}}
     """
     async with running_pod(text, metrics_address="127.0.0.1:0") as pod:
-        server = pod.runner.metrics_server
-        assert server is not None
-        port = server.address[1]
+        address = pod.view.metrics_address
+        assert address is not None
+        port = address[1]
         # A scrape keeps the cgroup files it reads open for the next (cgroupfs.KeptFiles):
         # the descriptors' steady point is after one, once every container has begun.
         await pod.until(lambda: all(_begun(pod, n) for n in ("steady", *CRASHES)), "starts")

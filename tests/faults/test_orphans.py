@@ -94,14 +94,13 @@ async def test_10000_orphans_under_a_pod(share: bool, faults: Record, fd_watch: 
     async with running_pod(_pod(share)) as pod:
         fd_watch.steady(os.getpid())
         await pod.wait_line("driver", f"orphans {ORPHANS}")
-        runner = pod.runner
-        assert runner.sandbox is not None
-        reapers = {runner.sandbox.host_pid, *runner.cgroups["driver"].pids()}
+        view = pod.view
+        reapers = {view.init.host_pid, *view.cgroups["driver"].pids()}
         faults.leak("zombies under the reapers", procfs.zombies_of(reapers))
         if share:
             # The pod's init reports its running total of adopted orphans it reaped.
-            await pod.until(lambda: runner.orphans_reaped >= ORPHANS, "orphans counted")
-            assert runner.orphans_reaped == ORPHANS
+            await pod.until(lambda: view.orphans_reaped >= ORPHANS, "orphans counted")
+            assert view.orphans_reaped == ORPHANS
         assert pod.container("driver").restart_count == 0
         status = await pod.stop()
     assert status == 0, pod.err.text()

@@ -104,8 +104,7 @@ async def _cycle(name: str, marker: str, share: bool, fifo_dir: Path, tally: Tal
     async with running_pod(_pod(name, marker, share, fifo_dir)) as pod:
         await pod.wait_line("main", "up")
         await pod.wait_line("tricky", "up")
-        assert pod.runner.sandbox is not None
-        pids = procfs.descendants(pod.runner.sandbox.host_pid)
+        pids = procfs.descendants(pod.view.init.host_pid)
         named = {(pid, procfs.start_time(pid)) for pid in pids}
         states = {procfs.state_of(pid) for pid in pids}
         tally.in_d_state += "D" in states

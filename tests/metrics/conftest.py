@@ -9,20 +9,22 @@ in the tests that need the kernel's own numbers.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from podvisor.init import protocol
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.manifest.model import Container, ContainerKind, Pod, PodSpec
 from podvisor.supervisor.metrics import PodMetrics
 from podvisor.supervisor.metrics.collector import pod_registry
-from podvisor.supervisor.metrics.view import CgroupReader
+from podvisor.supervisor.pod.init_client import InitProcessHandle
 from podvisor.supervisor.pod.logs import LogSink
+from podvisor.supervisor.pod.view import CgroupView, PodView
 
 #: Synthetic monotonic time of the tests' pods; wall clock = this + OFFSET.
 T0 = 1000.0
@@ -90,22 +92,50 @@ class Driver:
 
 
 class FakeCgroup:
+    """A container's cgroup that only has figures to give."""
+
     def __init__(self, stats: CgroupStats) -> None:
         self.stats = stats
 
     def read(self) -> CgroupStats:
         return self.stats
 
+    def pids(self) -> list[int]:
+        return []
+
+    def freeze(self) -> None:
+        raise AssertionError("the metrics never freeze")
+
+    def thaw(self) -> None:
+        raise AssertionError("the metrics never thaw")
+
+    def frozen(self) -> bool:
+        return False
+
+    async def wait_frozen(self, timeout: float = 10) -> None:  # noqa: ASYNC109
+        raise AssertionError("the metrics never freeze")
+
 
 @dataclass
 class FakeProcess:
+    pid: int = 1
     returncode: int | None = None
 
 
 @dataclass
 class FakeSandbox:
+    """The pod's init as the metrics read it: where its namespaces are, whether it lives."""
+
     host_pid: int
     process: FakeProcess = field(default_factory=FakeProcess)
+
+    async def spawn(
+        self, spec: protocol.Process, fds: Sequence[int] = ()
+    ) -> InitProcessHandle | protocol.SpawnFailed:
+        raise AssertionError("the metrics never spawn")
+
+    async def signal(self, pid: int, signum: int, *, group: bool = False) -> int:
+        raise AssertionError("the metrics never signal")
 
 
 @dataclass
@@ -114,20 +144,36 @@ class FakeNetwork:
     pod_ip: str | None = "10.88.0.5"
 
 
-@dataclass
-class FakeView:
-    """A runner as the metrics see it; `state` is set when the core has begun."""
+class FakeView(PodView):
+    """A pod's view as the metrics see it, from stand-ins; `state` is set when the core has begun."""
 
-    pod: Pod
-    state: lc.PodState | None = None
-    cgroups: Mapping[str, CgroupReader] = field(default_factory=dict)
-    network: FakeNetwork | None = None
-    sandbox: FakeSandbox | None = None
-    orphans_reaped: int = 0
-    sink: LogSink = field(default_factory=lambda: LogSink("web"))
+    def __init__(
+        self,
+        pod: Pod,
+        state: lc.PodState | None = None,
+        cgroups: Mapping[str, CgroupView] | None = None,
+        network: FakeNetwork | None = None,
+        sandbox: FakeSandbox | None = None,
+    ) -> None:
+        super().__init__(
+            pod,
+            LogSink("web"),
+            cgroups=cgroups or {},
+            network=network,
+            init=sandbox or FakeSandbox(0),
+            post=_no_events,
+            process_for=_no_processes,
+            clock_offset=OFFSET,
+        )
+        self.state = state
 
-    def wall_time(self, monotonic: float | None) -> float | None:
-        return None if monotonic is None else monotonic + OFFSET
+
+def _no_events(event: lc.Event) -> None:
+    raise AssertionError(f"the metrics post no events: {event}")
+
+
+def _no_processes(c: Container, argv: Sequence[str] | None) -> protocol.Process:
+    raise AssertionError("the metrics start no processes")
 
 
 def full_stats(**changes: object) -> CgroupStats:

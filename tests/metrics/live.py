@@ -9,7 +9,6 @@ stop what they started on the way out, whatever happened.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -28,8 +27,9 @@ import anyio.abc
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor import manifest
-from podvisor.supervisor.metrics import PodMetrics, serve_metrics
+from podvisor.supervisor.metrics import serve_metrics
 from podvisor.supervisor.pod.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.view import PodView
 from tests.metrics.client import get
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -38,6 +38,7 @@ PROMETHEUS = "/usr/bin/prometheus"
 @dataclass
 class LivePod:
     runner: PodRunner
+    view: PodView
     port: int
     output: io.StringIO
     errors: io.StringIO
@@ -56,11 +57,9 @@ class LivePod:
 
 
 def _run_options(**options: Any) -> RunOptions:
-    # Once the runner serves its own endpoint, keep it off: the test serves one
-    # on a port the kernel picks, so tests never compete for the default port.
-    if "metrics_address" in {f.name for f in dataclasses.fields(RunOptions)}:
-        options["metrics_address"] = "off"
-    return RunOptions(**options)
+    # The runner's own endpoint stays off: the test serves the pod's view on
+    # a port the kernel picks, so tests never compete for the default port.
+    return RunOptions(metrics_address="off", **options)
 
 
 @asynccontextmanager
@@ -69,8 +68,14 @@ async def live_pod(text: str) -> AsyncIterator[LivePod]:
     loaded = manifest.load("pod.yaml", textwrap.dedent(text).strip() + "\n")
     out, err = io.StringIO(), io.StringIO()
     ready = anyio.Event()
-    runner = PodRunner(loaded, _run_options(stdout=out, stderr=err, on_ready=lambda _: ready.set()))
-    metrics = getattr(runner, "metrics", None) or PodMetrics(loaded.pod)
+    views: list[PodView] = []
+
+    def on_ready(view: PodView) -> None:
+        views.append(view)
+        ready.set()
+
+    runner = PodRunner(loaded, _run_options(stdout=out, stderr=err, on_ready=on_ready))
+    metrics = runner.metrics
     finished = anyio.Event()
 
     async def run() -> None:
@@ -83,10 +88,11 @@ async def live_pod(text: str) -> AsyncIterator[LivePod]:
         tg.start_soon(run)
         with anyio.fail_after(60):
             await ready.wait()
-        address = await tg.start(serve_metrics, runner, metrics, "127.0.0.1:0")
+        [view] = views
+        address = await tg.start(serve_metrics, view, metrics, "127.0.0.1:0")
         assert address is not None
         try:
-            yield LivePod(runner, address[1], out, err)
+            yield LivePod(runner, view, address[1], out, err)
         finally:
             with anyio.CancelScope(shield=True), anyio.fail_after(60):
                 if not finished.is_set():
@@ -172,9 +178,9 @@ async def _stop(process: anyio.abc.Process) -> None:
         await process.aclose()
 
 
-def cgroup_working_set(runner: PodRunner, name: str) -> int:
+def cgroup_working_set(view: PodView, name: str) -> int:
     """The kernel's working set of container *name* now: usage minus inactive file pages."""
-    stats = runner.cgroups[name].read()
+    stats = view.cgroups[name].read()
     assert stats.memory_working_set_bytes is not None
     return stats.memory_working_set_bytes
 

@@ -17,7 +17,7 @@ from podvisor.supervisor.manifest.model import ContainerKind, Resources
 from podvisor.supervisor.metrics import PodMetrics
 from podvisor.supervisor.metrics.collector import PodCollector, pod_registry
 from podvisor.supervisor.metrics.exposition import Encoder
-from podvisor.supervisor.pod.logs import LogLine
+from podvisor.supervisor.pod.logs import LogLine, LogSink
 from tests.metrics.conftest import (
     OFFSET,
     Driver,
@@ -170,14 +170,14 @@ def test_containers_not_yet_started_have_no_cgroup_series() -> None:
 
 
 def test_a_cgroup_that_vanished_or_failed_is_left_out() -> None:
-    class Broken:
+    class Broken(FakeCgroup):
         def read(self) -> CgroupStats:
             raise PermissionError(13, "Permission denied")
 
     view, _ = running_view()
     view.cgroups = {
         "side": FakeCgroup(CgroupStats(gone=True, memory_rss_bytes=1)),
-        "main": Broken(),
+        "main": Broken(CgroupStats()),
     }
     found = scrape(view)
     assert found.find("container_memory_rss") == []
@@ -188,7 +188,7 @@ def test_a_cgroup_that_vanished_or_failed_is_left_out() -> None:
 def test_network_counters_are_the_pods_from_its_namespace() -> None:
     view, _ = running_view()
     view.network = FakeNetwork()
-    view.sandbox = FakeSandbox(host_pid=os.getpid())  # our own namespace stands in
+    view.init = FakeSandbox(host_pid=os.getpid())  # our own namespace stands in
     found = scrape(view)
     interfaces = {
         ls["interface"] for ls in found.labels_of("container_network_receive_bytes_total")
@@ -264,6 +264,7 @@ def test_waiting_reason_in_back_off() -> None:
 def test_podvisors_own_series() -> None:
     view, _ = running_view()
     view.orphans_reaped = 4
+    assert isinstance(view.sink, LogSink)
     view.sink.emit(LogLine(0.0, "main", "stdout", "hello"))
     view.sink.emit(LogLine(0.0, "main", "stderr", "oops"))
     view.sink.emit(LogLine(0.0, "main", "stderr", "again"))
@@ -370,7 +371,7 @@ def test_the_whole_exposition_passes_promtool() -> None:
     driver.restart("main")
     view.state = driver.state
     view.network = FakeNetwork()
-    view.sandbox = FakeSandbox(host_pid=os.getpid())
+    view.init = FakeSandbox(host_pid=os.getpid())
     metrics = PodMetrics(view.pod)
     metrics.record_probe("main", "liveness", True, 0.01)
     metrics.observe(driver.state, driver.now)

@@ -71,7 +71,7 @@ async def test_a_live_scrape_passes_promtool_and_shows_the_pod(
             assert reply.status == 200
             assert promtool_findings(reply.text) == ""
             found = parse(reply.text)
-            kernel = cgroup_working_set(pod.runner, "main")
+            kernel = cgroup_working_set(pod.view, "main")
             readyz = await get(pod.port, "/readyz")
     finally:
         os.close(fifo)
@@ -106,7 +106,7 @@ async def test_prometheus_scrapes_a_running_pod(tmp_path: Path) -> None:
                 restarts = await server.query_until("kube_pod_container_status_restarts_total")
                 up = await server.query_until('up{job="podvisor"}')
             main = await pod.container_status("main")
-            kernel = cgroup_working_set(pod.runner, "main")
+            kernel = cgroup_working_set(pod.view, "main")
     finally:
         os.close(fifo)
     [up_sample] = up

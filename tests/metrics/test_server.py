@@ -125,8 +125,8 @@ async def test_a_connection_serves_several_requests(served: Served) -> None:
 
 async def test_livez_follows_the_init(served: Served) -> None:
     assert (await get(served.port, "/livez")).text == "ok\n"
-    assert served.view.sandbox is not None
-    served.view.sandbox.process = FakeProcess(returncode=1)
+    assert isinstance(served.view.init, FakeSandbox)
+    served.view.init.process = FakeProcess(returncode=1)
     reply = await get(served.port, "/livez")
     assert reply.status == 503
     assert "init" in reply.text
@@ -236,7 +236,7 @@ async def test_a_port_in_use_is_a_clear_error_at_start() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(AddressInUseError, match=f"127.0.0.1:{port}.*--metrics-address"):
-            await MetricsServer.open(view, PodMetrics(view.pod), f"127.0.0.1:{port}")
+            await MetricsServer.open(view.pod, PodMetrics(view.pod), f"127.0.0.1:{port}")
         # started in a task group, it fails the start (wrapped, as task groups do)
         with pytest.RaisesGroup(AddressInUseError):
             async with anyio.create_task_group() as tg:
@@ -246,15 +246,15 @@ async def test_a_port_in_use_is_a_clear_error_at_start() -> None:
 async def test_an_address_not_of_this_machine_is_a_config_error() -> None:
     view, _ = view_of_running_pod()
     with pytest.raises(ConfigError, match=r"192\.0\.2\.1:9464"):
-        await MetricsServer.open(view, PodMetrics(view.pod), "192.0.2.1:9464")
+        await MetricsServer.open(view.pod, PodMetrics(view.pod), "192.0.2.1:9464")
 
 
 async def test_open_then_serve_then_close() -> None:
     view, _ = view_of_running_pod()
-    server = await MetricsServer.open(view, PodMetrics(view.pod), "127.0.0.1:0")
+    server = await MetricsServer.open(view.pod, PodMetrics(view.pod), "127.0.0.1:0")
     assert server is not None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
+        tg.start_soon(server.serve, view)
         assert (await get(server.address[1], "/livez")).status == 200
         tg.cancel_scope.cancel()
     with pytest.raises(OSError, match="connection attempts failed"):

@@ -25,6 +25,7 @@ import anyio
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.manifest import load
 from podvisor.supervisor.pod.runner import PodRunner, RunOptions
+from podvisor.supervisor.pod.view import PodView
 from tests.sidecars.support import PY, WAIT
 
 # --- The containers' programs ---------------------------------------------------------------
@@ -154,44 +155,36 @@ def _matches(line: str, text: str, container: str | None) -> bool:
     return text in said and (container is None or name.strip() == container)
 
 
-class WatchedRunner(PodRunner):
-    """The runner, waking `changed()` waiters whenever the core's state is replaced."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._waiters: list[anyio.Event] = []
-
-    def __setattr__(self, name: str, value: object) -> None:
-        super().__setattr__(name, value)
-        if name == "state":
-            for waiter in self._waiters:
-                waiter.set()
-            self._waiters.clear()
-
-    async def changed(self) -> None:
-        waiter = anyio.Event()
-        self._waiters.append(waiter)
-        await waiter.wait()
-
-
 @dataclass
 class PodRun:
-    runner: WatchedRunner
+    runner: PodRunner
     log: LogWatcher
     done: anyio.Event = field(default_factory=anyio.Event)
     status: int | None = None
+    #: The pod's view, once its init serves (`RunOptions.on_ready`).
+    seen: PodView | None = None
+
+    @property
+    def view(self) -> PodView:
+        assert self.seen is not None, "the pod's view is not made yet"
+        return self.seen
+
+    @property
+    def state(self) -> lc.PodState:
+        assert self.view.state is not None, "the lifecycle core has not begun"
+        return self.view.state
 
     def container(self, name: str) -> lc.ContainerStatus:
-        return self.runner.state.container(name)
+        return self.state.container(name)
 
     async def until(self, what: str, condition: Callable[[], bool]) -> None:
         """Wait (bounded) until *condition* holds of the pod's state; checked at each change."""
         try:
             with anyio.fail_after(WAIT):
-                while not condition():
-                    await self.runner.changed()
+                while self.view.state is None or not condition():
+                    await self.view.changed()
         except TimeoutError:
-            raise AssertionError(f"timed out waiting until {what}: {self.runner.state}") from None
+            raise AssertionError(f"timed out waiting until {what}: {self.view.state}") from None
 
     async def up(self, container: str) -> None:
         """Wait until *container* (running SERVICE) has said "up": its handlers are in place."""
@@ -213,10 +206,13 @@ async def run_pod(pod: dict[str, Any]) -> AsyncIterator[PodRun]:
     """Run *pod* until the block ends; then stop it (if it still runs) and wait for its end."""
     ready = anyio.Event()
     log = LogWatcher()
-    options = RunOptions(
-        stdout=log, stderr=log, metrics_address="off", on_ready=lambda _: ready.set()
-    )
-    run = PodRun(WatchedRunner(load("<test>", json.dumps(pod)), options), log)
+
+    def on_ready(view: PodView) -> None:
+        run.seen = view
+        ready.set()
+
+    options = RunOptions(stdout=log, stderr=log, metrics_address="off", on_ready=on_ready)
+    run = PodRun(PodRunner(load("<test>", json.dumps(pod)), options), log)
 
     async def go() -> None:
         try:

@@ -2,8 +2,8 @@
 
 `sandboxed_pod` starts what the runner would (the pod's init in fresh
 namespaces, optionally a loopback network namespace and real cgroups), and a
-`FakeHost` that stands in for the runner: it records what is posted and
-hands the init's exit reports to `ContainerActions.on_exit`. The unit tests
+`FakeHost`, the pod's view without a runner: it records what is posted. The
+unit tests
 of probes, hooks and notifications use it; the end-to-end tests use the real
 runner instead.
 """
@@ -16,10 +16,8 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from podvisor.init import protocol
 from podvisor.sidecars.actions import ContainerActions
@@ -36,9 +34,11 @@ from podvisor.supervisor.manifest.model import (
     PodSpec,
     Probe,
 )
-from podvisor.supervisor.network import NetworkMode, NetworkRequest, PodNetwork, create_network
+from podvisor.supervisor.network import NetworkMode, NetworkRequest, create_network
 from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
+from podvisor.supervisor.pod.logs import ContainerLog
 from podvisor.supervisor.pod.sandbox import plan_namespaces
+from podvisor.supervisor.pod.view import PodView
 
 PY = sys.executable
 WAIT = 30.0  # the bound of every wait in these tests; the machine is slow and shared
@@ -82,36 +82,55 @@ def make_pod(*containers: Container, name: str = "pv-sidecars", grace: int = 5) 
 class RecordingSink:
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.containers: dict[str, ContainerLog] = {}
 
     def system(self, message: str) -> None:
         self.lines.append(message)
 
 
-@dataclass
-class FakeHost:
-    """The runner, as far as sidecars/ sees it; `post` feeds `next_event`."""
+class NoInit:
+    """An init that is not there (yet): `sandboxed_pod` puts a real one in its place."""
 
-    pod: Pod
-    sandbox: InitClient | None = None
-    network: PodNetwork | None = None
-    cgroups: dict[str, ContainerCgroup] = field(default_factory=dict)
-    sink: RecordingSink = field(default_factory=RecordingSink)
-    posted: list[lc.Event] = field(default_factory=list)
-    _send: MemoryObjectSendStream[lc.Event] = field(init=False)
-    _receive: MemoryObjectReceiveStream[lc.Event] = field(init=False)
+    host_pid = 0
+    process = None
 
-    def __post_init__(self) -> None:
+    async def spawn(
+        self, spec: protocol.Process, fds: Sequence[int] = ()
+    ) -> InitProcessHandle | protocol.SpawnFailed:
+        raise InitDiedError("no init in this test")
+
+    async def signal(self, pid: int, signum: int, *, group: bool = False) -> int:
+        raise InitDiedError("no init in this test")
+
+
+class FakeHost(PodView):
+    """A pod's view without a runner: what is posted is recorded and feeds `next_event`."""
+
+    def __init__(self, pod: Pod) -> None:
+        self.posted: list[lc.Event] = []
+        self.recorded = RecordingSink()
         self._send, self._receive = anyio.create_memory_object_stream[lc.Event](1000)
+        self.own_cgroups: dict[str, ContainerCgroup] = {}
+        super().__init__(
+            pod,
+            self.recorded,
+            cgroups=self.own_cgroups,
+            network=None,
+            init=NoInit(),  # type: ignore[arg-type]
+            post=self._record,
+            process_for=self._process,
+        )
 
-    def spawn_request(self, c: Container, argv: list[str] | tuple[str, ...]) -> protocol.Process:
-        cgroup = self.cgroups.get(c.name)
+    def _process(self, c: Container, argv: Sequence[str] | None) -> protocol.Process:
+        assert argv is not None
+        cgroup = self.own_cgroups.get(c.name)
         return protocol.Process(
             tuple(argv),
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             cgroups=tuple(cgroup.procs_files()) if cgroup is not None else (),
         )
 
-    def post(self, event: lc.Event) -> None:
+    def _record(self, event: lc.Event) -> None:
         self.posted.append(event)
         self._send.send_nowait(event)
 
@@ -135,7 +154,7 @@ async def sandboxed_pod(
             pod_cgroup = CgroupDriver.detect().create_pod(pod.name, pod.uid)
             stack.callback(pod_cgroup.remove)
             for c in pod.spec.all_containers:
-                host.cgroups[c.name] = pod_cgroup.container(c.name)
+                host.own_cgroups[c.name] = pod_cgroup.container(c.name)
         if network is not None:
             request = NetworkRequest(pod.name, pod.uid, pod.name, mode=network)
             host.network = await create_network(request)
@@ -150,7 +169,8 @@ async def sandboxed_pod(
             cgroup_procs=(),
             grace=5.0,
         )
-        init = host.sandbox = await InitClient.start(plan)
+        init = await InitClient.start(plan)
+        host.init = init
         actions = ContainerActions(host)
         try:
             async with anyio.create_task_group() as tg:
@@ -185,12 +205,11 @@ async def spawn_server(host: FakeHost, code: str, *args: str) -> str:
 
     The init kills it when the pod ends.
     """
-    assert host.sandbox is not None
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     spec = protocol.Process((PY, "-c", code, *args))
     try:
-        spawned = await host.sandbox.spawn(spec, (null, write_fd, write_fd))
+        spawned = await host.init.spawn(spec, (null, write_fd, write_fd))
     finally:
         os.close(null)
         os.close(write_fd)

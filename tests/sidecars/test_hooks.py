@@ -62,7 +62,7 @@ async def test_a_failing_exec_hook_reports_its_output() -> None:
         done = await finished(host)
     assert not done.success
     assert done.message == "command sh -c 'echo no db; exit 3' exited with 3: no db"
-    assert host.sink.lines == [f"app: postStart hook failed: {done.message}"]
+    assert host.recorded.lines == [f"app: postStart hook failed: {done.message}"]
 
 
 async def test_a_pre_stop_hook_is_cut_at_the_grace_period() -> None:

@@ -81,13 +81,12 @@ time.sleep(1000)
 
 async def send_from(host: FakeHost, container: str | None, message: str) -> None:
     """Run SEND in *container*'s cgroup (None: in no container's) and wait until it has sent."""
-    assert host.sandbox is not None
     path = str(notify.socket_path(host.pod))
-    cgroups = tuple(host.cgroups[container].procs_files()) if container else ()
+    cgroups = tuple(host.own_cgroups[container].procs_files()) if container else ()
     spec = protocol.Process((PY, "-c", SEND, path, message), cgroups=cgroups)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        spawned = await host.sandbox.spawn(spec, (write_fd, write_fd, write_fd))
+        spawned = await host.init.spawn(spec, (write_fd, write_fd, write_fd))
         assert isinstance(spawned, InitProcessHandle), spawned
         os.close(write_fd)
         write_fd = -1
@@ -116,7 +115,7 @@ async def test_messages_are_attributed_by_the_senders_cgroup() -> None:
         lc.Notified("db", watchdog=True),
         lc.Notified("db", stopping=True),
     ]
-    (line,) = host.sink.lines
+    (line,) = host.recorded.lines
     assert "ignored a message from pid" in line
     assert "in no container" in line
 

@@ -45,11 +45,11 @@ def streak(run: PodRun, name: str, kind: lc.ProbeKind) -> int:
 
 
 def phase(run: PodRun) -> lc.PodPhase:
-    return run.runner.state.phase
+    return run.state.phase
 
 
 def pod_ready(run: PodRun) -> bool:
-    return run.runner.state.containers_ready
+    return run.state.containers_ready
 
 
 async def release(fifo: Path) -> None:
@@ -82,7 +82,7 @@ async def test_init_containers_then_sidecars_then_mains_and_a_job_like_end(tmp_p
     )
     async with run_pod(pod) as run:
         assert await run.finished() == 0  # the mains completed: the pod ends by itself
-    assert run.runner.state.phase is lc.PodPhase.SUCCEEDED
+    assert run.state.phase is lc.PodPhase.SUCCEEDED
     t = Timeline(log)
     t.assert_order(
         ("init-a", "start"),
@@ -218,7 +218,7 @@ async def test_a_job_ends_with_its_mains_code_whatever_its_sidecars_do(tmp_path:
     stubborn_end = run.container("stubborn").terminated
     assert stubborn_end is not None
     assert stubborn_end.signal == 9  # it ignored SIGTERM and was killed at the deadline
-    assert run.runner.state.phase is lc.PodPhase.FAILED
+    assert run.state.phase is lc.PodPhase.FAILED
 
 
 # --- Probes ---------------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ async def test_each_probe_kind_against_a_server_in_the_pod(tmp_path: Path) -> No
         for name in ("bad-http", "bad-tcp", "bad-exec"):
             await run.until(f"{name} failed twice", lambda n=name: streak(run, n, READINESS) <= -2)  # type: ignore[misc]
             assert not run.container(name).ready
-        assert not run.runner.state.containers_ready
+        assert not run.state.containers_ready
         # The server's port is the pod's alone: nothing listens on it here.
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", 18321), timeout=WAIT).close()
