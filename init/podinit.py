@@ -40,11 +40,12 @@ import socket
 import sys
 import termios
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from podvisor.init import confine as confinement
 from podvisor.init import process, protocol, syscalls
 
 _NAMESPACES = {
@@ -321,7 +322,7 @@ class PodInit:
             return
         extra = dict(zip(spec.extra_fds, fds[3:], strict=False))
         # With pidns the child is the container's own init, forked from this one.
-        container_init = partial(_container_init, spec.argv, spec.env) if spec.pidns else None
+        container_init = partial(_container_init, spec) if spec.pidns else None
         try:
             with _stdio(fds[:3]) as stdio:
                 pid = process.spawn(
@@ -435,13 +436,18 @@ def _stdio(fds: list[int]) -> Iterator[tuple[int, int, int]]:
             os.close(null)
 
 
-def _container_init(argv: Sequence[str], env: dict[str, str]) -> int:
+def _container_init(spec: protocol.Process) -> int:
     """A container's init, in a child forked from the pod's: `podvisor-init --pid-ns -- ARGV`.
 
     What an exec of ``python -m podvisor.init --pid-ns`` would do, without
     starting an interpreter: the same code, in pages shared with this process.
     Python ignores SIGPIPE and SIGXFSZ at its start; so does this, and the
     command gets both back at their defaults, as it would.
+
+    The container's namespaces are made before its identity is dropped: this
+    process (root, as the pod's init is) makes the PID namespace, its inner
+    init mounts /proc there and masks it, and only the program, right before
+    its exec, becomes the container's user with the container's privileges.
     """
     from podvisor.init import entry, tini
 
@@ -449,21 +455,39 @@ def _container_init(argv: Sequence[str], env: dict[str, str]) -> int:
     # other containers' environments): no core dumps, no /proc/PID/mem for
     # the container's processes. The command gets its own state back at exec.
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-    args = ["--pid-ns", "--", *argv]
+    args = ["--pid-ns", "--", *spec.argv]
     with contextlib.suppress(OSError, IndexError, ValueError):  # cosmetic: what ps shows
         syscalls.set_command_line([entry.PROCESS_NAME, *args])
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    return tini.main(args, prog=entry.PROCESS_NAME, environ=env)
+    confine = spec.confine
+    inner_setup = before_exec = None
+    if confine is not None:
+        inner_setup = partial(confinement.apply_masks, confine)
+        before_exec = partial(confinement.drop_privileges, confine, spec.uid, spec.gid)
+    elif spec.uid is not None or spec.gid is not None:
+        before_exec = partial(_set_identity, spec.uid, spec.gid)
+    return tini.main(
+        args,
+        prog=entry.PROCESS_NAME,
+        environ=spec.env,
+        inner_setup=inner_setup,
+        before_exec=before_exec,
+    )
 
 
 def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], None]:
-    """What a spawned child does between fork and exec: extra fds, cgroups, identity.
+    """What a spawned child does between fork and exec: extra fds, cgroups, confinement.
 
     *extra* maps a descriptor number the program expects (s6's notification-fd)
-    to the received descriptor that should appear there.
+    to the received descriptor that should appear there. The cgroup is joined
+    first, so a cgroup namespace made after it is rooted there. Under a
+    container init (``pidns``) this child only makes the namespaces: the init
+    it becomes masks /proc once it has mounted its own, and its program drops
+    the identity and privileges (`_container_init`).
     """
     procs_files, uid, gid, terminal = spec.cgroups, spec.uid, spec.gid, spec.tty
+    confine = spec.confine
 
     def setup() -> None:
         if terminal:  # fd 0 becomes the controlling terminal of the child's new session
@@ -473,14 +497,25 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
         for procs in procs_files:
             with open(procs, "w") as f:
                 f.write("0")
-        if gid is not None:
-            os.setgroups([])
-            os.setgid(gid)
-        if uid is not None:
-            if gid is None:
-                with contextlib.suppress(KeyError):
-                    os.setgid(pwd.getpwuid(uid).pw_gid)
-                os.setgroups([])
-            os.setuid(uid)
+        if confine is not None:
+            confinement.enter(confine)
+            if not spec.pidns:
+                confinement.apply_masks(confine)
+                confinement.drop_privileges(confine, uid, gid)
+        elif not spec.pidns:
+            _set_identity(uid, gid)
 
     return setup
+
+
+def _set_identity(uid: int | None, gid: int | None) -> None:
+    """A process without confinement: the uid and gid asked for, no supplementary groups."""
+    if gid is not None:
+        os.setgroups([])
+        os.setgid(gid)
+    if uid is not None:
+        if gid is None:
+            with contextlib.suppress(KeyError):
+                os.setgid(pwd.getpwuid(uid).pw_gid)
+            os.setgroups([])
+        os.setuid(uid)

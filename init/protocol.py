@@ -29,7 +29,8 @@ answered by exactly one event with the same ``id``:
   child gets its own session and process group, writes itself into each of
   ``cgroups`` before it execs, and starts with the signal mask and
   dispositions the init inherited. With ``pidns`` it runs under a container
-  init of its own in a nested PID namespace. Answered by `Spawned` or
+  init of its own in a nested PID namespace. With ``confine`` it is confined
+  as a container (`Confinement`, applied by `podvisor.init.confine`). Answered by `Spawned` or
   `SpawnFailed`; a spawned process is later reported by exactly one `Exited`.
 - `Signal`: a signal to a process the init spawned (to its process group
   with ``group``). Answered by `Signalled`.
@@ -141,6 +142,9 @@ class Fields:
     def nested(self, name: str) -> Fields:
         return Fields(f"{self.where}.{name}", self._get(name, dict, "an object"))
 
+    def optional_nested(self, name: str) -> Fields | None:
+        return None if self.values.get(name) is None else self.nested(name)
+
 
 def plain(value: object) -> object:
     """*value* as JSON takes it: a message (or a part of one) as an object."""
@@ -181,6 +185,63 @@ class Plan:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Confinement:
+    """What a container's process may do and see, applied between its fork and its exec.
+
+    In the order the child applies it: a mount namespace of its own (and a
+    cgroup namespace rooted at its cgroup) with the cgroup file systems
+    mounted afresh, read-only; /sys read-only; ``hidden`` covered by empty
+    read-only directories; ``masked`` covered (a directory by an empty one, a
+    file by /dev/null) and ``readonly`` made read-only, both under /proc and
+    /sys; with ``readonly_root`` every other mount read-only but /dev. Then
+    the identity (supplementary groups, gid, uid), the capability set, no_new_privs,
+    and last the seccomp filter.
+    """
+
+    #: Bit N is capability N: the bounding set, and for root also the
+    #: permitted and effective sets; inheritable and ambient are empty, so a
+    #: process that is not root has no capability after its exec (as with
+    #: containerd and runc).
+    capabilities: int
+    no_new_privs: bool = False
+    #: Supplementary groups. With ``merge_groups`` the user's groups in
+    #: /etc/group come first (supplementalGroupsPolicy: Merge).
+    groups: tuple[int, ...] = ()
+    merge_groups: bool = True
+    #: A mount namespace of its own, with the masks below; False in a pod
+    #: without namespaces (podvisor runs unprivileged).
+    mounts: bool = True
+    cgroupns: bool = True
+    sys_readonly: bool = True
+    hidden: tuple[str, ...] = ()
+    #: Paths inside ``hidden`` that stay reachable (the pod's NOTIFY_SOCKET).
+    exposed: tuple[str, ...] = ()
+    masked: tuple[str, ...] = ()
+    readonly: tuple[str, ...] = ()
+    readonly_root: bool = False
+    #: A classic BPF program (struct sock_filter[]), base64: "" for none.
+    seccomp: str = ""
+
+    @classmethod
+    def read(cls, f: Fields) -> Confinement:
+        return cls(
+            f.integer("capabilities"),
+            f.flag("no_new_privs"),
+            f.integers("groups"),
+            f.flag("merge_groups"),
+            f.flag("mounts"),
+            f.flag("cgroupns"),
+            f.flag("sys_readonly"),
+            f.texts("hidden"),
+            f.texts("exposed"),
+            f.texts("masked"),
+            f.texts("readonly"),
+            f.flag("readonly_root"),
+            f.text("seccomp"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Process:
     """What to run and how: a container's program, a probe's command, an exec."""
 
@@ -197,9 +258,12 @@ class Process:
     extra_fds: tuple[int, ...] = ()
     #: fd 0 is a terminal: make it the child's controlling terminal.
     tty: bool = False
+    #: A container's confinement; None for a process of the pod as it is.
+    confine: Confinement | None = None
 
     @classmethod
     def read(cls, f: Fields) -> Process:
+        confine = f.optional_nested("confine")
         return cls(
             f.texts("argv"),
             f.mapping("env"),
@@ -210,6 +274,7 @@ class Process:
             f.flag("pidns"),
             f.integers("extra_fds"),
             f.flag("tty"),
+            Confinement.read(confine) if confine is not None else None,
         )
 
 

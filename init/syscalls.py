@@ -34,6 +34,14 @@ PR_SET_DUMPABLE: Final = 4
 PR_SET_NAME: Final = 15
 PR_SET_CHILD_SUBREAPER: Final = 36
 PR_GET_CHILD_SUBREAPER: Final = 37
+PR_SET_SECCOMP: Final = 22
+PR_CAPBSET_READ: Final = 23
+PR_CAPBSET_DROP: Final = 24
+PR_SET_NO_NEW_PRIVS: Final = 38
+PR_GET_NO_NEW_PRIVS: Final = 39
+PR_CAP_AMBIENT: Final = 47
+PR_CAP_AMBIENT_CLEAR_ALL: Final = 4
+SECCOMP_MODE_FILTER: Final = 2
 
 MS_RDONLY: Final = 1
 MS_NOSUID: Final = 2
@@ -146,6 +154,89 @@ def set_command_line(args: list[str]) -> None:
     text = "\0".join(args).encode(errors="replace")[: end - start - 1]
     ctypes.memmove(start, text, len(text))
     ctypes.memset(start + len(text), 0, end - start - len(text))
+
+
+# --- Capabilities, no_new_privs, seccomp ------------------------------------
+
+_CAPABILITY_VERSION_3: Final = 0x20080522  # <linux/capability.h>: two 32-bit words per set
+
+
+def last_capability() -> int:
+    """The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40  # CAP_CHECKPOINT_RESTORE, the last one of Linux 5.9 to 6.x
+
+
+def in_bounding_set(cap: int) -> bool:
+    return prctl(PR_CAPBSET_READ, cap) == 1
+
+
+def limit_bounding_set(keep: int) -> None:
+    """Drop from the bounding set every capability whose bit is not set in *keep*.
+
+    Nothing this process execs can hold a capability outside that set again,
+    a setuid-root program and file capabilities included (capabilities(7)).
+    """
+    for cap in range(last_capability() + 1):
+        if not keep >> cap & 1 and in_bounding_set(cap):
+            prctl(PR_CAPBSET_DROP, cap)
+
+
+def permitted_capabilities() -> int:
+    """This process's permitted set (CapPrm of /proc/self/status): no capset can go beyond it."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def set_capabilities(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) on this thread, each set as a bit mask; the ambient set is cleared first."""
+    libc = _libc_or_raise(HAVE_PRCTL, "capset")
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    for word in range(2):
+        shift = 32 * word
+        data[3 * word] = effective >> shift & 0xFFFFFFFF
+        data[3 * word + 1] = permitted >> shift & 0xFFFFFFFF
+        data[3 * word + 2] = inheritable >> shift & 0xFFFFFFFF
+    _check(libc.capset(header, data), "capset")
+
+
+def set_no_new_privs() -> None:
+    """No exec can grant privileges again: setuid bits and file capabilities are ignored."""
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def load_seccomp_filter(program: bytes) -> None:
+    """Install a classic BPF seccomp filter (an array of 8-byte struct sock_filter).
+
+    Needs no_new_privs or CAP_SYS_ADMIN (seccomp(2)); the filter applies to
+    this thread and everything it execs or forks from now on.
+    """
+    libc = _libc_or_raise(HAVE_PRCTL, "prctl")
+    if not program or len(program) % 8:
+        raise OSError(errno.EINVAL, "a seccomp filter is a whole number of 8-byte instructions")
+
+    class _Program(ctypes.Structure):  # struct sock_fprog
+        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
+
+    prog = _Program(len(program) // 8, program)
+    _check(
+        libc.prctl(
+            ctypes.c_int(PR_SET_SECCOMP),
+            ctypes.c_ulong(SECCOMP_MODE_FILTER),
+            ctypes.byref(prog),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "seccomp",
+    )
 
 
 # --- Namespaces --------------------------------------------------------------

@@ -346,12 +346,16 @@ def main(
     environ: Mapping[str, str] | None = None,
     *,
     separator_required: bool = False,
+    inner_setup: Callable[[], None] | None = None,
+    before_exec: Callable[[], None] | None = None,
 ) -> int:
     """Tini mode's whole life: parse and run; returns only for usage, help and version.
 
     With *separator_required* (``podvisor``, whose other first words are
     commands), a program runs only after ``--``: a mistyped command after an
-    option must not run as a program.
+    option must not run as a program. A container's init passes its
+    confinement: *inner_setup* runs in the inner init once its /proc is
+    mounted (with --pid-ns), *before_exec* in the program's child.
     """
     env = os.environ if environ is None else environ
     try:
@@ -376,7 +380,10 @@ def main(
         sys.stdout.write(LICENSE + "\n")
         return 0
     log = Log(prog, options.verbosity)
-    status = run_in_pid_namespace(options, log, env) if options.pid_ns else run(options, log, env)
+    if options.pid_ns:
+        status = run_in_pid_namespace(options, log, env, inner_setup, before_exec)
+    else:
+        status = run(options, log, env, before_exec)
     return exit_now(status)
 
 
@@ -412,17 +419,26 @@ def version() -> str:
         return "unknown"
 
 
-def run(options: Options, log: Log, environ: Mapping[str, str]) -> int:
+def run(
+    options: Options,
+    log: Log,
+    environ: Mapping[str, str],
+    before_exec: Callable[[], None] | None = None,
+) -> int:
     """Run the command under this process, as init or as a subreaper."""
     waited = process.block_signals()
     set_parent_death_signal(options, log)
     if os.getpid() != 1:
         become_subreaper(log)
-    return run_child(options, log, environ, waited)
+    return run_child(options, log, environ, waited, before_exec)
 
 
 def run_child(
-    options: Options, log: Log, environ: Mapping[str, str], waited: frozenset[int]
+    options: Options,
+    log: Log,
+    environ: Mapping[str, str],
+    waited: frozenset[int],
+    before_exec: Callable[[], None] | None = None,
 ) -> int:
     """Spawn the command, supervise it, and return the status to exit with."""
     try:
@@ -431,6 +447,7 @@ def run_child(
             environ,
             new_session=False,
             foreground_tty=0 if _in_terminal_foreground(0) else None,
+            before_exec=before_exec,
         )
     except process.SpawnError as exc:
         log.say(0, f"cannot run {exc}")
@@ -524,8 +541,18 @@ def forward_signal(child: int, signum: int, group: bool, log: Log) -> None:
 # --- --pid-ns ------------------------------------------------------------------
 
 
-def run_in_pid_namespace(options: Options, log: Log, environ: Mapping[str, str]) -> int:
-    """Run the command under an inner init that is PID 1 of a new PID namespace."""
+def run_in_pid_namespace(
+    options: Options,
+    log: Log,
+    environ: Mapping[str, str],
+    inner_setup: Callable[[], None] | None = None,
+    before_exec: Callable[[], None] | None = None,
+) -> int:
+    """Run the command under an inner init that is PID 1 of a new PID namespace.
+
+    *inner_setup* runs in the inner init once its /proc is mounted (a
+    container's masks); when it fails, the command does not run.
+    """
     waited = process.block_signals()
     set_parent_death_signal(options, log)
     try:
@@ -535,12 +562,24 @@ def run_in_pid_namespace(options: Options, log: Log, environ: Mapping[str, str])
         log.say(1, f"--pid-ns: cannot make a PID namespace ({exc}); running without one")
         if os.getpid() != 1:
             become_subreaper(log)
-        return run_child(options, log, environ, waited)
+        if inner_setup is not None:
+            inner_setup()
+        return run_child(options, log, environ, waited, before_exec)
     alive_read, alive_write = os.pipe()
     inner = os.fork()
     if inner == 0:
         os.close(alive_write)
-        _exit_from_fork(lambda: _inner_init(options, log, environ, waited, alive_read))
+        _exit_from_fork(
+            lambda: _inner_init(
+                options,
+                log,
+                environ,
+                waited,
+                alive_read,
+                setup=inner_setup,
+                before_exec=before_exec,
+            )
+        )
     os.close(alive_read)
     log.say(2, f"inner init is pid {inner}, PID 1 of a new PID namespace")
     return relay(inner, waited)
@@ -558,7 +597,14 @@ def _exit_from_fork(body: Callable[[], int]) -> NoReturn:
 
 
 def _inner_init(
-    options: Options, log: Log, environ: Mapping[str, str], waited: frozenset[int], alive: int
+    options: Options,
+    log: Log,
+    environ: Mapping[str, str],
+    waited: frozenset[int],
+    alive: int,
+    *,
+    setup: Callable[[], None] | None,
+    before_exec: Callable[[], None] | None,
 ) -> int:
     """PID 1 of the new namespace: its own /proc, then the usual loop."""
     # Die with the outer init; and if it is already gone, do not start at
@@ -576,8 +622,12 @@ def _inner_init(
         syscalls.make_mounts_private()
         syscalls.mount_proc()
     except OSError as exc:
+        if setup is not None:  # a confined container runs with its masks or not at all
+            raise
         log.say(1, f"--pid-ns: cannot mount a private /proc ({exc}): ps shows the host's processes")
-    return run_child(options, log, environ, waited)
+    if setup is not None:
+        setup()
+    return run_child(options, log, environ, waited, before_exec)
 
 
 def relay(inner: int, waited: frozenset[int]) -> int:

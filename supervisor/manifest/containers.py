@@ -102,7 +102,7 @@ def container(
         readiness_probe=probes.get("readinessProbe"),
         startup_probe=probes.get("startupProbe"),
         lifecycle=hooks.lifecycle,
-        security_context=security.container_security(f, pod.security),
+        security_context=security.container_security(f, pod.security, f.string("name") or ""),
         stdin=f.flag("stdin"),
         tty=f.flag("tty"),
         image=f.string("image"),

@@ -167,16 +167,11 @@ POD_SECURITY_CONTEXT: dict[str, Rule] = {
     "appArmorProfile": _APPARMOR,
     "seLinuxOptions": _SELINUX,
     "windowsOptions": _WINDOWS,
-    "fsGroup": Refuse(
-        "podvisor mounts no volumes and does not add fsGroup to the containers' groups; "
-        "remove fsGroup"
-    ),
+    "fsGroup": SUPPORTED,
     "fsGroupChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
     "seLinuxChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
-    "supplementalGroups": Refuse("supplementary groups are not implemented yet"),
-    "supplementalGroupsPolicy": Ignore(
-        "podvisor runs no image, so there are no image groups to merge"
-    ),
+    "supplementalGroups": SUPPORTED,
+    "supplementalGroupsPolicy": SUPPORTED,
     "sysctls": Refuse("podvisor sets no sysctls; set them on the host with sysctl(8)"),
 }
 
@@ -254,11 +249,7 @@ SECURITY_CONTEXT: dict[str, Rule] = {
     "allowPrivilegeEscalation": SUPPORTED,
     "privileged": SUPPORTED,
     "capabilities": SUPPORTED,
-    "readOnlyRootFilesystem": Refuse(
-        "containers run on the host's file system, which podvisor does not remount "
-        "read-only; remove readOnlyRootFilesystem",
-        harmless=_is(False),
-    ),
+    "readOnlyRootFilesystem": SUPPORTED,
     "procMount": Refuse("only the default /proc mask is implemented", harmless=_is("Default")),
     "seccompProfile": _SECCOMP,
     "appArmorProfile": _APPARMOR,

@@ -160,6 +160,16 @@ class SecurityContext:
     # Capability names as Kubernetes writes them: without CAP_, upper case; "ALL" allowed.
     capabilities_add: tuple[str, ...] = ()
     capabilities_drop: tuple[str, ...] = ()
+    # Pod-level only in Kubernetes; every container carries the pod's.
+    supplemental_groups: tuple[int, ...] = ()
+    supplemental_groups_policy: str = "Merge"  # or "Strict"
+    fs_group: int | None = None
+    read_only_root_filesystem: bool = False
+    # "RuntimeDefault" (podvisor's default), "Localhost" or "Unconfined".
+    seccomp_type: str = "RuntimeDefault"
+    seccomp_localhost: str | None = None  # the profile file, with Localhost
+    # The compiled filter: a classic BPF program in base64, "" for none (see manifest.seccomp).
+    seccomp_filter: str = ""
 
 
 @frozen

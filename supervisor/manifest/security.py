@@ -2,20 +2,32 @@
 
 The pod's securityContext gives defaults for runAsUser, runAsGroup and
 runAsNonRoot; a container's own value wins, field by field, as in Kubernetes.
-Kubernetes' rules: privileged and adding CAP_SYS_ADMIN both contradict
-allowPrivilegeEscalation: false. podvisor adds one check Kubernetes leaves to
-the kubelet at start: runAsNonRoot with runAsUser 0.
+supplementalGroups, supplementalGroupsPolicy and fsGroup are the pod's only,
+and apply to every container. Kubernetes' rules: privileged and adding
+CAP_SYS_ADMIN both contradict allowPrivilegeEscalation: false. The kubelet's
+check before a start is made here, when the manifest is read: with
+runAsNonRoot, a container that would run as uid 0 (runAsUser: 0, or no
+runAsUser while podvisor runs as root: there is no image whose user to take)
+is refused with the kubelet's reason.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import yaml
 
 from podvisor.supervisor.manifest import fields, names
 from podvisor.supervisor.manifest.model import SecurityContext
-from podvisor.supervisor.manifest.nodes import Fields, Report, did_you_mean, fields_of, string
+from podvisor.supervisor.manifest.nodes import (
+    Fields,
+    Report,
+    did_you_mean,
+    fields_of,
+    integer,
+    string,
+)
 from podvisor.supervisor.manifest.probes import INT32_MAX
 
 
@@ -24,13 +36,33 @@ def pod_security(report: Report, node: yaml.Node | None) -> SecurityContext:
     if node is None:
         return SecurityContext()
     f = fields_of(report, node, "spec.securityContext", fields.POD_SECURITY_CONTEXT)
-    return _run_as(f, SecurityContext()) if f is not None else SecurityContext()
+    if f is None:
+        return SecurityContext()
+    policy = f.string("supplementalGroupsPolicy") or "Merge"
+    if policy not in ("Merge", "Strict"):
+        f.error("supplementalGroupsPolicy", f"{policy!r} is not one of Merge, Strict")
+    return replace(
+        _run_as(f, SecurityContext()),
+        supplemental_groups=_groups(f),
+        supplemental_groups_policy=policy,
+        fs_group=f.integer("fsGroup", 0, INT32_MAX),
+    )
 
 
-def container_security(container: Fields, pod: SecurityContext) -> SecurityContext:
-    """A container's securityContext, over the pod's."""
+def _groups(f: Fields) -> tuple[int, ...]:
+    found = []
+    for item, path in f.items("supplementalGroups"):
+        value = integer(f.report, item, path, 0, INT32_MAX)
+        if value is not None:
+            found.append(value)
+    return tuple(found)
+
+
+def container_security(container: Fields, pod: SecurityContext, name: str) -> SecurityContext:
+    """A container's securityContext, over the pod's; *name* is the container's, for messages."""
     f = container.mapping("securityContext", fields.SECURITY_CONTEXT)
     if f is None:
+        _non_root(container, pod, name, "securityContext")
         return pod
     escalation = f.boolean("allowPrivilegeEscalation")
     privileged = f.flag("privileged")
@@ -39,30 +71,43 @@ def container_security(container: Fields, pod: SecurityContext) -> SecurityConte
         f.error("privileged", "cannot be true with allowPrivilegeEscalation: false")
     if escalation is False and "SYS_ADMIN" in add:
         f.error("capabilities", "cannot add SYS_ADMIN with allowPrivilegeEscalation: false")
-    return replace(
+    context = replace(
         _run_as(f, pod),
         allow_privilege_escalation=escalation,
         privileged=privileged,
         capabilities_add=add,
         capabilities_drop=drop,
+        read_only_root_filesystem=f.flag("readOnlyRootFilesystem"),
     )
+    _non_root(f, context, name, "runAsUser" if "runAsUser" in f else "runAsNonRoot")
+    return context
+
+
+def _non_root(f: Fields, context: SecurityContext, name: str, key: str) -> None:
+    """The kubelet's check before it starts a container with runAsNonRoot (its words)."""
+    if not context.run_as_non_root:
+        return
+    if context.run_as_user == 0:
+        f.error(key, f"container's runAsUser breaks non-root policy (container: {name})")
+    elif context.run_as_user is None and os.geteuid() == 0:
+        f.error(
+            key,
+            f"container has runAsNonRoot and image will run as root (container: {name}): "
+            "with no image, a container runs as the user podvisor runs as (root here); "
+            "set runAsUser to a uid other than 0",
+        )
 
 
 def _run_as(f: Fields, base: SecurityContext) -> SecurityContext:
     user = f.integer("runAsUser", 0, INT32_MAX)
     group = f.integer("runAsGroup", 0, INT32_MAX)
     non_root = f.boolean("runAsNonRoot")
-    context = SecurityContext(
+    return replace(
+        base,
         run_as_user=base.run_as_user if user is None else user,
         run_as_group=base.run_as_group if group is None else group,
         run_as_non_root=base.run_as_non_root if non_root is None else non_root,
     )
-    # Said once, where the contradiction is written (not again for every container).
-    said_here = "runAsUser" in f or "runAsNonRoot" in f
-    if context.run_as_non_root and context.run_as_user == 0 and said_here:
-        key = "runAsUser" if "runAsUser" in f else "runAsNonRoot"
-        f.error(key, "runAsNonRoot is true but runAsUser is 0 (root)")
-    return context
 
 
 def _capabilities(f: Fields) -> tuple[tuple[str, ...], tuple[str, ...]]:

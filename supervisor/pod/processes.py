@@ -2,7 +2,8 @@
 
 Every process of a container goes through `container_process`: its program,
 its probes' and hooks' commands, `podvisor exec`. So each gets the same
-environment, working directory, identity and cgroup, whichever asked for it.
+environment, working directory, identity, cgroup and confinement
+(`confinement.py`), whichever asked for it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from podvisor.init import protocol
 from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, Pod
+from podvisor.supervisor.pod.confinement import confinement
 
 #: The PATH a container starts with when the supervisor has none.
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -39,6 +41,7 @@ def container_process(
     if argv is None:
         argv = expand_argv(c, env)
     sc = c.security_context
+    notify = env.get("NOTIFY_SOCKET", "")
     return protocol.Process(
         argv=tuple(argv),
         env=env,
@@ -46,4 +49,5 @@ def container_process(
         uid=sc.run_as_user,
         gid=sc.run_as_group,
         cgroups=tuple(cgroup_procs),
+        confine=confinement(sc, (notify,) if notify.startswith("/") else ()),
     )

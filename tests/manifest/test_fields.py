@@ -170,7 +170,6 @@ def test_refused_fields_asking_for_nothing_pass(empty: object) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("readOnlyRootFilesystem", False, "false"),
         ("procMount", "Default", "Default"),
         ("seccompProfile", {"type": "Unconfined"}, "{type: Unconfined}"),
         ("appArmorProfile", {"type": "Unconfined"}, "{type: Unconfined}"),

@@ -930,7 +930,7 @@ spec:
       runAsUser: 0
 """,
         [
-            "pod.yaml:11:18: spec.containers[0].securityContext.runAsUser: runAsNonRoot is true but runAsUser is 0 (root)",
+            "pod.yaml:11:18: spec.containers[0].securityContext.runAsUser: container's runAsUser breaks non-root policy (container: web)",
         ],
         id="non-root-as-root",
     ),
@@ -969,7 +969,6 @@ spec:
 """,
         [
             "pod.yaml:6:5: spec.securityContext.seccompProfile: not supported: podvisor does not load seccomp profiles; remove seccompProfile (or set type: Unconfined)",
-            "pod.yaml:11:7: spec.containers[0].securityContext.readOnlyRootFilesystem: not supported: containers run on the host's file system, which podvisor does not remount read-only; remove readOnlyRootFilesystem",
         ],
         id="seccomp",
     ),

@@ -1,0 +1,145 @@
+"""What a default container must not do to the host or to another pod.
+
+Each test is an attack from inside a container with no securityContext, as
+root (the default): it must fail, and the host must be as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from podvisor.init import syscalls
+from tests.control.conftest import control_pod, serving_pod
+from tests.faults.pods import podvisor_command
+from tests.security.conftest import manifest, run_pod, sh
+
+pytestmark = pytest.mark.needs_root
+
+
+@pytest.fixture
+def host_tmpfs() -> Iterator[Path]:
+    """A tmpfs of the host's, writable, as /dev/shm or /run would be."""
+    path = Path(tempfile.mkdtemp(prefix="pv-sec-tmpfs-", dir="/tmp"))
+    syscalls.mount("tmpfs", str(path), "tmpfs", 0, "size=64k")
+    try:
+        yield path
+    finally:
+        syscalls.umount(str(path), syscalls.MNT_DETACH)
+        path.rmdir()
+
+
+def test_a_container_cannot_remount_a_host_file_system(run_dir: Path, host_tmpfs: Path) -> None:
+    ran = run_pod(
+        run_dir,
+        "esc-remount",
+        f"""
+        containers:
+        - name: c
+          command: {sh(f"mount -o remount,ro {host_tmpfs} && echo remounted || echo refused")}
+        """,
+    )
+    assert "refused" in ran.of("c"), ran
+    (host_tmpfs / "still-writable").write_text("yes")
+
+
+def test_a_container_cannot_write_the_hosts_sysctls(run_dir: Path) -> None:
+    # The value it has: harmless should the write ever get through.
+    setting = "/proc/sys/vm/overcommit_ratio"
+    ran = run_pod(
+        run_dir,
+        "esc-sysctl",
+        f"""
+        containers:
+        - name: c
+          command: {sh(f"cat {setting} > {setting} && echo written || echo refused")}
+        """,
+    )
+    assert ran.of("c")[-1] == "refused", ran
+    assert "Read-only file system" in ran.stderr
+
+
+def test_a_container_sees_its_cgroup_as_root_and_cannot_leave_it(run_dir: Path) -> None:
+    script = (
+        "cat /proc/self/cgroup; "
+        "for procs in $(find /sys/fs/cgroup -maxdepth 2 -name cgroup.procs); do "
+        "  echo $$$$ > $procs 2>/dev/null && echo moved:$procs; "
+        "done; echo tried"
+    )
+    ran = run_pod(
+        run_dir,
+        "esc-cgroup",
+        f"""
+        containers:
+        - name: c
+          command: {sh(script)}
+        """,
+    )
+    lines = ran.of("c")
+    assert lines[-1] == "tried", ran
+    assert not [line for line in lines if line.startswith("moved:")]
+    memberships = lines[:-1]
+    assert memberships
+    assert all(line.endswith(":/") for line in memberships), memberships
+
+
+def test_masked_and_read_only_paths(run_dir: Path) -> None:
+    script = (
+        "wc -c < /proc/keys; wc -c < /proc/timer_list; ls -A /sys/firmware | wc -l; "
+        "for p in /proc/sys /proc/sysrq-trigger /proc/irq /proc/bus /sys; do "
+        '  grep -q " $p ro," /proc/self/mountinfo && echo ro:$p; done'
+    )
+    ran = run_pod(
+        run_dir,
+        "esc-masks",
+        f"""
+        containers:
+        - name: c
+          command: {sh(script)}
+        """,
+    )
+    lines = ran.of("c")
+    assert lines[:3] == ["0", "0", "0"], ran
+    paths = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/sys")
+    assert set(lines[3:]) == {f"ro:{p}" for p in paths if Path(p).exists()}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_another_pods_namespace_and_socket_are_out_of_reach(run_dir: Path) -> None:
+    async with control_pod(serving_pod("esc-victim"), run_dir) as victim:
+        await victim.serving()
+        netns = victim.view.network.netns_path if victim.view.network else None
+        assert netns is not None
+        podvisor = " ".join(podvisor_command())
+        script = (
+            f"ls -A /run/netns {run_dir} | grep -v : ; "
+            f"nsenter --net={netns} true && echo entered; "
+            f"{podvisor} stop esc-victim; echo stop=$?"
+        )
+        path = run_dir / "esc-attacker.yaml"
+        body = f"""
+            containers:
+            - name: c
+              env: [{{name: PODVISOR_RUN_DIR, value: "{run_dir}"}}]
+              command: {sh(script)}
+            """
+        path.write_text(manifest(body, "esc-attacker"))
+        env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
+        done = await anyio.run_process(
+            [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
+            env=env,
+            check=False,
+        )
+        said = [
+            line.partition(" | ")[2] for line in done.stdout.decode().splitlines() if " | " in line
+        ]
+        assert "entered" not in said, said
+        assert [line for line in said if line.strip()][-1] != "stop=0", said
+        assert not [line for line in said if line.startswith("pv-")], said
+        assert victim.container("app").step.name == "RUNNING"
