@@ -55,7 +55,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from bench import common
 from bench.common import PODVISOR, Figure, Report, Stat
-from podvisor.supervisor.cli import BACKENDS, DEFAULT_BACKEND
+from podvisor.supervisor.cli.main import BACKENDS, DEFAULT_BACKEND
 
 SIZES = (10, 100, 200)
 TARGET_MEDIAN_MS = 50.0

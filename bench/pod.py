@@ -74,7 +74,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench import common
 from bench.common import Figure, Report, Stat
 from podvisor.init import syscalls
-from podvisor.supervisor.cli import DEFAULT_BACKEND
+from podvisor.supervisor.cli.main import DEFAULT_BACKEND
 
 READY = re.compile(rb"PVBENCH-READY (\S+)")
 PROGRAMS = ("side-a", "side-b", "main")

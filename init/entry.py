@@ -52,11 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``podvisor``: a supervisor command, tini mode after options or ``--``, else refused."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in SUPERVISOR_COMMANDS or args[0] in HELP_FLAGS:
-        cli = importlib.import_module("podvisor.supervisor.cli")
+        cli = importlib.import_module("podvisor.supervisor.cli.main")
         return int(cli.main(args))
     if args[0].startswith("-"):
         return _tini_mode(args, "podvisor", separator_required=True)
-    cli = importlib.import_module("podvisor.supervisor.cli")
+    cli = importlib.import_module("podvisor.supervisor.cli.main")
     return int(cli.unknown_command(args[0]))
 
 

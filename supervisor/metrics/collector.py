@@ -43,7 +43,7 @@ NO_SERIES = frozenset({lc.Step.PENDING, lc.Step.DONE})
 @functools.cache
 def version() -> str:
     """podvisor's version, read at the first scrape: importlib.metadata is slow to import."""
-    from podvisor.supervisor.cli import version as podvisor_version
+    from podvisor.supervisor.version import version as podvisor_version
 
     return podvisor_version()
 

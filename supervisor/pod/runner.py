@@ -45,7 +45,7 @@ from podvisor.init import protocol
 from podvisor.sidecars.actions import ContainerActions
 from podvisor.sidecars.notify import container_env
 from podvisor.supervisor import lifecycle as lc
-from podvisor.supervisor.control_socket import serve_control
+from podvisor.supervisor.control.server import serve_control
 from podvisor.supervisor.errors import EXIT_PODVISOR, CgroupError, InitDiedError
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod

@@ -6,7 +6,7 @@ socket in the runner's own task group, where the runner starts it, in a run
 directory of the test's own (``$PODVISOR_RUN_DIR``), so that the test never
 meets another pod's socket.
 `ControlledPod.ctl` runs a command as a user does: ``python -m
-podvisor.supervisor.ctl ARGS`` in a child process, while the loop serves it.
+podvisor.supervisor.cli.commands ARGS`` in a child process, while the loop serves it.
 
 Every async test runs on trio and on asyncio.
 """
@@ -33,7 +33,7 @@ import pytest
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor import manifest
-from podvisor.supervisor.control_protocol import RUN_DIR_VARIABLE
+from podvisor.supervisor.control.paths import RUN_DIR_VARIABLE
 from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 from podvisor.supervisor.pod.view import PodView
 from tests.sidecars.support import WAIT
@@ -64,7 +64,7 @@ def ctl_env(run_dir: Path) -> dict[str, str]:
 
 
 def ctl_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "podvisor.supervisor.ctl", *args]
+    return [sys.executable, "-m", "podvisor.supervisor.cli.commands", *args]
 
 
 @asynccontextmanager

@@ -11,8 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from podvisor.supervisor.control_protocol import RUN_DIR_VARIABLE, Client, Status, StatusReply
-from podvisor.supervisor.control_socket import bind_control_socket
+from podvisor.supervisor.control.client import Client
+from podvisor.supervisor.control.paths import RUN_DIR_VARIABLE
+from podvisor.supervisor.control.server import bind_control_socket
+from podvisor.supervisor.control.wire import Status, StatusReply
 from podvisor.supervisor.errors import ControlError
 from tests.control.conftest import REPO, control_pod, serving_pod
 from tests.sidecars.support import WAIT
@@ -28,7 +30,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 async def as_nobody(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [*AS_NOBODY, SYSTEM_PYTHON, "-m", "podvisor.supervisor.ctl", *args]
+    argv = [*AS_NOBODY, SYSTEM_PYTHON, "-m", "podvisor.supervisor.cli.commands", *args]
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), RUN_DIR_VARIABLE: str(run_dir)}
     with anyio.fail_after(WAIT):  # never a hang
         done = await anyio.run_process(argv, check=False, env=env, cwd="/")

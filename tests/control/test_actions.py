@@ -11,9 +11,9 @@ import pytest
 
 from podvisor.init import seqpacket
 from podvisor.supervisor import lifecycle as lc
-from podvisor.supervisor.control_protocol import (
+from podvisor.supervisor.control.client import Client
+from podvisor.supervisor.control.wire import (
     MAX_MESSAGE,
-    Client,
     Done,
     Error,
     Status,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from podvisor.supervisor.ctl import COMMANDS
+from podvisor.supervisor.cli.commands import COMMANDS
 from tests.control.conftest import REPO, ctl_argv, ctl_env
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from podvisor.supervisor.control_protocol import RUN_DIR_VARIABLE
+from podvisor.supervisor.control.paths import RUN_DIR_VARIABLE
 from tests.control.conftest import REPO
 
 pytestmark = pytest.mark.needs_root

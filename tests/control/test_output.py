@@ -6,14 +6,9 @@ import io
 
 import pytest
 
-from podvisor.supervisor import ctl_output as out
-from podvisor.supervisor.control_protocol import (
-    ContainerRow,
-    PodSummary,
-    StatusReply,
-    Termination,
-)
-from podvisor.supervisor.ctl import Unreachable, _ps_table, _signal_number, _status_text
+from podvisor.supervisor.cli import output as out
+from podvisor.supervisor.cli.commands import Unreachable, _ps_table, _signal_number, _status_text
+from podvisor.supervisor.control.wire import ContainerRow, PodSummary, StatusReply, Termination
 
 
 class Terminal(io.StringIO):

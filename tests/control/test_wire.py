@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from podvisor.init import seqpacket
-from podvisor.supervisor import control_protocol as wire
+from podvisor.supervisor.control import wire
+from podvisor.supervisor.control.client import Client
 from podvisor.supervisor.errors import ControlError, ControlMessageError
 
 SUMMARY = wire.PodSummary(
@@ -141,7 +142,7 @@ def test_the_client_names_a_reply_it_cannot_read(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as server:
         server.bind(str(path))
         server.listen(1)
-        with wire.Client("ctl-odd", path, timeout=5) as client:
+        with Client("ctl-odd", path, timeout=5) as client:
             client.send(wire.Status())
             conn, _ = server.accept()
             with conn:

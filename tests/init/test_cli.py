@@ -207,14 +207,14 @@ def test_podvisor_subcommands_go_to_the_supervisor(
     monkeypatch: pytest.MonkeyPatch, no_renaming: mock.MagicMock
 ) -> None:
     seen: list[list[str]] = []
-    cli = types.ModuleType("podvisor.supervisor.cli")
+    cli = types.ModuleType("podvisor.supervisor.cli.main")
 
     def cli_main(argv: list[str]) -> int:
         seen.append(list(argv))
         return 3
 
     cli.main = cli_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "podvisor.supervisor.cli", cli)
+    monkeypatch.setitem(sys.modules, "podvisor.supervisor.cli.main", cli)
     assert entry.main(["run", "pod.yaml"]) == 3
     assert seen == [["run", "pod.yaml"]]
     assert {"run", "check", "ps", "logs", "exec", "version"} <= entry.SUPERVISOR_COMMANDS
@@ -246,7 +246,7 @@ def test_options_first_are_tini_mode(
 
 
 def test_the_commands_are_the_parsers() -> None:
-    from podvisor.supervisor import cli
+    import podvisor.supervisor.cli.main as cli
 
     assert set(cli._commands()) == entry.SUPERVISOR_COMMANDS
 

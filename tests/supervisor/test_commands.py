@@ -98,7 +98,8 @@ def test_help_of_one_command() -> None:
 
 
 def test_every_option_has_help_text() -> None:
-    from podvisor.supervisor import cli, completion
+    import podvisor.supervisor.cli.main as cli
+    from podvisor.supervisor.cli import completion
 
     parser = cli._parser()
     for command in completion.commands(parser):

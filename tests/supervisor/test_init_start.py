@@ -14,8 +14,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+import podvisor.supervisor.cli.main as cli
 from podvisor.init import protocol, seqpacket
-from podvisor.supervisor import cli
 from podvisor.supervisor.packets import PacketStream
 from podvisor.supervisor.pod import sandbox
 from podvisor.supervisor.pod.init_client import InitClient

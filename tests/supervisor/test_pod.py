@@ -324,7 +324,7 @@ NOT_KEPT = (
     "difflib",
     "decimal",
     "uuid",
-    "podvisor.supervisor.ctl",
+    "podvisor.supervisor.cli.commands",
     "hashlib",
     "datetime",
     "pyroute2",
@@ -337,7 +337,7 @@ NOT_KEPT = (
     "podvisor.sidecars.hooks",
     "podvisor.sidecars.execs",  # and shlex, for exec probes, hooks and `podvisor exec`
     "podvisor.supervisor.network.proxy",
-    "podvisor.supervisor.control",
+    "podvisor.supervisor.control.handlers",
     "podvisor.supervisor.cgroups.stats",
     "podvisor.supervisor.metrics.status",
     "podvisor.init.process",  # its exit status for a program that cannot run

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from podvisor.supervisor.errors import EXIT_CONFIG, EXIT_PODVISOR, ConfigError, PodvisorError
 from podvisor.supervisor.frozen import frozen
+from podvisor.supervisor.version import version
 
 if TYPE_CHECKING:
     import argparse
@@ -27,18 +28,6 @@ BACKENDS = ("asyncio", "trio")
 #: starts about 90 ms sooner and weighs about 2 MB less than on trio (trio's
 #: own import). Both backends run the same code and the same tests.
 DEFAULT_BACKEND = "asyncio"
-
-
-def version() -> str:
-    # Imported here, not at the top: importlib.metadata brings zipfile, email
-    # and csv, tens of milliseconds that `podvisor run` would pay before its
-    # pod starts; only `podvisor version` and a /metrics scrape ask for it.
-    from importlib import metadata
-
-    try:
-        return metadata.version("podvisor")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -79,7 +68,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     # The control client's commands, but for `run`: the supervisor would keep
     # the client's code (and its imports) for as long as the pod runs.
     if command != "run":
-        from podvisor.supervisor import ctl
+        from podvisor.supervisor.cli import commands as ctl
 
         ctl.add_commands(sub)
         from podvisor.supervisor.images import cli as image_cli
@@ -124,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)  # its command line is read with its manifest: `_start`
     args = _parser(argv[0]).parse_args(argv)
     if getattr(args, "ctl", None) is not None:
-        from podvisor.supervisor import ctl
+        from podvisor.supervisor.cli import commands as ctl
 
         return ctl.dispatch(args)
     _local_command(args)
@@ -136,7 +125,7 @@ def _local_command(args: argparse.Namespace) -> None:
     if args.command == "help":
         _parser().print_help()
     elif args.command == "completion":
-        from podvisor.supervisor.completion import script
+        from podvisor.supervisor.cli.completion import script
 
         print(script(args.shell, _parser()), end="")
     else:

@@ -53,8 +53,10 @@ import anyio.abc
 
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
-from podvisor.supervisor.control_logs import serve_logs
-from podvisor.supervisor.control_protocol import (
+from podvisor.supervisor.control.client import close_all
+from podvisor.supervisor.control.logs import serve_logs
+from podvisor.supervisor.control.server import Connection, ControlSocket
+from podvisor.supervisor.control.wire import (
     CPU_SAMPLE_SECONDS,
     ContainerRow,
     Done,
@@ -80,9 +82,7 @@ from podvisor.supervisor.control_protocol import (
     StatusReply,
     Stop,
     Termination,
-    close_all,
 )
-from podvisor.supervisor.control_socket import Connection, ControlSocket
 from podvisor.supervisor.errors import (
     CgroupError,
     ControlError,
@@ -102,6 +102,7 @@ HANGUP_GRACE = 5.0
 #: How long pause waits for the kernel to freeze every process.
 FREEZE_WAIT = 10.0
 DISCONNECTS = (BrokenPipeError, ConnectionResetError, TimeoutError)
+
 
 def open_terminal(size: tuple[int, int] | None) -> tuple[int, int]:
     """A new pseudo-terminal (master, slave) for `exec -t`, at the caller's window size."""

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import anyio
 
-from podvisor.supervisor.control_protocol import LogEnd, LogLines, LogRecord, LogsReply
-from podvisor.supervisor.control_socket import Connection
+from podvisor.supervisor.control.server import Connection
+from podvisor.supervisor.control.wire import LogEnd, LogLines, LogRecord, LogsReply
 from podvisor.supervisor.pod.logs import ContainerLog, LogLine
 
 FOLLOW_POLL_SECONDS = 0.1

@@ -53,10 +53,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from podvisor.init.protocol import plain
-from podvisor.supervisor import ctl_output as out
-from podvisor.supervisor.control_protocol import (
-    EXEC_ANSWER_TIMEOUT,
-    Client,
+from podvisor.supervisor.cli import output as out
+from podvisor.supervisor.control.client import EXEC_ANSWER_TIMEOUT, Client, ask, close_all
+from podvisor.supervisor.control.paths import list_pods
+from podvisor.supervisor.control.wire import (
     ContainerRow,
     Done,
     Error,
@@ -86,9 +86,6 @@ from podvisor.supervisor.control_protocol import (
     Stop,
     Termination,
     as_object,
-    ask,
-    close_all,
-    list_pods,
 )
 from podvisor.supervisor.errors import EXIT_CONFIG, ControlError
 from podvisor.supervisor.frozen import frozen
@@ -160,7 +157,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """These commands alone: ``python -m podvisor.supervisor.ctl status POD``."""
+    """These commands alone: ``python -m podvisor.supervisor.cli.commands status POD``."""
     parser = argparse.ArgumentParser(prog="podvisor")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return dispatch(parser.parse_args(argv))

@@ -1,19 +1,5 @@
-"""The control socket of a running pod: where it lives and what goes over it.
+"""What goes over a pod's control socket: its messages, typed.
 
-Where
------
-Each pod's supervisor serves ``<run dir>/pods/<pod>.sock``, where the run
-dir is ``/run/podvisor`` (``$PODVISOR_RUN_DIR`` overrides it, for tests and
-for a container whose /run is read-only). The socket is mode 0600 and owned
-by the user who started the pod; the supervisor also checks each client's
-SO_PEERCRED and serves only root and its own uid. A user who may not write
-/run/podvisor/pods gets ``$XDG_RUNTIME_DIR/podvisor/pods`` instead. The
-socket is removed when the pod stops; one left by a supervisor that was
-SIGKILLed refuses connections (ECONNREFUSED) and is replaced by the next pod
-of that name.
-
-How
----
 ``SOCK_SEQPACKET``, as the supervisor<->init channel: one packet is one
 message (`podvisor.init.seqpacket` moves the bytes, and file descriptors ride
 along as ``SCM_RIGHTS``). Every message is a frozen dataclass below, and this
@@ -84,105 +70,19 @@ dataclass into JSON's values, for both wires), never anyio.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
 import json
-import os
-import socket
-from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import ClassVar, Final, Self, TypeVar
 
-from podvisor.init import seqpacket
 from podvisor.init.protocol import Fields, ProtocolError, plain
-from podvisor.supervisor.errors import ControlError, ControlMessageError
+from podvisor.supervisor.errors import ControlMessageError
 from podvisor.supervisor.frozen import frozen
 
-DEFAULT_RUN_DIR: Final = "/run/podvisor"
-RUN_DIR_VARIABLE: Final = "PODVISOR_RUN_DIR"
-SUFFIX: Final = ".sock"
-#: sun_path holds 108 bytes, the last one a NUL.
-SUN_PATH_MAX: Final = 107
 #: How long status measures CPU use; `top` would say "the interval".
 CPU_SAMPLE_SECONDS: Final = 0.25
-#: A client gives up on an answer after this long: never a hang.
-ANSWER_TIMEOUT: Final = 10.0
-#: exec's first answer comes once the init has started the command, which the
-#: server waits for up to 30 s (a loaded machine forks slowly).
-EXEC_ANSWER_TIMEOUT: Final = 45.0
 #: The largest message either end takes; an exec with a large environment
 #: and a status of many containers are the biggest.
 MAX_MESSAGE: Final = 1 << 20
-
-
-# =============================================================================
-# Where the sockets live
-# =============================================================================
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get(RUN_DIR_VARIABLE) or DEFAULT_RUN_DIR)
-
-
-def pods_dir() -> Path:
-    """Where pods started by root (or anyone who may write there) put their socket."""
-    return run_dir() / "pods"
-
-
-def user_pods_dir() -> Path | None:
-    """Where a user's pods go when they may not write `pods_dir()`; None without one."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if not runtime or os.environ.get(RUN_DIR_VARIABLE):
-        return None
-    return Path(runtime) / "podvisor" / "pods"
-
-
-def search_dirs() -> list[Path]:
-    """Every directory a client looks in, the shared one first.
-
-    Root also looks in each user's runtime directory, so that
-    ``sudo podvisor status POD`` finds a pod a user started.
-    """
-    found = [pods_dir()]
-    own = user_pods_dir()
-    if own is not None:
-        found.append(own)
-    if os.geteuid() == 0 and not os.environ.get(RUN_DIR_VARIABLE):
-        found += sorted(Path("/run/user").glob("*/podvisor/pods"))
-    unique: list[Path] = []
-    for d in found:
-        if d not in unique:
-            unique.append(d)
-    return unique
-
-
-def socket_path(directory: Path, pod: str) -> Path:
-    return directory / f"{pod}{SUFFIX}"
-
-
-def find_pod(pod: str) -> Path:
-    """The socket of the pod named *pod*; ControlError when no pod has that name."""
-    for directory in search_dirs():
-        path = socket_path(directory, pod)
-        if path.exists():
-            return path
-    raise ControlError(f"no pod named {pod!r} runs on this host (`podvisor ps` lists them)")
-
-
-def list_pods() -> list[tuple[str, Path]]:
-    """(name, socket) of every pod found, by name."""
-    found: dict[str, Path] = {}
-    for directory in search_dirs():
-        try:
-            entries = sorted(directory.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.endswith(SUFFIX) and not entry.name.startswith("."):
-                found.setdefault(entry.name.removesuffix(SUFFIX), entry)
-    return sorted(found.items())
-
 
 # =============================================================================
 # Messages
@@ -740,136 +640,3 @@ def _read(kind: type[M], values: dict[str, object]) -> M:
         return kind.read(Fields(kind.KIND, values))
     except ProtocolError as exc:
         raise ControlMessageError(str(exc)) from exc
-
-
-# =============================================================================
-# The client's end
-# =============================================================================
-
-
-class Client:
-    """One connection to a pod's control socket (blocking, with timeouts)."""
-
-    def __init__(self, pod: str, path: Path, timeout: float | None = ANSWER_TIMEOUT) -> None:
-        self.pod = pod
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        # connect(2) on a unix socket blocks while the server's backlog is full.
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(str(path))
-        except OSError as exc:
-            self.sock.close()
-            raise self._connect_error(exc) from exc
-
-    @classmethod
-    def open(cls, pod: str, timeout: float | None = ANSWER_TIMEOUT) -> Client:
-        return cls(pod, find_pod(pod), timeout)
-
-    def _connect_error(self, exc: OSError) -> ControlError:
-        if isinstance(exc, PermissionError):
-            return ControlError(self._denied())
-        if exc.errno == errno.ECONNREFUSED:
-            return ControlError(
-                f"pod {self.pod!r} is gone: its supervisor died and left {self.path} behind "
-                "(the next pod of that name replaces it)"
-            )
-        if isinstance(exc, TimeoutError):
-            return ControlError(self._silent())
-        if isinstance(exc, FileNotFoundError):
-            return ControlError(f"pod {self.pod!r} has stopped")
-        return ControlError(f"cannot reach pod {self.pod!r} at {self.path}: {exc.strerror or exc}")
-
-    def _denied(self) -> str:
-        try:
-            owner = self.path.stat().st_uid
-        except OSError:
-            return f"permission denied: cannot reach the control socket {self.path}; use sudo"
-        return f"permission denied: the pod {self.pod!r} belongs to uid {owner}; use sudo"
-
-    def _silent(self) -> str:
-        return (
-            f"pod {self.pod!r} does not answer: its supervisor may be stopped or overloaded "
-            f"(socket {self.path})"
-        )
-
-    def send(self, request: Request, fds: Sequence[int] = ()) -> None:
-        try:
-            seqpacket.send(self.sock, encode(request), fds)
-        except TimeoutError as exc:
-            raise ControlError(self._silent()) from exc
-        except OSError as exc:
-            raise ControlError(f"lost the connection to pod {self.pod!r}: {exc}") from exc
-
-    def answer(self, kind: type[R]) -> tuple[R | Error, list[int]]:
-        """The answer to the request, and the fds with it (the caller's to close)."""
-        packet = self._receive()
-        if packet is None:
-            raise ControlError(f"pod {self.pod!r} closed the connection without an answer")
-        data, fds = packet
-        try:
-            return decode_reply(data, kind), fds
-        except ControlMessageError as exc:
-            close_all(fds)
-            raise self._unreadable(exc) from exc
-
-    def reply(self, kind: type[R]) -> R:
-        """The answer to the request, a *kind*; ControlError for an Error."""
-        answer, fds = self.answer(kind)
-        close_all(fds)
-        if isinstance(answer, Error):
-            raise ControlError(answer.error or f"pod {self.pod!r} refused")
-        return answer
-
-    def request(self, request: Request, kind: type[R], fds: Sequence[int] = ()) -> R:
-        """Send *request* and return its answer, a *kind*."""
-        self.send(request, fds)
-        return self.reply(kind)
-
-    def receive(self) -> Message | None:
-        """The next message after the reply; None when the server closed. Fds are closed."""
-        packet = self._receive()
-        if packet is None:
-            return None
-        data, fds = packet
-        close_all(fds)
-        try:
-            return decode_streamed(data)
-        except ControlMessageError as exc:
-            raise self._unreadable(exc) from exc
-
-    def _receive(self) -> tuple[bytes, list[int]] | None:
-        try:
-            return seqpacket.receive(self.sock, MAX_MESSAGE)
-        except TimeoutError as exc:
-            raise ControlError(self._silent()) from exc
-        except (OSError, seqpacket.PacketError) as exc:
-            raise ControlError(f"lost the connection to pod {self.pod!r}: {exc}") from exc
-
-    def _unreadable(self, exc: ControlMessageError) -> ControlMessageError:
-        return ControlMessageError(
-            f"pod {self.pod!r} sent what this podvisor cannot read ({exc}): is the pod's "
-            "podvisor another version than this command's?"
-        )
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-
-def close_all(fds: Iterable[int]) -> None:
-    """Close each of *fds*, whichever are still open."""
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def ask(pod: str, request: Request, kind: type[R]) -> R:
-    """Send one request to *pod* and return its answer, a *kind*."""
-    with Client.open(pod) as client:
-        return client.request(request, kind)

@@ -27,23 +27,14 @@ import anyio
 import anyio.abc
 
 from podvisor.init import seqpacket
-from podvisor.supervisor.control_protocol import (
-    MAX_MESSAGE,
-    SUN_PATH_MAX,
-    Message,
-    Request,
-    close_all,
-    decode_request,
-    encode,
-    pods_dir,
-    socket_path,
-    user_pods_dir,
-)
+from podvisor.supervisor.control.client import close_all
+from podvisor.supervisor.control.paths import SUN_PATH_MAX, pods_dir, socket_path, user_pods_dir
+from podvisor.supervisor.control.wire import MAX_MESSAGE, Message, Request, decode_request, encode
 from podvisor.supervisor.errors import ControlMessageError
 from podvisor.supervisor.packets import PacketStream
 
 if TYPE_CHECKING:
-    from podvisor.supervisor.control import ControlServer
+    from podvisor.supervisor.control.handlers import ControlServer
     from podvisor.supervisor.pod.view import PodView
 
 #: Connections waiting to be accepted.
@@ -91,7 +82,7 @@ async def serve_control(
             while True:
                 sock = await _accept(bound.sock, host)
                 if server is None:
-                    from podvisor.supervisor.control import ControlServer
+                    from podvisor.supervisor.control.handlers import ControlServer
 
                     server = ControlServer(host, bound)
                 tg.start_soon(server.serve_connection, sock)
