@@ -260,11 +260,15 @@ def no_leaks() -> Iterator[None]:
     links = _ours_names(set(leftover_links()) - before_links)
     if links:
         problems.append(f"links left: {sorted(links)}")
-    changed = set(mounts()) ^ set(before_mounts)
-    # A named network namespace is a mount under /run/netns: judged like the netns.
+    after_mounts = set(mounts())
+    changed = after_mounts ^ set(before_mounts)
+    # A named network namespace is a mount under /run/netns: judged like the
+    # netns. One that went away during the test was another session's pod
+    # ending (this test's own are made and undone within it).
     netns_mounts = {m for m in changed if m.startswith("/run/netns/")}
     changed -= netns_mounts
-    changed |= {f"/run/netns/{n}" for n in _ours_names({m[11:] for m in netns_mounts})}
+    appeared = {m[11:] for m in netns_mounts if m in after_mounts}
+    changed |= {f"/run/netns/{n}" for n in _ours_names(appeared)}
     if changed:
         problems.append(f"mounts changed: {sorted(changed)}")
     if problems:

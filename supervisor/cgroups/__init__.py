@@ -7,7 +7,6 @@ tree (kill and freeze), limits (Kubernetes' conversions), stats (reading).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from podvisor.supervisor.cgroups.driver import (
@@ -19,6 +18,7 @@ from podvisor.supervisor.cgroups.driver import (
 )
 from podvisor.supervisor.cgroups.layout import Layout
 from podvisor.supervisor.cgroups.limits import Limits
+from podvisor.supervisor.lazy import lazy_names
 
 if TYPE_CHECKING:
     from podvisor.supervisor.cgroups.stats import (
@@ -42,15 +42,10 @@ __all__ = [
     "pod_dir_name",
 ]
 
-#: Imported when first asked for, as `ContainerCgroup.read` imports it: a
-#: supervisor whose pod nobody scrapes or asks about does not keep it.
-_STATS = frozenset({"CgroupStats", "DeviceIo", "Pressure", "ResourcePressure"})
+#: Imported when first asked for (`podvisor.supervisor.lazy`), as
+#: `ContainerCgroup.read` imports them: a pod nobody scrapes or asks about
+#: does not keep the statistics' code.
+_STATS = dict.fromkeys(("CgroupStats", "DeviceIo", "Pressure", "ResourcePressure"), "stats")
 
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        if name not in _STATS:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{__name__}.stats"), name)
-        globals()[name] = value
-        return value
+    __getattr__ = lazy_names(__name__, _STATS, globals())

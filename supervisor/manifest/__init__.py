@@ -11,8 +11,9 @@ what happens to each Kubernetes field in `fields`, and `podvisor check` in
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from podvisor.supervisor.lazy import lazy_names
 
 if TYPE_CHECKING:
     from podvisor.supervisor.manifest.expansion import expand, expand_argv, resolve_env
@@ -80,10 +81,11 @@ __all__ = [
     "settings_table",
 ]
 
-# Each name is imported from its module when it is first asked for. The
-# supervisor needs the model and `expansion` while the pod runs, never the
-# reading (PyYAML and the checks, about 2 MB): `podvisor run` reads the
-# manifest in a forked child, and importing the model must not import them.
+# Each name is imported from its module when it is first asked for
+# (`podvisor.supervisor.lazy`). The supervisor needs the model and
+# `expansion` while the pod runs, never the reading (PyYAML and the checks):
+# `podvisor run` reads the manifest in a forked child, and importing the model
+# must not import them.
 _HOME = {
     "expand": "expansion",
     "expand_argv": "expansion",
@@ -98,11 +100,6 @@ _HOME = {
 }  # and the model's names: "model"
 
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        if name not in __all__:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        home = _HOME.get(name, "model")
-        value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-        globals()[name] = value
-        return value
+    __getattr__ = lazy_names(
+        __name__, {name: _HOME.get(name, "model") for name in __all__}, globals()
+    )

@@ -10,8 +10,9 @@ supervisor left.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from podvisor.supervisor.lazy import lazy_names
 
 if TYPE_CHECKING:
     from podvisor.supervisor.network.model import (
@@ -48,10 +49,10 @@ __all__ = [
     "publish_ports",
 ]
 
-# Each name is imported from its module when it is first asked for: `podvisor
-# run` forks the network's maker (maker.py) before it reads the manifest,
-# and that fork must not wait for the modules below, which the child imports
-# on its own core.
+# Each name is imported from its module when it is first asked for
+# (`podvisor.supervisor.lazy`): `podvisor run` forks the network's maker
+# (maker.py) before it reads the manifest, and that fork must not wait for the
+# modules below, which the child imports on its own core.
 _HOME = {
     "DEFAULT_BRIDGE": "model",
     "DEFAULT_SUBNET": "model",
@@ -70,11 +71,4 @@ _HOME = {
 }
 
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        home = _HOME.get(name)
-        if home is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-        globals()[name] = value
-        return value
+    __getattr__ = lazy_names(__name__, _HOME, globals())
