@@ -11,6 +11,7 @@ file is valid, 2 when one is not.
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import json
 import shlex
@@ -36,6 +37,7 @@ from podvisor.supervisor.manifest.model import (
     Probe,
     ProbeHandler,
     Resources,
+    SecurityContext,
     SleepAction,
     TCPSocketAction,
 )
@@ -263,21 +265,47 @@ def _container_extras(c: Container) -> Iterator[str]:
     for name, value in extras.items():
         if value is not None:
             yield f"    {name}: {value}"
-    sc = c.security_context
+    yield from _security_lines(c.security_context)
+    if c.stdin or c.tty:
+        yield f"    stdin: {c.stdin}, tty: {c.tty}"
+
+
+def _security_lines(sc: SecurityContext) -> Iterator[str]:
+    """What the container's process will hold, as the init applies it."""
+    from podvisor.supervisor.manifest.capabilities import (
+        CAPABILITY_BITS,
+        DEFAULT_CAPABILITIES,
+        capability_set,
+        mask,
+    )
+
     user = {
         "runAsUser": sc.run_as_user,
         "runAsGroup": sc.run_as_group,
         "runAsNonRoot": sc.run_as_non_root,
-        "allowPrivilegeEscalation": sc.allow_privilege_escalation,
-        "privileged": sc.privileged or None,
-        "capabilities add": ",".join(sc.capabilities_add) or None,
-        "capabilities drop": ",".join(sc.capabilities_drop) or None,
+        "supplementalGroups": ",".join(map(str, sc.supplemental_groups)) or None,
+        "fsGroup": sc.fs_group,
     }
     for name, value in user.items():
         if value is not None:
             yield f"    {name}: {value}"
-    if c.stdin or c.tty:
-        yield f"    stdin: {c.stdin}, tty: {c.tty}"
+    caps = capability_set(sc)
+    if sc.privileged:
+        yield "    privileged: every capability, nothing masked, /sys and the cgroups writable"
+    elif caps == mask(DEFAULT_CAPABILITIES):
+        yield "    capabilities: the runtime default (14)"
+    else:
+        held = [n for n, bit in CAPABILITY_BITS.items() if caps >> bit & 1]
+        yield f"    capabilities: {','.join(held) or 'none'}"
+    if sc.allow_privilege_escalation is False:
+        yield "    no_new_privs: set (allowPrivilegeEscalation: false)"
+    size = len(base64.b64decode(sc.seccomp_filter)) // 8
+    shown = sc.seccomp_type or "Unconfined"
+    if sc.seccomp_localhost:
+        shown += f" {sc.seccomp_localhost}"
+    yield f"    seccomp: {shown}" + (f" ({size} BPF instructions)" if size else "")
+    if sc.read_only_root_filesystem:
+        yield "    readOnlyRootFilesystem: every mount read-only but /dev, /proc and /sys"
 
 
 def _resources(r: Resources) -> str:
@@ -397,6 +425,8 @@ def _json(value: Any) -> Any:
     """Dataclasses as dicts (handlers tagged with their type), tuples as lists, enums as str."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         data = {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, SecurityContext):  # the compiled program: its size says enough
+            data["seccomp_filter"] = len(base64.b64decode(value.seccomp_filter)) // 8
         if isinstance(value, ExecAction | HTTPGetAction | TCPSocketAction | SleepAction):
             data = {"type": type(value).__name__} | data
         return data

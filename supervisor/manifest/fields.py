@@ -50,10 +50,6 @@ def _is(*harmless: object) -> Any:
     return lambda value: value in harmless
 
 
-_SECCOMP = Refuse(
-    "podvisor does not load seccomp profiles; remove seccompProfile (or set type: Unconfined)",
-    harmless=_unconfined,
-)
 _APPARMOR = Refuse(
     "podvisor does not load AppArmor profiles; remove appArmorProfile (or set type: Unconfined)",
     harmless=_unconfined,
@@ -163,7 +159,7 @@ POD_SECURITY_CONTEXT: dict[str, Rule] = {
     "runAsUser": SUPPORTED,
     "runAsGroup": SUPPORTED,
     "runAsNonRoot": SUPPORTED,
-    "seccompProfile": _SECCOMP,
+    "seccompProfile": SUPPORTED,
     "appArmorProfile": _APPARMOR,
     "seLinuxOptions": _SELINUX,
     "windowsOptions": _WINDOWS,
@@ -251,13 +247,15 @@ SECURITY_CONTEXT: dict[str, Rule] = {
     "capabilities": SUPPORTED,
     "readOnlyRootFilesystem": SUPPORTED,
     "procMount": Refuse("only the default /proc mask is implemented", harmless=_is("Default")),
-    "seccompProfile": _SECCOMP,
+    "seccompProfile": SUPPORTED,
     "appArmorProfile": _APPARMOR,
     "seLinuxOptions": _SELINUX,
     "windowsOptions": _WINDOWS,
 }
 
 CAPABILITIES: dict[str, Rule] = {"add": SUPPORTED, "drop": SUPPORTED}
+
+SECCOMP_PROFILE: dict[str, Rule] = {"type": SUPPORTED, "localhostProfile": SUPPORTED}
 
 # --- Probes and hooks ----------------------------------------------------------------------
 

@@ -165,8 +165,9 @@ class SecurityContext:
     supplemental_groups_policy: str = "Merge"  # or "Strict"
     fs_group: int | None = None
     read_only_root_filesystem: bool = False
-    # "RuntimeDefault" (podvisor's default), "Localhost" or "Unconfined".
-    seccomp_type: str = "RuntimeDefault"
+    # "RuntimeDefault", "Localhost" or "Unconfined"; "" when unset (then RuntimeDefault,
+    # or Unconfined for a privileged container).
+    seccomp_type: str = ""
     seccomp_localhost: str | None = None  # the profile file, with Localhost
     # The compiled filter: a classic BPF program in base64, "" for none (see manifest.seccomp).
     seccomp_filter: str = ""

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import yaml
 
-from podvisor.supervisor.manifest import fields, names
+from podvisor.supervisor.manifest import fields, names, seccomp
+from podvisor.supervisor.manifest.capabilities import capability_set
 from podvisor.supervisor.manifest.model import SecurityContext
 from podvisor.supervisor.manifest.nodes import (
     Fields,
@@ -41,8 +43,11 @@ def pod_security(report: Report, node: yaml.Node | None) -> SecurityContext:
     policy = f.string("supplementalGroupsPolicy") or "Merge"
     if policy not in ("Merge", "Strict"):
         f.error("supplementalGroupsPolicy", f"{policy!r} is not one of Merge, Strict")
+    seccomp_type, localhost = _seccomp_profile(f)
     return replace(
         _run_as(f, SecurityContext()),
+        seccomp_type=seccomp_type or "",
+        seccomp_localhost=localhost,
         supplemental_groups=_groups(f),
         supplemental_groups_policy=policy,
         fs_group=f.integer("fsGroup", 0, INT32_MAX),
@@ -63,7 +68,7 @@ def container_security(container: Fields, pod: SecurityContext, name: str) -> Se
     f = container.mapping("securityContext", fields.SECURITY_CONTEXT)
     if f is None:
         _non_root(container, pod, name, "securityContext")
-        return pod
+        return _with_filter(container, pod, "securityContext")
     escalation = f.boolean("allowPrivilegeEscalation")
     privileged = f.flag("privileged")
     add, drop = _capabilities(f)
@@ -79,8 +84,60 @@ def container_security(container: Fields, pod: SecurityContext, name: str) -> Se
         capabilities_drop=drop,
         read_only_root_filesystem=f.flag("readOnlyRootFilesystem"),
     )
+    seccomp_type, localhost = _seccomp_profile(f)
+    if seccomp_type is not None:
+        context = replace(context, seccomp_type=seccomp_type, seccomp_localhost=localhost)
     _non_root(f, context, name, "runAsUser" if "runAsUser" in f else "runAsNonRoot")
-    return context
+    key = "seccompProfile" if "seccompProfile" in f else "securityContext"
+    return _with_filter(f if key == "seccompProfile" else container, context, key)
+
+
+def _seccomp_profile(f: Fields) -> tuple[str | None, str | None]:
+    """(type, localhostProfile) of seccompProfile; (None, None) when it is not set."""
+    p = f.mapping("seccompProfile", fields.SECCOMP_PROFILE)
+    if p is None:
+        return None, None
+    kind = p.string("type")
+    localhost = p.string("localhostProfile")
+    if kind not in ("RuntimeDefault", "Localhost", "Unconfined"):
+        p.error("type", f"{kind!r} is not one of RuntimeDefault, Localhost, Unconfined")
+        return None, None
+    if (kind == "Localhost") != (localhost is not None):
+        p.error(
+            "localhostProfile",
+            "required with type: Localhost, and only with it"
+            if kind == "Localhost"
+            else "may only be set with type: Localhost",
+        )
+        return None, None
+    if localhost is not None and (localhost.startswith("/") or ".." in localhost.split("/")):
+        p.error("localhostProfile", f"{localhost!r} must be a relative path without '..'")
+        return None, None
+    return kind, localhost
+
+
+def _with_filter(f: Fields, context: SecurityContext, key: str) -> SecurityContext:
+    """*context* with its seccomp filter compiled; a profile's problem reported at *key*."""
+    kind = context.seccomp_type or ("Unconfined" if context.privileged else "RuntimeDefault")
+    if kind == "Unconfined":
+        return replace(context, seccomp_type=kind, seccomp_filter="")
+    caps = capability_set(context)
+    try:
+        if kind == "Localhost":
+            assert context.seccomp_localhost is not None
+            base = (
+                Path(f.report.source).parent
+                if f.report.source not in ("", "-", "<stdin>")
+                else Path()
+            )
+            profile = seccomp.read_profile(base / context.seccomp_localhost)
+        else:
+            profile = seccomp.runtime_default(caps)
+        program = seccomp.compile_profile(profile, caps)
+    except (seccomp.ProfileError, ImportError, OSError) as exc:
+        f.error(key, f"seccompProfile {kind}: {exc}")
+        return context
+    return replace(context, seccomp_type=kind, seccomp_filter=program)
 
 
 def _non_root(f: Fields, context: SecurityContext, name: str, key: str) -> None:

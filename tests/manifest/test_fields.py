@@ -38,6 +38,7 @@ TABLES = {
     "FIELD_REF": "io.k8s.api.core.v1.ObjectFieldSelector",
     "SECURITY_CONTEXT": "io.k8s.api.core.v1.SecurityContext",
     "CAPABILITIES": "io.k8s.api.core.v1.Capabilities",
+    "SECCOMP_PROFILE": "io.k8s.api.core.v1.SeccompProfile",
     "PROBE": "io.k8s.api.core.v1.Probe",
     "EXEC": "io.k8s.api.core.v1.ExecAction",
     "HTTP_GET": "io.k8s.api.core.v1.HTTPGetAction",
@@ -171,7 +172,6 @@ def test_refused_fields_asking_for_nothing_pass(empty: object) -> None:
     ("key", "value", "expected"),
     [
         ("procMount", "Default", "Default"),
-        ("seccompProfile", {"type": "Unconfined"}, "{type: Unconfined}"),
         ("appArmorProfile", {"type": "Unconfined"}, "{type: Unconfined}"),
     ],
 )

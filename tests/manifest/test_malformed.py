@@ -960,15 +960,16 @@ kind: Pod
 metadata: {name: web}
 spec:
   securityContext:
-    seccompProfile: {type: RuntimeDefault}
+    seccompProfile: {type: Default}
   containers:
   - name: web
     command: [sleep, infinity]
     securityContext:
-      readOnlyRootFilesystem: true
+      seccompProfile: {type: Localhost, localhostProfile: /etc/profile.json}
 """,
         [
-            "pod.yaml:6:5: spec.securityContext.seccompProfile: not supported: podvisor does not load seccomp profiles; remove seccompProfile (or set type: Unconfined)",
+            "pod.yaml:6:28: spec.securityContext.seccompProfile.type: 'Default' is not one of RuntimeDefault, Localhost, Unconfined",
+            "pod.yaml:11:59: spec.containers[0].securityContext.seccompProfile.localhostProfile: '/etc/profile.json' must be a relative path without '..'",
         ],
         id="seccomp",
     ),

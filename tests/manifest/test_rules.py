@@ -11,6 +11,7 @@ import io
 import json
 import signal
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,10 @@ def test_minimal_pod_gets_kubernetes_defaults() -> None:
     assert web.argv == ("sleep", "infinity")
     assert web.resources == Resources()
     assert web.lifecycle == Lifecycle()
-    assert web.security_context == SecurityContext()
+    # Every container gets the runtime default seccomp filter, compiled as the manifest is read.
+    assert web.security_context.seccomp_type == "RuntimeDefault"
+    assert web.security_context.seccomp_filter
+    assert replace(web.security_context, seccomp_type="", seccomp_filter="") == SecurityContext()
     assert web.settings == ContainerSettings(stop_signal=signal.SIGTERM)
     assert pod.settings == PodSettings()
     assert loaded.ignored == ()
@@ -266,7 +270,7 @@ spec:
     )
     assert app.settings.stop_signal == signal.SIGQUIT
     # The container's securityContext wins over the pod's, field by field.
-    assert app.security_context == SecurityContext(
+    assert replace(app.security_context, seccomp_type="", seccomp_filter="") == SecurityContext(
         run_as_user=1001,
         run_as_group=1000,
         run_as_non_root=True,

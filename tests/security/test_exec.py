@@ -42,7 +42,7 @@ async def test_exec_shows_what_the_program_shows(run_dir: Path) -> None:
         assert (seen["Uid"], seen["Gid"]) == ("4242 4242 4242 4242", "4343 4343 4343 4343")
         assert seen["Groups"] == "4000 4343"
         assert (seen["CapEff"], seen["CapBnd"]) == ("0000000000000000", DEFAULT_CAPS)
-        assert seen["NoNewPrivs"] == "1"
+        assert (seen["NoNewPrivs"], seen["Seccomp"]) == ("1", "2")
         # The startup probe, an exec of its own, saw the default bounding set too.
         await pod.until("app is started", lambda: pod.container("app").started)
 
@@ -57,4 +57,4 @@ async def test_exec_as_root_holds_the_default_set(run_dir: Path) -> None:
             DEFAULT_CAPS,
             DEFAULT_CAPS,
         )
-        assert seen["NoNewPrivs"] == "0"
+        assert (seen["NoNewPrivs"], seen["Seccomp"]) == ("0", "2")

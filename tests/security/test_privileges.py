@@ -17,7 +17,7 @@ import pytest
 
 from podvisor.supervisor.errors import ConfigError
 from podvisor.supervisor.manifest import load
-from podvisor.supervisor.pod.confinement import all_capabilities
+from podvisor.supervisor.manifest.capabilities import all_capabilities
 from tests.security.conftest import DEFAULT_CAPS, PYTHON, STATUS, run_pod, sh, status
 
 pytestmark = pytest.mark.needs_root
