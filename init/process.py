@@ -35,7 +35,7 @@ import errno
 import os
 import signal
 
-TYPE_CHECKING = False  # not typing's: importing typing costs every start ~3 ms
+TYPE_CHECKING = False  # not typing's: importing typing would slow every start
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import NoReturn

@@ -32,7 +32,7 @@ import sys
 
 from podvisor.init import process, syscalls
 
-TYPE_CHECKING = False  # not typing's: importing typing costs every start ~3 ms
+TYPE_CHECKING = False  # not typing's: importing typing would slow every start
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import NoReturn
@@ -411,7 +411,7 @@ def usage(prog: str) -> str:
 
 def version() -> str:
     """The installed distribution's version (read only for --version)."""
-    from importlib import metadata  # here: it costs ~10 ms, and only --version needs it
+    from importlib import metadata  # here: slow to import, and only --version needs it
 
     try:
         return metadata.version("podvisor")

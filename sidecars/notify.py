@@ -108,7 +108,7 @@ def socket_path(pod: Pod) -> Path:
     path = PODS_DIR / instance / SOCKET_NAME
     if len(os.fsencode(path)) <= _SUN_PATH_MAX:
         return path
-    import hashlib  # here, not at the top: its OpenSSL set-up weighs the supervisor 0.8 MB
+    import hashlib  # here: its OpenSSL set-up would stay in the supervisor for good
 
     digest = hashlib.sha256(instance.encode()).hexdigest()[:16]
     return PODS_DIR / f"pv-{digest}" / SOCKET_NAME

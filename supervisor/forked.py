@@ -19,7 +19,7 @@ at the fork would stay held in the child.
 
 from __future__ import annotations
 
-import _pickle  # pickle's C half: pickle.py around it would add 0.26 MB for the pod's life
+import _pickle  # pickle's C half: pickle.py around it would stay for the pod's life
 import contextlib
 import io
 import os

@@ -294,7 +294,7 @@ class ContainerCgroup(CgroupTree):
         self._pod = pod
         self._procs_files = [os.path.join(d, "cgroup.procs") for _, d in dirs]
         # Made by the first `read` (a scrape, `podvisor status`): a pod nobody
-        # asks about does not keep stats.py's code, 0.15 MB, as long as it runs.
+        # asks about does not keep stats.py's code as long as it runs.
         self._stats: StatsReader | None = None
 
     def procs_files(self) -> list[str]:
@@ -371,7 +371,7 @@ def pod_dir_name(pod_name: str, pod_uid: str) -> str:
     _check_name(pod_name, "pod")
     short = re.sub(r"[^0-9a-f]", "", pod_uid.lower())[:8]
     if len(short) < 8:
-        import hashlib  # here, not at the top: its OpenSSL set-up weighs the supervisor 0.8 MB
+        import hashlib  # here: its OpenSSL set-up would stay in the supervisor for good
 
         short = hashlib.sha256(pod_uid.encode()).hexdigest()[:8]
     return f"{PREFIX}{pod_name}-{short}"

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 BACKENDS = ("asyncio", "trio")
 #: asyncio by default: it is in the standard library, and a supervisor on it
-#: starts about 90 ms sooner and weighs about 2 MB less than on trio (trio's
-#: own import). Both backends run the same code and the same tests.
+#: starts sooner and weighs less than on trio, whose own import it avoids.
+#: Both backends run the same code and the same tests.
 DEFAULT_BACKEND = "asyncio"
 
 
@@ -228,10 +228,10 @@ def _run(argv: list[str]) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # Start-up makes about 50,000 objects that live as long as the process
     # (modules, classes, functions); the cyclic collector would go over them
-    # again and again while they are made (about 30 ms in all). It runs from
-    # the pod's set-up on, and leaves them out (`gc.freeze` in `_start`).
-    # They stay frozen: the collection at the interpreter's exit would go
-    # over them all again, about 100 ms of every pod's stop.
+    # again and again while they are made. It runs from the pod's set-up on,
+    # and leaves them out (`gc.freeze` in `_start`). They stay frozen: the
+    # collection at the interpreter's exit would go over them all again, and
+    # lengthen every pod's stop.
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -254,7 +254,7 @@ def _start(argv: list[str]) -> int:
             started.enter_context(maker)
         # The command line and the manifest are read in a child: the
         # supervisor keeps the pod, not argparse, PyYAML and the manifest's
-        # checks (about 2.5 MB, for as long as the pod runs). Meanwhile this
+        # checks, for as long as the pod runs. Meanwhile this
         # process imports what starts the pod's init.
         from podvisor.supervisor.forked import ForkedCall
 

@@ -41,8 +41,8 @@ def _netlink() -> Iterator[Any]:
 # --- pyroute2, without its package's __init__ ---------------------------------
 #
 # pyroute2/__init__.py imports every module the library has (conntrack, IPDB,
-# NDB, ipset, nl80211, wireguard, plan9, ...) to re-export their classes: a
-# quarter of a second and 12 MB, which a pod on the bridge paid at every start.
+# NDB, ipset, nl80211, wireguard, plan9, ...) to re-export their classes:
+# slow and heavy, and a pod on the bridge would pay for it at every start.
 # podvisor uses IPRoute and NetlinkError, whose own modules import only what
 # they need (under half the time and memory). So the package goes into
 # sys.modules as a shell, the real package with its __path__ and __spec__ but
@@ -238,9 +238,9 @@ def add_veth(host_end: str, netns_fd: int, bridge: str, mtu: int) -> None:
 #
 # What a pod's stop undoes (its veth pair; the bridge, with the last pod) is
 # links deleted by name: one RTM_DELLINK, and the kernel's acknowledgement.
-# Sent without pyroute2, a stop does not import it: its import weighed the
-# supervisor 4.7 MB more at every bridge pod's stop (and a tenth of a second
-# of CPU). Making a network, many more messages, stays pyroute2's.
+# Sent without pyroute2, a stop does not import it: the supervisor would
+# otherwise grow by the whole library at every bridge pod's stop, to send one
+# message. Making a network, many more messages, stays pyroute2's.
 
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id (netlink(7))
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change (rtnetlink(7))

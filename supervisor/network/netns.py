@@ -32,7 +32,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-# `podvisor.init.syscalls` (ctypes: 0.3 MB) is imported where a mount or setns
+# `podvisor.init.syscalls` (ctypes) is imported where a mount or setns
 # is made: a supervisor that only removes its pod's namespace at the pod's end
 # does not keep it while the pod runs.
 

@@ -276,7 +276,7 @@ def _refuse_overlap(subnet: IPv4Network, bridge: str) -> None:
 def _attach_to_bridge(
     req: NetworkRequest, record: PodRecord, subnet: IPv4Network, warnings: list[str]
 ) -> IPv4Interface:
-    import hashlib  # here, not at the top: its OpenSSL set-up weighs the supervisor 0.8 MB
+    import hashlib  # here: its OpenSSL set-up would stay in the supervisor for good
 
     pool = AddressPool(subnet)
     gateway = IPv4Interface(f"{pool.gateway}/{subnet.prefixlen}")

@@ -102,7 +102,7 @@ class LogSink:
 
     def render(self, line: LogLine) -> str:
         if self.format == "json":
-            import datetime  # here, not at the top: 0.6 MB that text logs do not need
+            import datetime  # here, not at the top: which text logs do not need
 
             record: dict[str, object] = {
                 "time": datetime.datetime.fromtimestamp(line.time, datetime.UTC).isoformat(),
