@@ -66,6 +66,8 @@ class TimerFired:
 class StopRequested:
     immediate: bool = False
     signal: int = 15  # what the supervisor received; the result if nothing ran
+    #: The pod ends with 128 + signal whatever its containers did (SIGQUIT: rule 15).
+    status_from_signal: bool = False
 
 
 @frozen

@@ -79,7 +79,8 @@ Rule 15 (result): when no container is left alive the pod finishes
     (PodFinished). Exit status: 125 if init died; 124 if the active deadline
     passed (as timeout(1) exits); a failed plain init container's code; else
     the first main container's last exitCode (128+N for a signal, so 137
-    for OOMKilled); 128 + the stop signal if no main container ever ended.
+    for OOMKilled); 128 + the stop signal if no main container ever ended,
+    or if the stop asked for it (SIGQUIT: 131, whatever the containers did).
     Phase Succeeded when every main container last exited 0 and none of the
     failures above applies, else Failed. Before that the phase is Pending
     until a main container runs, then Running. Ready and ContainersReady:
@@ -527,6 +528,8 @@ def _on_stop_requested(tx: _Tx, ev: StopRequested, now: float) -> None:
         _begin_stop(tx, now, stop_signal=ev.signal)
     if ev.immediate:
         tx.pod = replace(tx.pod, killing=True)  # rule 13
+    if ev.status_from_signal:
+        tx.pod = replace(tx.pod, status_from_signal=True, stop_signal=ev.signal)  # rule 15
 
 
 def _on_restart_requested(tx: _Tx, ev: RestartRequested, now: float) -> None:
@@ -664,5 +667,5 @@ def _result(pod: PodState) -> tuple[PodPhase, int]:
         return PodPhase.FAILED, 1 if code is None else code
     codes = [c.exit_code for c in pod.containers if c.kind is ContainerKind.MAIN]
     first = codes[0]
-    status = 128 + pod.stop_signal if first is None else first
+    status = 128 + pod.stop_signal if first is None or pod.status_from_signal else first
     return (PodPhase.SUCCEEDED if all(c == 0 for c in codes) else PodPhase.FAILED), status

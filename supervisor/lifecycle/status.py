@@ -89,6 +89,7 @@ class PodState:
     stopping: bool = False
     killing: bool = False
     stop_signal: int = 15
+    status_from_signal: bool = False
     stop_deadline: float | None = None
     failed_init: str | None = None
     timers: frozenset[str] = frozenset()  # armed by SetTimer, not yet fired or cancelled

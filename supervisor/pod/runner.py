@@ -12,7 +12,7 @@ lifecycle core (`lifecycle.begin`) and loops: take one event, hand it to
 
 Events come from small tasks that each own one source: each container
 process's handle (its exit), the init's notices, the supervisor's signals
-(SIGTERM/SIGINT: an ordered stop, a second SIGINT: kill now), timers the core
+(SIGTERM/SIGINT: an ordered stop, a second SIGINT or a SIGQUIT: kill now), timers the core
 armed, probes and hooks (run by `podvisor.sidecars`), and the init process
 itself (its exit is `InitDied`). They all write to one memory stream; only the
 loop reads it, so the core's state has exactly one owner and no locks are
@@ -55,7 +55,7 @@ from podvisor.supervisor.pod.logs import LogSink, pump
 from podvisor.supervisor.pod.processes import container_process
 from podvisor.supervisor.pod.resources import PodResources, make_resources
 from podvisor.supervisor.pod.sandbox import WaitingInit
-from podvisor.supervisor.pod.signals import receiving_signals
+from podvisor.supervisor.pod.signals import IGNORED, NOTED, STOPPING, receiving_signals
 from podvisor.supervisor.pod.view import PodView
 
 if TYPE_CHECKING:
@@ -377,32 +377,38 @@ class Supervision:
                     self.sink.system(f"error: the pod's init refused a request: {message}")
 
     async def _watch_signals(self) -> None:
-        """SIGTERM and SIGINT stop the pod (a second SIGINT kills it); others are noted.
+        """SIGTERM and SIGINT stop the pod (a second SIGINT kills it), SIGQUIT kills it.
 
-        Every other catchable signal would end the supervisor by its default
-        action, so they are caught too and only said once each: the pod's own
-        processes are signalled with `podvisor kill`, never by accident.
+        Every other signal whose default action would end or stop the
+        supervisor is caught too and only said once (`signals.NOTED`), or
+        ignored outright (`signals.IGNORED`): the pod's own processes are
+        signalled with `podvisor kill`, never by accident.
         """
-        caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-        with receiving_signals(caught) as signals:
+        with receiving_signals((*STOPPING, *NOTED), IGNORED) as signals:
             interrupts = 0
             noted: set[int] = set()
             while True:
                 signum = await signals.receive()
-                if signum not in (signal.SIGTERM, signal.SIGINT):
+                if signum not in STOPPING:
                     if signum not in noted:
                         noted.add(signum)
                         self.sink.system(
-                            f"received {signum.name}: ignored (SIGTERM or SIGINT stop the pod; "
-                            "`podvisor kill POD CONTAINER -s SIGNAL` signals a container)"
+                            f"received {signum.name}: ignored (SIGTERM or SIGINT stop the pod, "
+                            "SIGQUIT kills it; `podvisor kill POD CONTAINER -s SIGNAL` "
+                            "signals a container)"
                         )
                     continue
                 if signum == signal.SIGINT:
                     interrupts += 1
-                immediate = interrupts > 1
+                quit_ = signum == signal.SIGQUIT
+                immediate = interrupts > 1 or quit_
                 what = "killing the pod now" if immediate else "stopping the pod"
                 self.sink.system(f"received {signum.name}: {what}")
-                self.post(lc.StopRequested(immediate=immediate, signal=int(signum)))
+                self.post(
+                    lc.StopRequested(
+                        immediate=immediate, signal=int(signum), status_from_signal=quit_
+                    )
+                )
 
     async def _watch_init(self) -> None:
         code = await self.init.process.wait()

@@ -16,6 +16,18 @@ Real-time signals are caught by a handler that does nothing rather than set
 to SIG_IGN: an ignored signal stays ignored across exec, and every process the
 supervisor starts (the pod's init, and through it every container) would
 begin with it ignored.
+
+A few signals are set to SIG_IGN all the same (`IGNORED`), because a Python
+handler would do harm there. SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and
+SIGSYS are also the kernel's word for a real fault: a handler that returns
+re-runs the faulting instruction forever, while an ignored one is reset to
+its default by the kernel for a real fault (force_sig_info), so a real fault
+still ends the supervisor (and the pod's init cleans up), and the same
+signal sent with kill(2) does nothing. SIGTTIN and SIGTTOU are raised again
+and again at a background process that touches its terminal while it catches
+them; ignored, the read fails and the write goes through. The pod's init is
+started before these are set, and it gives its children the dispositions it
+inherited, so no container starts with them ignored.
 """
 
 from __future__ import annotations
@@ -32,6 +44,36 @@ import anyio
 import sniffio
 
 REALTIME = range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+
+#: What asks the supervisor to stop the pod: in order (TERM, INT), or at once (QUIT).
+STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+#: Every other signal whose default action would end or stop the supervisor and
+#: that a handler may catch: each is noted once and otherwise ignored.
+NOTED = (
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGABRT,
+    signal.SIGXCPU,
+    signal.SIGVTALRM,
+    signal.SIGPROF,
+    signal.SIGIO,
+    signal.SIGPWR,
+    signal.SIGSTKFLT,
+    signal.SIGTSTP,
+)
+#: Set to SIG_IGN, not caught: see the module's header.
+IGNORED = (
+    signal.SIGSEGV,
+    signal.SIGBUS,
+    signal.SIGFPE,
+    signal.SIGILL,
+    signal.SIGTRAP,
+    signal.SIGSYS,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
 
 
 class SignalInbox:
@@ -72,16 +114,18 @@ class _Handlers:
         self.saved: dict[int, Any] = {}
         self.saved_wakeup: int | None = None
 
-    def open(self, inbox: SignalInbox, caught: Iterable[int]) -> None:
+    def open(self, inbox: SignalInbox, caught: Iterable[int], ignored: Iterable[int]) -> None:
         """Raises ValueError outside the main thread, having changed nothing."""
         if threading.current_thread() is not threading.main_thread():
             raise ValueError("signals are handled in the main thread only")
         installed: dict[int, Any] = {}
+        wanted: list[tuple[int, Any]] = [
+            *((n, self.dispatch) for n in caught),
+            *((n, _noted) for n in REALTIME),
+            *((n, signal.SIG_IGN) for n in ignored),
+        ]
         try:
-            for signum, handler in [
-                *((n, self.dispatch) for n in caught),
-                *((n, _noted) for n in REALTIME),
-            ]:
+            for signum, handler in wanted:
                 if signum not in self.saved and signum not in installed:
                     installed[signum] = signal.signal(signum, handler)
             if not self.inboxes and sniffio.current_async_library() == "asyncio":
@@ -116,8 +160,10 @@ _HANDLERS = _Handlers()
 
 
 @contextlib.contextmanager
-def receiving_signals(caught: Iterable[int]) -> Iterator[SignalInbox]:
-    """*caught* into a `SignalInbox`, real-time signals kept from killing us; all put back after.
+def receiving_signals(caught: Iterable[int], ignored: Iterable[int] = ()) -> Iterator[SignalInbox]:
+    """*caught* into a `SignalInbox`, *ignored* and real-time signals kept from killing us.
+
+    Every disposition is put back as it was at the end.
 
     Outside the main thread signals are not ours to handle: the inbox stays empty.
     """
@@ -125,7 +171,7 @@ def receiving_signals(caught: Iterable[int]) -> Iterator[SignalInbox]:
     opened = False
     try:
         with contextlib.suppress(ValueError):  # not the main thread
-            _HANDLERS.open(inbox, caught)
+            _HANDLERS.open(inbox, caught, ignored)
             opened = True
         yield inbox
     finally:

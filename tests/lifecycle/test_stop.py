@@ -215,3 +215,11 @@ def test_a_kill_sent_before_the_process_existed_is_sent_again() -> None:
     assert effects == [lc.KillContainer("app")]
     state, effects = lc.handle(state, lc.Exited("app", None, 9), 3)
     assert effects[-1] == lc.PodFinished(137, FAILED)
+
+
+def test_a_stop_that_asks_for_its_signal_as_the_status_gets_it() -> None:
+    sim = Sim(BUNDLE)
+    sim.run(until=5)
+    effects = sim.send(lc.StopRequested(immediate=True, signal=3, status_from_signal=True))
+    assert {x.name for x in effects if isinstance(x, lc.KillContainer)} == {"s1", "s2", "m1", "m2"}
+    assert sim.run_until_finished() == lc.PodFinished(131, FAILED)
