@@ -36,6 +36,7 @@ from podvisor.supervisor import manifest
 from podvisor.supervisor.control.paths import RUN_DIR_VARIABLE
 from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 from podvisor.supervisor.pod.view import PodView
+from tests.sidecars.pods import Viewed
 from tests.sidecars.support import WAIT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,29 +124,18 @@ class Output(io.StringIO):
 
 
 @dataclass
-class ControlledPod:
+class ControlledPod(Viewed):
     runner: PodRunner
     log: Output
     run_dir: Path
     socket: Path | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     status: int | None = None
-    #: The pod's view, once its init serves (`RunOptions.on_ready`).
     seen: PodView | None = None
 
     @property
     def name(self) -> str:
         return self.runner.pod.name
-
-    @property
-    def view(self) -> PodView:
-        assert self.seen is not None, "the pod's view is not made yet"
-        return self.seen
-
-    @property
-    def state(self) -> lc.PodState:
-        assert self.view.state is not None, "the lifecycle core has not begun"
-        return self.view.state
 
     def container(self, name: str) -> lc.ContainerStatus:
         return self.state.container(name)

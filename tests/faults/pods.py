@@ -37,6 +37,7 @@ from podvisor.supervisor.network import cleanup_stale
 from podvisor.supervisor.pod.runner import PodRunner, RunOptions
 from podvisor.supervisor.pod.view import PodView
 from tests.faults import procfs
+from tests.sidecars.pods import Viewed
 
 
 def podvisor_command() -> list[str]:
@@ -332,14 +333,13 @@ WAIT = 180
 
 
 @dataclass
-class InProcessPod:
+class InProcessPod(Viewed):
     """A `PodRunner` running in the test's event loop, and what it wrote."""
 
     runner: PodRunner
     out: Lines
     err: Lines
     finished: anyio.Event
-    #: The pod's view, once its init serves (`RunOptions.on_ready`).
     seen: PodView | None = None
     result: list[int] = field(default_factory=list)
     _written: anyio.Event = field(default_factory=anyio.Event)
@@ -352,16 +352,6 @@ class InProcessPod:
     def _on_line(self) -> None:
         self._written.set()
         self._written = anyio.Event()
-
-    @property
-    def view(self) -> PodView:
-        assert self.seen is not None, "the pod's view is not made yet"
-        return self.seen
-
-    @property
-    def state(self) -> lc.PodState:
-        assert self.view.state is not None, "the lifecycle core has not begun"
-        return self.view.state
 
     def container(self, name: str) -> lc.ContainerStatus:
         return next(c for c in self.state.containers if c.name == name)

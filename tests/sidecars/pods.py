@@ -155,14 +155,13 @@ def _matches(line: str, text: str, container: str | None) -> bool:
     return text in said and (container is None or name.strip() == container)
 
 
-@dataclass
-class PodRun:
-    runner: PodRunner
-    log: LogWatcher
-    done: anyio.Event = field(default_factory=anyio.Event)
-    status: int | None = None
-    #: The pod's view, once its init serves (`RunOptions.on_ready`).
-    seen: PodView | None = None
+class Viewed:
+    """A test's handle on a running pod, seen through its view.
+
+    `seen` is set by `RunOptions.on_ready`, once the pod's init serves.
+    """
+
+    seen: PodView | None
 
     @property
     def view(self) -> PodView:
@@ -173,6 +172,15 @@ class PodRun:
     def state(self) -> lc.PodState:
         assert self.view.state is not None, "the lifecycle core has not begun"
         return self.view.state
+
+
+@dataclass
+class PodRun(Viewed):
+    runner: PodRunner
+    log: LogWatcher
+    done: anyio.Event = field(default_factory=anyio.Event)
+    status: int | None = None
+    seen: PodView | None = None
 
     def container(self, name: str) -> lc.ContainerStatus:
         return self.state.container(name)
