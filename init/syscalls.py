@@ -14,7 +14,7 @@ import ctypes
 import errno
 import os
 
-TYPE_CHECKING = False  # mypy takes this as typing.TYPE_CHECKING; importing typing would slow every start
+TYPE_CHECKING = False  # mypy takes it as typing.TYPE_CHECKING; importing typing slows every start
 if TYPE_CHECKING:
     from typing import Final
 
