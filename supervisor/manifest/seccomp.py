@@ -128,8 +128,7 @@ def read_profile(path: Path) -> dict[str, Any]:
 
 def compile_profile(profile: dict[str, Any], capabilities: int) -> str:
     """The profile as a BPF program for this machine, base64; ProfileError when it is wrong."""
-    import pyseccomp as seccomp  # type: ignore[import-untyped]  # only a manifest's reader compiles
-
+    seccomp = _library()
     default = _action(seccomp, profile, "defaultAction", profile.get("defaultErrnoRet"))
     program = seccomp.SyscallFilter(default)
     for arch in profile.get("architectures") or ():
@@ -154,6 +153,30 @@ def compile_profile(profile: dict[str, Any], capabilities: int) -> str:
         program.export_bpf(out)
         out.seek(0)
         return base64.b64encode(out.read()).decode()
+
+
+def _library() -> Any:
+    """pyseccomp, imported by the first compilation (only a manifest's reader compiles).
+
+    At its import it looks its two libraries up with ctypes.util.find_library,
+    which runs ldconfig (and gcc where ldconfig does not know them): tens of
+    milliseconds on a pod's start. Their sonames, which the dynamic loader
+    finds by itself, are tried first.
+    """
+    import sys
+
+    if "pyseccomp" in sys.modules:
+        return sys.modules["pyseccomp"]
+    from ctypes import util
+
+    sonames = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+    find = util.find_library
+    util.find_library = lambda name: sonames.get(name) or find(name)
+    try:
+        import pyseccomp  # type: ignore[import-untyped]
+    finally:
+        util.find_library = find
+    return pyseccomp
 
 
 def _list(data: dict[str, Any], key: str, where: str = "") -> list[Any]:
