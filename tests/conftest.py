@@ -29,6 +29,12 @@ PREFIXES = ("podvisor-", "pv-", "pvh", "pvp")
 
 def pytest_configure(config: pytest.Config) -> None:
     syscalls.set_child_subreaper()
+    # Pods' log folders go to the session's own directory, never /var/log/pods,
+    # where another session's pod of the same name could be running.
+    if "PODVISOR_LOG_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["PODVISOR_LOG_DIR"] = tempfile.mkdtemp(prefix="podvisor-logs-")
     _subtree_control_at_start.update(
         (d, (d / "cgroup.subtree_control").read_text().split())
         for d in cgroup_bases()

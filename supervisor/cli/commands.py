@@ -455,7 +455,15 @@ def logs(args: argparse.Namespace) -> int:
             print(f"podvisor logs: --since: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     request = Logs(container, args.previous, args.tail, since, args.follow)
-    with Client.open(args.pod) as client:
+    try:
+        client = Client.open(args.pod)
+    except ControlError:
+        from podvisor.supervisor.cli import stored_logs
+
+        if stored_logs.show(args, container, since, _line_writer):  # the pod has ended
+            return 0
+        raise
+    with client:
         names = client.request(request, LogsReply).containers
         client.sock.settimeout(None)  # the lines come when they come
         write = _line_writer(args, max(map(len, names)) if len(names) > 1 else 0)

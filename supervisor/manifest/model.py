@@ -230,6 +230,8 @@ class PodSettings:
     backoff_max_seconds: float = 300.0
     backoff_reset_seconds: float = 600.0
     pids_limit: int | None = None  # default for containers without their own
+    log_max_size: int = 10 * 1024 * 1024  # containerLogMaxSize
+    log_max_files: int = 5  # containerLogMaxFiles
 
 
 class DnsPolicy(StrEnum):

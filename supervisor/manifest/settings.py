@@ -54,6 +54,18 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _log_size(text: str) -> int:
+    from podvisor.supervisor.manifest.quantity import memory_bytes, parse_quantity
+
+    try:
+        size = memory_bytes(parse_quantity(text))
+    except ValueError:
+        size = 0
+    if size < 1024:
+        raise ValueError(f"{text!r} is not a size of at least 1Ki (examples: 10Mi, 500Ki)")
+    return size
+
+
 def _fd(text: str) -> int:
     if not re.fullmatch(r"[0-9]+", text) or int(text) < 3:
         raise ValueError(f"{text!r} is not a file descriptor of 3 or more (0-2 are stdio)")
@@ -178,6 +190,17 @@ SETTINGS: tuple[Setting, ...] = (
         "pids.max of each container's cgroup: `pids-limit` for every container, "
         "`pids-limit.CONTAINER` for one.",
         _positive_int, "pids_limit",
+    ),
+    Setting(
+        "container-log-max-size", "pod", "size (10Mi, 500Ki)", "10Mi",
+        "A container's log file is rotated when it would grow past this (containerLogMaxSize).",
+        _log_size, "log_max_size",
+    ),
+    Setting(
+        "container-log-max-files", "pod", "whole number >= 1", "5",
+        "Log files kept per container instance, the current one included"
+        " (containerLogMaxFiles).",
+        _positive_int, "log_max_files",
     ),
     Setting(
         "cpuset", "container", "CPU list (0-1,3)", "every CPU",

@@ -111,4 +111,13 @@ def _log_families(metrics: PodMetrics, view: PodView) -> list[Family]:
             values = (c.name, pod.namespace, pod.name, stream)
             lines.add(values, float(log.lines.get(stream, 0) if log else 0))
             size.add(values, float(log.bytes.get(stream, 0) if log else 0))
-    return [lines, size]
+    dropped = Family(
+        "podvisor_log_lines_dropped_total",
+        "Lines podvisor could not write: to its own stdout or stderr (nobody read them, or "
+        "the stream failed), or to the log files (a full disk).",
+        "counter",
+        ("namespace", "pod", "destination"),
+    )
+    dropped.add((pod.namespace, pod.name, "output"), float(view.sink.output_drops))
+    dropped.add((pod.namespace, pod.name, "files"), float(view.sink.file_drops))
+    return [lines, size, dropped]

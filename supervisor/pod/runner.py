@@ -50,6 +50,7 @@ from podvisor.supervisor.errors import EXIT_PODVISOR, CgroupError, InitDiedError
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod
 from podvisor.supervisor.metrics import MetricsServer, PodMetrics
+from podvisor.supervisor.pod import logfiles
 from podvisor.supervisor.pod.init_client import InitProcessHandle
 from podvisor.supervisor.pod.logs import LogSink, pump
 from podvisor.supervisor.pod.processes import container_process
@@ -73,6 +74,8 @@ class RunOptions:
     metrics_address: str | None = None
     #: where the control socket goes; None: /run/podvisor/pods (see control_protocol)
     control_dir: Path | None = None
+    #: where the pod's log folder goes; None: $PODVISOR_LOG_DIR or /var/log/pods (logfiles)
+    log_dir: Path | None = None
     stdout: TextIO | None = None
     stderr: TextIO | None = None
     #: Called with the pod's view once its init serves and before its containers start.
@@ -123,6 +126,7 @@ class PodRunner:
             self.sink.system(f"warning: {warning}")
         try:
             async with AsyncExitStack() as stack:
+                self._open_log_files()
                 server = await MetricsServer.open(
                     self.pod, self.metrics, self.options.metrics_address
                 )
@@ -143,6 +147,22 @@ class PodRunner:
         finally:
             self._events_in.close()
             self._events.close()
+            self.sink.close()
+
+    def _open_log_files(self) -> None:
+        """The pod's log folder; without one the pod runs on, its lines in the ring only."""
+        pod = self.pod
+        root = self.options.log_dir or logfiles.log_root()
+        rotation = logfiles.Rotation(pod.settings.log_max_size, pod.settings.log_max_files)
+        try:
+            self.sink.files = logfiles.PodLogFiles.create(
+                root, pod.namespace, pod.name, pod.uid, rotation
+            )
+        except OSError as exc:
+            self.sink.system(
+                f"warning: no log files: cannot make a folder in {root} ({exc.strerror}); "
+                f"set ${logfiles.ENV_DIR} to a folder you may write"
+            )
 
 
 @dataclass
@@ -331,7 +351,7 @@ class Supervision:
 
     def _read_output(self, name: str, out_r: int, err_r: int) -> None:
         """Pump a new instance's stdout and stderr into its log."""
-        self.sink.containers[name].new_instance()
+        self.sink.new_instance(name)
         self._tg.start_soon(pump, out_r, name, "stdout", self.sink)
         self._tg.start_soon(pump, err_r, name, "stderr", self.sink)
 

@@ -83,6 +83,8 @@ class RecordingSink:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.containers: dict[str, ContainerLog] = {}
+        self.output_drops = 0
+        self.file_drops = 0
 
     def system(self, message: str) -> None:
         self.lines.append(message)
