@@ -50,6 +50,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from podvisor.supervisor.errors import AddressInUseError, ConfigError
 from podvisor.supervisor.manifest.model import ContainerKind, Pod
+from podvisor.supervisor.metrics.connections import SEND_SECONDS, accept_forever
 from podvisor.supervisor.metrics.http import BadRequestError, Request, Response, read_request, text
 from podvisor.supervisor.metrics.recorder import PodMetrics
 from podvisor.supervisor.pod.view import PodView
@@ -63,7 +64,8 @@ OFF = "off"
 #: Values that turn the endpoint off ("none" is the manifest's word for no address).
 OFF_WORDS = frozenset({OFF, "none"})
 ANNOTATION = "podvisor.io/metrics-address"
-#: Connections served at once; more wait for a free slot (a scrape is short).
+#: Requests answered at once; more wait for a free slot (a scrape is short). A
+#: connection holds a slot only while it is answered, and /livez and /readyz none.
 MAX_CONNECTIONS = 32
 DISCONNECTS = (
     anyio.BrokenResourceError,
@@ -146,7 +148,6 @@ class MetricsServer:
     ) -> None:
         self._listener = listener
         self._metrics = metrics
-        self._limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
         self.address = bound_address(listener)
 
     @classmethod
@@ -171,12 +172,8 @@ class MetricsServer:
         """Serve *view*'s pod until cancelled; the listener is closed on the way out."""
         endpoint = Endpoint(view, self._metrics)
 
-        async def handle(stream: anyio.abc.SocketStream) -> None:
-            async with self._limiter:
-                await endpoint.serve_connection(stream)
-
         async with self._listener:
-            await self._listener.serve(handle)
+            await accept_forever(self._listener, endpoint.serve_connection, view.sink.system)
 
     async def aclose(self) -> None:
         await self._listener.aclose()
@@ -209,6 +206,8 @@ class Endpoint:
     def __init__(self, view: PodView, metrics: PodMetrics) -> None:
         self.view = view
         self.metrics = metrics
+        #: Requests answered at once but health checks (connections may be many more).
+        self._limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
         #: Made at the first scrape (`scrape`).
         self._scraper: Scraper | None = None
         #: Made at the first /status (`status`), as the scraper at the first scrape.
@@ -241,10 +240,18 @@ class Endpoint:
             return False
         if request is None:
             return False
-        response = self.respond(request)
+        async with self._slot(request):
+            response = self.respond(request)
         keep = request.keep_alive
-        await stream.send(response.encode(head_only=request.method == "HEAD", keep_alive=keep))
+        with anyio.fail_after(SEND_SECONDS):  # a client that takes nothing holds nothing
+            await stream.send(response.encode(head_only=request.method == "HEAD", keep_alive=keep))
         return keep
+
+    def _slot(self, request: Request) -> contextlib.AbstractAsyncContextManager[object]:
+        """A slot of the limiter while a request is answered; health checks never wait for one."""
+        if request.path in ("/livez", "/readyz"):
+            return contextlib.nullcontext()
+        return self._limiter
 
     def respond(self, request: Request) -> Response:
         route = self.routes.get(request.path)

@@ -50,6 +50,7 @@ from podvisor.supervisor.errors import EXIT_PODVISOR, CgroupError, InitDiedError
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod
 from podvisor.supervisor.metrics import MetricsServer, PodMetrics
+from podvisor.supervisor.metrics.connections import raise_open_files_limit
 from podvisor.supervisor.pod import logfiles
 from podvisor.supervisor.pod.init_client import InitProcessHandle
 from podvisor.supervisor.pod.logs import LogSink, pump
@@ -124,6 +125,7 @@ class PodRunner:
         """Run the pod to its end; podvisor's exit status."""
         for warning in self.loaded.warnings:
             self.sink.system(f"warning: {warning}")
+        raise_open_files_limit()
         try:
             async with AsyncExitStack() as stack:
                 self._open_log_files()
