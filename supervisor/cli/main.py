@@ -45,6 +45,14 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a pod from its manifest until it ends")
     run.add_argument("manifest", help="a Pod manifest (YAML or JSON), or - for stdin")
     run.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file (or a directory of them) with ConfigMaps, Secrets and "
+        "PersistentVolumeClaims the pod uses; repeatable",
+    )
+    run.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
@@ -192,22 +200,32 @@ def _read(argv: list[str]) -> tuple[RunCommand, LoadedPod | None] | int:
     except SystemExit as stop:  # --help, or a usage error argparse has said
         return stop.code if isinstance(stop.code, int) else EXIT_CONFIG
     command = RunCommand(args.manifest, args.log_format, args.metrics_address, args.backend)
-    return command, _load(command.manifest)
+    return command, _load(command.manifest, args.config)
 
 
-def _load(path: str) -> LoadedPod | None:
+def _load(path: str, config: list[str] | None = None) -> LoadedPod | None:
     """The manifest at *path*; None, once what is wrong is said, if it cannot be run."""
     from podvisor.supervisor import manifest
 
     try:
-        return manifest.load(path)
+        loaded = manifest.load(path, config=config or ())
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"podvisor: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr)
+        return None
     except OSError as exc:
         print(f"podvisor: cannot read {path}: {exc.strerror}", file=sys.stderr)
-    return None
+        return None
+    # What `podvisor check` accepts and `run` does not do yet (volumes, until mounted).
+    for line in loaded.not_yet:
+        print(line, file=sys.stderr)
+    if loaded.not_yet:
+        print("podvisor: nothing was started", file=sys.stderr)
+        return None
+    if loaded.workload is not None:
+        print(f"podvisor: {loaded.workload.summary()}", file=sys.stderr)
+    return loaded
 
 
 def _brief(maker: NetworkMaker | None, pod: Pod) -> NetworkMaker | None:

@@ -52,7 +52,10 @@ Rule 6 (probes): the core counts results: failureThreshold failures or
 Rule 7 (restart policy): sidecars restart always; plain init containers
     restart on failure, unless the pod's policy is Never; main containers
     follow the pod's policy: Always on any exit, OnFailure on a non-zero one,
-    Never not at all. Nothing restarts while the pod stops.
+    Never not at all. Nothing restarts while the pod stops. A Job's pod
+    (backoff_limit set) restarts failed containers under Never too, where a
+    cluster would make a new pod; once restarts in all reach backoffLimit, a
+    failure ends the pod (reason BackoffLimitExceeded).
 Rule 8 (back-off): restarts in a row wait `BackOffPolicy.delay` (0, 10, 20,
     ..., 300 s) in Waiting / CrashLoopBackOff; a run of `reset_after` seconds
     starts the count again. restartCount counts restarts that happened.
@@ -422,6 +425,12 @@ def _terminate(tx: _Tx, name: str, end: Termination, now: float) -> None:
     elif requested:  # rule 16
         tx.update(name, restarts_in_a_row=0)
         _start(tx, name)
+    elif _backoff_limit_reached(tx.pod):  # rule 7
+        tx.move(name, Step.DONE)
+        if spec.kind is ContainerKind.INIT:
+            tx.pod = replace(tx.pod, failed_init=name)
+        limit = tx.pod.plan.backoff_limit
+        _begin_stop(tx, now, Reason.BACKOFF_LIMIT_EXCEEDED, f"Job has reached backoffLimit {limit}")
     else:
         _restart(tx, name, now)
 
@@ -429,9 +438,18 @@ def _terminate(tx: _Tx, name: str, end: Termination, now: float) -> None:
 def _policy(plan: PodPlan, spec: ContainerSpec) -> RestartPolicy:
     if spec.kind is ContainerKind.SIDECAR:
         return RestartPolicy.ALWAYS
-    if spec.kind is ContainerKind.INIT and plan.restart_policy is not RestartPolicy.NEVER:
+    policy = plan.restart_policy
+    if plan.backoff_limit is not None and policy is RestartPolicy.NEVER:
+        policy = RestartPolicy.ON_FAILURE  # rule 7: a Job retries its failed pod
+    if spec.kind is ContainerKind.INIT and policy is not RestartPolicy.NEVER:
         return RestartPolicy.ON_FAILURE
-    return plan.restart_policy
+    return policy
+
+
+def _backoff_limit_reached(pod: PodState) -> bool:
+    """Rule 7: a Job's pod has restarted failed containers backoffLimit times in all."""
+    limit = pod.plan.backoff_limit
+    return limit is not None and sum(c.restart_count for c in pod.containers) >= limit
 
 
 def _restarts(policy: RestartPolicy, exit_code: int) -> bool:

@@ -56,6 +56,7 @@ class PodPlan:
     grace_seconds: float = 30.0
     active_deadline_seconds: float | None = None
     backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
+    backoff_limit: int | None = None  # a Job's: restarts of failed containers in all
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.containers]
@@ -104,4 +105,5 @@ def plan_for(pod: Pod) -> PodPlan:
         backoff=BackOffPolicy(
             s.backoff_initial_seconds, s.backoff_max_seconds, s.backoff_reset_seconds
         ),
+        backoff_limit=pod.spec.backoff_limit,
     )

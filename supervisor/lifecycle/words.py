@@ -53,6 +53,7 @@ class Reason(StrEnum):
     # The pod
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     INIT_DIED = "InitDied"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"  # a Job's
 
 
 class Step(Enum):

@@ -58,6 +58,7 @@ class PodContext:
     host_network: bool = False
     security: SecurityContext = field(default_factory=SecurityContext)
     os_name: str | None = None
+    env_context: env.EnvContext = field(default_factory=env.EnvContext)  # what env may use
 
 
 @frozen
@@ -94,7 +95,7 @@ def container(
         kind=kind,
         command=command,
         args=_args(f, command),
-        env=env.read_env(f),
+        env=env.read_env(f, pod.env_context),
         working_dir=_working_dir(f),
         ports=tuple(p for p, _, _ in ports),
         resources=_resources(f),

@@ -24,22 +24,37 @@ from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.loader import load
 from podvisor.supervisor.manifest.model import (
+    ConfigMapProjection,
+    ConfigMapVolume,
     Container,
     ContainerKind,
     DnsConfig,
     DnsPolicy,
+    DownwardAPIFile,
+    DownwardAPIVolume,
+    EmptyDirVolume,
+    EnvVar,
     ExecAction,
     HookHandler,
+    HostPathVolume,
     HTTPGetAction,
+    ImageVolume,
+    KeyToPath,
     LoadedPod,
+    PersistentVolumeClaimVolume,
     Pod,
     PodSpec,
     Probe,
     ProbeHandler,
+    ProjectedVolume,
     Resources,
+    SecretProjection,
+    SecretVolume,
     SecurityContext,
     SleepAction,
     TCPSocketAction,
+    VolumeMount,
+    VolumeSource,
 )
 
 _KINDS = {
@@ -56,6 +71,14 @@ def main(argv: list[str]) -> int:
         description="Validate Pod manifests and explain what `podvisor run` would do.",
     )
     parser.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file (or a directory of them) with ConfigMaps, Secrets and "
+        "PersistentVolumeClaims the pod uses; repeatable",
+    )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a manifest, or - for stdin")
     try:
         args = parser.parse_args(argv)
@@ -65,7 +88,7 @@ def main(argv: list[str]) -> int:
     failed = False
     for i, name in enumerate(args.files):
         try:
-            loaded = load(name)
+            loaded = load(name, config=args.config)
         except ConfigError as error:
             failed = True
             for problem in error.problems:
@@ -102,13 +125,14 @@ class ImageLine:
     state: str  # present, would be pulled, missing, invalid
     reason: str
     id: str | None = None
+    credential: str | None = None  # where a pull would take its credentials from
 
 
 def image_states(pod: Pod) -> dict[str, ImageLine]:
     """Each container with an `image`: present in the store, would be pulled, or missing."""
     from podvisor.supervisor.errors import ImageError
     from podvisor.supervisor.images.reference import PullPolicy
-    from podvisor.supervisor.images.store import ImageStore
+    from podvisor.supervisor.images.store import WOULD_PULL, ImageStore
 
     store = ImageStore()
     found = {}
@@ -122,8 +146,24 @@ def image_states(pod: Pod) -> dict[str, ImageLine]:
             found[c.name] = ImageLine(c.image, str(policy or ""), "invalid", str(error))
             continue
         image_id = a.image.id if a.image else None
-        found[c.name] = ImageLine(c.image, str(a.policy), str(a.state), a.reason, image_id)
+        credential = _credential(c.image, pod) if a.state == WOULD_PULL else None
+        found[c.name] = ImageLine(
+            c.image, str(a.policy), str(a.state), a.reason, image_id, credential=credential
+        )
     return found
+
+
+def _credential(image: str, pod: Pod) -> str | None:
+    """Where a pull of *image* would find its credentials: an imagePullSecret, an auth file."""
+    from podvisor.supervisor.errors import ImageError
+    from podvisor.supervisor.images.reference import parse
+    from podvisor.supervisor.images.registry import find_credential
+
+    try:
+        found = find_credential(parse(image), pod.pull_secrets())
+    except ImageError as error:
+        return f"none: {error}"
+    return found.source if found is not None else None
 
 
 def _image_lines(line: ImageLine | None) -> Iterator[str]:
@@ -131,16 +171,22 @@ def _image_lines(line: ImageLine | None) -> Iterator[str]:
         return
     policy = f" (imagePullPolicy {line.policy})" if line.policy else ""
     yield f"    image: {line.image}{policy}: {line.state}: {line.reason}"
+    if line.credential:
+        yield f"      credentials: {line.credential}"
 
 
 def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[str]:
     pod = loaded.pod
     spec = pod.spec
     yield f"{pod.source}: pod {pod.name} (namespace {pod.namespace})"
+    if loaded.workload is not None:
+        yield f"  {loaded.workload.summary()}"
     yield f"  restartPolicy: {spec.restart_policy}"
     yield f"  terminationGracePeriodSeconds: {spec.termination_grace_period_seconds}"
     if spec.active_deadline_seconds is not None:
         yield f"  activeDeadlineSeconds: {spec.active_deadline_seconds}"
+    if spec.backoff_limit is not None:
+        yield f"  backoffLimit: {spec.backoff_limit} (restarts of failed containers in all)"
     yield from _pod_settings(pod)
     yield "  start order:"
     for n, c in enumerate(spec.all_containers, 1):
@@ -150,14 +196,15 @@ def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[
             "  images: looked up in the image store (podvisor run does not use them yet: "
             "it runs each command from this machine's file system)"
         )
+    yield from _volume_lines(loaded)
     for c in spec.all_containers:
         yield ""
         yield from _container_lines(c, pod)
         yield from _image_lines(images.get(c.name))
-    if loaded.ignored:
+    if loaded.ignored or loaded.others:
         yield ""
         yield "  ignored (accepted, no effect here):"
-        for ignored in loaded.ignored:
+        for ignored in loaded.others + loaded.ignored:
             yield f"    line {ignored.line}: {ignored.path}: {ignored.reason}"
     if loaded.warnings:
         yield ""
@@ -219,8 +266,9 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
     if c.working_dir:
         yield f"    workingDir: {c.working_dir}"
     for var in c.env:
-        value = f"<{var.field_path}>" if var.field_path else shlex.quote(var.value or "")
-        yield f"    env: {var.name}={value}"
+        yield f"    env: {var.name}={env_shown(var)}"
+    for m in c.volume_mounts:
+        yield f"    mount: {m.mount_path} <- {_mount_text(m, pod)}"
     for port in c.ports:
         host = f" (hostPort {port.host_port})" if port.host_port else ""
         name = f" {port.name}" if port.name else ""
@@ -240,6 +288,112 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
             yield f"    {which}: {_handler(hook, ports)}"
     yield f"    stop: {_signal_name(c.settings.stop_signal)}, then SIGKILL after {grace}s"
     yield from _container_extras(c)
+
+
+def env_shown(var: EnvVar) -> str:
+    """A variable's value as `podvisor check` shows it: never a Secret's."""
+    if var.secret:
+        return f"<{var.source}>"
+    if var.field_path:
+        return f"<{var.field_path}>"
+    if var.resource_field_ref is not None:
+        return f"<{var.source}>"
+    value = shlex.quote(var.value or "")
+    return f"{value}  (from {var.source})" if var.source else value
+
+
+# --- Volumes ---------------------------------------------------------------------------------
+
+
+def _volume_lines(loaded: LoadedPod) -> Iterator[str]:
+    from podvisor.supervisor.manifest.volumes import source_kind
+
+    pod = loaded.pod
+    if not pod.spec.volumes:
+        return
+    yield "  volumes (read and checked; podvisor run does not mount them yet):"
+    for v in pod.spec.volumes:
+        at = [
+            f"{m.mount_path} in {c.name}{' (read-only)' if m.read_only else ''}"
+            for c in pod.spec.all_containers
+            for m in c.volume_mounts
+            if m.name == v.name
+        ]
+        where = f"; mounted at {', '.join(at)}" if at else "; mounted nowhere"
+        yield f"    {v.name}: {source_kind(v)} {_source_text(v.source, pod)}{where}"
+    for line in loaded.not_yet:
+        yield f"  podvisor run refuses: {line}"
+
+
+def _source_text(source: VolumeSource, pod: Pod) -> str:
+    """What a volume is made of, in a few words; a Secret's keys, never its values."""
+    if isinstance(source, ConfigMapVolume | SecretVolume):
+        name = source.name if isinstance(source, ConfigMapVolume) else source.secret_name
+        keys = _keys_text(source.items, source.optional)
+        return f"{name} ({keys}, mode {source.default_mode:04o})"
+    if isinstance(source, DownwardAPIVolume):
+        return "(" + ", ".join(f"{i.path} <- {_downward_text(i)}" for i in source.items) + ")"
+    if isinstance(source, ProjectedVolume):
+        return f"of {_projections_text(source)}, mode {source.default_mode:04o}"
+    if isinstance(source, ImageVolume):
+        policy = f" (pullPolicy {source.pull_policy})" if source.pull_policy else ""
+        return source.reference + policy
+    return _local_text(source, pod)
+
+
+def _local_text(
+    source: EmptyDirVolume | HostPathVolume | PersistentVolumeClaimVolume, pod: Pod
+) -> str:
+    if isinstance(source, EmptyDirVolume):
+        medium = "a tmpfs (medium Memory)" if source.medium == "Memory" else "a directory on disk"
+        limit = source.size_limit_bytes
+        return f"({medium}" + (f", sizeLimit {_bytes(limit)})" if limit else ")")
+    if isinstance(source, HostPathVolume):
+        return source.path + (f" (type {source.type})" if source.type else "")
+    claim = pod.config.claims.get(source.claim_name)
+    size = claim.storage_request_bytes if claim is not None else None
+    shown = f" ({_bytes(size)})" if size else ""
+    return f"claim {source.claim_name}{shown}" + (", read-only" if source.read_only else "")
+
+
+def _projections_text(source: ProjectedVolume) -> str:
+    parts = []
+    for p in source.sources:
+        if isinstance(p, ConfigMapProjection | SecretProjection):
+            kind = "configMap" if isinstance(p, ConfigMapProjection) else "secret"
+            parts.append(f"{kind} {p.name} ({_keys_text(p.items, p.optional)})")
+        else:
+            files = ", ".join(f"{i.path} <- {_downward_text(i)}" for i in p.items)
+            parts.append(f"downwardAPI ({files})")
+    return "; ".join(parts)
+
+
+def _keys_text(items: tuple[KeyToPath, ...], optional: bool) -> str:
+    keys = ", ".join(f"{i.key} as {i.path}" for i in items) if items else "every key as a file"
+    return keys + (", optional" if optional else "")
+
+
+def _downward_text(item: DownwardAPIFile) -> str:
+    if item.field_path:
+        return item.field_path
+    ref = item.resource_field_ref
+    assert ref is not None
+    return f"{ref.resource} of {ref.container_name}"
+
+
+def _mount_text(m: VolumeMount, pod: Pod) -> str:
+    from podvisor.supervisor.manifest.volumes import source_kind
+
+    volume = next(v for v in pod.spec.volumes if v.name == m.name)
+    extras = [
+        "read-only" if m.read_only else "",
+        f"subPath {m.sub_path}" if m.sub_path else "",
+        f"subPathExpr {m.sub_path_expr}" if m.sub_path_expr else "",
+        f"propagation {m.mount_propagation}" if m.mount_propagation != "None" else "",
+        f"recursiveReadOnly {m.recursive_read_only}" if m.recursive_read_only != "Disabled" else "",
+    ]
+    shown = ", ".join(e for e in extras if e)
+    return f"{m.name} ({source_kind(volume)})" + (f", {shown}" if shown else "")
 
 
 def _command(argv: tuple[str, ...]) -> Iterator[str]:
@@ -414,6 +568,14 @@ def plan_json(loaded: LoadedPod, images: Mapping[str, ImageLine] | None = None) 
         ],
         "ignored": [_json(i) for i in loaded.ignored],
         "warnings": list(loaded.warnings),
+        "workload": _json(loaded.workload),
+        "not_yet": list(loaded.not_yet),
+        "others": [_json(i) for i in loaded.others],
+        "config": {
+            "config_maps": sorted(pod.config.config_maps),
+            "secrets": sorted(pod.config.secrets),  # names only, never a value
+            "claims": sorted(pod.config.claims),
+        },
     }
 
 
@@ -425,6 +587,8 @@ def _json(value: Any) -> Any:
     """Dataclasses as dicts (handlers tagged with their type), tuples as lists, enums as str."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         data = {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, EnvVar) and value.secret:  # a Secret's value is never shown
+            data["value"] = None
         if isinstance(value, SecurityContext):  # the compiled program: its size says enough
             data["seccomp_filter"] = len(base64.b64decode(value.seccomp_filter)) // 8
         if isinstance(value, ExecAction | HTTPGetAction | TCPSocketAction | SleepAction):

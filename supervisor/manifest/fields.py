@@ -26,18 +26,6 @@ from podvisor.supervisor.manifest.nodes import SUPPORTED, Ignore, Refuse, Rule
 
 _SCHEDULING = Ignore("scheduling: the pod runs on this machine")
 _API_SERVER = Ignore("written by the API server")
-_NO_PULL = Ignore(
-    "podvisor run does not pull yet: it runs programs from the host's file system "
-    "(podvisor image pull takes credentials from the registry auth files)"
-)
-_VOLUMES = Refuse(
-    "podvisor mounts no volumes: containers see the host's file system, "
-    "so use the host's paths directly (remove volumes and volumeMounts)"
-)
-_CLUSTER_DATA = (
-    "ConfigMaps and Secrets live in a cluster; write the variable under env with a value, "
-    "or have the program read a file"
-)
 _SERVICE_ACCOUNT = Ignore("there is no API server, so no service account token is mounted")
 _WINDOWS = Ignore("applies to Windows containers only")
 
@@ -114,9 +102,9 @@ POD_SPEC: dict[str, Rule] = {
         "the pod is ready when its containers are"
     ),
     "serviceAccount": _SERVICE_ACCOUNT,
-    "serviceAccountName": _SERVICE_ACCOUNT,
+    "serviceAccountName": SUPPORTED,  # for fieldRef spec.serviceAccountName; no token
     "automountServiceAccountToken": _SERVICE_ACCOUNT,
-    "imagePullSecrets": _NO_PULL,
+    "imagePullSecrets": SUPPORTED,
     "enableServiceLinks": Ignore(
         "there are no Services on one machine, so no service variables to add"
     ),
@@ -142,7 +130,7 @@ POD_SPEC: dict[str, Rule] = {
         "ephemeral containers are added to a running pod by `kubectl debug`, "
         "not written in a manifest"
     ),
-    "volumes": _VOLUMES,
+    "volumes": SUPPORTED,
 }
 
 HOST_ALIAS: dict[str, Rule] = {"ip": SUPPORTED, "hostnames": SUPPORTED}
@@ -204,8 +192,8 @@ CONTAINER: dict[str, Rule] = {
         "podvisor keeps stdin open for the container's life; remove stdinOnce",
         harmless=_is(False),
     ),
-    "envFrom": Refuse(_CLUSTER_DATA),
-    "volumeMounts": _VOLUMES,
+    "envFrom": SUPPORTED,
+    "volumeMounts": SUPPORTED,
     "volumeDevices": Refuse("podvisor maps no devices; use the device's path on the host"),
     "restartPolicyRules": Refuse(
         "per-container restart rules are not implemented; use spec.restartPolicy"
@@ -230,9 +218,9 @@ ENV_VAR: dict[str, Rule] = {"name": SUPPORTED, "value": SUPPORTED, "valueFrom": 
 
 ENV_VAR_SOURCE: dict[str, Rule] = {
     "fieldRef": SUPPORTED,
-    "secretKeyRef": Refuse(_CLUSTER_DATA),
-    "configMapKeyRef": Refuse(_CLUSTER_DATA),
-    "resourceFieldRef": Refuse("resourceFieldRef is not implemented; write the number under value"),
+    "secretKeyRef": SUPPORTED,
+    "configMapKeyRef": SUPPORTED,
+    "resourceFieldRef": SUPPORTED,
     "fileKeyRef": Refuse("env files are not implemented; write the variable under value"),
 }
 
@@ -311,3 +299,188 @@ LIFECYCLE_HANDLER: dict[str, Rule] = {
 }
 
 SLEEP: dict[str, Rule] = {"seconds": SUPPORTED}
+
+# --- Environment from ConfigMaps, Secrets and resources -------------------------------------
+
+CONFIG_MAP_KEY_SELECTOR: dict[str, Rule] = {
+    "name": SUPPORTED,
+    "key": SUPPORTED,
+    "optional": SUPPORTED,
+}
+
+SECRET_KEY_SELECTOR: dict[str, Rule] = {"name": SUPPORTED, "key": SUPPORTED, "optional": SUPPORTED}
+
+RESOURCE_FIELD_SELECTOR: dict[str, Rule] = {
+    "containerName": SUPPORTED,
+    "resource": SUPPORTED,
+    "divisor": SUPPORTED,
+}
+
+ENV_FROM_SOURCE: dict[str, Rule] = {
+    "prefix": SUPPORTED,
+    "configMapRef": SUPPORTED,
+    "secretRef": SUPPORTED,
+}
+
+CONFIG_MAP_ENV_SOURCE: dict[str, Rule] = {"name": SUPPORTED, "optional": SUPPORTED}
+
+SECRET_ENV_SOURCE: dict[str, Rule] = {"name": SUPPORTED, "optional": SUPPORTED}
+
+# --- Volumes ----------------------------------------------------------------------------------
+
+
+def _network_disk(what: str) -> Refuse:
+    return Refuse(
+        f"podvisor attaches no {what}: mount it on the host and use a hostPath volume "
+        "of its mount point"
+    )
+
+
+_PROVISIONED = Refuse(
+    "volumes provisioned by a cluster's storage drivers do not exist on one machine: "
+    "use an emptyDir, a hostPath, or a persistentVolumeClaim of the same file"
+)
+
+VOLUME: dict[str, Rule] = {
+    "name": SUPPORTED,
+    "emptyDir": SUPPORTED,
+    "hostPath": SUPPORTED,
+    "persistentVolumeClaim": SUPPORTED,
+    "configMap": SUPPORTED,
+    "secret": SUPPORTED,
+    "downwardAPI": SUPPORTED,
+    "projected": SUPPORTED,
+    "image": SUPPORTED,
+    "nfs": _network_disk("NFS export"),
+    "iscsi": _network_disk("iSCSI disk"),
+    "fc": _network_disk("Fibre Channel disk"),
+    "rbd": _network_disk("Ceph RBD image"),
+    "cephfs": _network_disk("CephFS"),
+    "glusterfs": _network_disk("GlusterFS volume"),
+    "quobyte": _network_disk("Quobyte volume"),
+    "storageos": _network_disk("StorageOS volume"),
+    "scaleIO": _network_disk("ScaleIO volume"),
+    "portworxVolume": _network_disk("Portworx volume"),
+    "flocker": _network_disk("Flocker dataset"),
+    "awsElasticBlockStore": _network_disk("cloud disk (EBS)"),
+    "gcePersistentDisk": _network_disk("cloud disk (GCE PD)"),
+    "azureDisk": _network_disk("cloud disk (Azure Disk)"),
+    "azureFile": _network_disk("Azure File share"),
+    "cinder": _network_disk("cloud disk (Cinder)"),
+    "vsphereVolume": _network_disk("vSphere disk"),
+    "photonPersistentDisk": _network_disk("Photon disk"),
+    "csi": Refuse(
+        "CSI drivers run in a cluster: mount the storage on the host and use a hostPath volume"
+    ),
+    "flexVolume": Refuse(
+        "FlexVolume drivers run on a cluster's nodes: mount the storage on the host and "
+        "use a hostPath volume"
+    ),
+    "ephemeral": _PROVISIONED,
+    "gitRepo": Refuse(
+        "gitRepo is deprecated in Kubernetes: clone the repository in an init container "
+        "into an emptyDir"
+    ),
+}
+
+_FILE_OWNERS = Refuse(
+    "owners per file are an alpha feature podvisor does not implement: the files belong "
+    "to root, with fsGroup as their group"
+)
+
+EMPTY_DIR: dict[str, Rule] = {
+    "medium": SUPPORTED,
+    "sizeLimit": SUPPORTED,
+    "mode": Refuse(
+        "the directory's mode is an alpha feature podvisor does not implement: it is 0777, "
+        "as Kubernetes makes it; set the mode from the program or an init container"
+    ),
+}
+
+HOST_PATH: dict[str, Rule] = {"path": SUPPORTED, "type": SUPPORTED}
+
+PVC_SOURCE: dict[str, Rule] = {"claimName": SUPPORTED, "readOnly": SUPPORTED}
+
+CONFIG_MAP_VOLUME: dict[str, Rule] = {
+    "name": SUPPORTED,
+    "items": SUPPORTED,
+    "defaultMode": SUPPORTED,
+    "optional": SUPPORTED,
+    "defaultUser": _FILE_OWNERS,
+}
+
+SECRET_VOLUME: dict[str, Rule] = {
+    "secretName": SUPPORTED,
+    "items": SUPPORTED,
+    "defaultMode": SUPPORTED,
+    "optional": SUPPORTED,
+    "defaultUser": _FILE_OWNERS,
+}
+
+KEY_TO_PATH: dict[str, Rule] = {
+    "key": SUPPORTED,
+    "path": SUPPORTED,
+    "mode": SUPPORTED,
+    "user": _FILE_OWNERS,
+}
+
+DOWNWARD_API_VOLUME: dict[str, Rule] = {
+    "items": SUPPORTED,
+    "defaultMode": SUPPORTED,
+    "defaultUser": _FILE_OWNERS,
+}
+
+DOWNWARD_API_FILE: dict[str, Rule] = {
+    "path": SUPPORTED,
+    "fieldRef": SUPPORTED,
+    "resourceFieldRef": SUPPORTED,
+    "mode": SUPPORTED,
+    "user": _FILE_OWNERS,
+}
+
+PROJECTED_VOLUME: dict[str, Rule] = {
+    "sources": SUPPORTED,
+    "defaultMode": SUPPORTED,
+    "defaultUser": _FILE_OWNERS,
+}
+
+_NO_API_SERVER_FILES = (
+    "there is no API server to issue it: write what the program needs in a Secret "
+    "of the same file and project that"
+)
+
+VOLUME_PROJECTION: dict[str, Rule] = {
+    "configMap": SUPPORTED,
+    "secret": SUPPORTED,
+    "downwardAPI": SUPPORTED,
+    "serviceAccountToken": Refuse(f"a service account token: {_NO_API_SERVER_FILES}"),
+    "clusterTrustBundle": Refuse(f"a cluster trust bundle: {_NO_API_SERVER_FILES}"),
+    "podCertificate": Refuse(f"a pod certificate: {_NO_API_SERVER_FILES}"),
+}
+
+CONFIG_MAP_PROJECTION: dict[str, Rule] = {
+    "name": SUPPORTED,
+    "items": SUPPORTED,
+    "optional": SUPPORTED,
+}
+
+SECRET_PROJECTION: dict[str, Rule] = {"name": SUPPORTED, "items": SUPPORTED, "optional": SUPPORTED}
+
+DOWNWARD_API_PROJECTION: dict[str, Rule] = {"items": SUPPORTED}
+
+IMAGE_VOLUME: dict[str, Rule] = {"reference": SUPPORTED, "pullPolicy": SUPPORTED}
+
+VOLUME_MOUNT: dict[str, Rule] = {
+    "name": SUPPORTED,
+    "mountPath": SUPPORTED,
+    "readOnly": SUPPORTED,
+    "subPath": SUPPORTED,
+    "subPathExpr": SUPPORTED,
+    "mountPropagation": SUPPORTED,
+    "recursiveReadOnly": SUPPORTED,
+    "bindMountOptions": Refuse(
+        "bind mount options are an alpha feature podvisor does not implement; remove them"
+    ),
+}
+
+LOCAL_OBJECT_REFERENCE: dict[str, Rule] = {"name": SUPPORTED}

@@ -1,10 +1,12 @@
 """`load()`: a manifest file in, a validated `Pod` out, or every problem at once.
 
-How this works: the text is composed into YAML nodes (nodes.py), then read top
-down: kind and apiVersion first (a wrong one is the only thing said), then
-metadata, spec and each container (containers.py, probes.py, security.py,
-env.py), then the `podvisor.io/` annotations (settings.py), then the rules
-that span containers: unique names, host ports, hook and grace-period sums,
+How this works: the text is composed into YAML nodes (nodes.py), its
+documents sorted out (documents.py: the Pod or a workload's pod template, the
+ConfigMaps, Secrets and claims beside it; a wrong kind or apiVersion is the
+only thing said), then the pod is read top down: metadata, spec and each
+container (containers.py, probes.py, security.py, env.py, volumes.py), then
+the `podvisor.io/` annotations (settings.py), then the rules that span
+containers: unique names, host ports, hook and grace-period sums,
 sidecars nothing waits for. Each reader records problems in one `Report`;
 only at the end does `load` raise ConfigError carrying all of them in file
 order.
@@ -20,8 +22,9 @@ from typing import TYPE_CHECKING
 import yaml
 
 from podvisor.supervisor.errors import ConfigError, Problem
-from podvisor.supervisor.manifest import dns, fields, names
+from podvisor.supervisor.manifest import dns, documents, fields, names, volumes
 from podvisor.supervisor.manifest.containers import ParsedContainer, PodContext, container
+from podvisor.supervisor.manifest.env import EnvContext
 from podvisor.supervisor.manifest.model import (
     ContainerKind,
     LoadedPod,
@@ -34,8 +37,7 @@ from podvisor.supervisor.manifest.nodes import (
     Fields,
     Report,
     child,
-    compose,
-    fields_of,
+    compose_all,
     position,
     string_map,
 )
@@ -43,29 +45,60 @@ from podvisor.supervisor.manifest.security import pod_security
 from podvisor.supervisor.manifest.settings import Annotation, Settings, read_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path  # not imported at run time: `podvisor check` starts faster
 
 _ANNOTATIONS_MAX = 256 * 1024  # Kubernetes' TotalAnnotationSizeLimitB
-_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 
 
-def load(source: str | Path, text: str | None = None) -> LoadedPod:
+def load(
+    source: str | Path, text: str | None = None, config: Sequence[str | Path] = ()
+) -> LoadedPod:
     """Load and validate a Pod manifest (YAML or JSON); `-` reads standard input.
 
-    Raises ConfigError listing every problem, each as
+    The file holds one Pod or workload, and may hold the ConfigMaps, Secrets and
+    PersistentVolumeClaims it uses; *config* names more files (or directories
+    of them) with those. Raises ConfigError listing every problem, each as
     `FILE:LINE:COLUMN: PATH: MESSAGE`, when the manifest is not a pod podvisor can run.
     """
     name = "<stdin>" if str(source) == "-" else str(source)
+    found = documents.Found()
+    warnings: list[Problem] = []
+    for path in _config_files(config):
+        beside = Report(path)
+        documents.sort_out(beside, compose_all(path, _read(path, path)), found, main=False)
+        warnings += beside.warnings
     if text is None:
         text = _read(source, name)
     report = Report(name)
-    top = _top(report, compose(name, text))
-    pod = _pod(report, top)
+    documents.sort_out(report, compose_all(name, text), found, main=True)
+    pod = _pod(report, found)
     report.fail()
     assert pod is not None
-    warnings = sorted(report.warnings, key=lambda p: (p.line, p.column))
+    warnings = sorted(report.warnings, key=lambda p: (p.line, p.column)) + warnings
     ignored = sorted(report.ignored, key=lambda i: i.line)
-    return LoadedPod(pod, tuple(ignored), tuple(str(w) for w in warnings))
+    return LoadedPod(
+        pod,
+        tuple(ignored),
+        tuple(str(w) for w in warnings),
+        workload=found.workload(),
+        not_yet=tuple(str(p) for p in report.not_yet),
+        others=tuple(found.others),
+    )
+
+
+def _config_files(config: Sequence[str | Path]) -> list[str]:
+    """--config: files as given, and the .yaml, .yml and .json files of a directory, by name."""
+    files = []
+    for given in config:
+        if os.path.isdir(given):
+            inside = sorted(os.listdir(given))
+            files += [
+                os.path.join(given, f) for f in inside if f.endswith((".yaml", ".yml", ".json"))
+            ]
+        else:
+            files.append(os.fspath(given))
+    return files
 
 
 def _read(source: str | Path, name: str) -> str:
@@ -80,34 +113,22 @@ def _read(source: str | Path, name: str) -> str:
         raise ConfigError([Problem(name, 0, 0, "", f"cannot read: {error.strerror}")]) from None
 
 
-def _top(report: Report, root: yaml.Node) -> Fields:
-    """The top-level fields; raises at once when this is not a v1 Pod (nothing else is said)."""
-    top = fields_of(report, root, "", fields.POD)
-    assert top is not None  # compose() made sure the root is a mapping
-    wrong = Fields(Report(report.source), root, "", top.found)
-    kind = wrong.string("kind")
-    if wrong.require("kind", "write kind: Pod") and kind is not None and kind != "Pod":
-        hint = " (a Pod is apiVersion: v1, kind: Pod)"
-        if kind in _WORKLOADS:
-            hint = f"; copy the {kind}'s pod template (spec.template) into a Pod manifest"
-        wrong.error("kind", f"{kind!r}: podvisor runs a Pod{hint}")
-    wrong.report.fail()  # with the wrong kind, what its apiVersion should be is moot
-    version = wrong.string("apiVersion")
-    if wrong.require("apiVersion", "write apiVersion: v1") and version not in (None, "v1"):
-        wrong.error("apiVersion", f"{version!r}: a Pod is apiVersion: v1")
-    wrong.report.fail()
-    return top
-
-
 # --- Pod and metadata ----------------------------------------------------------------
 
 
-def _pod(report: Report, top: Fields) -> Pod | None:
-    top.require("metadata", "at least metadata.name")
+def _pod(report: Report, found: documents.Found) -> Pod | None:
+    top, owner = found.pod, found.owner
+    if top is None:
+        return None
+    if owner is None:  # a workload's pod takes the workload's name
+        top.require("metadata", "at least metadata.name")
     meta = top.mapping("metadata", fields.METADATA) or Fields(report, top.node, "metadata", {})
-    pod_name = None
-    if "metadata" in top and meta.require("name", "the pod's name (e.g. name: web)"):
+    pod_name = owner.name if owner is not None else None
+    named = owner is None and "metadata" in top
+    if named and meta.require("name", "the pod's name (e.g. name: web)"):
         pod_name = _dns_label(meta, "name")
+    namespace = owner.namespace if owner is not None else _dns_label(meta, "namespace")
+    namespace = namespace or "default"
     labels = _labels(meta)
     annotations = _annotations(meta)
     spec = (
@@ -117,20 +138,24 @@ def _pod(report: Report, top: Fields) -> Pod | None:
     )
     if spec is None:
         return None
-    pod_spec, parsed = _spec(spec)
+    config = found.config(namespace)
+    pod_spec, parsed = _spec(spec, EnvContext(namespace, config, _container_names(spec)))
+    if owner is not None:
+        pod_spec = documents.as_owner_says(spec, pod_spec, owner)
     containers = [p.container.name for p in parsed]
     settings = read_settings(report, annotations, containers, pod_spec.host_network)
     pod_spec = _with_settings(report, pod_spec, parsed, settings)
     _across_containers(report, pod_spec, parsed)
     return Pod(
         name=pod_name or "",
-        namespace=_dns_label(meta, "namespace") or "default",
+        namespace=namespace,
         uid=meta.string("uid") or _new_uid(),
         labels={k: v for _, _, k, v in labels},
         annotations={k: v for _, _, k, v in annotations},
         spec=pod_spec,
         settings=settings.pod,
         source=report.source,
+        config=config,
     )
 
 
@@ -179,14 +204,17 @@ def _annotations(meta: Fields) -> list[Annotation]:
 # --- Spec ------------------------------------------------------------------------------
 
 
-def _spec(spec: Fields) -> tuple[PodSpec, list[ParsedContainer]]:
+def _spec(spec: Fields, env: EnvContext) -> tuple[PodSpec, list[ParsedContainer]]:
     context = PodContext(
         host_network=spec.flag("hostNetwork"),
         security=pod_security(spec.report, spec.get("securityContext")),
         os_name=_os(spec),
+        env_context=env,
     )
-    init = _containers(spec, "initContainers", context)
-    main = _containers(spec, "containers", context)
+    pod_volumes = volumes.read_volumes(spec, env)
+    init = volumes.with_mounts(spec, _containers(spec, "initContainers", context), pod_volumes)
+    main = volumes.with_mounts(spec, _containers(spec, "containers", context), pod_volumes)
+    volumes.not_mounted_yet(spec, pod_volumes, init + main)
     grace = spec.integer("terminationGracePeriodSeconds", minimum=0)
     policy = dns.dns_policy(spec)
     pod_spec = PodSpec(
@@ -203,6 +231,9 @@ def _spec(spec: Fields) -> tuple[PodSpec, list[ParsedContainer]]:
         host_aliases=dns.host_aliases(spec),
         dns_policy=policy,
         dns_config=dns.dns_config(spec, policy),
+        volumes=pod_volumes,
+        image_pull_secrets=documents.pull_secrets(spec, env.config),
+        service_account_name=spec.string("serviceAccountName") or "default",
     )
     if pod_spec.share_process_namespace and pod_spec.host_pid:
         spec.error("shareProcessNamespace", "cannot be true with hostPID: true")
@@ -221,6 +252,18 @@ def _containers(spec: Fields, key: str, context: PodContext) -> list[ParsedConta
         container(spec.report, item, path, key == "initContainers", context) for item, path in items
     )
     return [p for p in parsed if p is not None]
+
+
+def _container_names(spec: Fields) -> tuple[str, ...]:
+    """Every container's name, read ahead: a container's env may refer to another's resources."""
+    found = []
+    for key in ("initContainers", "containers"):
+        node = spec.get(key)
+        for item in node.value if isinstance(node, yaml.SequenceNode) else ():
+            for k, v in item.value if isinstance(item, yaml.MappingNode) else ():
+                if k.value == "name" and isinstance(v, yaml.ScalarNode):
+                    found.append(str(v.value))
+    return tuple(found)
 
 
 def _restart_policy(spec: Fields) -> RestartPolicy:

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import field
 from enum import StrEnum
+from typing import Any
 
 from podvisor.supervisor.frozen import frozen
 
@@ -135,17 +136,33 @@ class Resources:
 
 @frozen
 class EnvVar:
-    """One `env` entry: a literal value, or `valueFrom.fieldRef.fieldPath`.
+    """One variable: an `env` entry, or one key of an `envFrom` source.
 
     `value` is as written, $(VAR) references unexpanded: `resolve_env` expands
     them as the kubelet does. `field_path` is one of metadata.name,
     metadata.namespace, metadata.uid, metadata.labels['k'],
-    metadata.annotations['k'], status.podIP, status.podIPs.
+    metadata.annotations['k'], status.podIP(s), status.hostIP(s), spec.nodeName,
+    spec.serviceAccountName: filled in when the container starts.
+
+    A value from a ConfigMap, a Secret or a resourceFieldRef is resolved by the
+    loader: `source` says where it came from (`configMapKeyRef app/LEVEL`), and
+    such a value is never expanded. `secret` marks a Secret's value, which
+    `podvisor check` never shows.
     """
 
     name: str
     value: str | None = None
     field_path: str | None = None
+    source: str | None = None
+    secret: bool = False
+    resource_field_ref: ResourceFieldRef | None = None  # computed when the container starts
+
+    def __repr__(self) -> str:  # a Secret's value never reaches a traceback or a log
+        value = "<secret>" if self.secret else repr(self.value)
+        return (
+            f"EnvVar(name={self.name!r}, value={value}, field_path={self.field_path!r}, "
+            f"source={self.source!r}, resource_field_ref={self.resource_field_ref!r})"
+        )
 
 
 @frozen
@@ -207,11 +224,212 @@ class Container:
     image_pull_policy: str | None = None  # Always, IfNotPresent, Never; None: the tag's default
     restart_policy: RestartPolicy | None = None  # ALWAYS for sidecars, else None
     settings: ContainerSettings = field(default_factory=ContainerSettings)
+    volume_mounts: tuple[VolumeMount, ...] = ()  # each names one of spec.volumes
 
     @property
     def argv(self) -> tuple[str, ...]:
         """command + args, $(VAR) references unexpanded (see `expand_argv`)."""
         return self.command + self.args
+
+
+# --- Volumes -----------------------------------------------------------------------------
+#
+# Read and checked as the API server checks them; nothing here says how a
+# volume is mounted. Modes are permission bits (0 to 0o777); a mode of None
+# takes the volume's defaultMode. Paths of items are relative, without "..".
+
+
+@frozen
+class KeyToPath:
+    """One of `items`: the ConfigMap's or Secret's `key`, as the file `path`."""
+
+    key: str
+    path: str
+    mode: int | None = None
+
+
+@frozen
+class ResourceFieldRef:
+    """`resourceFieldRef`: a container's request or limit, in units of `divisor`."""
+
+    container_name: str
+    resource: str  # limits.cpu, requests.memory, ...
+    divisor: str = "1"
+
+
+@frozen
+class DownwardAPIFile:
+    """One file of a downwardAPI volume: a pod field or a container's resource."""
+
+    path: str
+    field_path: str | None = None
+    resource_field_ref: ResourceFieldRef | None = None
+    mode: int | None = None
+
+
+@frozen
+class EmptyDirVolume:
+    """A fresh directory for the pod's life; medium "Memory" is a tmpfs."""
+
+    medium: str = ""  # "" (the disk) or "Memory"
+    size_limit_bytes: int | None = None
+
+
+@frozen
+class HostPathVolume:
+    """A path of the host. `type` is Kubernetes' check before mounting ("" checks nothing)."""
+
+    path: str
+    type: str = ""  # DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, ...
+
+
+@frozen
+class PersistentVolumeClaimVolume:
+    """A PersistentVolumeClaim of the same file (or --config), by name."""
+
+    claim_name: str
+    read_only: bool = False
+
+
+@frozen
+class ConfigMapVolume:
+    """A ConfigMap's keys as files; every key, or `items`."""
+
+    name: str
+    items: tuple[KeyToPath, ...] = ()
+    default_mode: int = 0o644
+    optional: bool = False
+
+
+@frozen
+class SecretVolume:
+    """A Secret's keys as files; every key, or `items`."""
+
+    secret_name: str
+    items: tuple[KeyToPath, ...] = ()
+    default_mode: int = 0o644
+    optional: bool = False
+
+
+@frozen
+class DownwardAPIVolume:
+    """Pod fields and container resources as files."""
+
+    items: tuple[DownwardAPIFile, ...] = ()
+    default_mode: int = 0o644
+
+
+@frozen
+class ConfigMapProjection:
+    name: str
+    items: tuple[KeyToPath, ...] = ()
+    optional: bool = False
+
+
+@frozen
+class SecretProjection:
+    name: str
+    items: tuple[KeyToPath, ...] = ()
+    optional: bool = False
+
+
+@frozen
+class DownwardAPIProjection:
+    items: tuple[DownwardAPIFile, ...] = ()
+
+
+Projection = ConfigMapProjection | SecretProjection | DownwardAPIProjection
+
+
+@frozen
+class ProjectedVolume:
+    """Several ConfigMaps, Secrets and downwardAPI files in one directory."""
+
+    sources: tuple[Projection, ...] = ()
+    default_mode: int = 0o644
+
+
+@frozen
+class ImageVolume:
+    """An OCI image's file system, read-only."""
+
+    reference: str
+    pull_policy: str | None = None  # None: the tag's default
+
+
+VolumeSource = (
+    EmptyDirVolume
+    | HostPathVolume
+    | PersistentVolumeClaimVolume
+    | ConfigMapVolume
+    | SecretVolume
+    | DownwardAPIVolume
+    | ProjectedVolume
+    | ImageVolume
+)
+
+
+@frozen
+class Volume:
+    """One of `spec.volumes`."""
+
+    name: str
+    source: VolumeSource
+
+
+@frozen
+class VolumeMount:
+    """One of a container's `volumeMounts`."""
+
+    name: str  # the volume's
+    mount_path: str  # absolute
+    read_only: bool = False
+    sub_path: str = ""  # relative, without ".."
+    sub_path_expr: str = ""  # sub_path with $(VAR) from the container's env
+    mount_propagation: str = "None"  # None, HostToContainer or Bidirectional
+    recursive_read_only: str = "Disabled"  # Disabled, IfPossible or Enabled
+
+
+# --- Configuration beside the pod ----------------------------------------------------------
+
+
+@frozen
+class ConfigMap:
+    """A ConfigMap of the same file or of --config."""
+
+    name: str
+    data: Mapping[str, str] = field(default_factory=dict)
+    binary_data: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@frozen
+class Secret:
+    """A Secret: `data` decoded from base64, `stringData` merged over it."""
+
+    name: str
+    type: str = "Opaque"
+    data: Mapping[str, bytes] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never a value in a traceback or a log
+        return f"Secret(name={self.name!r}, type={self.type!r}, keys={sorted(self.data)!r})"
+
+
+@frozen
+class PersistentVolumeClaim:
+    """A PersistentVolumeClaim: on one machine, a folder kept under its name."""
+
+    name: str
+    storage_request_bytes: int | None = None
+    access_modes: tuple[str, ...] = ()
+
+
+@frozen
+class PodConfig:
+    """The ConfigMaps, Secrets and claims in the pod's namespace, by name."""
+
+    config_maps: Mapping[str, ConfigMap] = field(default_factory=dict)
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+    claims: Mapping[str, PersistentVolumeClaim] = field(default_factory=dict)
 
 
 # --- Pod ---------------------------------------------------------------------------------
@@ -277,6 +495,12 @@ class PodSpec:
     host_aliases: tuple[HostAlias, ...] = ()
     dns_policy: DnsPolicy = DnsPolicy.CLUSTER_FIRST
     dns_config: DnsConfig = field(default_factory=DnsConfig)
+    volumes: tuple[Volume, ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()  # names of Secrets in PodConfig
+    service_account_name: str = "default"  # for fieldRef spec.serviceAccountName only
+    # A Job's backoffLimit: how many times its failed containers are restarted in
+    # all before the pod fails (BackoffLimitExceeded); None outside a Job.
+    backoff_limit: int | None = None
 
     @property
     def own_name_files(self) -> bool:
@@ -303,6 +527,19 @@ class Pod:
     spec: PodSpec
     settings: PodSettings = field(default_factory=PodSettings)
     source: str = ""  # the file it came from, "<stdin>" for standard input
+    config: PodConfig = field(default_factory=PodConfig)  # ConfigMaps, Secrets, claims
+
+    def pull_secrets(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """`spec.imagePullSecrets` as (name, auths) pairs, for `ImageStore.ensure`."""
+        import json
+
+        found = []
+        for name in self.spec.image_pull_secrets:
+            secret = self.config.secrets.get(name)
+            raw = secret.data.get(".dockerconfigjson") if secret is not None else None
+            if raw is not None:  # the loader has checked it is JSON with auths
+                found.append((name, json.loads(raw)["auths"]))
+        return tuple(found)
 
     @property
     def hostname(self) -> str:
@@ -327,9 +564,31 @@ class Ignored:
 
 
 @frozen
+class Workload:
+    """The Deployment, Job, ... whose pod template is the pod, and what podvisor leaves out."""
+
+    kind: str
+    name: str
+    not_done: tuple[str, ...] = ()  # "replicas: 3 (one pod runs)", "rolling updates", ...
+
+    def summary(self) -> str:
+        """One line: what runs, and what does not."""
+        line = f"{self.kind} {self.name}: its pod template runs as one pod"
+        return line + (f"; not done here: {'; '.join(self.not_done)}" if self.not_done else "")
+
+
+@frozen
 class LoadedPod:
-    """What `manifest.load` returns: the pod, the fields it ignored, and the warnings to show."""
+    """What `manifest.load` returns: the pod, the fields it ignored, and the warnings to show.
+
+    `not_yet`: what `podvisor check` accepts and `podvisor run` does not do yet
+    (volumes, until they are mounted), each as FILE:LINE:COLUMN: PATH: MESSAGE.
+    `others`: the documents beside the pod that podvisor does not use (a Service).
+    """
 
     pod: Pod
     ignored: tuple[Ignored, ...] = ()
     warnings: tuple[str, ...] = ()
+    workload: Workload | None = None
+    not_yet: tuple[str, ...] = ()
+    others: tuple[Ignored, ...] = ()

@@ -60,6 +60,8 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
+    # Accepted by `podvisor check`, refused by `podvisor run` until it is implemented.
+    not_yet: list[Problem] = field(default_factory=list)
     # The key each mapping or list value was read under: a problem with the
     # whole value is shown on its key's line (a block mapping starts a line lower).
     keys: dict[int, yaml.Node] = field(default_factory=dict)
@@ -104,16 +106,7 @@ def child(path: str, key: str | int) -> str:
 
 def compose(source: str, text: str) -> yaml.Node:
     """The one document in `text`; ConfigError (one line) when there is not exactly one mapping."""
-    text = text.removeprefix("\ufeff")
-    try:
-        documents = [d for d in yaml.compose_all(text, Loader=_LOADER) if not is_null(d)]
-    except yaml.YAMLError as error:
-        node = _from_json(text)
-        if node is None:
-            raise ConfigError([_yaml_problem(source, error)]) from None
-        documents = [node]
-    if not documents:
-        raise ConfigError([Problem(source, 0, 0, "", "empty manifest: expected a Pod")])
+    documents = compose_all(source, text)
     if len(documents) > 1:
         line, column = position(documents[1])
         message = (
@@ -128,6 +121,24 @@ def compose(source: str, text: str) -> yaml.Node:
         )
         raise ConfigError([Problem(source, *position(root), "", message)])
     return root
+
+
+def compose_all(source: str, text: str) -> list[yaml.Node]:
+    """Every document in `text` (empty ones left out); ConfigError (one line) when there is none.
+
+    A document may be anything: the caller says what a document must be.
+    """
+    text = text.removeprefix("\ufeff")
+    try:
+        documents = [d for d in yaml.compose_all(text, Loader=_LOADER) if not is_null(d)]
+    except yaml.YAMLError as error:
+        node = _from_json(text)
+        if node is None:
+            raise ConfigError([_yaml_problem(source, error)]) from None
+        documents = [node]
+    if not documents:
+        raise ConfigError([Problem(source, 0, 0, "", "empty manifest: expected a Pod")])
+    return documents
 
 
 def _from_json(text: str) -> yaml.Node | None:

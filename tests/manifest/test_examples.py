@@ -29,6 +29,7 @@ from podvisor.supervisor.manifest import (
     TCPSocketAction,
     load,
 )
+from podvisor.supervisor.manifest.model import EmptyDirVolume, Volume, VolumeMount
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = sorted(EXAMPLES.glob("*.yaml"))
@@ -108,20 +109,56 @@ spec:
       emptyDir: {}
 """
 
-VOLUMES = (
-    "not supported: podvisor mounts no volumes: containers see the host's file system, "
-    "so use the host's paths directly (remove volumes and volumeMounts)"
-)
+# application/deployment-sidecar.yaml itself: the same pod as the Deployment's template.
+SIDECAR_PAGE_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: myapp
+  labels:
+    app: myapp
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: myapp
+  template:
+    metadata:
+      labels:
+        app: myapp
+    spec:
+""" + "\n".join("    " + line for line in SIDECAR_PAGE.split("spec:\n", 1)[1].splitlines())
 
 
-def test_sidecar_page_is_refused_field_by_field() -> None:
-    with pytest.raises(ConfigError) as caught:
-        load("deployment-sidecar.yaml", SIDECAR_PAGE)
-    assert [str(p) for p in caught.value.problems] == [
-        f"deployment-sidecar.yaml:12:7: spec.containers[0].volumeMounts: {VOLUMES}",
-        f"deployment-sidecar.yaml:20:7: spec.initContainers[0].volumeMounts: {VOLUMES}",
-        f"deployment-sidecar.yaml:23:3: spec.volumes: {VOLUMES}",
-    ]
+def test_sidecar_page_volumes_are_checked_not_mounted_yet() -> None:
+    loaded = load("deployment-sidecar.yaml", SIDECAR_PAGE)
+    pod = loaded.pod
+    assert pod.spec.volumes == (Volume("data", EmptyDirVolume()),)
+    for name in ("myapp", "logshipper"):
+        assert pod.container(name).volume_mounts == (VolumeMount("data", "/opt"),)
+    # `podvisor run` refuses it, by this one line, until volumes are mounted.
+    assert loaded.not_yet == (
+        (
+            "deployment-sidecar.yaml:23:3: spec.volumes: volumes are read and checked but not "
+            "mounted yet: data (emptyDir: /opt in logshipper, /opt in myapp). podvisor run refuses "
+            "the pod until they are; podvisor check shows them. To run it now, remove the volumes "
+            "and volumeMounts and use the host's paths"
+        ),
+    )
+
+
+def test_sidecar_page_as_the_deployment_it_is() -> None:
+    data: dict[str, Any] = yaml.safe_load(SIDECAR_PAGE_DEPLOYMENT)
+    assert kubernetes_validate.validate(data, kubernetes_validate.latest_version(), strict=True)
+    loaded = load("deployment-sidecar.yaml", SIDECAR_PAGE_DEPLOYMENT)
+    assert loaded.workload is not None
+    assert loaded.workload.summary() == (
+        "Deployment myapp: its pod template runs as one pod; not done here: rolling updates"
+    )
+    assert loaded.pod.name == "myapp"
+    assert loaded.pod.labels == {"app": "myapp"}
+    assert [c.name for c in loaded.pod.spec.all_containers] == ["logshipper", "myapp"]
+    assert [i.path for i in loaded.ignored] == ["spec.selector"]
 
 
 def test_sidecar_page_without_its_volume_is_accepted() -> None:

@@ -48,6 +48,29 @@ TABLES = {
     "LIFECYCLE": "io.k8s.api.core.v1.Lifecycle",
     "LIFECYCLE_HANDLER": "io.k8s.api.core.v1.LifecycleHandler",
     "SLEEP": "io.k8s.api.core.v1.SleepAction",
+    "CONFIG_MAP_KEY_SELECTOR": "io.k8s.api.core.v1.ConfigMapKeySelector",
+    "SECRET_KEY_SELECTOR": "io.k8s.api.core.v1.SecretKeySelector",
+    "RESOURCE_FIELD_SELECTOR": "io.k8s.api.core.v1.ResourceFieldSelector",
+    "ENV_FROM_SOURCE": "io.k8s.api.core.v1.EnvFromSource",
+    "CONFIG_MAP_ENV_SOURCE": "io.k8s.api.core.v1.ConfigMapEnvSource",
+    "SECRET_ENV_SOURCE": "io.k8s.api.core.v1.SecretEnvSource",
+    "VOLUME": "io.k8s.api.core.v1.Volume",
+    "EMPTY_DIR": "io.k8s.api.core.v1.EmptyDirVolumeSource",
+    "HOST_PATH": "io.k8s.api.core.v1.HostPathVolumeSource",
+    "PVC_SOURCE": "io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource",
+    "CONFIG_MAP_VOLUME": "io.k8s.api.core.v1.ConfigMapVolumeSource",
+    "SECRET_VOLUME": "io.k8s.api.core.v1.SecretVolumeSource",
+    "KEY_TO_PATH": "io.k8s.api.core.v1.KeyToPath",
+    "DOWNWARD_API_VOLUME": "io.k8s.api.core.v1.DownwardAPIVolumeSource",
+    "DOWNWARD_API_FILE": "io.k8s.api.core.v1.DownwardAPIVolumeFile",
+    "PROJECTED_VOLUME": "io.k8s.api.core.v1.ProjectedVolumeSource",
+    "VOLUME_PROJECTION": "io.k8s.api.core.v1.VolumeProjection",
+    "CONFIG_MAP_PROJECTION": "io.k8s.api.core.v1.ConfigMapProjection",
+    "SECRET_PROJECTION": "io.k8s.api.core.v1.SecretProjection",
+    "DOWNWARD_API_PROJECTION": "io.k8s.api.core.v1.DownwardAPIProjection",
+    "IMAGE_VOLUME": "io.k8s.api.core.v1.ImageVolumeSource",
+    "VOLUME_MOUNT": "io.k8s.api.core.v1.VolumeMount",
+    "LOCAL_OBJECT_REFERENCE": "io.k8s.api.core.v1.LocalObjectReference",
 }
 
 
@@ -160,10 +183,10 @@ def test_refused_fields_are_refused_with_their_reason(where: str, key: str) -> N
 
 @pytest.mark.parametrize("empty", [[], {}, None])
 def test_refused_fields_asking_for_nothing_pass(empty: object) -> None:
-    # `volumes: []` asks for no volume: nothing to refuse, nothing to list.
+    # `sysctls: []` asks for no sysctl: nothing to refuse, nothing to list.
     data: dict[str, Any] = json.loads(json.dumps(BASE))
-    data["spec"]["volumes"] = empty
-    data["spec"]["containers"][0]["envFrom"] = empty
+    data["spec"]["securityContext"] = {"sysctls": empty}
+    data["spec"]["containers"][0]["volumeDevices"] = empty
     loaded = load("pod.yaml", yaml.safe_dump(data))
     assert loaded.ignored == ()
 

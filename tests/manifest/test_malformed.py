@@ -78,7 +78,7 @@ apiVersion: v1
 kind: Pod
 """,
         [
-            "pod.yaml:4:1: 2 YAML documents in one file: podvisor runs one Pod per file; split them, or remove the '---' separators",
+            "pod.yaml:5:7: kind: a second pod (the first is at line 1): podvisor runs one pod per manifest; put the other in a file of its own",
         ],
         id="two-documents",
     ),
@@ -90,7 +90,7 @@ metadata: {name: web}
 spec: {}
 """,
         [
-            "pod.yaml:2:7: kind: 'Deployment': podvisor runs a Pod; copy the Deployment's pod template (spec.template) into a Pod manifest",
+            "pod.yaml:4:1: spec.template: required: the pod template",
         ],
         id="deployment",
     ),
@@ -721,11 +721,10 @@ spec:
   - name: web
     command: [sleep, infinity]
     volumeMounts:
-    - {name: data, mountPath: /data}
+    - {name: date, mountPath: /data}
 """,
         [
-            "pod.yaml:5:3: spec.volumes: not supported: podvisor mounts no volumes: containers see the host's file system, so use the host's paths directly (remove volumes and volumeMounts)",
-            "pod.yaml:10:5: spec.containers[0].volumeMounts: not supported: podvisor mounts no volumes: containers see the host's file system, so use the host's paths directly (remove volumes and volumeMounts)",
+            "pod.yaml:11:14: spec.containers[0].volumeMounts[0].name: no volume named 'date' in spec.volumes (data); did you mean 'data'?",
         ],
         id="volumes",
     ),
@@ -742,7 +741,7 @@ spec:
     - configMapRef: {name: settings}
 """,
         [
-            "pod.yaml:8:5: spec.containers[0].envFrom: not supported: ConfigMaps and Secrets live in a cluster; write the variable under env with a value, or have the program read a file",
+            'pod.yaml:9:28: spec.containers[0].envFrom[0].configMapRef.name: CreateContainerConfigError: configmap "settings" not found: the kubelet keeps the container waiting; add a ConfigMap named settings in namespace default to this file (or pass it with --config), or set optional: true',
         ],
         id="env-from",
     ),
@@ -761,7 +760,7 @@ spec:
         secretKeyRef: {name: db, key: password}
 """,
         [
-            "pod.yaml:11:9: spec.containers[0].env[0].valueFrom.secretKeyRef: not supported: ConfigMaps and Secrets live in a cluster; write the variable under env with a value, or have the program read a file",
+            'pod.yaml:11:30: spec.containers[0].env[0].valueFrom.secretKeyRef.name: CreateContainerConfigError: secret "db" not found: the kubelet keeps the container waiting; add a Secret named db in namespace default to this file (or pass it with --config), or set optional: true',
         ],
         id="secret-key-ref",
     ),
@@ -777,12 +776,12 @@ spec:
     env:
     - name: NODE
       valueFrom:
-        fieldRef: {fieldPath: spec.nodeName}
+        fieldRef: {fieldPath: status.phase}
 """,
         [
-            "pod.yaml:11:31: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: spec.nodeName is known only to a cluster; write the value under value instead",
+            "pod.yaml:11:31: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: 'status.phase' is not supported (supported: metadata.name, metadata.namespace, metadata.uid, spec.nodeName, spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP, status.podIPs, metadata.labels['KEY'], metadata.annotations['KEY']); did you mean 'status.podIPs'?",
         ],
-        id="field-ref-cluster-only",
+        id="field-ref-unknown",
     ),
     pytest.param(
         """\
@@ -799,7 +798,7 @@ spec:
         fieldRef: {fieldPath: metadata.nme}
 """,
         [
-            "pod.yaml:11:31: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: 'metadata.nme' is not supported (supported: metadata.name, metadata.namespace, metadata.uid, status.podIP, status.podIPs, metadata.labels['KEY'], metadata.annotations['KEY']); did you mean 'metadata.name'?",
+            "pod.yaml:11:31: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: 'metadata.nme' is not supported (supported: metadata.name, metadata.namespace, metadata.uid, spec.nodeName, spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP, status.podIPs, metadata.labels['KEY'], metadata.annotations['KEY']); did you mean 'metadata.name'?",
         ],
         id="field-ref-typo",
     ),
@@ -1300,6 +1299,251 @@ spec:
             "pod.yaml:12:5: spec.containers[0].comand: unknown field; did you mean 'command'?",
         ],
         id="merge-key",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  volumes:
+  - {name: data, emptyDir: {medium: Disk}}
+  - {name: data, emptyDir: {}}
+  - {name: logs, hostPath: {path: var/log, type: Dir}}
+  - {name: both, emptyDir: {}, hostPath: {path: /tmp}}
+  - {name: none}
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    volumeMounts:
+    - {name: dta, mountPath: /data}
+    - {name: data, mountPath: data}
+    - {name: data, mountPath: /x, subPath: ../etc}
+    - {name: data, mountPath: /y, mountPropagation: Bidirectional}
+    - {name: data, mountPath: /y}
+""",
+        [
+            "pod.yaml:6:37: spec.volumes[0].emptyDir.medium: 'Disk' is not \"\" (the disk) or Memory (a tmpfs)",
+            "pod.yaml:7:12: spec.volumes[1].name: 'data' is taken (line 6): volume names are unique",
+            "pod.yaml:8:35: spec.volumes[2].hostPath.path: 'var/log' must be an absolute path",
+            "pod.yaml:8:50: spec.volumes[2].hostPath.type: 'Dir' is not a hostPath type ('', DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice)",
+            "pod.yaml:9:32: spec.volumes[3].hostPath: may not be set together with emptyDir: a volume has one source",
+            "pod.yaml:10:5: spec.volumes[4]: required: a source, e.g. emptyDir: {} (one of emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI, projected, image)",
+            "pod.yaml:15:14: spec.containers[0].volumeMounts[0].name: no volume named 'dta' in spec.volumes (both, data, logs, none); did you mean 'data'?",
+            "pod.yaml:16:31: spec.containers[0].volumeMounts[1].mountPath: 'data' must be an absolute path",
+            "pod.yaml:17:44: spec.containers[0].volumeMounts[2].subPath: '../etc' must not contain '..'",
+            "pod.yaml:18:53: spec.containers[0].volumeMounts[3].mountPropagation: Bidirectional propagation takes a privileged container (securityContext.privileged: true); HostToContainer needs no privilege",
+        ],
+        id="volume-problems",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  volumes:
+  - name: share
+    nfs: {server: nas, path: /export}
+  - name: disk
+    csi: {driver: ebs.csi.aws.com}
+  - name: token
+    projected:
+      sources:
+      - serviceAccountToken: {path: token}
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:7:5: spec.volumes[0].nfs: not supported: podvisor attaches no NFS export: mount it on the host and use a hostPath volume of its mount point",
+            "pod.yaml:9:5: spec.volumes[1].csi: not supported: CSI drivers run in a cluster: mount the storage on the host and use a hostPath volume",
+            "pod.yaml:13:9: spec.volumes[2].projected.sources[0].serviceAccountToken: not supported: a service account token: there is no API server to issue it: write what the program needs in a Secret of the same file and project that",
+        ],
+        id="volume-kinds-refused",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {a.conf: "x"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  volumes:
+  - name: conf
+    configMap:
+      name: settings
+      defaultMode: 01777
+      items:
+      - {key: b.conf, path: b.conf}
+      - {key: a.conf, path: /etc/a.conf}
+  - name: creds
+    secret: {secretName: db}
+  - name: claim
+    persistentVolumeClaim: {claimName: data}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: phase, fieldRef: {fieldPath: status.phase}}
+  containers:
+  - name: web
+    command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:14:20: spec.volumes[0].configMap.defaultMode: 01777 (1023) is not a file mode: 0 to 0777 (0 to 511 in JSON)",
+            "pod.yaml:16:15: spec.volumes[0].configMap.items[0].key: ConfigMap default/settings has no key b.conf: the kubelet cannot set up the volume; add the key, or set optional: true; did you mean 'a.conf'?",
+            "pod.yaml:17:29: spec.volumes[0].configMap.items[1].path: '/etc/a.conf' must be a relative path",
+            'pod.yaml:19:26: spec.volumes[1].secret.secretName: secret "db" not found: the kubelet cannot set up the volume and the pod stays ContainerCreating; add a Secret named db in namespace default to this file (or pass it with --config), or set optional: true',
+            'pod.yaml:21:40: spec.volumes[2].persistentVolumeClaim.claimName: persistentvolumeclaim "data" not found: the pod would stay Pending; add a PersistentVolumeClaim named data in namespace default to this file (or pass it with --config)',
+            "pod.yaml:25:45: spec.volumes[3].downwardAPI.items[0].fieldRef.fieldPath: 'status.phase' is not one a volume can hold (one of metadata.name, metadata.namespace, metadata.uid, metadata.labels, metadata.annotations, or metadata.labels['KEY']); status and spec fields go in env",
+        ],
+        id="config-volume-problems",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Secret
+metadata: {name: db}
+data:
+  password: not*base64
+  "bad key": eA==
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: registry}
+type: kubernetes.io/dockerconfigjson
+stringData: {other: x}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [env]
+""",
+        [
+            "pod.yaml:5:3: data.password: not base64: encode it (base64 -w0), or put the text under stringData",
+            "pod.yaml:6:3: data[bad key]: 'bad key': a key is at most 253 letters, digits, '-', '_' and '.'",
+            "pod.yaml:11:7: type: a kubernetes.io/dockerconfigjson Secret needs the key .dockerconfigjson in data or stringData",
+        ],
+        id="config-map-and-secret-problems",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {LOG_LEVEL: debug}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [env]
+    env:
+    - name: LEVEL
+      valueFrom:
+        configMapKeyRef: {name: settings, key: LOG_LEVL}
+    - name: OTHER
+      valueFrom:
+        configMapKeyRef: {name: settings, key: OTHER, optional: true}
+""",
+        [
+            "pod.yaml:16:48: spec.containers[0].env[0].valueFrom.configMapKeyRef.key: CreateContainerConfigError: couldn't find key LOG_LEVL in ConfigMap default/settings: the kubelet keeps the container waiting; add the key, or set optional: true; did you mean 'LOG_LEVEL'?",
+        ],
+        id="env-missing-key",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [env]
+    resources: {limits: {cpu: "1"}}
+    envFrom:
+    - configMapRef: {name: a}
+      secretRef: {name: b}
+    env:
+    - name: CPU
+      valueFrom:
+        resourceFieldRef: {resource: limits.cpu, divisor: 1Mi}
+    - name: GPU
+      valueFrom:
+        resourceFieldRef: {resource: limits.nvidia.com/gpu}
+    - name: OTHER
+      valueFrom:
+        resourceFieldRef: {containerName: sidecar, resource: limits.cpu}
+""",
+        [
+            "pod.yaml:11:7: spec.containers[0].envFrom[0].secretRef: give one source: configMapRef or secretRef",
+            "pod.yaml:15:59: spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: '1Mi' is not a divisor for limits.cpu (one of 1m, 1)",
+            "pod.yaml:18:38: spec.containers[0].env[1].valueFrom.resourceFieldRef.resource: 'limits.nvidia.com/gpu' is not supported (supported: limits.cpu, requests.cpu, limits.memory, requests.memory); did you mean 'limits.cpu'?",
+            "pod.yaml:21:43: spec.containers[0].env[2].valueFrom.resourceFieldRef.containerName: 'sidecar' is not a container of this pod",
+        ],
+        id="env-sources",
+    ),
+    pytest.param(
+        """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  completions: 3
+  backoffLimit: -1
+  template:
+    spec:
+      containers:
+      - name: work
+        command: ["true"]
+""",
+        [
+            "pod.yaml:5:16: spec.completions: 3: podvisor runs one pod to one completion; set completions: 1 or leave it out",
+            "pod.yaml:6:17: spec.backoffLimit: must be at least 0, not -1",
+            "pod.yaml:8:5: spec.template.spec.restartPolicy: required: a Job's pod has restartPolicy OnFailure or Never",
+        ],
+        id="workload-problems",
+    ),
+    pytest.param(
+        """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: web
+        command: [sleep, infinity]
+""",
+        [
+            "pod.yaml:5:13: spec.replicas: 0 asks for no pod: nothing would run",
+            "pod.yaml:8:22: spec.template.spec.restartPolicy: 'Never': a Deployment's pod has restartPolicy Always (a Job runs to completion)",
+        ],
+        id="deployment-problems",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Deployment
+metadata: {name: web}
+spec: {}
+""",
+        [
+            "pod.yaml:1:13: apiVersion: 'v1': a Deployment is apiVersion: apps/v1",
+        ],
+        id="workload-wrong-api-version",
     ),
 ]
 

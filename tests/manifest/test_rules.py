@@ -308,7 +308,7 @@ metadata:
   resourceVersion: "42"
 spec:
   nodeSelector: {disktype: ssd}
-  serviceAccountName: web
+  serviceAccount: web
   dnsPolicy: ClusterFirst
   containers:
   - name: web
@@ -323,7 +323,7 @@ status:
     assert [(i.path, i.line) for i in ignored] == [
         ("metadata.resourceVersion", 6),  # creationTimestamp: null is not set at all
         ("spec.nodeSelector", 8),
-        ("spec.serviceAccountName", 9),  # dnsPolicy (line 10) is read: see test_dns.py
+        ("spec.serviceAccount", 9),  # dnsPolicy (line 10) is read: see test_dns.py
         ("spec.containers[0].terminationMessagePolicy", 16),
         ("status", 17),
     ]
