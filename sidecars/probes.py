@@ -70,7 +70,8 @@ async def run_probe(view: PodView, execs: Execs, container: Container, kind: lc.
     while True:
         began = anyio.current_time()
         outcome = await attempt(view, execs, container, probe.handler, probe.timeout_seconds)
-        view.post(lc.ProbeResult(container.name, kind, outcome.success, outcome.message))
+        took = anyio.current_time() - began
+        view.post(lc.ProbeResult(container.name, kind, outcome.success, outcome.message, took))
         await anyio.sleep_until(began + probe.period_seconds)
 
 

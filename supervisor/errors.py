@@ -110,6 +110,15 @@ class AddressInUseError(PodvisorError):
     """Raised when an address podvisor must listen on (metrics, hostPort) is taken."""
 
 
+class PodNameInUseError(PodvisorError):
+    """Raised when `podvisor run` is given a pod whose name a running pod on this host has.
+
+    Nothing was started: rename the pod (metadata.name) or stop the running one.
+    """
+
+    exit_status = EXIT_CONFIG
+
+
 class ControlError(PodvisorError):
     """Raised when a request on a pod's control socket cannot be carried out.
 

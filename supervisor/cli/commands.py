@@ -49,13 +49,13 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from podvisor.init.protocol import plain
 from podvisor.supervisor.cli import output as out
+from podvisor.supervisor.cli import views
 from podvisor.supervisor.control.client import EXEC_ANSWER_TIMEOUT, Client, ask, close_all
-from podvisor.supervisor.control.paths import list_pods
 from podvisor.supervisor.control.wire import (
     ContainerRow,
     Done,
@@ -73,8 +73,6 @@ from podvisor.supervisor.control.wire import (
     Pause,
     Paused,
     PodSummary,
-    Ps,
-    PsReply,
     Reply,
     Request,
     Restart,
@@ -88,9 +86,11 @@ from podvisor.supervisor.control.wire import (
     as_object,
 )
 from podvisor.supervisor.errors import EXIT_CONFIG, ControlError
-from podvisor.supervisor.frozen import frozen
 
-COMMANDS = ("ps", "status", "logs", "exec", "restart", "stop", "kill", "pause", "resume")
+COMMANDS = (
+    *("ps", "status", "logs", "exec", "restart", "stop", "kill", "pause", "resume"),
+    *("events", "describe", "top"),
+)
 EXIT_LOST = 255
 #: The signals exec passes on to the command.
 RELAYED = (
@@ -104,7 +104,6 @@ RELAYED = (
 )
 #: Ignored while the command has the terminal (see the module's header).
 IGNORED_ON_A_TERMINAL = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
-PS_TIMEOUT = 2.0  # per pod: one stuck supervisor must not hold up the list
 #: After an `exec -t` command ends, how long its last output may take to come through.
 DRAIN_SECONDS = 1.0
 
@@ -138,6 +137,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     _add_container_command(sub, "pause", "freeze every process of a container", pause)
     _add_container_command(sub, "resume", "thaw a paused container", resume)
+    views.add_commands(sub, _command)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -202,7 +202,11 @@ def _add_container_command(
 
 
 def _add_ps(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = _command(sub, "ps", "list the pods running on this host", ps)
+    parser = _command(sub, "ps", "list the pods running on this host", views.ps)
+    parser.add_argument(
+        "-a", "--all", action="store_true", help="also list pods found dead (their records go)"
+    )
+    views.add_watch(parser)
     _output_flag(parser)
 
 
@@ -214,6 +218,7 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         status,
     )
     parser.add_argument("pod", metavar="POD")
+    views.add_watch(parser)
     _output_flag(parser)
 
 
@@ -301,55 +306,8 @@ def _split_command(args: argparse.Namespace) -> list[str]:
 # =============================================================================
 
 
-@frozen
-class Unreachable:
-    """A pod whose socket is there but which did not answer; `ps` lists it as Unknown."""
-
-    name: str
-    status: str
-    error: str
-
-
-def ps(args: argparse.Namespace) -> int:
-    pods: list[PodSummary | Unreachable] = []
-    for name, path in list_pods():
-        try:
-            with Client(name, path, timeout=PS_TIMEOUT) as client:
-                pods.append(client.request(Ps(), PsReply).pod)
-        except ControlError as exc:
-            pods.append(Unreachable(name, "Unknown", str(exc)))
-    if args.output == "json":
-        print(json.dumps(plain(pods), indent=2))
-        return 0
-    if not pods:
-        print("no pods run on this host", file=sys.stderr)
-        return 0
-    print(_ps_table(pods, out.Style(sys.stdout), time.time()))
-    return 0
-
-
-def _ps_table(pods: Sequence[PodSummary | Unreachable], style: out.Style, now: float) -> str:
-    rows = []
-    notes = []
-    for p in pods:
-        if isinstance(p, Unreachable):
-            rows.append([p.name, p.status, "-", "-", "-", "-", "-"])
-            notes.append(f"{p.name}: {p.error}")
-            continue
-        rows.append(
-            [
-                p.name,
-                p.status,
-                _ready(p),
-                str(p.restarts),
-                out.since(p.start_time, now),
-                p.pod_ip or "-",
-                p.metrics or "-",
-            ]
-        )
-    headers = ("NAME", "STATUS", "READY", "RESTARTS", "AGE", "IP", "METRICS")
-    text = out.table(headers, rows, style)
-    return "\n".join([text, *notes])
+Unreachable = views.Unreachable
+_ps_table = views.ps_table
 
 
 def _ready(pod: PodSummary) -> str:
@@ -357,6 +315,8 @@ def _ready(pod: PodSummary) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return views.status_watch(args, STATUS_HEADERS, _container_row)
     found = ask(args.pod, Status(), StatusReply)
     if args.output == "json":
         print(json.dumps(plain(found), indent=2))
@@ -378,11 +338,15 @@ def _status_text(found: StatusReply, style: out.Style, now: float) -> str:
             f"supervisor pid {pod.supervisor_pid}"
         ),
     ]
-    headers = ["CONTAINER", "KIND", "STATE", "READY", "RESTARTS", "LAST TERMINATION"]
-    headers += ["CPU", "MEMORY", "PIDS"]
     rows = [_container_row(c, now) for c in found.containers]
     notes = [f"{c.name}: {c.message}" for c in found.containers if c.message]
-    return "\n".join([*head, "", out.table(headers, rows, style), *notes])
+    return "\n".join([*head, "", out.table(STATUS_HEADERS, rows, style), *notes])
+
+
+STATUS_HEADERS = (
+    *("CONTAINER", "KIND", "STATE", "READY", "RESTARTS", "LAST TERMINATION"),
+    *("CPU", "MEMORY", "PIDS"),
+)
 
 
 def _container_row(c: ContainerRow, now: float) -> list[out.Cell]:

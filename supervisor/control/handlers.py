@@ -54,13 +54,18 @@ import anyio.abc
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.control.client import close_all
+from podvisor.supervisor.control.describe import conditions, detail, event_records
 from podvisor.supervisor.control.logs import serve_logs
 from podvisor.supervisor.control.server import Connection, ControlSocket
 from podvisor.supervisor.control.wire import (
     CPU_SAMPLE_SECONDS,
     ContainerRow,
+    Describe,
+    DescribeReply,
     Done,
     Error,
+    Events,
+    EventsReply,
     Exec,
     ExecExited,
     ExecStarted,
@@ -77,6 +82,8 @@ from podvisor.supervisor.control.wire import (
     Restart,
     Resume,
     Resumed,
+    Scrape,
+    ScrapeReply,
     Signal,
     Status,
     StatusReply,
@@ -204,6 +211,8 @@ class ControlServer:
                 await self._resume(conn, request)
             case Stop():
                 await self._stop(conn, request)
+            case Events() | Describe() | Scrape():
+                await self._report(conn, request)
             case _:  # a Signal belongs to a running exec
                 raise ControlError(f"a {request.KIND!r} request comes only during an exec")
 
@@ -271,6 +280,9 @@ class ControlServer:
         )
 
     async def _status(self, conn: Connection) -> None:
+        await conn.send(StatusReply(self._summary(), await self._rows()))
+
+    async def _rows(self) -> tuple[ContainerRow, ...]:
         names = self._names()
         before, t0 = self._read_stats(names), anyio.current_time()
         await anyio.sleep(CPU_SAMPLE_SECONDS)  # CPU use is a rate: two readings apart
@@ -281,7 +293,7 @@ class ControlServer:
             for c in state.containers:
                 usage = _Usage.of(before.get(c.name), after.get(c.name), t1 - t0)
                 rows.append(self._container_row(c, usage))
-        await conn.send(StatusReply(self._summary(), tuple(rows)))
+        return tuple(rows)
 
     def _read_stats(self, names: list[str]) -> dict[str, CgroupStats]:
         found = {}
@@ -298,7 +310,7 @@ class ControlServer:
             kind=c.kind.value,
             state=c.state.value,
             reason=c.reason.value if c.reason is not None else None,
-            message=c.message,
+            message=c.message or self._unready_because(c),
             ready=c.ready,
             started=c.started,
             restarts=c.restart_count,
@@ -314,6 +326,46 @@ class ControlServer:
             pids=usage.stats.pids_current,
             pids_max=usage.stats.pids_max,
         )
+
+    # --- events, describe, the host's scrape -----------------------------------------------
+
+    async def _report(self, conn: Connection, request: Events | Describe | Scrape) -> None:
+        match request:
+            case Events():
+                await conn.send(EventsReply(event_records(self.view)))
+            case Describe():
+                await self._describe(conn)
+            case Scrape():
+                await conn.send(self._scrape())
+
+    async def _describe(self, conn: Connection) -> None:
+        rows = await self._rows()
+        state = self._state()
+        message = ""
+        if state is not None and state.finished:
+            message = lc.last_words(state)
+        elif state is not None and state.reason is not None:
+            message = f"{state.reason.value}: {state.message}"
+        details = tuple(detail(c) for c in self.view.pod.spec.all_containers)
+        events = event_records(self.view)
+        reply = DescribeReply(self._summary(), message, rows, details, conditions(state), events)
+        await conn.send(reply)
+
+    def _scrape(self) -> ScrapeReply:
+        exposition = self.view.exposition
+        if exposition is None:
+            raise ControlError(f"pod {self.view.pod.name!r} serves no metrics")
+        pod = self.view.pod
+        return ScrapeReply(pod.name, pod.namespace, exposition().decode())
+
+    def _unready_because(self, c: lc.ContainerStatus) -> str:
+        """A running container that is not ready: its last failed probe's words."""
+        if c.state is not lc.State.RUNNING or c.ready:
+            return ""
+        for e in reversed(self.view.journal.events):
+            if e.container == c.name and e.reason == "Unhealthy":
+                return e.message
+        return ""
 
     # --- logs --------------------------------------------------------------------------
 

@@ -129,6 +129,32 @@ def bind_control_socket(pod: str, directory: Path | None = None) -> ControlSocke
         return f"no control socket at {path}: {exc.strerror or exc}"
 
 
+def running_pid(pod: str, directory: Path | None = None) -> int | None:
+    """The supervisor pid of a live pod named *pod* on this host; None when there is none.
+
+    *directory*: where its socket would be (None: where sockets go). A socket
+    left by a dead supervisor refuses the connection and is removed.
+    """
+    places = [directory] if directory is not None else [pods_dir(), user_pods_dir()]
+    for place in [d for d in places if d is not None]:
+        path = socket_path(place, pod)
+        if not path.exists():
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            probe.settimeout(2.0)
+            probe.connect(str(path))
+            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return int(struct.unpack("3i", creds)[0])
+        except ConnectionRefusedError:
+            path.unlink(missing_ok=True)  # its supervisor was SIGKILLed
+        except OSError:
+            continue
+        finally:
+            probe.close()
+    return None
+
+
 def _writable_dir() -> Path | None:
     shared = pods_dir()
     with contextlib.suppress(OSError):

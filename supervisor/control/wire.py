@@ -59,6 +59,20 @@ the connection when it is done. Requests, and what answers them::
     Stop            {"op": "stop", "immediate": false}
       -> Done       {"ok": true}, then, when the pod has finished,
          Finished   {"ev": "finished", "phase": "Succeeded", "exit_status": 0}
+    Events          {"op": "events"}
+      -> EventsReply  {"ok": true, "events": [EventRecord, ...]}
+         EventRecord  {"type", "reason", "message", "container", "count",
+                       "first", "last"}    oldest first; repeats folded
+    Describe        {"op": "describe"}
+      -> DescribeReply {"ok": true, "pod": PodSummary, "message",
+                        "containers": [ContainerRow, ...],
+                        "details": [ContainerDetail, ...],
+                        "conditions": [{"type", "status"}, ...],
+                        "events": [EventRecord, ...]}
+         ContainerDetail {"name", "image", "command", "limits", "requests",
+                          "probes", "mounts"}   each item in words
+    Scrape          {"op": "scrape"}
+      -> ScrapeReply  {"ok": true, "pod", "namespace", "text"}   its own series
     any request
       -> Error      {"ok": false, "error": "...", "exit_code": null | 126}
 
@@ -488,6 +502,137 @@ class Error(Message):
         return cls(f.text("error"), f.optional_integer("exit_code"))
 
 
+# --- Events, describe and the host's scrape -----------------------------------------
+
+
+@frozen
+class Events(Request):
+    """The pod's events, as Kubernetes records them (oldest first)."""
+
+    KIND = "events"
+
+
+@frozen
+class Describe(Request):
+    """What `podvisor describe` shows: the pod, its containers in full, its events."""
+
+    KIND = "describe"
+
+
+@frozen
+class Scrape(Request):
+    """The pod's own series, in Prometheus' text format, for the host's endpoint."""
+
+    KIND = "scrape"
+
+
+@frozen
+class EventRecord:
+    """One event, repeats folded: *count* times, from *first* to *last* (Unix seconds)."""
+
+    type: str
+    reason: str
+    message: str
+    #: None: the pod itself.
+    container: str | None
+    count: int
+    first: float
+    last: float
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(
+            f.text("type"),
+            f.text("reason"),
+            f.text("message"),
+            f.optional_text("container"),
+            f.integer("count"),
+            f.number("first"),
+            f.number("last"),
+        )
+
+
+@frozen
+class EventsReply(Reply):
+    KIND = "events reply"
+    events: tuple[EventRecord, ...]
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(tuple(EventRecord.read(e) for e in _objects(f, "events")))
+
+
+@frozen
+class ContainerDetail:
+    """A container's spec as kubectl describe shows it: each item already in words."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    limits: tuple[str, ...]
+    requests: tuple[str, ...]
+    probes: tuple[str, ...]
+    mounts: tuple[str, ...]
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(
+            f.text("name"),
+            f.text("image"),
+            f.texts("command"),
+            f.texts("limits"),
+            f.texts("requests"),
+            f.texts("probes"),
+            f.texts("mounts"),
+        )
+
+
+@frozen
+class Condition:
+    type: str
+    status: str
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.text("type"), f.text("status"))
+
+
+@frozen
+class DescribeReply(Reply):
+    KIND = "describe reply"
+    pod: PodSummary
+    #: The last words of a finished pod, else the pod's reason; "" when none.
+    message: str
+    containers: tuple[ContainerRow, ...]
+    details: tuple[ContainerDetail, ...]
+    conditions: tuple[Condition, ...]
+    events: tuple[EventRecord, ...]
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(
+            PodSummary.read(f.nested("pod")),
+            f.text("message"),
+            tuple(ContainerRow.read(row) for row in _objects(f, "containers")),
+            tuple(ContainerDetail.read(d) for d in _objects(f, "details")),
+            tuple(Condition.read(c) for c in _objects(f, "conditions")),
+            tuple(EventRecord.read(e) for e in _objects(f, "events")),
+        )
+
+
+@frozen
+class ScrapeReply(Reply):
+    KIND = "scrape reply"
+    pod: str
+    namespace: str
+    #: Prometheus' text format 0.0.4.
+    text: str
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.text("pod"), f.text("namespace"), f.text("text"))
+
+
 # --- What follows a reply --------------------------------------------------------
 
 
@@ -561,7 +706,11 @@ class Finished(Event):
 
 
 REQUESTS: Final[dict[str, type[Request]]] = {
-    m.KIND: m for m in (Ps, Status, Logs, Exec, Signal, Restart, Kill, Pause, Resume, Stop)
+    m.KIND: m
+    for m in (
+        *(Ps, Status, Logs, Exec, Signal, Restart, Kill, Pause, Resume, Stop),
+        *(Events, Describe, Scrape),
+    )
 }
 EVENTS: Final[dict[str, type[Event]]] = {m.KIND: m for m in (ExecExited, Finished)}
 

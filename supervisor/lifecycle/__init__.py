@@ -42,6 +42,7 @@ from podvisor.supervisor.lifecycle.plan import (
     ProbePlan,
     plan_for,
 )
+from podvisor.supervisor.lifecycle.record import Journal, PodEvent, last_words, record
 from podvisor.supervisor.lifecycle.status import (
     ContainerStatus,
     PodState,
@@ -81,8 +82,10 @@ __all__ = [
     "Hook",
     "HookFinished",
     "InitDied",
+    "Journal",
     "KillContainer",
     "Notified",
+    "PodEvent",
     "PodFinished",
     "PodPhase",
     "PodPlan",
@@ -108,5 +111,7 @@ __all__ = [
     "TimerFired",
     "begin",
     "handle",
+    "last_words",
     "plan_for",
+    "record",
 ]

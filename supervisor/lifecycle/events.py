@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import TypeAlias
 
 from podvisor.supervisor.frozen import frozen
@@ -44,6 +45,8 @@ class ProbeResult:
     kind: ProbeKind
     success: bool
     message: str = ""
+    #: How long the attempt took, for the metrics; no part of what the result says.
+    seconds: float = field(default=0.0, compare=False)
 
 
 @frozen

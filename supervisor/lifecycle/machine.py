@@ -544,6 +544,7 @@ def _on_timer(tx: _Tx, ev: TimerFired, now: float) -> None:
 def _on_stop_requested(tx: _Tx, ev: StopRequested, now: float) -> None:
     if not tx.pod.stopping:
         _begin_stop(tx, now, stop_signal=ev.signal)
+        tx.pod = replace(tx.pod, stop_requested=True)
     if ev.immediate:
         tx.pod = replace(tx.pod, killing=True)  # rule 13
     if ev.status_from_signal:

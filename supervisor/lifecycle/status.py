@@ -89,6 +89,7 @@ class PodState:
     stopping: bool = False
     killing: bool = False
     stop_signal: int = 15
+    stop_requested: bool = False  # StopRequested came (not the pod's own end)
     status_from_signal: bool = False
     stop_deadline: float | None = None
     failed_init: str | None = None

@@ -4,7 +4,8 @@ Everything else a scrape reports is read at scrape time (cgroup files, the
 core's status). What cannot be read back later is recorded here as it
 happens, by the code that sees it, in the supervisor's event loop:
 
-* `record_probe` -- by the probe runner (sidecars/probes.py), once per attempt;
+* `record_probe` -- by the runner, once per attempt the probe runner
+  (sidecars/probes.py) reports;
 * `observe` -- by the runner, after each lifecycle transition: it measures
   how long each container instance took to count as started and as ready,
   and when the pod's conditions last changed (for /status).

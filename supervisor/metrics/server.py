@@ -14,11 +14,26 @@ binding the address need none of it.
 The address
 -----------
 `podvisor run --metrics-address HOST:PORT`, else the pod's annotation
-``podvisor.io/metrics-address``, else `DEFAULT_ADDRESS`, 127.0.0.1:9464:
-loopback only, as the endpoint shows the pod's status to whoever connects,
+``podvisor.io/metrics-address``, else the host's endpoint,
+`DEFAULT_ADDRESS` (127.0.0.1:9464, or ``$PODVISOR_METRICS_ADDRESS``):
+loopback only, as the endpoint shows the pods' status to whoever connects,
 on a port in Prometheus' exporter range. ``:PORT`` listens on every
 interface (for a container whose port is published), ``[::1]:PORT`` on an
 IPv6 address, and ``off`` (or ``none``) serves nothing.
+
+The host's endpoint
+-------------------
+Every pod started with the default binds the host's address with
+SO_REUSEPORT, so the default never collides: the kernel hands each new
+connection to one of them (only to listeners of the same user), and the
+pod that takes a scrape answers for the whole host, as the kubelet's
+cAdvisor endpoint does. It asks every other pod on the host for its own
+series over its control socket (`Scrape`) and serves them all, each with
+its pod, namespace and container labels (scrape.py merges them). When that
+pod ends, the next connection goes to another; when the last ends, the
+port is free. A pod given an address of its own serves only itself there.
+/livez, /readyz and /status on the host's endpoint answer for the pod
+that takes the connection: ask a pod's own endpoint when several run.
 
 The endpoints
 -------------
@@ -39,12 +54,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import sniffio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -60,6 +77,8 @@ if TYPE_CHECKING:
     from podvisor.supervisor.metrics.status import Redactor
 
 DEFAULT_ADDRESS = "127.0.0.1:9464"
+#: Moves the host's endpoint (for every pod started with the default).
+ADDRESS_VARIABLE = "PODVISOR_METRICS_ADDRESS"
 OFF = "off"
 #: Values that turn the endpoint off ("none" is the manifest's word for no address).
 OFF_WORDS = frozenset({OFF, "none"})
@@ -92,9 +111,14 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def host_address() -> str:
+    """The host's endpoint, shared by every pod started with the default."""
+    return os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS
+
+
 def metrics_address(flag: str | None, annotation: str | None) -> tuple[str, int] | None:
-    """Where to listen: the flag, else the annotation, else the default; None for "off"."""
-    chosen = next((a for a in (flag, annotation) if a is not None), DEFAULT_ADDRESS)
+    """Where to listen: the flag, else the annotation, else the host's; None for "off"."""
+    chosen = next((a for a in (flag, annotation) if a is not None), host_address())
     if chosen.strip().lower() in OFF_WORDS:
         return None
     return parse_address(chosen)
@@ -106,10 +130,17 @@ def _show(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def listen(host: str, port: int) -> anyio.abc.Listener[anyio.abc.SocketStream]:
-    """A TCP listener on host:port; AddressInUseError when something else has the port."""
+async def listen(
+    host: str, port: int, *, shared: bool = False
+) -> anyio.abc.Listener[anyio.abc.SocketStream]:
+    """A TCP listener on host:port; AddressInUseError when something else has the port.
+
+    *shared*: the host's endpoint, which every pod with the default binds too.
+    """
     try:
-        return await anyio.create_tcp_listener(local_host=host or None, local_port=port)
+        return await anyio.create_tcp_listener(
+            local_host=host or None, local_port=port, reuse_port=shared
+        )
     except OSError as e:
         where = _show(host, port)
         if e.errno == errno.EADDRINUSE:
@@ -149,6 +180,8 @@ class MetricsServer:
         self._listener = listener
         self._metrics = metrics
         self.address = bound_address(listener)
+        #: The host's endpoint: answers for every pod on the host.
+        self.shared = False
 
     @classmethod
     async def open(
@@ -162,15 +195,18 @@ class MetricsServer:
         chosen = metrics_address(flag, pod.settings.metrics_address)
         if chosen is None:
             return None
-        listener = await listen(*chosen)
+        shared = flag is None and pod.settings.metrics_address is None
+        listener = await listen(*chosen, shared=shared)
         server = cls(listener, metrics)
+        server.shared = shared
         metrics.backend = sniffio.current_async_library()
         metrics.address = server.address
         return server
 
     async def serve(self, view: PodView) -> None:
         """Serve *view*'s pod until cancelled; the listener is closed on the way out."""
-        endpoint = Endpoint(view, self._metrics)
+        endpoint = Endpoint(view, self._metrics, shared=self.shared)
+        view.exposition = endpoint.exposition
 
         async with self._listener:
             await accept_forever(self._listener, endpoint.serve_connection, view.sink.system)
@@ -203,9 +239,10 @@ async def serve_metrics(
 class Endpoint:
     """The routes, and the connection loop that feeds them."""
 
-    def __init__(self, view: PodView, metrics: PodMetrics) -> None:
+    def __init__(self, view: PodView, metrics: PodMetrics, *, shared: bool = False) -> None:
         self.view = view
         self.metrics = metrics
+        self.shared = shared
         #: Requests answered at once but health checks (connections may be many more).
         self._limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
         #: Made at the first scrape (`scrape`).
@@ -241,7 +278,10 @@ class Endpoint:
         if request is None:
             return False
         async with self._slot(request):
-            response = self.respond(request)
+            if self.shared and request.path == "/metrics" and request.method in ("GET", "HEAD"):
+                response = await self.scrape_host(request)
+            else:
+                response = self.respond(request)
         keep = request.keep_alive
         with anyio.fail_after(SEND_SECONDS):  # a client that takes nothing holds nothing
             await stream.send(response.encode(head_only=request.method == "HEAD", keep_alive=keep))
@@ -270,13 +310,31 @@ class Endpoint:
     # --- routes --------------------------------------------------------------------
 
     def scrape(self, request: Request) -> Response:
+        return self._scraper_made().respond(request)
+
+    def _scraper_made(self) -> Scraper:
         if self._scraper is None:
             # prometheus_client comes in here, at the first scrape, not at start
             # (scrape.py says why).
             from podvisor.supervisor.metrics.scrape import Scraper
 
             self._scraper = Scraper(self.view, self.metrics)
-        return self._scraper.respond(request)
+        return self._scraper
+
+    def exposition(self) -> bytes:
+        """The pod's own series in the text format, for the host's endpoint in another pod."""
+        return self._scraper_made().own_text()
+
+    async def scrape_host(self, request: Request) -> Response:
+        """The host's /metrics: this pod's series and every other pod's (the module says how)."""
+        from podvisor.supervisor.metrics.scrape import other_pods
+
+        try:
+            others = await anyio.to_thread.run_sync(other_pods, self.view.pod.name)
+            return self._scraper_made().respond(request, others)
+        except Exception as e:  # a bug must cost one response, not the pod
+            self.view.sink.system(f"metrics endpoint: /metrics failed: {e!r}")
+            return text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see podvisor's log)")
 
     def livez(self, _: Request) -> Response:
         if self.view.init.process.returncode is not None:

@@ -45,8 +45,13 @@ from podvisor.init import protocol
 from podvisor.sidecars.actions import ContainerActions
 from podvisor.sidecars.notify import container_env
 from podvisor.supervisor import lifecycle as lc
-from podvisor.supervisor.control.server import serve_control
-from podvisor.supervisor.errors import EXIT_PODVISOR, CgroupError, InitDiedError
+from podvisor.supervisor.control.server import running_pid, serve_control
+from podvisor.supervisor.errors import (
+    EXIT_PODVISOR,
+    CgroupError,
+    InitDiedError,
+    PodNameInUseError,
+)
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.model import Container, LoadedPod, Pod
 from podvisor.supervisor.metrics import MetricsServer, PodMetrics
@@ -128,12 +133,14 @@ class PodRunner:
         raise_open_files_limit()
         try:
             async with AsyncExitStack() as stack:
-                self._open_log_files()
+                self._refuse_a_taken_name()
+                self._open_log_files()  # after: it replaces the folder of a pod of this name
                 server = await MetricsServer.open(
                     self.pod, self.metrics, self.options.metrics_address
                 )
                 if server is not None:
                     stack.push_async_callback(server.aclose)
+                    self._say_where_metrics_are(server)
                 resources = await make_resources(
                     self.pod,
                     self.sink,
@@ -165,6 +172,22 @@ class PodRunner:
                 f"warning: no log files: cannot make a folder in {root} ({exc.strerror}); "
                 f"set ${logfiles.ENV_DIR} to a folder you may write"
             )
+
+    def _refuse_a_taken_name(self) -> None:
+        """Two pods of one name would share a control socket and a metrics label set."""
+        pid = running_pid(self.pod.name, self.options.control_dir)
+        if pid is not None:
+            raise PodNameInUseError(
+                f"a pod named {self.pod.name!r} already runs on this host (supervisor pid "
+                f"{pid}); stop it (`podvisor stop {self.pod.name}`) or rename this one "
+                "(metadata.name); nothing was started"
+            )
+
+    def _say_where_metrics_are(self, server: MetricsServer) -> None:
+        host, port = server.address
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        whose = "every pod on this host" if server.shared else "this pod"
+        self.sink.system(f"metrics: http://{where}/metrics ({whose})")
 
 
 @dataclass
@@ -262,8 +285,23 @@ class Supervision:
             if trace:
                 self.sink.system(f"trace: event {event}")
             now = anyio.current_time()
+            if isinstance(event, lc.ProbeResult):
+                self.metrics.record_probe(event.name, event.kind, event.success, event.seconds)
+            before = state
             state, effects = lc.handle(state, event, now)
             self._observe(state, now)
+            self._record(lc.record(before, event, state, now))
+            if state.finished:
+                self.sink.system(lc.last_words(state))
+
+    def _record(self, events: list[lc.PodEvent]) -> None:
+        """Keep the transition's events; say each, and a repeat at its 2nd, 4th, 8th, ... time."""
+        for event in events:
+            kept = self.view.journal.add(event)
+            if kept.count & (kept.count - 1) == 0:
+                who = kept.container or f"pod/{self.pod.name}"
+                times = f" (x{kept.count})" if kept.count > 1 else ""
+                self.sink.system(f"{kept.type} {kept.reason} {who}: {kept.message}{times}")
 
     # --- effects -------------------------------------------------------------------
 

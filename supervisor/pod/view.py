@@ -132,6 +132,10 @@ class PodView:
         self.instances: Mapping[str, InstanceView] = {}
         #: Orphans the pod's inits have reaped, as the init last counted.
         self.orphans_reaped = 0
+        #: The pod's events, as the kubelet records them (`lifecycle.record`).
+        self.journal = lc.Journal()
+        #: The pod's own series in Prometheus' text format, when its endpoint serves.
+        self.exposition: Callable[[], bytes] | None = None
         self._post = post
         self._process_for = process_for
         #: Monotonic (the event loop's clock) to wall clock, for display.

@@ -94,10 +94,16 @@ async def test_a_socket_left_by_a_dead_supervisor(run_dir: Path) -> None:
         gone = await pod.ctl("status", "ctl-dead")
         assert gone.returncode == 1
         assert "pod 'ctl-dead' is gone: its supervisor died and left" in gone.stderr
-        listed = (await pod.ctl("ps")).stdout.splitlines()
-        assert listed[1].split()[:2] == ["ctl-dead", "Unknown"]
+        # `ps --all` lists it once as gone and removes it; `ps` lists live pods only.
+        listed = (await pod.ctl("ps", "--all")).stdout.splitlines()
+        assert listed[1].split()[:2] == ["ctl-dead", "Gone"]
         assert listed[2].split()[0] == "ctl-other"
-        assert listed[3].startswith("ctl-dead: pod 'ctl-dead' is gone")
+        assert listed[3] == "ctl-dead: its supervisor died; record removed"
+        assert not left.exists()
+        assert [row.split()[0] for row in (await pod.ctl("ps")).stdout.splitlines()] == [
+            "NAME",
+            "ctl-other",
+        ]
     # The next pod of that name replaces it.
     async with control_pod(serving_pod("ctl-dead"), run_dir) as pod:
         await pod.serving()

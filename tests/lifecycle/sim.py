@@ -68,6 +68,8 @@ class Sim:
         self.alive: dict[str, int] = {}  # name -> the instance whose process exists
         self.probing: set[tuple[str, lc.ProbeKind]] = set()
         self.finished: list[lc.PodFinished] = []
+        #: The Kubernetes events of every transition, folded as the kubelet folds them.
+        self.journal = lc.Journal()
         self._due: list[_Due] = []
         self._seq = itertools.count()
         self.state, effects = lc.begin(plan, start)
@@ -78,7 +80,10 @@ class Sim:
     def send(self, event: lc.Event) -> list[lc.Effect]:
         """Hand one event to the core now, as the runner would."""
         self.log.append((self.now, event))
+        before = self.state
         self.state, effects = lc.handle(self.state, event, self.now)
+        for recorded in lc.record(before, event, self.state, self.now):
+            self.journal.add(recorded)
         self._apply(effects)
         return effects
 

@@ -24,8 +24,8 @@ def podvisor(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     [
         (["rm", "bundle"], None),
         (["stauts", "bundle"], "status"),
-        (["top", "-bn1"], "stop"),
-        (["describe", "bundle"], None),
+        (["htop", "-d", "5"], "top"),
+        (["inspect", "bundle"], None),
         (["get", "pods"], None),
         (["sh", "-c", "rm bundle"], None),
     ],
