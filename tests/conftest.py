@@ -29,6 +29,13 @@ PREFIXES = ("podvisor-", "pv-", "pvh", "pvp")
 
 def pytest_configure(config: pytest.Config) -> None:
     syscalls.set_child_subreaper()
+    if os.geteuid() == 0:
+        # As `ip netns add` does once per boot: /run/netns becomes a mount of
+        # its own. Done now, so that the first pod on a freshly booted host is
+        # not judged to have left a mount behind.
+        from podvisor.supervisor.network import netns
+
+        netns.ensure_netns_dir()
     # Pods' log folders go to the session's own directory, never /var/log/pods,
     # where another session's pod of the same name could be running.
     if "PODVISOR_LOG_DIR" not in os.environ:

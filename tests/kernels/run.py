@@ -171,7 +171,10 @@ def pytest_command(args: list[str]) -> str:
         f"--junitxml={OUT}/junit.xml",
         *args,
     ]
-    return f"cd {shlex.quote(str(ROOT))} && exec {shlex.join(pytest)}\n"
+    # PYTHONPATH: the processes the tests start import this tree too, before the
+    # editable install's path entry (which may name another checkout).
+    root = shlex.quote(str(ROOT))
+    return f"cd {root} && PYTHONPATH={root} exec {shlex.join(pytest)}\n"
 
 
 class Console:
@@ -187,6 +190,7 @@ class Console:
         with log.open("wb") as kept:
             for raw in proc.stdout:
                 kept.write(raw)
+                kept.flush()  # so that a run can be followed with tail -f
                 line = raw.decode(errors="replace").rstrip("\r\n")
                 if line.startswith(BOOTED):
                     self.booted.set()
@@ -291,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = pytest_command(args.pytest_args or ["-q", *SELECTION])
     if args.shell:
-        command = f"cd {shlex.quote(str(ROOT))} && {args.shell}\n"
+        command = f"cd {shlex.quote(str(ROOT))} && PYTHONPATH=. {args.shell}\n"
     results: list[Result] = []
     accels = accelerators(args.accel)
     for layout in args.layout or list(LAYOUTS):
