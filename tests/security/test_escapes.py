@@ -24,8 +24,12 @@ pytestmark = pytest.mark.needs_root
 
 @pytest.fixture
 def host_tmpfs() -> Iterator[Path]:
-    """A tmpfs of the host's, writable, as /dev/shm or /run would be."""
-    path = Path(tempfile.mkdtemp(prefix="pv-sec-tmpfs-", dir="/tmp"))
+    """A tmpfs of the host's, writable, as /dev/shm or /run would be.
+
+    Named outside podvisor's prefixes: it is the test's, not podvisor's, and a
+    leak check of another test run on the machine must not take it for one.
+    """
+    path = Path(tempfile.mkdtemp(prefix="sectest-tmpfs-", dir="/tmp"))
     syscalls.mount("tmpfs", str(path), "tmpfs", 0, "size=64k")
     try:
         yield path
