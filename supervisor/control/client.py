@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from podvisor.init import seqpacket
+from podvisor.supervisor.control import chunks
 from podvisor.supervisor.control.paths import find_pod
 from podvisor.supervisor.control.wire import (
     MAX_MESSAGE,
@@ -89,7 +90,10 @@ class Client:
 
     def send(self, request: Request, fds: Sequence[int] = ()) -> None:
         try:
-            seqpacket.send(self.sock, encode(request), fds)
+            *first, last = chunks.split(encode(request))
+            for packet in first:
+                seqpacket.send(self.sock, packet)
+            seqpacket.send(self.sock, last, fds)
         except TimeoutError as exc:
             raise ControlError(self._silent()) from exc
         except OSError as exc:
@@ -133,12 +137,19 @@ class Client:
             raise self._unreadable(exc) from exc
 
     def _receive(self) -> tuple[bytes, list[int]] | None:
+        joiner = chunks.Joiner(MAX_MESSAGE)
         try:
-            return seqpacket.receive(self.sock, MAX_MESSAGE)
+            while (packet := seqpacket.receive(self.sock, MAX_MESSAGE)) is not None:
+                data, fds = packet
+                whole = joiner.feed(data)
+                if whole is not None:
+                    return whole, fds
+                close_all(fds)  # descriptors ride on a message's last packet only
         except TimeoutError as exc:
             raise ControlError(self._silent()) from exc
         except (OSError, seqpacket.PacketError) as exc:
             raise ControlError(f"lost the connection to pod {self.pod!r}: {exc}") from exc
+        return None
 
     def _unreadable(self, exc: ControlMessageError) -> ControlMessageError:
         return ControlMessageError(

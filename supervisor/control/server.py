@@ -27,6 +27,7 @@ import anyio
 import anyio.abc
 
 from podvisor.init import seqpacket
+from podvisor.supervisor.control import chunks
 from podvisor.supervisor.control.client import close_all
 from podvisor.supervisor.control.paths import SUN_PATH_MAX, pods_dir, socket_path, user_pods_dir
 from podvisor.supervisor.control.wire import MAX_MESSAGE, Message, Request, decode_request, encode
@@ -214,13 +215,20 @@ class Connection:
 
         A message that is no request is a ControlMessageError naming it.
         """
-        try:
-            packet = await self.stream.receive()
-        except seqpacket.PacketError as exc:
-            raise ControlMessageError(str(exc)) from exc
-        if packet is None:
-            return None
-        data, fds = packet
+        joiner = chunks.Joiner(MAX_MESSAGE)
+        while True:
+            try:
+                packet = await self.stream.receive()
+                if packet is None:
+                    return None
+                data, fds = packet
+                whole = joiner.feed(data)
+            except seqpacket.PacketError as exc:
+                raise ControlMessageError(str(exc)) from exc
+            if whole is not None:
+                data = whole
+                break
+            close_all(fds)  # descriptors ride on a message's last packet only
         try:
             return decode_request(data), fds
         except ControlMessageError:
@@ -228,12 +236,17 @@ class Connection:
             raise
 
     async def send(self, message: Message, fds: Sequence[int] = ()) -> None:
-        await self.stream.send(encode(message), fds)
+        *first, last = chunks.split(encode(message))
+        for packet in first:
+            await self.stream.send(packet)
+        await self.stream.send(last, fds)
 
     def send_nowait(self, message: Message) -> None:
         """Send if the socket takes it now (on the way out, when nothing may wait)."""
         with contextlib.suppress(ControlMessageError):
-            self.stream.send_nowait(encode(message))
+            packets = chunks.split(encode(message))
+            if len(packets) == 1:  # a message cut short would be worse than none
+                self.stream.send_nowait(packets[0])
 
     def peer_uid(self) -> int:
         creds = self.stream.sock.getsockopt(

@@ -23,6 +23,7 @@ import yaml
 
 from podvisor.supervisor.errors import ConfigError, Problem
 from podvisor.supervisor.manifest import dns, documents, fields, names, volumes
+from podvisor.supervisor.manifest.bounds import MAX_MANIFEST_BYTES
 from podvisor.supervisor.manifest.containers import ParsedContainer, PodContext, container
 from podvisor.supervisor.manifest.env import EnvContext
 from podvisor.supervisor.manifest.model import (
@@ -103,10 +104,11 @@ def _config_files(config: Sequence[str | Path]) -> list[str]:
 
 def _read(source: str | Path, name: str) -> str:
     try:
+        # One character past the limit is enough for compose_all to refuse it.
         if str(source) == "-":
-            return sys.stdin.read()
+            return sys.stdin.read(MAX_MANIFEST_BYTES + 1)
         with open(os.fspath(source), encoding="utf-8") as file:
-            return file.read()
+            return file.read(MAX_MANIFEST_BYTES + 1)
     except UnicodeDecodeError as error:
         raise ConfigError([Problem(name, 0, 0, "", f"not UTF-8 text: {error.reason}")]) from None
     except OSError as error:

@@ -25,6 +25,7 @@ import yaml
 
 from podvisor.supervisor.errors import ConfigError, Problem
 from podvisor.supervisor.frozen import frozen
+from podvisor.supervisor.manifest import bounds
 from podvisor.supervisor.manifest.model import Ignored
 
 # libyaml's composer when PyYAML was built with it (much faster), else the pure
@@ -129,8 +130,11 @@ def compose_all(source: str, text: str) -> list[yaml.Node]:
     A document may be anything: the caller says what a document must be.
     """
     text = text.removeprefix("\ufeff")
+    bounds.check_size(source, text)
     try:
         documents = [d for d in yaml.compose_all(text, Loader=_LOADER) if not is_null(d)]
+        for document in documents:
+            bounds.check_aliases(source, document)
     except yaml.YAMLError as error:
         node = _from_json(text)
         if node is None:
