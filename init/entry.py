@@ -32,6 +32,7 @@ SUPERVISOR_COMMANDS = frozenset(
         "events",
         "describe",
         "top",
+        "attach",
         "logs",
         "exec",
         "restart",

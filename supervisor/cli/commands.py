@@ -89,7 +89,7 @@ from podvisor.supervisor.errors import EXIT_CONFIG, ControlError
 
 COMMANDS = (
     *("ps", "status", "logs", "exec", "restart", "stop", "kill", "pause", "resume"),
-    *("events", "describe", "top"),
+    *("events", "describe", "top", "attach"),
 )
 EXIT_LOST = 255
 #: The signals exec passes on to the command.

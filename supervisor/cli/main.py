@@ -65,6 +65,13 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         "podvisor.io/metrics-address, else 127.0.0.1:9464; 'off' for none)",
     )
     run.add_argument(
+        "-d",
+        "--detach",
+        action="store_true",
+        help="start the pod in the background, print its name once it runs, and return "
+        "(follow it with `podvisor attach POD`)",
+    )
+    run.add_argument(
         "--backend",
         choices=BACKENDS,
         default=DEFAULT_BACKEND,
@@ -241,6 +248,11 @@ def _brief(maker: NetworkMaker | None, pod: Pod) -> NetworkMaker | None:
 
 
 def _run(argv: list[str]) -> int:
+    if any(a in ("-d", "--detach") for a in argv[1:]):
+        # Imported only here: a supervisor would keep the control client's code.
+        from podvisor.supervisor.cli.detach import run_detached
+
+        return run_detached(argv)
     # A launcher that ignores SIGCHLD would have the kernel reap our children
     # (the network's maker, the pod's init) before we could wait for them.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)

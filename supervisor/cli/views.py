@@ -72,6 +72,13 @@ def add_commands(
     top_ = command(
         sub, "top", "show each container's CPU, memory, PIDs and restarts, refreshing", top
     )
+    attach_ = command(
+        sub, "attach", "follow a running pod's output, as `podvisor run` prints it", attach
+    )
+    attach_.add_argument("pod", metavar="POD")
+    attach_.add_argument(
+        "--tail", type=int, default=0, metavar="N", help="first the last N lines (default: 0)"
+    )
     top_.add_argument("pod", metavar="POD", nargs="?", help="one pod (default: every pod)")
     top_.add_argument("--no-stream", action="store_true", help="print one table and end")
     _output(top_)
@@ -454,3 +461,26 @@ def top(args: argparse.Namespace) -> int:
         if args.no_stream:
             return 0
     return 0
+
+
+# =============================================================================
+# attach
+# =============================================================================
+
+
+def attach(args: argparse.Namespace) -> int:
+    """Every container's lines as they come, until the pod ends; Ctrl-C leaves it running."""
+    from podvisor.supervisor.cli import commands
+
+    follow = argparse.Namespace(
+        pod=args.pod,
+        named=None,
+        container=None,
+        follow=True,
+        previous=False,
+        tail=args.tail,
+        since=None,
+        timestamps=False,
+        output="text",
+    )
+    return commands.logs(follow)

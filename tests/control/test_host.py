@@ -132,3 +132,30 @@ def test_a_sigkilled_pods_record_leaves_ps(tmp_path: Path, run_dir: Path) -> Non
         assert (live.returncode, json.loads(live.stdout)) == (0, [])
     finally:
         clean_after_dead_supervisor("host-dead", tree, GRACE)
+
+
+def test_run_detached_returns_once_started_and_attach_follows(
+    tmp_path: Path, run_dir: Path
+) -> None:
+    manifest = _pod(tmp_path, "host-detached")
+    started = _podvisor(run_dir, "run", "-d", "--metrics-address", "off", str(manifest))
+    assert (started.returncode, started.stdout) == (0, "host-detached\n"), started.stderr
+    try:
+        [listed] = json.loads(_podvisor(run_dir, "ps", "-o", "json").stdout)
+        assert (listed["name"], listed["status"]) == ("host-detached", "Running")
+        again = _podvisor(run_dir, "run", "-d", str(manifest))
+        assert again.returncode == 2
+        assert f"supervisor pid {listed['supervisor_pid']}" in again.stderr
+
+        with subprocess.Popen(
+            [*podvisor_command(), "attach", "host-detached", "--tail", "10"],
+            env=ctl_env(run_dir),
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as attach:
+            assert attach.stdout is not None
+            assert attach.stdout.readline() == "up\n"  # bounded: the pod's stop ends it
+            assert _podvisor(run_dir, "stop", "host-detached").returncode == 0
+            assert attach.wait(timeout=60) == 0
+    finally:
+        _podvisor(run_dir, "stop", "--now", "host-detached")  # if a check above failed
