@@ -242,6 +242,7 @@ class PodInit:
     orphans: int = 0
     stopping_at: float | None = None
     stop_code: int = 0
+    container_inits: set[int] = field(default_factory=set)  # spawned with pidns
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
 
     def run(self) -> int:
@@ -320,9 +321,17 @@ class PodInit:
             stopping = protocol.SpawnFailed(rid, errno.ESHUTDOWN, "fork", "the pod is stopping")
             self._send(stopping)
             return
+        if spec.rootfs is not None and spec.rootfs.join:
+            try:
+                spec = self._entering(spec, spec.rootfs)
+            except OSError as exc:
+                self._send(protocol.SpawnFailed(rid, exc.errno or 0, "before_exec", str(exc)))
+                return
         extra = dict(zip(spec.extra_fds, fds[3:], strict=False))
         # With pidns the child is the container's own init, forked from this one.
         container_init = partial(_container_init, spec) if spec.pidns else None
+        if spec.rootfs is not None and spec.rootfs.join:
+            container_init = partial(_entered, spec)
         try:
             with _stdio(fds[:3]) as stdio:
                 pid = process.spawn(
@@ -338,7 +347,25 @@ class PodInit:
             self._send(protocol.SpawnFailed(rid, exc.errno or 0, stage, str(exc)))
             return
         self.spawned[pid] = rid
+        if spec.pidns:
+            self.container_inits.add(pid)
         self._send(protocol.Spawned(rid, pid))
+
+    def _entering(self, spec: protocol.Process, r: protocol.Rootfs) -> protocol.Process:
+        """*spec* set to enter the root of the container whose process is ``r.join``.
+
+        That is the mount namespace of the container's PID 1: its own init
+        when it has one (which makes a mount namespace of its own for its
+        /proc, right after its fork), else the program itself.
+        """
+        import dataclasses
+
+        if r.join not in self.spawned:
+            raise OSError(errno.ESRCH, "the container is not running")
+        holder = r.join
+        if r.join in self.container_inits:
+            holder = _inner_init_of(r.join)
+        return dataclasses.replace(spec, rootfs=dataclasses.replace(r, join=holder))
 
     def _signal(self, request: protocol.Signal) -> None:
         err = 0
@@ -371,6 +398,7 @@ class PodInit:
 
     def _on_exit(self, pid: int, status: int) -> None:
         rid = self.spawned.pop(pid, None)
+        self.container_inits.discard(pid)
         if rid is None:
             self.orphans += 1
             return
@@ -422,6 +450,28 @@ def descendants(root: int) -> list[int]:
                 found.append(child)
                 queue.append(child)
     return found
+
+
+def _inner_init_of(outer: int, wait: float = 2.0) -> int:
+    """The inner init of container init *outer*, once it has its own mount namespace.
+
+    It unshares that namespace (for its /proc) right after its fork; until then
+    a process entering the container would get the outer namespace, without
+    the container's /proc. So wait for it, briefly: only an exec that races a
+    container's start ever does.
+    """
+    deadline = time.monotonic() + wait
+    own = os.stat(f"/proc/{outer}/ns/mnt").st_ino
+    while True:
+        try:
+            children = Path(f"/proc/{outer}/task/{outer}/children").read_text().split()
+            if children and os.stat(f"/proc/{children[0]}/ns/mnt").st_ino != own:
+                return int(children[0])
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise OSError(errno.ESRCH, f"container process {outer} has no running init")
+        time.sleep(0.002)
 
 
 @contextlib.contextmanager
@@ -476,6 +526,36 @@ def _container_init(spec: protocol.Process) -> int:
     )
 
 
+def _entered(spec: protocol.Process) -> int:
+    """A probe, hook or exec in a container on its image: its command in a child born
+    in the container's PID namespace, which enters the container's mounts, is
+    confined, and execs; this process relays signals to it and returns its status.
+
+    An exec that fails is said on stderr, with 127 (not found) or 126, as a shell says it.
+    """
+    from podvisor.init import rootfs, tini
+
+    assert spec.rootfs is not None
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+    waited = process.block_signals()
+    child = os.fork()
+    if child == 0:
+        code = 126
+        try:
+            rootfs.join_mounts(spec.rootfs)
+            if spec.confine is not None:
+                confinement.drop_privileges(spec.confine, spec.uid, spec.gid)
+            process.prepare_child()
+            os.execvpe(spec.argv[0], spec.argv, spec.env)  # noqa: S606 (argv, as given)
+        except BaseException as exc:
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            with contextlib.suppress(OSError):
+                os.write(2, f"podvisor: cannot run {spec.argv[0]}: {exc}\n".encode())
+        finally:
+            os._exit(code)
+    return tini.relay(child, waited)
+
+
 def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], None]:
     """What a spawned child does between fork and exec: extra fds, cgroups, confinement.
 
@@ -497,8 +577,16 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
         for procs in procs_files:
             with open(procs, "w") as f:
                 f.write("0")
-        if confine is not None:
+        if spec.rootfs is not None and spec.rootfs.join:
+            from podvisor.init import rootfs
+
+            rootfs.join_pid(spec.rootfs)  # the rest in the child it forks (`_entered`)
+        elif confine is not None:
             confinement.enter(confine)
+            if spec.rootfs is not None:
+                from podvisor.init import rootfs
+
+                rootfs.enter(spec.rootfs)
             if not spec.pidns:
                 confinement.apply_masks(confine)
                 confinement.drop_privileges(confine, uid, gid)

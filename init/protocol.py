@@ -242,6 +242,45 @@ class Confinement:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Rootfs:
+    """A container's root from its image, made and entered by `podvisor.init.rootfs`.
+
+    A container's program (``join`` 0) mounts an overlay of ``lower`` (the
+    image's layer directories, top first) with a fresh ``upper`` and
+    ``work``, mounts /dev, /sys and /dev/shm in it, binds ``binds`` (host file,
+    path inside: the pod's /etc files, the termination message), and
+    pivot_roots into it. A probe, hook or exec (``join``: the container's
+    process as the pod's init numbers it) enters that root instead: the mount
+    and cgroup namespaces of the container's PID 1. Either way the process
+    then changes to ``cwd``, made if missing as runc makes it.
+    """
+
+    lower: tuple[str, ...] = ()
+    upper: str = ""
+    work: str = ""
+    binds: tuple[tuple[str, str], ...] = ()
+    #: The pod's shared memory (a directory the pod's init made a tmpfs), or "".
+    shm: str = ""
+    cwd: str = "/"
+    join: int = 0
+    #: readOnlyRootFilesystem: the overlay read-only once its mounts are made.
+    readonly: bool = False
+
+    @classmethod
+    def read(cls, f: Fields) -> Rootfs:
+        return cls(
+            f.texts("lower"),
+            f.text("upper"),
+            f.text("work"),
+            f.pairs("binds"),
+            f.text("shm"),
+            f.text("cwd"),
+            f.integer("join"),
+            f.flag("readonly"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Process:
     """What to run and how: a container's program, a probe's command, an exec."""
 
@@ -260,10 +299,13 @@ class Process:
     tty: bool = False
     #: A container's confinement; None for a process of the pod as it is.
     confine: Confinement | None = None
+    #: The container's root from its image; None in host mode (the pod's files).
+    rootfs: Rootfs | None = None
 
     @classmethod
     def read(cls, f: Fields) -> Process:
         confine = f.optional_nested("confine")
+        rootfs = f.optional_nested("rootfs")
         return cls(
             f.texts("argv"),
             f.mapping("env"),
@@ -275,6 +317,7 @@ class Process:
             f.integers("extra_fds"),
             f.flag("tty"),
             Confinement.read(confine) if confine is not None else None,
+            Rootfs.read(rootfs) if rootfs is not None else None,
         )
 
 

@@ -288,6 +288,20 @@ def umount(target: str, flags: int = 0) -> None:
     _check(libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
 
 
+#: pivot_root(2) has no glibc wrapper: its number, per architecture.
+_SYS_PIVOT_ROOT: Final = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203}
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """Make *new_root* this mount namespace's root, the old one at *put_old* (pivot_root(2))."""
+    libc = _libc_or_raise(HAVE_MOUNT, "pivot_root")
+    machine = os.uname().machine
+    number = _SYS_PIVOT_ROOT.get(machine)
+    if number is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {machine}")
+    _check(libc.syscall(number, new_root.encode(), put_old.encode()), "pivot_root")
+
+
 def make_mounts_private() -> None:
     """Stop mount events from propagating back to the parent namespace."""
     mount("none", "/", None, MS_REC | MS_PRIVATE)

@@ -4,8 +4,8 @@ Kubernetes' rules and defaults, as the API server applies them: ports default
 to TCP, and with hostNetwork a hostPort defaults to the containerPort (and must
 equal it); a resource request left out defaults to its limit, and may not
 exceed it; an init container that is not a sidecar may have no probes or
-hooks. podvisor adds one rule: `command` is required, because it runs programs
-from the host's file system and there is no image whose entrypoint to use.
+hooks. `command` may be left out when the image says what to run; a container
+in host mode (`manifest.rootfs`) must have one.
 """
 
 from __future__ import annotations
@@ -42,10 +42,6 @@ from podvisor.supervisor.manifest.quantity import (
     parse_quantity,
 )
 
-_COMMAND_REQUIRED = (
-    "required: podvisor runs programs from the host's file system and pulls no image, "
-    "so give the program and its arguments (e.g. command: [python3, -m, http.server])"
-)
 _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 _EXAMPLES = {"cpu": "500m, 1, 1.5", "memory": "128Mi, 1G, 500M"}
 _MAX = 2**63 - 1
@@ -133,12 +129,10 @@ def _name(f: Fields) -> str | None:
 
 
 def _command(f: Fields) -> tuple[str, ...]:
-    command = f.strings("command")
-    node = f.get("command")
-    # A list whose items are all wrong has been reported item by item already.
-    if not command and (node is None or (isinstance(node, yaml.SequenceNode) and not node.value)):
-        f.error("command", _COMMAND_REQUIRED)
-    return command
+    # Optional, and an empty list is as good as none (as in Kubernetes): the image
+    # may say what to run. A container in host mode without one is refused once
+    # its root is known (loader._root_rules).
+    return f.strings("command")
 
 
 #: The kernel's limit on one argument (MAX_ARG_STRLEN, execve(2)), and a bound

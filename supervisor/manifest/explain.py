@@ -126,6 +126,7 @@ class ImageLine:
     reason: str
     id: str | None = None
     credential: str | None = None  # where a pull would take its credentials from
+    program: tuple[str, ...] | None = None  # what runs, the image's config applied
 
 
 def image_states(pod: Pod) -> dict[str, ImageLine]:
@@ -147,8 +148,13 @@ def image_states(pod: Pod) -> dict[str, ImageLine]:
             continue
         image_id = a.image.id if a.image else None
         credential = _credential(c.image, pod) if a.state == WOULD_PULL else None
+        program = None
+        if a.image is not None:
+            from podvisor.supervisor.pod.image_config import program as image_program
+
+            program = image_program(c, a.image.config, {})
         found[c.name] = ImageLine(
-            c.image, str(a.policy), str(a.state), a.reason, image_id, credential=credential
+            c.image, str(a.policy), str(a.state), a.reason, image_id, credential, program
         )
     return found
 
@@ -166,13 +172,25 @@ def _credential(image: str, pod: Pod) -> str | None:
     return found.source if found is not None else None
 
 
-def _image_lines(line: ImageLine | None) -> Iterator[str]:
+def _root_lines(pod: Pod, c: Container, line: ImageLine | None) -> Iterator[str]:
+    """Which root the container runs on and why; its image as the store has it."""
+    from podvisor.supervisor.manifest.rootfs import RootMode, root_choice
+
+    choice = root_choice(pod, c)
+    if choice.mode is RootMode.HOST:
+        yield f"    root: the host's file system (host mode: {choice.why})"
+    else:
+        yield f"    root: its image's, an overlay entered with pivot_root ({choice.why})"
     if line is None:
         return
     policy = f" (imagePullPolicy {line.policy})" if line.policy else ""
-    yield f"    image: {line.image}{policy}: {line.state}: {line.reason}"
+    unused = ", not used in host mode" if choice.mode is RootMode.HOST else ""
+    yield f"    image: {line.image}{policy}: {line.state}: {line.reason}{unused}"
     if line.credential:
         yield f"      credentials: {line.credential}"
+    if choice.mode is RootMode.IMAGE and line.program is not None and not c.command:
+        how = "Entrypoint and args" if c.args else "Entrypoint and Cmd"
+        yield f"    runs: {shlex.join(line.program)} (the image's {how})"
 
 
 def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[str]:
@@ -191,16 +209,11 @@ def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[
     yield "  start order:"
     for n, c in enumerate(spec.all_containers, 1):
         yield f"    {n}. {c.kind:<8} {c.name}{_gate(c)}"
-    if images:
-        yield (
-            "  images: looked up in the image store (podvisor run does not use them yet: "
-            "it runs each command from this machine's file system)"
-        )
     yield from _volume_lines(loaded)
     for c in spec.all_containers:
         yield ""
         yield from _container_lines(c, pod)
-        yield from _image_lines(images.get(c.name))
+        yield from _root_lines(pod, c, images.get(c.name))
     if loaded.ignored or loaded.others:
         yield ""
         yield "  ignored (accepted, no effect here):"
@@ -398,6 +411,9 @@ def _mount_text(m: VolumeMount, pod: Pod) -> str:
 
 def _command(argv: tuple[str, ...]) -> Iterator[str]:
     """The command on one line; a multi-line argument (a script) below it, indented."""
+    if not argv:
+        yield "    command: the image's (its Entrypoint and Cmd)"
+        return
     script = next((a for a in argv if "\n" in a), None)
     if script is None:
         yield f"    command: {shlex.join(argv)}"
@@ -562,7 +578,7 @@ def plan_json(loaded: LoadedPod, images: Mapping[str, ImageLine] | None = None) 
         "start_order": [{"name": c.name, "kind": str(c.kind)} for c in pod.spec.all_containers],
         "containers": [
             _json(c)
-            | {"argv": list(c.argv)}
+            | {"argv": list(c.argv), "root": _root_json(pod, c)}
             | ({"image_state": _json(images[c.name])} if c.name in images else {})
             for c in pod.spec.all_containers
         ],
@@ -577,6 +593,13 @@ def plan_json(loaded: LoadedPod, images: Mapping[str, ImageLine] | None = None) 
             "claims": sorted(pod.config.claims),
         },
     }
+
+
+def _root_json(pod: Pod, c: Container) -> dict[str, str]:
+    from podvisor.supervisor.manifest.rootfs import root_choice
+
+    choice = root_choice(pod, c)
+    return {"mode": str(choice.mode), "why": choice.why}
 
 
 def _fields(obj: Any, *leave_out: str) -> list[dataclasses.Field[Any]]:

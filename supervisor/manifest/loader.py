@@ -27,6 +27,7 @@ from podvisor.supervisor.manifest.bounds import MAX_MANIFEST_BYTES
 from podvisor.supervisor.manifest.containers import ParsedContainer, PodContext, container
 from podvisor.supervisor.manifest.env import EnvContext
 from podvisor.supervisor.manifest.model import (
+    Container,
     ContainerKind,
     LoadedPod,
     Pod,
@@ -299,11 +300,33 @@ def _with_settings(
             )
         with_settings = settings.for_container(name, p.stop_signal)
         built[name] = dataclasses.replace(p.container, settings=with_settings)
+        _root_rules(report, p, built[name], settings.pod.rootfs)
     return dataclasses.replace(
         spec,
         containers=tuple(built.get(c.name, c) for c in spec.containers),
         init_containers=tuple(built.get(c.name, c) for c in spec.init_containers),
     )
+
+
+def _root_rules(report: Report, p: ParsedContainer, c: Container, pod_rootfs: str | None) -> None:
+    """A container in host mode needs a command; one on an image needs an image."""
+    from podvisor.supervisor.manifest.rootfs import RootMode, choice_for
+
+    choice = choice_for(c, pod_rootfs)
+    if choice.mode is RootMode.HOST and not c.command:
+        report.error(
+            p.node,
+            child(p.path, "command"),
+            f"required in host mode ({choice.why}): podvisor runs the program from the host's "
+            "file system, so give it and its arguments (e.g. command: [python3, -m, "
+            "http.server]), or name an image that says what to run",
+        )
+    if choice.mode is RootMode.IMAGE and not c.image:
+        report.error(
+            p.node,
+            child(p.path, "image"),
+            f"required: {choice.why}, but the container names no image",
+        )
 
 
 # --- Rules across containers, and warnings ------------------------------------------------

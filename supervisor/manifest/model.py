@@ -199,11 +199,14 @@ class ContainerSettings:
     watchdog_usec: int | None = None
     notification_fd: int | None = None
     stop_signal: int = int(signal.SIGTERM)
+    # "host" or "image" from `podvisor.io/rootfs.CONTAINER`; None: the pod's, else the
+    # rule of `manifest.rootfs.root_choice`.
+    rootfs: str | None = None
 
 
 @frozen
 class Container:
-    """One container of the pod: a program from the host file system, supervised."""
+    """One container of the pod: a program on its image's root or the host's files, supervised."""
 
     name: str
     kind: ContainerKind
@@ -220,7 +223,7 @@ class Container:
     security_context: SecurityContext = field(default_factory=SecurityContext)
     stdin: bool = False
     tty: bool = False
-    image: str | None = None  # looked up by `podvisor check`; `podvisor run` does not use it yet
+    image: str | None = None  # its root (see `manifest.rootfs.root_choice`)
     image_pull_policy: str | None = None  # Always, IfNotPresent, Never; None: the tag's default
     restart_policy: RestartPolicy | None = None  # ALWAYS for sidecars, else None
     settings: ContainerSettings = field(default_factory=ContainerSettings)
@@ -450,6 +453,7 @@ class PodSettings:
     pids_limit: int | None = None  # default for containers without their own
     log_max_size: int = 10 * 1024 * 1024  # containerLogMaxSize
     log_max_files: int = 5  # containerLogMaxFiles
+    rootfs: str | None = None  # "host" or "image" for every container; None: the rule
 
 
 class DnsPolicy(StrEnum):

@@ -98,6 +98,12 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def _rootfs(text: str) -> str:
+    if text not in ("host", "image"):
+        raise ValueError(f"{text!r} is not host or image")
+    return text
+
+
 def _network(text: str) -> str:
     if text not in ("host", "loopback", "bridge"):
         raise ValueError(f"{text!r} is not a network mode: use host, loopback or bridge")
@@ -168,6 +174,13 @@ SETTINGS: tuple[Setting, ...] = (
         "subnet", "pod", "CIDR", "chosen by podvisor",
         "The bridge network's subnet (with network: bridge only).",
         _subnet, "subnet",
+    ),
+    Setting(
+        "rootfs", "both", "host or image", "image when the container names one",
+        "Where a container's programs come from: its image's root file system (an overlay"
+        " entered with pivot_root), or the host's own files (host mode, as in a bundle"
+        " inside a container). A container without `image:` runs in host mode.",
+        _rootfs, "rootfs",
     ),
     Setting(
         "backoff-initial", "pod", "duration (10, 10s, 500ms)", "10s",

@@ -34,6 +34,7 @@ from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.metrics.families import Family, Kind, non_empty
 from podvisor.supervisor.metrics.netdev import InterfaceCounters
+from podvisor.supervisor.pod.rootfs import LayerUsage
 
 LABELS = ("container", "image", "namespace", "pod")
 
@@ -45,6 +46,7 @@ class ContainerSample:
     labels: tuple[str, str, str, str]  # values of LABELS
     stats: CgroupStats
     start_time: float | None  # wall clock of the current instance's start
+    layer: LayerUsage | None = None  # its writable layer, on an image; None in host mode
 
 
 Getter = Callable[[CgroupStats], float | None]
@@ -305,6 +307,7 @@ def container_families(samples: Sequence[ContainerSample], now: float) -> Iterat
     yield from non_empty(_table(SERIES + PRESSURE_SERIES, samples))
     yield from non_empty([_cpu_usage(samples)])
     yield from non_empty(_devices(samples))
+    yield from non_empty(_layers(samples))
     yield from non_empty(_times(samples, now))
 
 
@@ -340,6 +343,41 @@ def _devices(samples: Sequence[ContainerSample]) -> Iterator[Family]:
             for device in sample.stats.io_devices:
                 value = getattr(device, field)
                 family.add((*sample.labels, device_name(device.major, device.minor)), value)
+        yield family
+
+
+#: A container's writable layer (its overlay's upper directory), as cAdvisor reports a
+#: container's root file system: its usage, and the file system it is on.
+LAYER_SERIES: tuple[tuple[str, str, Callable[[LayerUsage], int]], ...] = (
+    (
+        "container_fs_usage_bytes",
+        "Number of bytes that are consumed by the container on this filesystem.",
+        lambda u: u.bytes_used,
+    ),
+    (
+        "container_fs_limit_bytes",
+        "Number of bytes that can be consumed by the container on this filesystem.",
+        lambda u: u.bytes_total,
+    ),
+    (
+        "container_fs_inodes_total",
+        "Number of Inodes",
+        lambda u: u.inodes_total,
+    ),
+    (
+        "container_fs_inodes_free",
+        "Number of available Inodes",
+        lambda u: u.inodes_free,
+    ),
+)
+
+
+def _layers(samples: Sequence[ContainerSample]) -> Iterator[Family]:
+    for name, documentation, value in LAYER_SERIES:
+        family = Family(name, documentation, "gauge", (*LABELS, "device"))
+        for sample in samples:
+            if sample.layer is not None:
+                family.add((*sample.labels, sample.layer.device), value(sample.layer))
         yield family
 
 

@@ -34,6 +34,7 @@ from podvisor.supervisor.metrics import cadvisor, kube
 from podvisor.supervisor.metrics.netdev import pod_interfaces
 from podvisor.supervisor.metrics.own import OwnSeries
 from podvisor.supervisor.metrics.recorder import PodMetrics
+from podvisor.supervisor.pod.rootfs import LayerUsage, layer_usage, writable_layer
 from podvisor.supervisor.pod.view import PodView
 
 #: Steps in which a container has no cgroup series: not begun, or gone for good.
@@ -82,6 +83,11 @@ class PodCollector:
             self._kube_families = (state, start), families
         return families
 
+    def _layer(self, name: str) -> LayerUsage | None:
+        """The container's writable layer, when it runs on its image."""
+        upper = writable_layer(self._view.pod.uid, name)
+        return layer_usage(upper) if upper is not None else None
+
     def _read_containers(
         self, state: lc.PodState | None
     ) -> tuple[list[cadvisor.ContainerSample], bool]:
@@ -102,7 +108,8 @@ class PodCollector:
                 continue  # removed while we read: what was read is partial
             labels = (status.name, images.get(status.name, ""), pod.namespace, pod.name)
             start = self._view.wall_time(status.started_at)
-            samples.append(cadvisor.ContainerSample(labels, stats, start))
+            layer = self._layer(status.name)
+            samples.append(cadvisor.ContainerSample(labels, stats, start, layer))
         return samples, failed
 
     def _network(self) -> Iterator[Metric]:

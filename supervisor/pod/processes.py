@@ -3,18 +3,26 @@
 Every process of a container goes through `container_process`: its program,
 its probes' and hooks' commands, `podvisor exec`. So each gets the same
 environment, working directory, identity, cgroup and confinement
-(`confinement.py`), whichever asked for it.
+(`confinement.py`), and the same root: the host's files, or its image's
+(`rootfs.py`; the program gets a fresh root, the others enter the program's),
+whichever asked for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from podvisor.init import protocol
 from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, Pod
+from podvisor.supervisor.pod import image_config
 from podvisor.supervisor.pod.confinement import confinement
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.images import Image
 
 #: The PATH a container starts with when the supervisor has none.
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -28,26 +36,47 @@ def container_process(
     cgroup_procs: Sequence[str],
     extra_env: Mapping[str, str],
     argv: Sequence[str] | None = None,
+    image: Image | None = None,
+    rootfs: protocol.Rootfs | None = None,
 ) -> protocol.Process:
     """The process for container *c*: by default its own command (with `$(VAR)`
     expanded as the kubelet does), else *argv* (an exec, a probe, a hook).
 
     *extra_env*: what podvisor adds for every process of the container
-    (NOTIFY_SOCKET, WATCHDOG_USEC).
+    (NOTIFY_SOCKET, WATCHDOG_USEC). With *image* and *rootfs* the process runs
+    on the image's root, the image's config applied (`image_config`); else
+    on the host's files.
     """
-    env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOSTNAME": pod.hostname}
+    sc = c.security_context
+    if image is not None:
+        env = image_config.image_env(image.config) | {"HOSTNAME": pod.hostname}
+    else:
+        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOSTNAME": pod.hostname}
     env.update(resolve_env(c, pod, pod_ip))
     env.update(extra_env)
-    if argv is None:
-        argv = expand_argv(c, env)
-    sc = c.security_context
+    cwd, uid, gid = c.working_dir, sc.run_as_user, sc.run_as_group
     notify = env.get("NOTIFY_SOCKET", "")
+    confine = confinement(sc, (notify,) if notify.startswith("/") else ())
+    if image is not None and rootfs is not None:
+        if argv is None:
+            argv = image_config.program(c, image.config, env)
+        layers = tuple(reversed(image.layer_dirs()))
+        uid, gid = image_config.user(image.config, uid, gid, layers)
+        cwd_inside = image_config.working_dir(c, image.config)
+        rootfs = dataclasses.replace(rootfs, cwd=cwd_inside, readonly=sc.read_only_root_filesystem)
+        cwd = None  # changed to inside the container's root, once there
+        if notify.startswith("/") and not rootfs.join:  # the socket, where the container looks
+            rootfs = dataclasses.replace(rootfs, binds=(*rootfs.binds, (notify, notify)))
+    elif argv is None:
+        argv = expand_argv(c, env)
     return protocol.Process(
         argv=tuple(argv),
         env=env,
-        cwd=c.working_dir,
-        uid=sc.run_as_user,
-        gid=sc.run_as_group,
+        cwd=cwd,
+        uid=uid,
+        gid=gid,
         cgroups=tuple(cgroup_procs),
-        confine=confinement(sc, (notify,) if notify.startswith("/") else ()),
+        # On its image, nothing of the host's files is left to hide from the container.
+        confine=dataclasses.replace(confine, hidden=(), exposed=()) if image else confine,
+        rootfs=rootfs if image is not None else None,
     )

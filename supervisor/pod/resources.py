@@ -1,7 +1,8 @@
 """`PodResources`: what a running pod holds of the machine, made whole or not at all.
 
-`make_resources` makes, in order, the pod's cgroups (one per container, with
-its limits), its network and its init in its namespaces, and pushes the undoing
+`make_resources` makes, in order, the containers' images ready (`rootfs.py`),
+the pod's cgroups (one per container, with its limits), its network and its
+init in its namespaces, and pushes the undoing
 of each onto the caller's exit stack as soon as it exists: whatever fails
 later, or however the pod ends, the stack undoes what was made, in reverse,
 shielded from cancellation. The runner gets a complete `PodResources` or an
@@ -21,6 +22,7 @@ from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup, Limits, P
 from podvisor.supervisor.errors import CgroupError, ConfigError, InitDiedError, NamespaceError
 from podvisor.supervisor.network import NetworkRequest, PodNetwork, cleanup_stale, create_network
 from podvisor.supervisor.pod.init_client import InitClient
+from podvisor.supervisor.pod.rootfs import PodRoots, remove_stale
 from podvisor.supervisor.pod.sandbox import WaitingInit, plan_namespaces, without_namespaces
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ class PodResources:
     cgroups: dict[str, ContainerCgroup]
     network: PodNetwork
     init: InitClient
+    roots: PodRoots
 
 
 def container_limits(pod: Pod, c: Container) -> Limits:
@@ -68,6 +71,7 @@ async def make_resources(
     *init*: an init started ahead of its plan; *network_maker*: the network
     being made by a child that `podvisor run` forked (each made here if None).
     """
+    roots = await _make_roots(pod, sink, stack)
     pod_cgroup, cgroups = await _make_cgroups(pod, sink, stack)
     network = await _make_network(pod, sink, stack, network_maker)
     plan = plan_namespaces(
@@ -89,7 +93,16 @@ async def make_resources(
     stack.push_async_callback(_stop_init, client)
     for warning in plan.warnings:
         sink.system(f"warning: {warning}")
-    return PodResources(pod_cgroup, cgroups, network, client)
+    return PodResources(pod_cgroup, cgroups, network, client, roots)
+
+
+async def _make_roots(pod: Pod, sink: LogSink, stack: AsyncExitStack) -> PodRoots:
+    """The images of the containers that run on one (pulled, maybe): before anything else."""
+    for removed in await anyio.to_thread.run_sync(remove_stale):
+        sink.system(f"removed the containers' files an earlier run left behind: {removed}")
+    roots = await anyio.to_thread.run_sync(PodRoots.make, pod)
+    stack.callback(roots.close)  # after the init's end: the containers' processes are gone
+    return roots
 
 
 async def _make_cgroups(

@@ -236,6 +236,16 @@ class Supervision:
         self._init_signals_noted: set[int] = set()
 
     def _process_for(self, c: Container, argv: Sequence[str] | None) -> protocol.Process:
+        roots = self.resources.roots
+        image = roots.image_of(c)
+        rootfs = None
+        if image is not None:
+            if argv is None:  # the program: a fresh root from the image
+                binds = tuple((src, dst) for dst, src in self.resources.network.etc_files.items())
+                rootfs = dataclasses.replace(roots.fresh(c), binds=binds)
+            else:  # a probe, hook or exec: into the program's root
+                instance = self.instances.get(c.name)
+                rootfs = protocol.Rootfs(join=instance.pid if instance is not None else -1)
         return container_process(
             self.pod,
             c,
@@ -243,6 +253,8 @@ class Supervision:
             cgroup_procs=self.cgroups[c.name].procs_files(),
             extra_env=container_env(self.pod, c),
             argv=argv,
+            image=image,
+            rootfs=rootfs,
         )
 
     async def run(self) -> int:

@@ -22,7 +22,6 @@ metadata: {name: broken}
 spec:
   containers:
   - name: web
-    image: nginx
 """
 
 
@@ -115,7 +114,7 @@ def test_problems_go_to_stderr_and_exit_2(
     assert main([str(EXAMPLES / "job.yaml"), str(broken)]) == 2
     out, err = capsys.readouterr()
     assert out.startswith(f"{EXAMPLES / 'job.yaml'}: pod sum-job")
-    assert err.startswith(f"{broken}:6:5: spec.containers[0].command: required: ")
+    assert err.startswith(f"{broken}:6:5: spec.containers[0].command: required in host mode")
     assert err.count("\n") == 1
 
 
@@ -160,9 +159,9 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
                 "column": 5,
                 "path": "spec.containers[0].command",
                 "message": (
-                    "required: podvisor runs programs from the host's file system and pulls no "
-                    "image, so give the program and its arguments "
-                    "(e.g. command: [python3, -m, http.server])"
+                    "required in host mode (it names no image): podvisor runs the program "
+                    "from the host's file system, so give it and its arguments (e.g. command: "
+                    "[python3, -m, http.server]), or name an image that says what to run"
                 ),
             }
         ],

@@ -233,11 +233,10 @@ metadata: {name: web}
 spec:
   containers:
   - name: web
-    image: nginx
     args: [--port, "80"]
 """,
         [
-            "pod.yaml:6:5: spec.containers[0].command: required: podvisor runs programs from the host's file system and pulls no image, so give the program and its arguments (e.g. command: [python3, -m, http.server])",
+            "pod.yaml:6:5: spec.containers[0].command: required in host mode (it names no image): podvisor runs the program from the host's file system, so give it and its arguments (e.g. command: [python3, -m, http.server]), or name an image that says what to run",
         ],
         id="container-no-command",
     ),
@@ -252,7 +251,7 @@ spec:
     command: []
 """,
         [
-            "pod.yaml:7:5: spec.containers[0].command: required: podvisor runs programs from the host's file system and pulls no image, so give the program and its arguments (e.g. command: [python3, -m, http.server])",
+            "pod.yaml:6:5: spec.containers[0].command: required in host mode (it names no image): podvisor runs the program from the host's file system, so give it and its arguments (e.g. command: [python3, -m, http.server]), or name an image that says what to run",
         ],
         id="command-empty",
     ),
@@ -267,7 +266,7 @@ spec:
     comand: [python3, -m, http.server]
 """,
         [
-            "pod.yaml:6:5: spec.containers[0].command: required: podvisor runs programs from the host's file system and pulls no image, so give the program and its arguments (e.g. command: [python3, -m, http.server])",
+            "pod.yaml:6:5: spec.containers[0].command: required in host mode (it names no image): podvisor runs the program from the host's file system, so give it and its arguments (e.g. command: [python3, -m, http.server]), or name an image that says what to run",
             "pod.yaml:7:5: spec.containers[0].comand: unknown field; did you mean 'command'?",
         ],
         id="typo-command",

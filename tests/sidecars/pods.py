@@ -83,7 +83,7 @@ def up_probe(log: Path, name: str, **fields: object) -> dict[str, object]:
 
 
 def container(name: str, command: Sequence[str], **fields: object) -> dict[str, object]:
-    return {"name": name, "image": "none", "command": list(command), **fields}
+    return {"name": name, "command": list(command), **fields}
 
 
 def sidecar(name: str, command: Sequence[str], **fields: object) -> dict[str, object]:

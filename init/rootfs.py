@@ -1,0 +1,201 @@
+"""A container's root from its image: an overlay, entered with pivot_root.
+
+How this works
+--------------
+The supervisor makes, per container instance, an empty ``upper`` and
+``work`` directory beside a ``root`` mount point (`protocol.Rootfs`). The
+container's process, after `confine.enter` gave it a private mount namespace
+with a read-only /sys, calls `enter`:
+
+1. an overlay of the image's layers (``lower``, top first) and the fresh
+   upper is mounted on ``root``;
+2. pivot_root makes it the namespace's root, the old root parked on a
+   directory inside it, so that what the container needs from the old root
+   can still be reached by path: /sys (bound, read-only as `confine` made
+   it), the pod's shared memory, the pod's /etc files and the termination
+   message file (``binds``);
+3. /dev is made: a small tmpfs with the standard devices, a devpts of its
+   own for /dev/ptmx, /dev/shm;
+4. the old root is unmounted (lazily: nothing of it is reachable from here
+   on, not by path and not through /proc, whose PID 1 is the container's
+   own init) and its directory removed.
+
+Every mount is made after the pivot, so a symbolic link in the image
+(``/dev -> /tmp``, ``/etc/hosts -> /host/etc/shadow``) resolves inside the
+container's root, never on the host. The mounts live in the container's mount
+namespace only: they go with its last process, also when the init or the
+supervisor is killed, and the host never sees them.
+
+A probe, hook or exec enters the container instead, in two steps, because
+a process cannot move itself into a PID namespace, only its children
+(setns(2)): `join_pid` in the process the pod's init forks (the cgroup and PID
+namespaces of the container's PID 1), then, in its child, which is born in the
+container's PID namespace, `join_mounts` (the mount namespace: setns(2) also
+moves the root and working directory to that namespace's root). So the
+command sees exactly the container's files, /proc and masks, and itself in
+that /proc; the parent stays on the host's root and relays signals to it.
+
+Standard library only: the pod's init imports this on its first container
+with an image.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from podvisor.init import protocol, syscalls
+
+_PSEUDO = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+_MS_STRICTATIME = 1 << 24
+#: The standard devices (name, major, minor), as OCI runtimes make them, mode 0666.
+DEVICES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+_SHM = "/dev/shm"  # noqa: S108 (inside the container's own /dev)
+#: Where the old root waits between the pivot and its unmounting.
+_OLD_ROOT = "/.podvisor-old-root"
+
+
+def mount_point(r: protocol.Rootfs) -> str:
+    """The directory the overlay is mounted on: ``root`` beside the upper directory."""
+    return os.path.join(os.path.dirname(r.upper), "root")
+
+
+# =============================================================================
+# A container's program: the overlay, the pivot, the mounts
+# =============================================================================
+
+
+def enter(r: protocol.Rootfs) -> None:
+    """Mount the container's root and pivot into it."""
+    _preload()
+    new_root = mount_point(r)
+    lower = ":".join(r.lower)
+    options = f"lowerdir={lower},upperdir={r.upper},workdir={r.work}"
+    syscalls.mount("overlay", new_root, "overlay", 0, options)
+    os.chdir(new_root)
+    os.mkdir("." + _OLD_ROOT, 0o700)
+    syscalls.pivot_root(".", "." + _OLD_ROOT)
+    os.chdir("/")
+    old = _OLD_ROOT
+    _make_dev(old + r.shm if r.shm else "")
+    _bind(old + "/sys", "/sys", directory=True, recursive=True)
+    for source, target in r.binds:
+        _bind(old + os.path.realpath(source), target, directory=False)
+    # A /proc of the pod's PID namespace: the container's own init, if it
+    # has one, mounts its own over it (`tini._inner_init`) before anything of
+    # the container runs, so only that init's relay to it sees this one.
+    _mkdirs("/proc")
+    syscalls.mount("proc", "/proc", "proc", _PSEUDO)
+    syscalls.umount(old, syscalls.MNT_DETACH)
+    os.rmdir(old)
+    if r.readonly:
+        remount = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
+        syscalls.mount("none", "/", None, remount)
+    _change_dir(r.cwd)
+
+
+def _preload() -> None:
+    """Import, before the pivot, what this process imports after it: the host's
+    Python library is out of reach from the container's root."""
+    import fcntl  # noqa: F401 (process._close_on_exec_descriptors)
+    import stat  # noqa: F401 (_device)
+
+    from podvisor.init import entry, tini  # noqa: F401 (podinit._container_init)
+
+
+def _make_dev(shm: str) -> None:
+    _mkdirs("/dev")
+    syscalls.mount(
+        "tmpfs", "/dev", "tmpfs", syscalls.MS_NOSUID | _MS_STRICTATIME, "mode=755,size=65536k"
+    )
+    old_mask = os.umask(0)
+    try:
+        for name, major, minor in DEVICES:
+            _device(f"/dev/{name}", major, minor)
+        for name, target in _LINKS:
+            os.symlink(target, f"/dev/{name}")
+        os.mkdir("/dev/pts", 0o755)
+        os.mkdir(_SHM, 0o1777)
+    finally:
+        os.umask(old_mask)
+    syscalls.mount(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )
+    if shm:
+        syscalls.mount(shm, _SHM, None, syscalls.MS_BIND)
+    else:
+        syscalls.mount("shm", _SHM, "tmpfs", _PSEUDO, "mode=1777,size=65536k")
+
+
+def _device(path: str, major: int, minor: int) -> None:
+    """A character device, made; in a user namespace, which may not, the host's bound."""
+    import stat
+
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+    except PermissionError:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        syscalls.mount(_OLD_ROOT + path, path, None, syscalls.MS_BIND)
+
+
+def _bind(source: str, target: str, *, directory: bool, recursive: bool = False) -> None:
+    if directory:
+        _mkdirs(target)
+    else:
+        _mkdirs(os.path.dirname(target))
+        if not os.path.exists(target):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    flags = syscalls.MS_BIND | (syscalls.MS_REC if recursive else 0)
+    syscalls.mount(source, target, None, flags)
+
+
+def _mkdirs(path: str) -> None:
+    try:
+        os.makedirs(path, 0o755, exist_ok=True)
+    except FileExistsError:  # a file or a dangling link where a directory should be
+        raise OSError(errno.ENOTDIR, f"the image has no directory at {path}") from None
+
+
+def _change_dir(cwd: str) -> None:
+    """The working directory, made if the image lacks it (as runc does)."""
+    path = cwd or "/"
+    if not os.path.isdir(path):
+        _mkdirs(path)
+    os.chdir(path)
+
+
+# =============================================================================
+# Probes, hooks, exec: into a running container's root
+# =============================================================================
+
+
+def join_pid(r: protocol.Rootfs) -> None:
+    """Enter the cgroup namespace of process ``join``, and its PID namespace for the children."""
+    kinds = ["cgroup"]
+    if os.stat(f"/proc/{r.join}/ns/pid").st_ino != os.stat("/proc/self/ns/pid").st_ino:
+        kinds.append("pid")
+    syscalls.enter_namespaces(r.join, tuple(kinds))
+
+
+def join_mounts(r: protocol.Rootfs) -> None:
+    """Enter the mount namespace of process ``join``: its root, its /proc, its masks."""
+    syscalls.enter_namespaces(r.join, ("mnt",))
+    _change_dir(r.cwd)

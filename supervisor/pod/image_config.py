@@ -1,0 +1,94 @@
+"""An image's config as Kubernetes applies it to a container: program, env, directory, user.
+
+Pure functions of the manifest's container and the image's `ImageConfig`
+(and, for a user given by name, the image's /etc/passwd and /etc/group):
+
+- the program: ``command`` replaces the image's Entrypoint and drops its Cmd;
+  ``args`` replaces Cmd; with neither, Entrypoint then Cmd. `$(VAR)` is
+  expanded in the manifest's command and args only, as the kubelet does;
+- the environment: the image's Env, then the container's, which wins;
+- the working directory: ``workingDir``, else the image's WorkingDir, else /;
+- the user: runAsUser and runAsGroup win over the image's User
+  (``uid``, ``uid:gid``, ``name``, ``name:group``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from podvisor.supervisor.manifest.expansion import expand
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.images import ImageConfig
+    from podvisor.supervisor.manifest.model import Container
+
+#: PATH when the image sets none (Docker's and containerd's default).
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def program(c: Container, config: ImageConfig, env: Mapping[str, str]) -> tuple[str, ...]:
+    """What the container runs: Kubernetes' rules for command and args over Entrypoint and Cmd."""
+    command = tuple(expand(a, env) for a in c.command)
+    args = tuple(expand(a, env) for a in c.args)
+    if command:
+        return command + args
+    entrypoint = config.entrypoint or ()
+    if args:
+        return entrypoint + args
+    return entrypoint + (config.cmd or ())
+
+
+def says_what_to_run(c: Container, config: ImageConfig) -> bool:
+    return bool(c.command or config.entrypoint or (c.args or config.cmd))
+
+
+def image_env(config: ImageConfig) -> dict[str, str]:
+    """The image's Env as a mapping (PATH included when it sets one, else `IMAGE_PATH`)."""
+    env = {"PATH": IMAGE_PATH}
+    for item in config.env:
+        name, _, value = item.partition("=")
+        if name:
+            env[name] = value
+    return env
+
+
+def working_dir(c: Container, config: ImageConfig) -> str:
+    return c.working_dir or config.working_dir or "/"
+
+
+def user(
+    config: ImageConfig, run_as_user: int | None, run_as_group: int | None, layers: Sequence[str]
+) -> tuple[int | None, int | None]:
+    """(uid, gid) the program runs as; a gid of None is the user's own, read in the container.
+
+    *layers*: the image's layer directories, top first, where a name is looked up.
+    """
+    uid: int | None = run_as_user
+    gid: int | None = run_as_group
+    if config.user and run_as_user is None:
+        name, _, group = config.user.partition(":")
+        uid = _id(name, "passwd", layers)
+        if group and gid is None:
+            gid = _id(group, "group", layers)
+    return uid, gid
+
+
+def _id(text: str, database: str, layers: Sequence[str]) -> int:
+    if text.isdigit():
+        return int(text)
+    for layer in layers:
+        path = os.path.join(layer, "etc", database)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    fields = line.rstrip("\n").split(":")
+                    if len(fields) > 2 and fields[0] == text and fields[2].isdigit():
+                        return int(fields[2])
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break
+        break  # the top layer that has the file is the file the container sees
+    raise LookupError(f"the image's user {text!r} is not in its /etc/{database}")

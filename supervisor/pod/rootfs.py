@@ -1,0 +1,270 @@
+"""The pod's containers on their images' roots: images made ready, upper directories kept.
+
+How this works
+--------------
+`PodRoots.make` runs before anything of the pod is made. For each container
+on an image (`manifest.rootfs.root_choice`) it asks the store for the image
+as imagePullPolicy says (`ImageStore.ensure`), and leases it for the pod's
+life so that `image rm` and `prune` keep it. An image that cannot be had
+is a `ConfigError` (exit 2, nothing started) that names the image, what was
+tried, and the two ways out.
+
+Each start of a container's program gets a fresh instance directory,
+``<store>/containers/POD_UID/CONTAINER/N/`` with ``upper``, ``work`` and
+``root`` (the overlay's mount point), and the previous instance's goes: a
+restarted container starts from its image again, as in Kubernetes. The
+overlay itself is mounted by the container's process in its own mount
+namespace (`podvisor.init.rootfs`), so no mount of it ever exists on the
+host, and it goes with the container's last process.
+
+The pod's directory goes when the pod ends. While the pod runs, the
+supervisor holds a lock on its ``owner`` file; a directory whose lock
+nobody holds is left by a supervisor that was killed, and the next pod's
+`remove_stale` removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from podvisor.init import protocol
+from podvisor.supervisor.errors import ConfigError, ImageError, Problem
+from podvisor.supervisor.manifest.rootfs import on_image
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.images import Image, ImageStore
+    from podvisor.supervisor.manifest.model import Container, Pod
+
+#: The pod's directories, beside the images: upper directories may hold set-id
+#: programs and devices, as layers do, in a store only root can enter.
+CONTAINERS = "containers"
+
+
+@dataclass
+class PodRoots:
+    """The images the pod's containers run on, and their instances' upper directories."""
+
+    store: ImageStore | None
+    images: dict[str, Image]  # container name: its image
+    directory: str  # <store>/containers/POD_UID; "" when no container has an image
+    instances: dict[str, int] = field(default_factory=dict)  # container: its last number
+    _held: ExitStack = field(default_factory=ExitStack)
+
+    @classmethod
+    def make(cls, pod: Pod) -> PodRoots:
+        """Every image the pod needs, ensured and leased; ConfigError if one cannot be had."""
+        wanted = [c for c in pod.spec.all_containers if on_image(pod, c)]
+        if not wanted:
+            return cls(None, {}, "")
+        from podvisor.supervisor.images import ImageStore, PullPolicy
+
+        store = ImageStore()
+        roots = cls(store, {}, os.path.join(store.root, CONTAINERS, pod.uid))
+        secrets = _pull_secrets(pod)
+        try:
+            for c in wanted:
+                assert c.image is not None  # the manifest's rules: image mode needs one
+                policy = PullPolicy(c.image_pull_policy) if c.image_pull_policy else None
+                try:
+                    image = store.ensure(c.image, policy, secrets)
+                except ImageError as exc:
+                    raise _problem(pod, unavailable(c, exc, store.root)) from exc
+                roots.images[c.name] = roots._held.enter_context(store.lease(image))
+                try:
+                    _check_runnable(c, image)
+                except ValueError as exc:
+                    raise _problem(pod, str(exc)) from None
+            roots._own_directory()
+        except BaseException:
+            roots.close()
+            raise
+        return roots
+
+    def _own_directory(self) -> None:
+        os.makedirs(os.path.dirname(self.directory), 0o700, exist_ok=True)
+        os.makedirs(self.directory, 0o700, exist_ok=True)
+        fd = os.open(f"{self.directory}/owner", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._held.callback(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def image_of(self, c: Container) -> Image | None:
+        return self.images.get(c.name)
+
+    # --- Per instance ------------------------------------------------------------------
+
+    def fresh(self, c: Container) -> protocol.Rootfs:
+        """A new instance's root for *c*: an empty upper directory; the previous one goes."""
+        image = self.images[c.name]
+        number = self.instances.get(c.name, 0) + 1
+        self.instances[c.name] = number
+        base = os.path.join(self.directory, c.name)
+        previous = os.path.join(base, str(number - 1))
+        _remove(previous)
+        instance = os.path.join(base, str(number))
+        for sub in ("upper", "work", "root"):
+            os.makedirs(os.path.join(instance, sub), 0o755 if sub == "upper" else 0o700)
+        # The upper directory is the container's /: mode 0755, as an image's root is.
+        return protocol.Rootfs(
+            lower=tuple(reversed(image.layer_dirs())),  # overlayfs lists the top layer first
+            upper=os.path.join(instance, "upper"),
+            work=os.path.join(instance, "work"),
+        )
+
+    def upper_of(self, c: Container) -> str | None:
+        """The current instance's upper directory: its writable layer (for the metrics)."""
+        number = self.instances.get(c.name)
+        if number is None:
+            return None
+        return os.path.join(self.directory, c.name, str(number), "upper")
+
+    # --- The end -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove the pod's directories and give up its leases (its processes are gone)."""
+        if self.directory:
+            _remove(self.directory)
+        self._held.close()
+
+
+def _pull_secrets(pod: Pod) -> Any:
+    """The pod's imagePullSecrets as (name, auths) pairs, where the manifest has them."""
+    read = getattr(pod, "pull_secrets", None)  # the manifest's reader gains them
+    return read() if read is not None else ()
+
+
+def _problem(pod: Pod, message: str) -> ConfigError:
+    return ConfigError([Problem(pod.source, 0, 0, "", message)])
+
+
+def _check_runnable(c: Container, image: Image) -> None:
+    """What the kubelet would refuse at the container's creation, refused before any start."""
+    from podvisor.supervisor.pod import image_config
+
+    if not image_config.says_what_to_run(c, image.config):
+        raise ValueError(
+            f"container {c.name}: its image {c.image} says nothing to run (no Entrypoint, "
+            "no Cmd): give the container a command"
+        )
+    sc = c.security_context
+    layers = tuple(reversed(image.layer_dirs()))
+    try:
+        image_config.user(image.config, sc.run_as_user, sc.run_as_group, layers)
+    except LookupError as exc:
+        raise ValueError(f"container {c.name}: {exc}: set runAsUser") from None
+    if not image.layers:
+        raise ValueError(f"container {c.name}: its image {c.image} has no layers: no root")
+
+
+def unavailable(c: Container, exc: ImageError, store: str) -> str:
+    """The message for an image that cannot be had: which, what was tried, the ways out."""
+    return (
+        f"container {c.name}: cannot have its image {c.image}: {exc}. Nothing was started. "
+        f"Either load the image into the store ({store}): `podvisor image load FILE` "
+        f"(or `podvisor image pull {c.image}`); or run the container on the host's file "
+        f"system: annotate the pod with podvisor.io/rootfs.{c.name}: host "
+        "(or podvisor.io/rootfs: host for every container)"
+    )
+
+
+# --- The writable layer, for the metrics -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerUsage:
+    """A container's writable layer: what it holds, and the file system it is on."""
+
+    bytes_used: int  # allocated blocks, as du and cAdvisor count them
+    device: str  # major:minor of the file system
+    bytes_total: int
+    inodes_total: int
+    inodes_free: int
+
+
+def writable_layer(pod_uid: str, container: str, store_root: str | None = None) -> str | None:
+    """The upper directory of *container*'s current instance, or None (host mode, not started)."""
+    from podvisor.supervisor.images import default_root
+
+    base = os.path.join(store_root or default_root(), CONTAINERS, pod_uid, container)
+    try:
+        numbers = [int(n) for n in os.listdir(base) if n.isdigit()]
+    except OSError:
+        return None
+    return os.path.join(base, str(max(numbers)), "upper") if numbers else None
+
+
+def layer_usage(upper: str) -> LayerUsage | None:
+    """What *upper* holds (its files' blocks, hard links once), or None once it is gone."""
+    try:
+        top = os.lstat(upper)
+        fs = os.statvfs(upper)
+    except OSError:
+        return None
+    used, seen = top.st_blocks * 512, set()
+    stack = [upper]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue  # removed while we walk: a restart
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_nlink > 1:
+                    if st.st_ino in seen:
+                        continue
+                    seen.add(st.st_ino)
+                used += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    device = f"{os.major(top.st_dev)}:{os.minor(top.st_dev)}"
+    return LayerUsage(used, device, fs.f_blocks * fs.f_frsize, fs.f_files, fs.f_ffree)
+
+
+def remove_stale(store_root: str | None = None) -> list[str]:
+    """Remove the pod directories of supervisors that died; what was removed."""
+    from podvisor.supervisor.images import default_root
+
+    top = os.path.join(store_root or default_root(), CONTAINERS)
+    try:
+        names = sorted(os.listdir(top))
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(top, name)
+        if _abandoned(path):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def _abandoned(path: str) -> bool:
+    """Whether nobody holds *path*'s owner lock (its supervisor is gone)."""
+    try:
+        fd = os.open(f"{path}/owner", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True  # killed before it took the lock: nothing of it ran
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _remove(path: str) -> None:
+    from podvisor.supervisor.images.layers import remove_tree
+
+    with contextlib.suppress(FileNotFoundError):
+        remove_tree(path)
