@@ -29,6 +29,7 @@ class Exited:
     exit_code: int | None = 0
     signal: int | None = None
     oom_killed: bool = False
+    message: str = ""  # its termination message (terminationMessagePath, or the log's end)
 
 
 @frozen

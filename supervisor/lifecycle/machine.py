@@ -390,7 +390,7 @@ def _on_exited(tx: _Tx, ev: Exited, now: float) -> None:
     code = 128 + ev.signal if ev.signal is not None else ev.exit_code or 0
     reason = Reason.COMPLETED if code == 0 else Reason.ERROR
     reason = Reason.OOM_KILLED if ev.oom_killed else reason
-    end = Termination(code, reason, c.message, ev.signal, c.started_at, now)
+    end = Termination(code, reason, ev.message or c.message, ev.signal, c.started_at, now)
     _terminate(tx, ev.name, end, now)
 
 

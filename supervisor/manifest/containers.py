@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import field
 from decimal import Decimal
+from enum import StrEnum
 
 import yaml
 
@@ -104,6 +105,10 @@ def container(
         tty=f.flag("tty"),
         image=f.string("image"),
         image_pull_policy=_pull_policy(f),
+        termination_message_path=_termination_path(f),
+        termination_message_policy=str(
+            f.choice("terminationMessagePolicy", _TerminationPolicy, _TerminationPolicy.FILE)
+        ),
         restart_policy=restart,
     )
     return ParsedContainer(
@@ -192,6 +197,18 @@ def _no_sidecar_fields(f: Fields) -> None:
                 "may not be set on an init container that runs to completion; "
                 "add restartPolicy: Always to make it a sidecar",
             )
+
+
+class _TerminationPolicy(StrEnum):
+    FILE = "File"
+    FALLBACK_TO_LOGS_ON_ERROR = "FallbackToLogsOnError"
+
+
+def _termination_path(f: Fields) -> str:
+    path = f.string("terminationMessagePath") or "/dev/termination-log"
+    if not path.startswith("/") or "\0" in path:
+        f.error("terminationMessagePath", f"{path!r} is not an absolute path")
+    return path
 
 
 def _pull_policy(f: Fields) -> str | None:

@@ -181,12 +181,8 @@ CONTAINER: dict[str, Rule] = {
     "image": SUPPORTED,
     "restartPolicy": SUPPORTED,
     "imagePullPolicy": SUPPORTED,
-    "terminationMessagePath": Ignore(
-        "podvisor reads no termination message; it reports the exit status and the log"
-    ),
-    "terminationMessagePolicy": Ignore(
-        "podvisor reads no termination message; it reports the exit status and the log"
-    ),
+    "terminationMessagePath": SUPPORTED,
+    "terminationMessagePolicy": SUPPORTED,
     "resizePolicy": Ignore("in-place resize is a cluster's API; edit the manifest and restart"),
     "stdinOnce": Refuse(
         "podvisor keeps stdin open for the container's life; remove stdinOnce",

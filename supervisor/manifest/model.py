@@ -225,6 +225,10 @@ class Container:
     tty: bool = False
     image: str | None = None  # its root (see `manifest.rootfs.root_choice`)
     image_pull_policy: str | None = None  # Always, IfNotPresent, Never; None: the tag's default
+    # Where the program may leave why it ended (on its image only), and the log's
+    # last lines when it leaves nothing and fails (FallbackToLogsOnError).
+    termination_message_path: str = "/dev/termination-log"
+    termination_message_policy: str = "File"
     restart_policy: RestartPolicy | None = None  # ALWAYS for sidecars, else None
     settings: ContainerSettings = field(default_factory=ContainerSettings)
     volume_mounts: tuple[VolumeMount, ...] = ()  # each names one of spec.volumes

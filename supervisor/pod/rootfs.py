@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     from podvisor.supervisor.images import Image, ImageStore
     from podvisor.supervisor.manifest.model import Container, Pod
 
+#: The most of a termination message that is kept, as the kubelet keeps it.
+MESSAGE_MAX = 4096
+#: FallbackToLogsOnError: the log's last lines, at most so many and so many bytes.
+FALLBACK_LINES, FALLBACK_BYTES = 80, 2048
+
 #: The pod's directories, beside the images: upper directories may hold set-id
 #: programs and devices, as layers do, in a store only root can enter.
 CONTAINERS = "containers"
@@ -65,7 +70,7 @@ class PodRoots:
 
         store = ImageStore()
         roots = cls(store, {}, os.path.join(store.root, CONTAINERS, pod.uid))
-        secrets = _pull_secrets(pod)
+        secrets: Any = pod.pull_secrets()  # auths maps, as the manifest's reader checked them
         try:
             for c in wanted:
                 assert c.image is not None  # the manifest's rules: image mode needs one
@@ -109,11 +114,29 @@ class PodRoots:
         for sub in ("upper", "work", "root"):
             os.makedirs(os.path.join(instance, sub), 0o755 if sub == "upper" else 0o700)
         # The upper directory is the container's /: mode 0755, as an image's root is.
+        # The termination message file is the instance's own, writable by any
+        # user the container runs as (as the kubelet makes it).
+        message = os.path.join(instance, "termination-log")
+        os.close(os.open(message, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        os.chmod(message, 0o666)  # noqa: S103 (any user of the container writes it)
         return protocol.Rootfs(
             lower=tuple(reversed(image.layer_dirs())),  # overlayfs lists the top layer first
             upper=os.path.join(instance, "upper"),
             work=os.path.join(instance, "work"),
+            binds=((message, c.termination_message_path),),
         )
+
+    def termination_message(self, c: Container) -> str:
+        """What the current instance left in its termination message file: 4 KiB at most."""
+        number = self.instances.get(c.name)
+        if number is None:
+            return ""
+        path = os.path.join(self.directory, c.name, str(number), "termination-log")
+        try:
+            with open(path, "rb") as f:
+                return f.read(MESSAGE_MAX).decode(errors="replace")
+        except OSError:
+            return ""
 
     def upper_of(self, c: Container) -> str | None:
         """The current instance's upper directory: its writable layer (for the metrics)."""
@@ -129,12 +152,6 @@ class PodRoots:
         if self.directory:
             _remove(self.directory)
         self._held.close()
-
-
-def _pull_secrets(pod: Pod) -> Any:
-    """The pod's imagePullSecrets as (name, auths) pairs, where the manifest has them."""
-    read = getattr(pod, "pull_secrets", None)  # the manifest's reader gains them
-    return read() if read is not None else ()
 
 
 def _problem(pod: Pod, message: str) -> ConfigError:

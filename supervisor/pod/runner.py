@@ -242,7 +242,8 @@ class Supervision:
         if image is not None:
             if argv is None:  # the program: a fresh root from the image
                 binds = tuple((src, dst) for dst, src in self.resources.network.etc_files.items())
-                rootfs = dataclasses.replace(roots.fresh(c), binds=binds)
+                fresh = roots.fresh(c)
+                rootfs = dataclasses.replace(fresh, binds=binds + fresh.binds)
             else:  # a probe, hook or exec: into the program's root
                 instance = self.instances.get(c.name)
                 rootfs = protocol.Rootfs(join=instance.pid if instance is not None else -1)
@@ -417,7 +418,19 @@ class Supervision:
             del self.instances[name]
         oom = self.cgroups[name].oom_kills() > instance.oom_kills_at_start
         process = instance.process
-        self.post(lc.Exited(name, process.code, process.signal, oom_killed=oom))
+        failed = process.code != 0 or process.signal is not None
+        message = self._termination_message(self.view.container(name), failed)
+        self.post(lc.Exited(name, process.code, process.signal, oom_killed=oom, message=message))
+
+    def _termination_message(self, c: Container, failed: bool) -> str:
+        """The file's message; with FallbackToLogsOnError and a failure, else the log's end."""
+        message = self.resources.roots.termination_message(c)
+        if message or not failed or c.termination_message_policy != "FallbackToLogsOnError":
+            return message
+        from podvisor.supervisor.pod.rootfs import FALLBACK_BYTES, FALLBACK_LINES
+
+        lines = [line.text for line in self.sink.containers[c.name].current][-FALLBACK_LINES:]
+        return "\n".join(lines)[-FALLBACK_BYTES:]
 
     def _own_pid_ns(self) -> bool:
         return self.init.plan.own_pid_namespace

@@ -324,7 +324,6 @@ status:
         ("metadata.resourceVersion", 6),  # creationTimestamp: null is not set at all
         ("spec.nodeSelector", 8),
         ("spec.serviceAccount", 9),  # dnsPolicy (line 10) is read: see test_dns.py
-        ("spec.containers[0].terminationMessagePolicy", 16),
         ("status", 17),
     ]
     assert ignored[1].reason == "scheduling: the pod runs on this machine"

@@ -132,9 +132,11 @@ def test_the_root_is_the_image_and_the_host_is_out_of_reach(
     root = lines[: lines.index("pid1-root-is-image")]
     assert root == ["bin", "dev", "etc", "home", "proc", "run", "sys", "tmp"]
     rest = lines[len(root) + 1 :]
+    # The standard devices, their links, devpts and shm, and the termination message file.
     devices = {name for name, _, _ in DEVICES} | {"fd", "stdin", "stdout", "stderr", "ptmx"}
-    assert rest[: len(devices) + 2] == sorted(devices | {"pts", "shm"})
-    assert rest[len(devices) + 2 :] == ["img-view", "1"]
+    devices |= {"pts", "shm", "termination-log"}
+    assert rest[: len(devices)] == sorted(devices)
+    assert rest[len(devices) :] == ["img-view", "1"]
 
 
 def test_writes_land_in_the_upper_directory_and_vanish_on_restart(
@@ -356,3 +358,62 @@ def test_a_killed_supervisors_files_are_removed_by_the_next_run(
     assert ran.status == 0, ran.stderr
     assert not left.exists()
     assert f"removed the containers' files an earlier run left behind: {left}" in ran.stderr
+
+
+# --- The termination message ----------------------------------------------------------------
+
+
+def test_the_termination_message_reaches_the_pods_status(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    image = load_image("test/plain:1", {"Cmd": ["/bin/sh"]})
+    long_message = "x" * 5000  # kept to 4 KiB, as the kubelet keeps it
+    body = manifest(
+        f"""
+        initContainers:
+          - name: leaves-word
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, "echo done: 42 rows > /dev/termination-log"]
+          - name: custom-path
+            image: {image}
+            imagePullPolicy: Never
+            terminationMessagePath: /tmp/why
+            command: [sh, -c, "echo {long_message} > /tmp/why"]
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, "echo ready; sleep 30"]
+        """,
+        "img-message",
+    )
+    path = run_dir / "img-message.yaml"
+    path.write_text(body)
+    env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
+    pod = subprocess.Popen(
+        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert pod.stdout is not None
+        for line in pod.stdout:  # names are padded to the longest: "main        | ready"
+            if [part.strip() for part in line.split("|", 1)] == ["main", "ready"]:
+                break
+        shown = subprocess.run(
+            [*podvisor_command(), "status", "-o", "json", "img-message"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+            check=True,
+        ).stdout
+    finally:
+        pod.terminate()
+        pod.communicate(timeout=30)
+    ended = {c["name"]: c["last_termination"] for c in json.loads(shown)["containers"]}
+    assert ended["leaves-word"]["message"] == "done: 42 rows\n"
+    assert ended["custom-path"]["message"] == "x" * 4096
