@@ -89,7 +89,16 @@ class ContainerActions:
         Also owns the tasks that wait on notification-fd pipes.
         """
         socket = notify.NotifySocket(self.notify_path)
-        socket.bind()
+        try:
+            socket.bind()
+        except OSError as exc:  # a path past sun_path's 107 bytes, an unwritable folder
+            self._view.sink.system(
+                f"warning: no NOTIFY_SOCKET: cannot bind {self.notify_path}: "
+                f"{exc.strerror or exc}; sd_notify readiness and the watchdog will not be "
+                "heard (set $XDG_RUNTIME_DIR to a shorter path)"
+            )
+            task_status.started()
+            return
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg

@@ -1,7 +1,10 @@
 """What podvisor's network code leaves on disk, so another process can undo it.
 
-Everything lives under /run/podvisor (a tmpfs: a reboot forgets it together
-with the namespaces and links it describes):
+Everything lives under /run/podvisor for root (a tmpfs: a reboot forgets it
+together with the namespaces and links it describes), and for anyone else
+under $XDG_RUNTIME_DIR/podvisor (else ~/.local/state/podvisor/run): a user
+may not write root's files, and must not be kept from running a pod by them
+(`run_dir`).
 
     network.lock                    one host-wide lock around every change below
     ipam/<subnet>/<ip>              one allocated pod address (see ipam.py)
@@ -35,7 +38,18 @@ from typing import Any
 
 from podvisor.supervisor.frozen import frozen
 
-RUN_DIR = Path("/run/podvisor")
+
+def run_dir() -> Path:
+    """Where this user's records go: root's /run/podvisor, or the user's own runtime folder."""
+    if os.geteuid() == 0:
+        return Path("/run/podvisor")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "podvisor"
+    return Path(os.path.expanduser("~/.local/state/podvisor/run"))
+
+
+RUN_DIR = run_dir()
 IPAM_DIR = RUN_DIR / "ipam"
 PODS_DIR = RUN_DIR / "pods"
 BRIDGES_DIR = RUN_DIR / "net" / "bridges"
@@ -158,12 +172,13 @@ def _start_time(pid: int) -> int | None:
 
 
 @contextlib.contextmanager
-def locked(path: Path = NETWORK_LOCK) -> Iterator[None]:
-    """Hold an exclusive flock(2) on *path* (made if missing) for the block.
+def locked(path: Path | None = None) -> Iterator[None]:
+    """Hold an exclusive flock(2) on *path* (`NETWORK_LOCK`, made if missing) for the block.
 
     flock locks belong to the open file description, so two threads of one
     process exclude each other as well as two processes do.
     """
+    path = path or NETWORK_LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
