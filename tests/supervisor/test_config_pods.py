@@ -209,3 +209,42 @@ async def test_a_job_that_succeeds_in_time_is_done(tmp_path: Path) -> None:
     """)
     assert result.status == 0, result.stderr
     assert tries.read_text().splitlines() == ["try"] * 2
+
+
+def test_run_takes_config_from_files_apart(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "db.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {token: t0ken}\n"
+    )
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        pod_yaml("""
+        apiVersion: batch/v1
+        kind: Job
+        metadata: {name: report}
+        spec:
+          template:
+            spec:
+              restartPolicy: Never
+              containers:
+              - name: report
+                command: [sh, -c, 'echo "token=$TOKEN"']
+                env:
+                - name: TOKEN
+                  valueFrom: {secretKeyRef: {name: db, key: token}}
+        """)
+    )
+    command = [*podvisor_command(), "run", "--metrics-address", "off", str(job)]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2
+    assert 'CreateContainerConfigError: secret "db" not found' in refused.stderr
+    ran = subprocess.run(
+        [*command[:2], "--config", str(config), *command[2:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "report | token=t0ken\n"
