@@ -209,6 +209,7 @@ def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[
     yield "  start order:"
     for n, c in enumerate(spec.all_containers, 1):
         yield f"    {n}. {c.kind:<8} {c.name}{_gate(c)}"
+    yield from _config_lines(pod)
     yield from _volume_lines(loaded)
     for c in spec.all_containers:
         yield ""
@@ -316,6 +317,25 @@ def env_shown(var: EnvVar) -> str:
 
 
 # --- Volumes ---------------------------------------------------------------------------------
+
+
+def _config_lines(pod: Pod) -> Iterator[str]:
+    """The ConfigMaps, Secrets and claims the pod can use: names and keys, never a value."""
+    config = pod.config
+    found = [
+        *(
+            f"ConfigMap {c.name} ({_count(len(c.data) + len(c.binary_data), 'key')})"
+            for c in config.config_maps.values()
+        ),
+        *(f"Secret {s.name} ({_count(len(s.data), 'key')})" for s in config.secrets.values()),
+        *(f"PersistentVolumeClaim {c.name}" for c in config.claims.values()),
+    ]
+    if found:
+        yield f"  configuration beside the pod: {', '.join(found)}"
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}" + ("" if number == 1 else "s")
 
 
 def _volume_lines(loaded: LoadedPod) -> Iterator[str]:

@@ -297,6 +297,10 @@ def test_check_shows_env_sources_never_a_secrets_value(
     path.write_text(SECRET_ENV)
     assert check([str(path)]) == 0
     out = capsys.readouterr().out
+    assert (
+        "  configuration beside the pod: ConfigMap settings (4 keys), Secret db (2 keys), "
+        "PersistentVolumeClaim data"
+    ) in out.splitlines()
     assert "    env: PASSWORD=<secretKeyRef db/password>" in out
     assert "    env: DB_user=<envFrom secretRef db/user>" in out
     assert "    env: LEVEL=debug  (from configMapKeyRef settings/LOG_LEVEL)" in out
