@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import socket
+import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
@@ -56,6 +57,15 @@ class Client:
         except OSError as exc:
             self.sock.close()
             raise self._connect_error(exc) from exc
+        # Before any request (and any descriptor) goes out: the server must be ours or root's.
+        peer = peer_uid(self.sock)
+        if peer not in (0, os.geteuid()):
+            self.sock.close()
+            raise ControlError(
+                f"refusing pod {pod!r}: its socket {path} is served by uid {peer}, neither you "
+                f"(uid {os.geteuid()}) nor root; podvisor talks only to pods its own user or "
+                "root started"
+            )
 
     @classmethod
     def open(cls, pod: str, timeout: float | None = ANSWER_TIMEOUT) -> Client:
@@ -172,6 +182,12 @@ def close_all(fds: Iterable[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
 
 
 def ask(pod: str, request: Request, kind: type[R]) -> R:

@@ -10,12 +10,20 @@ socket is removed when the pod stops; one left by a supervisor that was
 SIGKILLed refuses connections (ECONNREFUSED) and is replaced by the next pod
 of that name.
 
+A client trusts only its own and root's: a socket owned by the user it runs
+as or by root, in a directory owned by one of them that nobody else may
+write (`trusted`), and, once connected, a server whose SO_PEERCRED says the
+same (`client.Client`). For root that is root alone: root's podvisor never
+lists, asks or hands descriptors to a socket some user made, wherever it
+lies.
+
 Standard library only: the command-line client imports it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Final
 
@@ -52,15 +60,12 @@ def user_pods_dir() -> Path | None:
 def search_dirs() -> list[Path]:
     """Every directory a client looks in, the shared one first.
 
-    Root also looks in each user's runtime directory, so that
-    ``sudo podvisor status POD`` finds a pod a user started.
+    Never another user's runtime directory: what a user puts there is theirs.
     """
     found = [pods_dir()]
     own = user_pods_dir()
     if own is not None:
         found.append(own)
-    if os.geteuid() == 0 and not os.environ.get(RUN_DIR_VARIABLE):
-        found += sorted(Path("/run/user").glob("*/podvisor/pods"))
     unique: list[Path] = []
     for d in found:
         if d not in unique:
@@ -76,7 +81,7 @@ def find_pod(pod: str) -> Path:
     """The socket of the pod named *pod*; ControlError when no pod has that name."""
     for directory in search_dirs():
         path = socket_path(directory, pod)
-        if path.exists():
+        if path.exists() and trusted(path):
             return path
     raise ControlError(f"no pod named {pod!r} runs on this host (`podvisor ps` lists them)")
 
@@ -90,6 +95,22 @@ def list_pods() -> list[tuple[str, Path]]:
         except OSError:
             continue
         for entry in entries:
-            if entry.name.endswith(SUFFIX) and not entry.name.startswith("."):
+            if entry.name.endswith(SUFFIX) and not entry.name.startswith(".") and trusted(entry):
                 found.setdefault(entry.name.removesuffix(SUFFIX), entry)
     return sorted(found.items())
+
+
+def trusted(path: Path) -> bool:
+    """Whether *path* is a socket of ours or root's, in a directory only we or root may write."""
+    owners = (0, os.geteuid())
+    try:
+        sock = path.lstat()
+        directory = path.parent.stat()
+    except OSError:
+        return False
+    return (
+        stat.S_ISSOCK(sock.st_mode)
+        and sock.st_uid in owners
+        and directory.st_uid in owners
+        and not directory.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
