@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 import yaml
@@ -252,10 +252,11 @@ class Found:
 def sort_out(report: Report, documents: list[yaml.Node], found: Found, main: bool) -> None:
     """Read each document of one file into *found*; *main*: the file that holds the pod.
 
-    Raises at once (with `report.fail`) when a document is not an object, or
-    the pod's kind or apiVersion is wrong: nothing else would be worth saying.
+    The items of a `kind: List` (what `kubectl get -o yaml` writes) count as
+    documents. Raises at once (with `report.fail`) when the pod's kind or
+    apiVersion is wrong, or there is no pod: nothing else would be worth saying.
     """
-    for document in documents:
+    for document in _flat(documents):
         if not isinstance(document, yaml.MappingNode):
             what = f"not {kind_of(document)}"
             report.error(
@@ -282,6 +283,24 @@ def sort_out(report: Report, documents: list[yaml.Node], found: Found, main: boo
             None, "", "no Pod in this file: add a Pod, or a workload (Deployment, Job, ...)"
         )
         report.fail()
+
+
+def _flat(documents: list[yaml.Node]) -> Iterator[yaml.Node]:
+    for document in documents:
+        kind = _value(document, "kind")
+        items = _value(document, "items")
+        if isinstance(kind, yaml.ScalarNode) and kind.value == "List":
+            yield from _flat(list(items.value) if isinstance(items, yaml.SequenceNode) else [])
+        else:
+            yield document
+
+
+def _value(node: yaml.Node, key: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next(
+        (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None
+    )
 
 
 def _rules_for(node: yaml.MappingNode) -> dict[str, Rule]:

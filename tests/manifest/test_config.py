@@ -634,3 +634,26 @@ def test_check_shows_each_volume_where_it_is_mounted_and_from_what(
     assert "  podvisor run refuses: " in out
     assert "hunter2" not in out
     assert "admin" not in out
+
+
+def test_a_list_of_objects_is_read_as_its_documents() -> None:
+    # What `kubectl get -o yaml` writes for several objects.
+    text = """\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: settings}
+  data: {LEVEL: debug}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web}
+  spec:
+    containers:
+    - name: web
+      command: [env]
+      envFrom: [{configMapRef: {name: settings}}]
+"""
+    loaded = load("list.yaml", text)
+    assert resolve_env(loaded.pod.container("web"), loaded.pod, None) == {"LEVEL": "debug"}
