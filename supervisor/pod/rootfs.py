@@ -204,9 +204,7 @@ class LayerUsage:
 
 def writable_layer(pod_uid: str, container: str, store_root: str | None = None) -> str | None:
     """The upper directory of *container*'s current instance, or None (host mode, not started)."""
-    from podvisor.supervisor.images import default_root
-
-    base = os.path.join(store_root or default_root(), CONTAINERS, pod_uid, container)
+    base = os.path.join(store_root or _store_root(), CONTAINERS, pod_uid, container)
     try:
         numbers = [int(n) for n in os.listdir(base) if n.isdigit()]
     except OSError:
@@ -247,9 +245,7 @@ def layer_usage(upper: str) -> LayerUsage | None:
 
 def remove_stale(store_root: str | None = None) -> list[str]:
     """Remove the pod directories of supervisors that died; what was removed."""
-    from podvisor.supervisor.images import default_root
-
-    top = os.path.join(store_root or default_root(), CONTAINERS)
+    top = os.path.join(store_root or _store_root(), CONTAINERS)
     try:
         names = sorted(os.listdir(top))
     except OSError:
@@ -261,6 +257,12 @@ def remove_stale(store_root: str | None = None) -> list[str]:
             _remove(path)
             removed.append(path)
     return removed
+
+
+def _store_root() -> str:
+    """`images.default_root()`, without importing the store (and its shutil) into every
+    supervisor: a pod in host mode only looks for what a killed supervisor left."""
+    return os.environ.get("PODVISOR_IMAGE_STORE") or "/var/lib/podvisor/images"
 
 
 def _abandoned(path: str) -> bool:
