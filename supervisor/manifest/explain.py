@@ -56,6 +56,7 @@ from podvisor.supervisor.manifest.model import (
     VolumeMount,
     VolumeSource,
 )
+from podvisor.supervisor.manifest.programs import program_warnings
 
 _KINDS = {
     ContainerKind.INIT: "init container: runs to completion before the next one starts",
@@ -96,6 +97,8 @@ def main(argv: list[str]) -> int:
             results.append(_errors_json(name, error))
             continue
         images = image_states(loaded.pod)
+        missing = tuple(program_warnings(loaded.pod))
+        loaded = dataclasses.replace(loaded, warnings=loaded.warnings + missing)
         if args.output == "json":
             results.append(plan_json(loaded, images))
         else:
