@@ -417,3 +417,55 @@ def test_the_termination_message_reaches_the_pods_status(
     ended = {c["name"]: c["last_termination"] for c in json.loads(shown)["containers"]}
     assert ended["leaves-word"]["message"] == "done: 42 rows\n"
     assert ended["custom-path"]["message"] == "x" * 4096
+
+
+def test_after_a_sigkilled_supervisor_nothing_is_mounted_and_the_next_run_cleans_up(
+    run_dir: Path, load_image: LoadImage, image_store: ImageStore
+) -> None:
+    image = load_image("test/plain:1", {"Cmd": ["/bin/sh"]})
+    body = manifest(
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, "echo written > /etc/mark; echo ready; sleep 60"]
+        """,
+        "img-killed",
+    ).replace("terminationGracePeriodSeconds: 3", "terminationGracePeriodSeconds: 1")
+    path = run_dir / "img-killed.yaml"
+    path.write_text(body)
+    env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
+    pod = subprocess.Popen(
+        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert pod.stdout is not None
+    for line in pod.stdout:
+        if line.strip() == "main | ready":
+            break
+    pod.kill()
+    pod.communicate(timeout=30)
+    containers = Path(image_store.root) / "containers"
+    (left,) = containers.iterdir()  # the killed supervisor's pod directory
+    assert list(left.glob("main/1/upper/etc/mark"))
+    # The overlay was only ever mounted in the container's own mount namespace.
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    assert str(containers) not in mountinfo
+    ran = run_pod(
+        run_dir,
+        "img-next",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: ["true"]
+        """,
+        timeout=90,
+    )
+    assert ran.status == 0, ran.stderr
+    assert not left.exists()
