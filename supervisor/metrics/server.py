@@ -43,7 +43,8 @@ The endpoints
 ``/readyz``    200 when the pod is Ready (every main and sidecar container
                ready), else 503 naming the containers that are not: for
                Docker's HEALTHCHECK and an outer orchestrator's probes.
-``/status``    the pod's status as JSON, shaped as a Kubernetes Pod's.
+``/status``    the pod's status as JSON, shaped as a Kubernetes Pod's, and its
+               events (``events``) shaped as Kubernetes Events.
 
 No response carries a container's environment or arguments: labels are
 names, reasons and numbers, and /status redacts its free-text messages.
@@ -356,7 +357,12 @@ class Endpoint:
         return text(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {why}")
 
     def status(self, _: Request) -> Response:
-        from podvisor.supervisor.metrics.status import Redactor, pod_status, secrets_of
+        from podvisor.supervisor.metrics.status import (
+            Redactor,
+            pod_events,
+            pod_status,
+            secrets_of,
+        )
 
         if self._redact is None:
             self._redact = Redactor(secrets_of(self.view.pod))
@@ -369,6 +375,8 @@ class Endpoint:
             conditions=self.metrics.conditions,
             redact=self._redact,
         )
+        journal = self.view.journal.events
+        found["events"] = pod_events(self.view.pod, journal, self.view.wall_time, self._redact)
         body = json.dumps(found, indent=2).encode() + b"\n"
         return Response(HTTPStatus.OK, body, "application/json")
 

@@ -123,6 +123,29 @@ def pod_status(
     return status
 
 
+def pod_events(
+    pod: Pod, events: Iterable[lc.PodEvent], wall_time: WallTime, redact: Callable[[str], str]
+) -> list[Json]:
+    """The pod's events, shaped as Kubernetes' Events (core/v1), oldest first."""
+    found: list[Json] = []
+    for e in events:
+        involved: Json = {"kind": "Pod", "namespace": pod.namespace, "name": pod.name}
+        if e.container is not None:
+            involved["fieldPath"] = f"spec.containers{{{e.container}}}"
+        found.append(
+            {
+                "type": e.type,
+                "reason": e.reason,
+                "message": redact(e.message),
+                "count": e.count,
+                "firstTimestamp": rfc3339(wall_time(e.first)),
+                "lastTimestamp": rfc3339(wall_time(e.last)),
+                "involvedObject": involved,
+            }
+        )
+    return found
+
+
 def _conditions(
     state: lc.PodState | None, wall_time: WallTime, seen: dict[str, Transition]
 ) -> list[Json]:

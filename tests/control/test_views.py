@@ -11,9 +11,11 @@ import uuid
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from tests.control.conftest import REPO, ControlledPod, child, control_pod, ctl_argv, ctl_env
+from tests.faults.pods import http_get
 from tests.sidecars.support import WAIT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.needs_root]
@@ -105,6 +107,16 @@ async def test_why_a_container_is_not_ready_shows_in_status_events_and_describe(
         as_json = await pod.json("describe", pod.name)
         assert {c["name"] for c in as_json["details"]} == {"web", "crash"}
         assert as_json["events"]
+
+        # /status carries them too, shaped as Kubernetes' Events.
+        assert pod.view.metrics_address is not None
+        port = pod.view.metrics_address[1]
+        status_json = json.loads(await anyio.to_thread.run_sync(http_get, port, "/status"))
+        [event] = [e for e in status_json["events"] if e["reason"] == "Unhealthy"]
+        assert event["involvedObject"]["fieldPath"] == "spec.containers{web}"
+        assert event["type"] == "Warning"
+        # The probe's command is the container's, which /status never shows.
+        assert event["message"].startswith("Readiness probe failed: "), event["message"]
 
         # The run's own output says it too, each repeat counted.
         warnings = [line for line in pod.log.lines if "Warning Unhealthy web:" in line]
