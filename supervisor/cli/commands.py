@@ -430,7 +430,9 @@ def logs(args: argparse.Namespace) -> int:
     with client:
         names = client.request(request, LogsReply).containers
         client.sock.settimeout(None)  # the lines come when they come
-        write = _line_writer(args, max(map(len, names)) if len(names) > 1 else 0)
+        # One container's lines go bare, unless asked for as `podvisor run` prints them.
+        named = len(names) > 1 or getattr(args, "prefixed", False)
+        write = _line_writer(args, max(map(len, names)) if named else 0)
         # Lines until LogEnd, or with follow until the pod stops (end-of-file, or
         # the Error that says it stopped).
         while isinstance(message := client.receive(), LogLines):

@@ -482,5 +482,6 @@ def attach(args: argparse.Namespace) -> int:
         since=None,
         timestamps=False,
         output="text",
+        prefixed=True,
     )
     return commands.logs(follow)

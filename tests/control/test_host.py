@@ -154,7 +154,7 @@ def test_run_detached_returns_once_started_and_attach_follows(
             text=True,
         ) as attach:
             assert attach.stdout is not None
-            assert attach.stdout.readline() == "up\n"  # bounded: the pod's stop ends it
+            assert attach.stdout.readline() == "web | up\n"  # bounded: the pod's stop ends it
             assert _podvisor(run_dir, "stop", "host-detached").returncode == 0
             assert attach.wait(timeout=60) == 0
     finally:
