@@ -199,6 +199,8 @@ class ContainerSettings:
     watchdog_usec: int | None = None
     notification_fd: int | None = None
     stop_signal: int = int(signal.SIGTERM)
+    # Whether lifecycle.stopSignal or the annotation gave it: if not, an image's StopSignal does.
+    stop_signal_given: bool = False
     # "host" or "image" from `podvisor.io/rootfs.CONTAINER`; None: the pod's, else the
     # rule of `manifest.rootfs.root_choice`.
     rootfs: str | None = None

@@ -282,9 +282,11 @@ class Settings:
     def for_container(self, name: str, stop_signal: int | None) -> ContainerSettings:
         """A container's settings: its annotations over lifecycle.stopSignal over the pod's."""
         values: dict[str, Any] = {"pids_limit": self.pod.pids_limit}
+        own = self.containers.get(name, {})
         if stop_signal is not None:
             values["stop_signal"] = stop_signal
-        return ContainerSettings(**(values | self.containers.get(name, {})))
+        values["stop_signal_given"] = stop_signal is not None or "stop_signal" in own
+        return ContainerSettings(**(values | own))
 
 
 def read_settings(

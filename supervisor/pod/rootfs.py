@@ -188,6 +188,44 @@ def unavailable(c: Container, exc: ImageError, store: str) -> str:
     )
 
 
+# --- The image's StopSignal ------------------------------------------------------------
+
+
+def with_image_stop_signals(pod: Pod, images: dict[str, Image]) -> Pod:
+    """*pod* with each image's StopSignal for a container whose manifest gives none
+    (neither lifecycle.stopSignal nor podvisor.io/stop-signal), as Kubernetes applies it."""
+    import dataclasses
+
+    changed = {}
+    for c in pod.spec.all_containers:
+        image = images.get(c.name)
+        number = _signal(image.config.stop_signal) if image is not None else None
+        if number is not None and not c.settings.stop_signal_given:
+            settings = dataclasses.replace(c.settings, stop_signal=number)
+            changed[c.name] = dataclasses.replace(c, settings=settings)
+    if not changed:
+        return pod
+    spec = dataclasses.replace(
+        pod.spec,
+        containers=tuple(changed.get(c.name, c) for c in pod.spec.containers),
+        init_containers=tuple(changed.get(c.name, c) for c in pod.spec.init_containers),
+    )
+    return dataclasses.replace(pod, spec=spec)
+
+
+def _signal(text: str | None) -> int | None:
+    """An image's StopSignal (`SIGQUIT`, `QUIT`, `3`); None when unset or unknown."""
+    import signal
+
+    if not text:
+        return None
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    found = signal.Signals.__members__.get(name)
+    return int(found) if found is not None else None
+
+
 # --- The writable layer, for the metrics -------------------------------------------------
 
 

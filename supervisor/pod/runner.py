@@ -61,6 +61,7 @@ from podvisor.supervisor.pod.init_client import InitProcessHandle
 from podvisor.supervisor.pod.logs import LogSink, pump
 from podvisor.supervisor.pod.processes import container_process
 from podvisor.supervisor.pod.resources import PodResources, make_resources
+from podvisor.supervisor.pod.rootfs import with_image_stop_signals
 from podvisor.supervisor.pod.sandbox import WaitingInit
 from podvisor.supervisor.pod.signals import IGNORED, NOTED, STOPPING, receiving_signals
 from podvisor.supervisor.pod.view import PodView
@@ -147,6 +148,10 @@ class PodRunner:
                     stack,
                     init=self.options.init,
                     network_maker=self.options.network_maker,
+                )
+                images = resources.roots.images
+                self.loaded = dataclasses.replace(
+                    self.loaded, pod=with_image_stop_signals(self.pod, images)
                 )
                 supervision = Supervision(self, resources, server)
                 return await supervision.run()

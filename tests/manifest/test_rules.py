@@ -365,7 +365,12 @@ example.com/other: anything
         pids_limit=100,
     )
     assert pod.container("web").settings == ContainerSettings(
-        pids_limit=10, cpuset="0-1,3", watchdog_usec=5_000_000, notification_fd=3, stop_signal=1
+        pids_limit=10,
+        cpuset="0-1,3",
+        watchdog_usec=5_000_000,
+        notification_fd=3,
+        stop_signal=1,
+        stop_signal_given=True,
     )
     assert pod.annotations["example.com/other"] == "anything"
 

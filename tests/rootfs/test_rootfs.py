@@ -198,9 +198,11 @@ def test_probes_hooks_and_exec_enter_the_containers_root(
             lifecycle:
               postStart:
                 exec: {{command: [sh, -c, "pwd > /tmp/hooked; ls / >> /tmp/hooked"]}}
-            startupProbe:
+            startupProbe:  # patient: a loaded machine may take seconds for an exec
               exec: {{command: [test, -e, /tmp/hooked]}}
               periodSeconds: 1
+              timeoutSeconds: 10
+              failureThreshold: 30
         """,
     )
     assert said(ran) == ["/", "bin", "dev", "etc", "home", "proc", "run", "sys", "tmp"]
@@ -469,3 +471,34 @@ def test_after_a_sigkilled_supervisor_nothing_is_mounted_and_the_next_run_cleans
     )
     assert ran.status == 0, ran.stderr
     assert not left.exists()
+
+
+def test_the_images_stop_signal_stops_the_container(run_dir: Path, load_image: LoadImage) -> None:
+    image = load_image("test/stops:1", {"Cmd": ["/bin/sh"], "StopSignal": "SIGUSR1"})
+    script = "trap 'echo got USR1; exit 0' USR1; echo ready; while true; do sleep 0.1; done"
+    body = manifest(
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, {json.dumps(script)}]
+        """,
+        "img-stop",
+    )
+    path = run_dir / "img-stop.yaml"
+    path.write_text(body)
+    pod = subprocess.Popen(
+        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
+    )
+    assert pod.stdout is not None
+    for line in pod.stdout:
+        if line.strip() == "main | ready":
+            break
+    pod.terminate()
+    out, _ = pod.communicate(timeout=30)
+    assert "main | got USR1" in out
