@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from podvisor.init import cleanup, process, protocol, syscalls
 from podvisor.init import confine as confinement
-from podvisor.init import process, protocol, syscalls
 
 _NAMESPACES = {
     "user": syscalls.CLONE_NEWUSER,
@@ -136,7 +136,8 @@ def _set_up(channel: int, options: protocol.Plan) -> int:
     """Join the pod's cgroups and network, unshare the rest, fork PID 1 when asked."""
     # No parent-death signal here: the inner init learns of the supervisor's
     # death from the channel's end-of-file, ends the pod in its grace period,
-    # and this process follows it out.
+    # and this process follows it out, cleaning up in the supervisor's place.
+    origin = cleanup.Origin()
     for procs in options.cgroup_procs:
         Path(procs).write_text("0")
     if options.netns:
@@ -155,12 +156,14 @@ def _set_up(channel: int, options: protocol.Plan) -> int:
             _report_failure(channel, f"cannot make the pod's namespaces: {exc}")
             return 125
     if "pid" not in options.unshare:
+        origin.close()  # no outer process to outlive the pod
         return _run_inner(channel, options)
     # Block everything before the fork, so no signal slips between the fork
     # and the inner process's signalfd; the outer process relays nothing.
     process.block_signals()
     pid = os.fork()
     if pid == 0:
+        origin.close()  # the host's namespaces stay out of the pod's reach
         os._exit(_run_inner(channel, options))
     sock = socket.socket(fileno=channel)
     with contextlib.suppress(OSError):
@@ -169,6 +172,7 @@ def _set_up(channel: int, options: protocol.Plan) -> int:
     while True:
         _, status = os.waitpid(pid, 0)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            origin.hand_over()  # returns unless the supervisor died
             return process.exit_status(status)
 
 
