@@ -45,6 +45,8 @@ class ContainerActions:
         self._tg: anyio.abc.TaskGroup | None = None
         self._readers: dict[str, anyio.CancelScope] = {}
         self._strangers: set[int] = set()
+        #: The supervisor's PID namespace if the pod has its own, else "" (None: not read yet).
+        self._own_pidns: str | None = None
 
     # --- probes, hooks, exec ------------------------------------------------------
 
@@ -137,18 +139,30 @@ class ContainerActions:
             del self._readers[name]
 
     def _on_datagram(self, pid: int, datagram: bytes) -> None:
-        notice = notify.parse(datagram)
-        if notice.empty:
-            return
-        name = self.container_of(pid)
-        if name is not None:
-            self._view.post(notice.event(name))
-        elif pid not in self._strangers and len(self._strangers) < _STRANGERS_KEPT:
+        if self._from_the_host(pid):
+            name = None  # one readlink, not a read of every container's cgroup: a flood is cheap
+        else:
+            notice = notify.parse(datagram)
+            if notice.empty:
+                return
+            name = self.container_of(pid)
+            if name is not None:
+                self._view.post(notice.event(name))
+                return
+        if pid not in self._strangers and len(self._strangers) < _STRANGERS_KEPT:
             self._strangers.add(pid)
             self._view.sink.system(
                 f"NOTIFY_SOCKET: ignored a message from pid {pid}, which is in no container "
                 "of this pod (or exited before it was read)"
             )
+
+    def _from_the_host(self, pid: int) -> bool:
+        """Whether *pid* is in the supervisor's own PID namespace while the pod has its own."""
+        if self._own_pidns is None:
+            own = _pid_namespace("self")
+            init = _pid_namespace(str(self._view.init.host_pid))
+            self._own_pidns = own if own and init and own != init else ""
+        return bool(self._own_pidns) and _pid_namespace(str(pid)) == self._own_pidns
 
     def container_of(self, pid: int) -> str | None:
         """The container whose cgroup holds *pid* (as this PID namespace numbers it)."""
@@ -159,3 +173,11 @@ class ContainerActions:
             except (CgroupError, OSError):
                 continue  # removed meanwhile: nothing of it can be sending
         return None
+
+
+def _pid_namespace(pid: str) -> str:
+    """The PID namespace of /proc/PID ("pid:[4026531836]"), "" when it cannot be read."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""

@@ -1,0 +1,99 @@
+"""An unprivileged user floods the pod's NOTIFY_SOCKET.
+
+The socket must be reachable by any uid a container runs as, so a user on
+the host can reach it too. Such a sender is in the supervisor's own PID
+namespace, never in the pod's: its datagrams are dropped after one readlink,
+said once, and the supervisor keeps answering /livez while it floods.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import Record
+from tests.faults.pods import Supervisor, free_port, write_pod
+
+pytestmark = [pytest.mark.faults, pytest.mark.needs_root]
+
+NOBODY = 65534
+FLOOD_SECONDS = 5
+#: The longest /livez may take while the socket is flooded.
+SLOWEST = 0.1
+FLOOD = """
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+end = time.monotonic() + float(sys.argv[2])
+sent = 0
+while time.monotonic() < end:
+    try:
+        s.sendto(b"READY=1\\nSTATUS=flood", sys.argv[1])
+        sent += 1
+    except OSError:
+        pass
+print(sent)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_notify_flood_from_another_user(tmp_path: Path, faults: Record) -> None:
+    port = free_port()
+    pod = write_pod(
+        tmp_path,
+        "notify-flood",
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: fault-notify-flood
+          annotations: {podvisor.io/network: loopback}
+        spec:
+          terminationGracePeriodSeconds: 5
+          containers:
+            - name: main
+              command: [sh, -c, "trap 'exit 0' TERM; echo \\"$NOTIFY_SOCKET\\"; while :; do sleep 0.2; done"]
+        """,
+    )
+    with Supervisor(pod, metrics=f"127.0.0.1:{port}") as sup:
+        sup.out.wait_for(lambda lines: any(ln.container == "main" for ln in lines), 60, "main")
+        socket_path = sup.out.of("main")[0]
+        flood = subprocess.Popen(
+            [
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                "--inh-caps=+dac_read_search",
+                "--ambient-caps=+dac_read_search",
+                "--",
+                sys.executable,
+                "-c",
+                FLOOD,
+                socket_path,
+                str(FLOOD_SECONDS),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        slowest, asked = 0.0, 0
+        while flood.poll() is None:
+            started = time.monotonic()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=5) as reply:
+                assert reply.status == 200
+            slowest = max(slowest, time.monotonic() - started)
+            asked += 1
+        sent = int(flood.communicate(timeout=30)[0])
+        assert sup.proc.poll() is None, "the supervisor died"
+        sup.signal(15)
+        assert sup.wait(timeout=60) == 0
+    strangers = [ln for ln in sup.err.of("podvisor") if "NOTIFY_SOCKET: ignored" in ln]
+    assert len(strangers) == 1, strangers
+    assert slowest < SLOWEST, f"/livez took {slowest:.3f}s during the flood"
+    faults.runs = sent
+    faults.figure("/livez asked", asked)
+    faults.figure("slowest /livez", f"{slowest * 1000:.0f} ms")
