@@ -8,7 +8,6 @@ Each pod is `podvisor run` as a child, in a run directory of the test's own
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -122,14 +121,11 @@ def test_a_sigkilled_pods_record_leaves_ps(tmp_path: Path, run_dir: Path) -> Non
         sup.signal(signal.SIGKILL)
         sup.wait()
     try:
-        socket = run_dir / "pods" / "host-dead.sock"
-        assert socket.exists()  # what the dead supervisor left
-
-        everything = _podvisor(run_dir, "ps", "--all")
-        assert re.search(r"^host-dead\s+Gone\b", everything.stdout, re.MULTILINE)
-        assert not socket.exists()  # found dead, cleaned up
+        # The pod's outer init removes the socket once the pod has ended; until
+        # then `ps` finds it refusing and removes it (test_access has `--all`).
         live = _podvisor(run_dir, "ps", "-o", "json")
         assert (live.returncode, json.loads(live.stdout)) == (0, [])
+        assert not (run_dir / "pods" / "host-dead.sock").exists()
     finally:
         clean_after_dead_supervisor("host-dead", tree, GRACE)
 
