@@ -205,6 +205,8 @@ def _watch(
     headers: Sequence[str],
     rows: Callable[[Sequence[T], float], list[list[out.Cell]]],
     output: str,
+    *,
+    as_json: Callable[[T], object] = plain,
 ) -> int:
     """Print the rows, then each row that changes, until interrupted."""
     style = out.Style(sys.stdout)
@@ -216,7 +218,7 @@ def _watch(
             seen[key(item)[0]] = key(item)
         if output == "json":
             for item in changed:
-                _print(json.dumps(plain(item), separators=(",", ":")))
+                _print(json.dumps(as_json(item), separators=(",", ":")))
             continue
         if not changed and not first:
             continue
@@ -285,7 +287,8 @@ def events(args: argparse.Namespace) -> int:
         return ((pod, e.type, e.reason, e.message, e.container), e.count, e.last)
 
     if args.follow:
-        return _watch(read, key, EVENT_HEADERS, _event_rows, args.output)
+        as_json = lambda pe: _event_object(*pe)  # noqa: E731 -- as `events -o json` writes one
+        return _watch(read, key, EVENT_HEADERS, _event_rows, args.output, as_json=as_json)
     found = read()
     if args.output == "json":
         _print(json.dumps([_event_object(p, e) for p, e in found], indent=2))

@@ -142,7 +142,13 @@ async def test_top_no_stream_and_the_watches_through_a_pipe(run_dir: Path) -> No
         assert {o["name"] for o in objects} == {"web", "crash"}
         assert all(o["pod"] == "views-pipe" for o in objects)
 
-        for args in (["ps", "-w"], ["status", pod.name, "-w"], ["ps", "-w", "-o", "json"]):
+        watches = (
+            ["ps", "-w"],
+            ["status", pod.name, "-w"],
+            ["ps", "-w", "-o", "json"],
+            ["events", pod.name, "-f", "-o", "json"],
+        )
+        for args in watches:
             async with child(
                 ctl_argv(*args), stdout=subprocess.PIPE, env=ctl_env(run_dir), cwd=REPO
             ) as watch:
@@ -151,7 +157,10 @@ async def test_top_no_stream_and_the_watches_through_a_pipe(run_dir: Path) -> No
                 with anyio.fail_after(WAIT):
                     while b"views-pipe" not in seen and b"crash" not in seen:
                         seen += await watch.stdout.receive()
-                if "json" in args:
+                if "events" in args:  # one object a line, as `events -o json` lists them
+                    first = json.loads(seen.splitlines()[0])
+                    assert (first["pod"], first["reason"]) == ("views-pipe", "Created")
+                elif "json" in args:
                     assert json.loads(seen.splitlines()[0])["name"] == "views-pipe"
                 else:
                     assert seen.split()[0] in (b"NAME", b"CONTAINER")
