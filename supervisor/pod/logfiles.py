@@ -31,7 +31,6 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,7 +137,7 @@ class PodLogFiles:
     ) -> PodLogFiles:
         """The pod's folder, made fresh; folders of earlier pods of this name go."""
         for old in root.glob(f"{_glob_safe(namespace)}_{_glob_safe(name)}_*"):
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_tree(old)
         folder = pod_folder(root, namespace, name, uid)
         folder.mkdir(parents=True, exist_ok=True, mode=0o755)
         return cls(folder, rotation)
@@ -241,6 +240,17 @@ def parse_cri_time(text: str) -> float:
     whole, _, fraction = text.rstrip("Z").partition(".")
     seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
     return seconds + (float(f"0.{fraction}") if fraction else 0.0)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a log folder and what it holds (not shutil: the supervisor stays lean)."""
+    with contextlib.suppress(OSError):
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+            return
+        for child in path.iterdir():
+            _remove_tree(child)
+        path.rmdir()
 
 
 def _glob_safe(text: str) -> str:
