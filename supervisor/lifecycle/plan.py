@@ -38,6 +38,7 @@ class ContainerSpec:
     stop_signal: int = 15
     notify_ready: bool = False  # counts as started only after READY=1
     watchdog_seconds: float | None = None  # WATCHDOG_USEC, in seconds
+    image: str = ""  # the image its root comes from; "" on the host's files
 
     def probe(self, kind: ProbeKind) -> ProbePlan | None:
         return {
@@ -70,6 +71,7 @@ class PodPlan:
 
 def plan_for(pod: Pod) -> PodPlan:
     """What the pure core needs to know of the manifest."""
+    from podvisor.supervisor.manifest.rootfs import on_image
 
     def probe(p: Probe | None) -> ProbePlan | None:
         if p is None:
@@ -93,6 +95,7 @@ def plan_for(pod: Pod) -> PodPlan:
             # s6's notification-fd is the program's own word that it is up.
             notify_ready=c.settings.notification_fd is not None,
             watchdog_seconds=watchdog / 1e6 if watchdog else None,
+            image=(c.image or "") if on_image(pod, c) else "",
         )
 
     s = pod.settings

@@ -13,7 +13,8 @@ one sentence why a finished pod ended.
 
 The events, and when
 --------------------
-Created, Started (Normal)      a container's process is up
+Pulled, Created, Started (Normal)   a container's process is up (Pulled: on
+                               its image's root, which is in the store by then)
 Failed (Warning)               its program could not be started
 Unhealthy (Warning)            a probe failed, with the probe's own words
 Killing (Normal)               podvisor stops it: why, and whether it comes back
@@ -22,9 +23,10 @@ OOMKilling (Warning)           the kernel's OOM killer ended it
 FailedPostStartHook, FailedPreStopHook (Warning)
 DeadlineExceeded, InitDied (Warning)   the pod itself
 
-The kubelet also records image pulls (Pulled) and evictions (Evicted):
-podvisor pulls with `podvisor image pull`, before a pod runs, and evicts
-nothing, so neither happens during a pod's life here.
+The kubelet also records evictions (Evicted): podvisor evicts nothing.
+Images are had before the pod starts (an image that cannot be had stops it
+then), so each start of a container on its image says Pulled as the kubelet
+says it of an image present on the machine.
 """
 
 from __future__ import annotations
@@ -81,12 +83,14 @@ def record(before: PodState, event: Event, after: PodState, now: float) -> list[
     """The events of the transition *before* -> *after* that *event* caused."""
     found: list[PodEvent] = []
     for old, new in zip(before.containers, after.containers, strict=True):
-        found += _container(old, new, event)
+        found += _container(old, new, event, after.plan.spec(new.name).image)
     found += _pod(before, after)
     return [replace(e, first=now, last=now) for e in found]
 
 
-def _container(old: ContainerStatus, new: ContainerStatus, event: Event) -> list[PodEvent]:
+def _container(
+    old: ContainerStatus, new: ContainerStatus, event: Event, image: str
+) -> list[PodEvent]:
     name = new.name
     found: list[PodEvent] = []
 
@@ -96,6 +100,8 @@ def _container(old: ContainerStatus, new: ContainerStatus, event: Event) -> list
     if getattr(event, "name", None) == name:
         found += _caused_by(old, new, event)
     if new.pid is not None and new.pid != old.pid and isinstance(event, Started):
+        if image:  # pulled before the pod started, if it had to be
+            add(NORMAL, "Pulled", f'Container image "{image}" already present on machine')
         add(NORMAL, "Created", f"Created container: {name}")
         add(NORMAL, "Started", f"Started container {name}")
     if old.step in UP and new.step in STOPPING:
@@ -191,8 +197,9 @@ def last_words(state: PodState) -> str:
         cause = f"stopped on request: {_signal_name(state.stop_signal)}"
     else:
         cause = "its main containers ended"
-    began = None
-    if state.stop_deadline is not None:
+    began = None  # when podvisor began to stop the main containers, if it did
+    stopped = state.stop_requested or state.reason is not None or state.failed_init is not None
+    if state.stop_deadline is not None and stopped:
         began = state.stop_deadline - state.plan.grace_seconds
     ends = [_end(c, state, began) for c in state.containers if c.kind is ContainerKind.MAIN]
     if state.failed_init is not None:

@@ -115,3 +115,13 @@ def test_the_journal_keeps_the_newest_and_folds_repeats_to_the_end() -> None:
     for reason in ("A", "B", "A", "C"):
         journal.add(lc.PodEvent("Normal", reason, "m", "c", first=1, last=1))
     assert [(e.reason, e.count) for e in journal.events] == [("A", 2), ("C", 1)]
+
+
+def test_a_container_on_its_image_says_pulled_before_created() -> None:
+    sim = Sim(pod(main(image="docker.io/library/busybox:1.36")))
+    sim.run(until=1)
+
+    assert [(e.reason, e.message) for e in sim.journal.events][:2] == [
+        ("Pulled", 'Container image "docker.io/library/busybox:1.36" already present on machine'),
+        ("Created", "Created container: app"),
+    ]
