@@ -41,7 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if "PODVISOR_LOG_DIR" not in os.environ:
         import tempfile
 
-        os.environ["PODVISOR_LOG_DIR"] = tempfile.mkdtemp(prefix="podvisor-logs-")
+        _log_dir_made[0] = tempfile.mkdtemp(prefix="podvisor-logs-")
+        os.environ["PODVISOR_LOG_DIR"] = _log_dir_made[0]
     _subtree_control_at_start.update(
         (d, (d / "cgroup.subtree_control").read_text().split())
         for d in cgroup_bases()
@@ -51,6 +52,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     leave_supervisor_leaf()
+    if _log_dir_made[0]:
+        import shutil
+
+        shutil.rmtree(_log_dir_made[0], ignore_errors=True)
+
+
+#: The session's log folder, when it made one (removed at its end).
+_log_dir_made: list[str] = [""]
 
 
 # --- Our cgroup ---------------------------------------------------------------------
