@@ -147,9 +147,7 @@ async def test_1000_scrapes_while_containers_restart(
 
 def _begun(pod: InProcessPod, name: str) -> bool:
     """Whether *name* has begun, so a scrape reads its cgroup."""
-    return (
-        getattr(pod.runner, "state", None) is not None and pod.container(name).step not in NO_SERIES
-    )
+    return pod.view.state is not None and pod.container(name).step not in NO_SERIES
 
 
 async def _settled(pod: InProcessPod, runs: dict[str, Path]) -> None:
