@@ -66,7 +66,7 @@ anyio.run(main)
 POD = """
 apiVersion: v1
 kind: Pod
-metadata: {name: pvm-lazy}
+metadata: {name: pvm-lazy, annotations: {podvisor.io/rootfs: host}}
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 5

@@ -37,7 +37,7 @@ time.sleep(3600)
     return f"""
         apiVersion: v1
         kind: Pod
-        metadata: {{name: pvm-live}}
+        metadata: {{name: pvm-live, annotations: {{podvisor.io/rootfs: host}}}}
         spec:
           restartPolicy: Always
           terminationGracePeriodSeconds: 5

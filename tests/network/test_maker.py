@@ -70,7 +70,7 @@ def a_pod(tmp_path: Path) -> Path:
     pod = tmp_path / "pod.yaml"
     pod.write_text(
         f"apiVersion: v1\nkind: Pod\nmetadata: {{name: maker-{uuid.uuid4().hex[:6]}}}\n"
-        'spec:\n  containers: [{name: main, image: x, command: ["true"]}]\n'
+        'spec:\n  containers: [{name: main, command: ["true"]}]\n'
     )
     return pod
 

@@ -190,7 +190,7 @@ def test_a_run_that_fails_before_the_pod_is_made_leaves_no_init(
             kind: Pod
             metadata: {name: taken-port}
             spec:
-              containers: [{name: main, image: x, command: ["true"]}]
+              containers: [{name: main, command: ["true"]}]
         """)
     )
     with socket.socket() as holder:  # the metrics port is taken: an error before anything is made
