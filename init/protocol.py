@@ -54,7 +54,8 @@ import dataclasses
 import json
 import os
 import socket
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from podvisor.init import seqpacket
 
@@ -82,7 +83,7 @@ class Fields:
 
     __slots__ = ("values", "where")
 
-    def __init__(self, where: str, values: dict[str, Any]) -> None:
+    def __init__(self, where: str, values: dict[str, object]) -> None:
         self.where = where
         self.values = values
 
@@ -492,9 +493,14 @@ Event = (
     | Refused
 )
 
-REQUESTS: dict[str, Any] = {m.KIND: m for m in (Plan, Spawn, Signal, StopAll)}
-EVENTS: dict[str, Any] = {
-    m.KIND: m
+M = TypeVar("M")
+
+#: Each message's reader, by the name the wire gives it.
+REQUESTS: dict[str, Callable[[Fields], Request]] = {
+    m.KIND: m.read for m in (Plan, Spawn, Signal, StopAll)
+}
+EVENTS: dict[str, Callable[[Fields], Event]] = {
+    m.KIND: m.read
     for m in (
         InitStarted,
         InitFailed,
@@ -524,7 +530,7 @@ def encode(message: Request | Event) -> bytes:
     return data
 
 
-def _decode(data: bytes, key: str, kinds: dict[str, Any], what: str) -> Any:
+def _decode(data: bytes, key: str, kinds: Mapping[str, Callable[[Fields], M]], what: str) -> M:
     try:
         values = json.loads(data)
     except ValueError as exc:
@@ -532,22 +538,20 @@ def _decode(data: bytes, key: str, kinds: dict[str, Any], what: str) -> Any:
     if not isinstance(values, dict):
         raise ProtocolError(f"not a JSON object: {data[:80]!r}")
     kind = values.get(key)
-    cls = kinds.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    read = kinds.get(kind) if isinstance(kind, str) else None
+    if read is None:
         raise ProtocolError(f"not {what}: {data[:80]!r}")
-    return cls.read(Fields(str(kind), values))
+    return read(Fields(str(kind), values))
 
 
 def decode_request(data: bytes) -> Request:
     """A request from the supervisor; ProtocolError for anything else."""
-    message: Request = _decode(data, "op", REQUESTS, "a request the init knows")
-    return message
+    return _decode(data, "op", REQUESTS, "a request the init knows")
 
 
 def decode_event(data: bytes) -> Event:
     """An event from the init; ProtocolError for anything else."""
-    message: Event = _decode(data, "ev", EVENTS, "an event the supervisor knows")
-    return message
+    return _decode(data, "ev", EVENTS, "an event the supervisor knows")
 
 
 def send(sock: socket.socket, message: Request | Event, fds: tuple[int, ...] = ()) -> None:
