@@ -90,7 +90,7 @@ async def make_resources(
             raise
         plan = without_namespaces(plan, str(exc), own_name_files=pod.spec.own_name_files)
         client = await InitClient.start(plan)
-    stack.push_async_callback(_stop_init, client)
+    stack.push_async_callback(stop_init, client)
     for warning in plan.warnings:
         sink.system(f"warning: {warning}")
     return PodResources(pod_cgroup, cgroups, network, client, roots)
@@ -153,7 +153,7 @@ async def _make_network(
 # --- Undoing ------------------------------------------------------------------------
 
 
-async def _stop_init(init: InitClient) -> None:
+async def stop_init(init: InitClient) -> None:
     """Ask the init to end what is left, then make sure it is gone."""
     with anyio.CancelScope(shield=True):
         with contextlib.suppress(InitDiedError):

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from podvisor.init import protocol
 from podvisor.sidecars.actions import ContainerActions
@@ -153,7 +154,7 @@ class PodRunner:
                 self.loaded = dataclasses.replace(
                     self.loaded, pod=with_image_stop_signals(self.pod, images)
                 )
-                supervision = Supervision(self, resources, server)
+                supervision = Supervision(self, self._events, resources, server)
                 return await supervision.run()
         except InitDiedError as exc:
             self.sink.system(f"error: {exc}")
@@ -211,14 +212,19 @@ class Supervision:
     """The lifecycle loop of a pod whose resources are all made."""
 
     def __init__(
-        self, runner: PodRunner, resources: PodResources, server: MetricsServer | None
+        self,
+        runner: PodRunner,
+        events: MemoryObjectReceiveStream[lc.Event],
+        resources: PodResources,
+        server: MetricsServer | None,
     ) -> None:
         self.pod = runner.pod
         self.options = runner.options
         self.sink = runner.sink
         self.metrics = runner.metrics
         self.post = runner.post
-        self._events = runner._events
+        #: What `runner.post` queues; only the loop reads it.
+        self._events = events
         self.resources = resources
         self.init = resources.init
         self.cgroups = resources.cgroups

@@ -10,7 +10,6 @@ runner instead.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import uuid
@@ -37,6 +36,7 @@ from podvisor.supervisor.manifest.model import (
 from podvisor.supervisor.network import NetworkMode, NetworkRequest, create_network
 from podvisor.supervisor.pod.init_client import InitClient, InitProcessHandle
 from podvisor.supervisor.pod.logs import ContainerLog
+from podvisor.supervisor.pod.resources import stop_init
 from podvisor.supervisor.pod.sandbox import plan_namespaces
 from podvisor.supervisor.pod.view import PodView
 
@@ -181,25 +181,13 @@ async def sandboxed_pod(
                 try:
                     yield host, actions
                 finally:
-                    with anyio.CancelScope(shield=True):
-                        await _stop_init(init)
+                    await stop_init(init)
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                init.close()
+                init.close()  # again, when the set-up above failed: closing twice is harmless
                 await init.process.aclose()
             host.close()
-
-
-async def _stop_init(init: InitClient) -> None:
-    """Ask the init to kill everything and exit, while the channel is still served."""
-    with contextlib.suppress(InitDiedError):
-        await init.stop_all(grace=0)
-    with anyio.move_on_after(WAIT):
-        await init.process.wait()
-    if init.process.returncode is None:
-        init.process.kill()
-        await init.process.wait()
 
 
 async def spawn_server(host: FakeHost, code: str, *args: str) -> str:
