@@ -15,9 +15,13 @@ has already exited cannot be attributed and is dropped, as systemd drops it
 for a unit without NotifyAccess=all: send from the daemon itself, or keep
 the sender alive until podvisor has read the message.
 
-The socket and its directory are world-reachable on purpose: a container
-with a runAsUser must be able to send, and the credentials, not the file
-mode, decide who a message is from.
+The socket itself is writable by any uid, so that a container with a
+runAsUser can send, but its directory is the supervisor's user's alone: a
+user on the host cannot reach it. A container reaches it all the same,
+because its init binds the socket into the container's own mount namespace
+(through the read-only cover over podvisor's state, or into its image's
+root) before it drops root. The credentials, not the file mode, then decide
+which container a message is from.
 
 notification-fd (s6): the container's program gets the write end of a pipe
 as fd N and writes a newline to it once it is ready. `read_notification`
@@ -127,10 +131,10 @@ class NotifySocket:
     def bind(self) -> None:
         """Make the socket (and its directory when missing); a stale socket file is replaced."""
         directory = self.path.parent
-        if not directory.is_dir():
-            directory.mkdir(parents=True, exist_ok=True)
-            # Reachable by any uid (see the module's header), listable by root only.
-            os.chmod(directory, 0o711)  # noqa: S103
+        directory.mkdir(parents=True, exist_ok=True)
+        # Whoever made the pod's directory first, containers reach the socket
+        # through a bind (see the module's header), and nobody else reaches it.
+        os.chmod(directory, 0o700)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)

@@ -23,8 +23,10 @@ import os
 from pathlib import Path
 
 from podvisor.init import protocol
+from podvisor.supervisor.control import paths
 from podvisor.supervisor.manifest.capabilities import capability_set
 from podvisor.supervisor.manifest.model import SecurityContext
+from podvisor.supervisor.network import records
 from podvisor.supervisor.pod import sandbox
 
 #: Covered: kernel memory, keys, timers and firmware tables a container has no use for.
@@ -49,8 +51,12 @@ def _may_mount() -> bool:
 
 
 def hidden_paths() -> tuple[str, ...]:
-    """podvisor's state, which no container may reach: sockets, records, network namespaces."""
-    found = [os.environ.get("PODVISOR_RUN_DIR") or "/run/podvisor", "/run/netns"]
+    """podvisor's state, which no container may reach: sockets, records, network namespaces.
+
+    The control sockets' folder (which PODVISOR_RUN_DIR moves) and the
+    records' (the pods' network records and NOTIFY_SOCKETs) may differ.
+    """
+    found = [str(paths.run_dir()), str(records.RUN_DIR), "/run/netns"]
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         found.append(f"{runtime}/podvisor")

@@ -1,15 +1,16 @@
 """An unprivileged user floods the pod's NOTIFY_SOCKET.
 
-The socket must be reachable by any uid a container runs as, so a user on
-the host can reach it too. Such a sender is in the supervisor's own PID
-namespace, never in the pod's: its datagrams are dropped after one readlink,
-said once, and the supervisor keeps answering /livez while it floods.
+Any uid a container runs as reaches the socket, through the bind its init
+makes in the container's own mounts; on the host the socket sits in a
+directory of root's alone. So every datagram a user on the host tries is
+refused by the kernel, none reaches the supervisor, and /livez answers
+throughout. (A sender that does reach it from outside the pod, root, is
+dropped after one readlink: `tests/sidecars/test_notify.py`.)
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,26 +19,24 @@ import pytest
 
 from tests.faults.conftest import Record
 from tests.faults.pods import Supervisor, free_port, write_pod
+from tests.security.conftest import PYTHON
 
 pytestmark = [pytest.mark.faults, pytest.mark.needs_root]
 
 NOBODY = 65534
 FLOOD_SECONDS = 5
-#: What 95 in 100 /livez answers may take while the socket is flooded; the slowest
-#: is recorded (a shared machine's scheduler alone can cost that one more).
-P95 = 0.1
 FLOOD = """
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 end = time.monotonic() + float(sys.argv[2])
-sent = 0
+sent = refused = 0
 while time.monotonic() < end:
     try:
         s.sendto(b"READY=1\\nSTATUS=flood", sys.argv[1])
         sent += 1
-    except OSError:
-        pass
-print(sent)
+    except PermissionError:
+        refused += 1
+print(sent, refused)
 """
 
 
@@ -69,10 +68,8 @@ def test_a_notify_flood_from_another_user(tmp_path: Path, faults: Record) -> Non
                 f"--reuid={NOBODY}",
                 f"--regid={NOBODY}",
                 "--clear-groups",
-                "--inh-caps=+dac_read_search",
-                "--ambient-caps=+dac_read_search",
                 "--",
-                sys.executable,
+                PYTHON,
                 "-c",
                 FLOOD,
                 socket_path,
@@ -87,15 +84,15 @@ def test_a_notify_flood_from_another_user(tmp_path: Path, faults: Record) -> Non
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=5) as reply:
                 assert reply.status == 200
             took.append(time.monotonic() - started)
-        sent = int(flood.communicate(timeout=30)[0])
+        sent, refused = map(int, flood.communicate(timeout=30)[0].split())
         assert sup.proc.poll() is None, "the supervisor died"
         sup.signal(15)
         assert sup.wait(timeout=60) == 0
+    assert (sent, refused > 0) == (0, True), (sent, refused)
     strangers = [ln for ln in sup.err.of("podvisor") if "NOTIFY_SOCKET: ignored" in ln]
-    assert len(strangers) == 1, strangers
+    assert strangers == []
     took.sort()
     p95 = took[int(len(took) * 0.95)]
-    assert p95 < P95, f"/livez took {p95:.3f}s (95th percentile) during the flood"
-    faults.runs = sent
+    faults.runs = refused
     faults.figure("/livez asked", len(took))
     faults.figure("/livez p95/slowest", f"{p95 * 1000:.0f}/{took[-1] * 1000:.0f} ms")

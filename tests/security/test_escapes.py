@@ -17,7 +17,7 @@ import pytest
 from podvisor.init import syscalls
 from tests.control.conftest import control_pod, serving_pod
 from tests.faults.pods import podvisor_command
-from tests.security.conftest import manifest, run_pod, sh
+from tests.security.conftest import PYTHON, manifest, run_pod, sh
 
 pytestmark = pytest.mark.needs_root
 
@@ -147,3 +147,29 @@ async def test_another_pods_namespace_and_socket_are_out_of_reach(run_dir: Path)
         assert [line for line in said if line.strip()][-1] != "stop=0", said
         assert not [line for line in said if line.startswith("pv-")], said
         assert victim.container("app").step.name == "RUNNING"
+
+
+#: Sends READY=1 to $NOTIFY_SOCKET and says whether the kernel let it.
+NOTIFY = (
+    "import os, socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+    "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET']); print('sent', flush=True)"
+)
+
+
+def test_the_notify_socket_is_the_pods_containers_alone(run_dir: Path) -> None:
+    """A container of any uid reaches the socket through its own mounts.
+
+    The host's users do not: `tests/faults/test_notify_flood.py` floods it as one.
+    """
+    ran = run_pod(
+        run_dir,
+        "esc-notify",
+        f"""
+        containers:
+        - name: c
+          securityContext: {{runAsUser: 4242}}
+          command: ["{PYTHON}", "-c", "{NOTIFY}"]
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    assert ran.of("c") == ["sent"], ran.stderr
