@@ -34,13 +34,17 @@ beside the row. A value is a `Stat`; a bare number is read as one sample.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import math
 import os
 import platform
+import shutil
 import signal
 import statistics
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -365,7 +369,17 @@ def bench_env() -> dict[str, str]:
     """
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if "PODVISOR_LOG_DIR" not in env:  # the benchmark's pods log to a folder of its own
+        env["PODVISOR_LOG_DIR"] = _log_dir()
     return env
+
+
+@functools.cache
+def _log_dir() -> str:
+    """A folder for the measured pods' log files, removed when the benchmark ends."""
+    path = tempfile.mkdtemp(prefix="podvisor-bench-logs-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def venv_bin(name: str) -> Path:

@@ -388,7 +388,13 @@ def test_the_systemd_unit_verifies_runs_and_stops_cleanly(tmp_path: Path) -> Non
     exec_start = load_unit(installed)["Service"]["ExecStart"].replace("%i", "web").split()
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    env = {"PATH": SYSTEMD_PATH, "LANG": "C.UTF-8", RUN_DIR_VARIABLE: str(run_dir)}
+    env = {
+        "PATH": SYSTEMD_PATH,
+        "LANG": "C.UTF-8",
+        RUN_DIR_VARIABLE: str(run_dir),
+        # The pod's log folder in the test's own place, never the host's /var/log/pods.
+        "PODVISOR_LOG_DIR": str(tmp_path / "logs"),
+    }
     main = subprocess.Popen(
         exec_start,
         stdin=subprocess.DEVNULL,
