@@ -55,6 +55,7 @@ from typing import Any
 from podvisor.init.protocol import plain
 from podvisor.supervisor.cli import output as out
 from podvisor.supervisor.cli import views
+from podvisor.supervisor.cli.captured import Captured
 from podvisor.supervisor.control.client import EXEC_ANSWER_TIMEOUT, Client, ask, close_all
 from podvisor.supervisor.control.wire import (
     ContainerRow,
@@ -279,6 +280,13 @@ def _exec_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a terminal for the command (with -i, your keys reach it)",
     )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        help="text: the command's output as it comes (default); json: kept, and printed "
+        "at its end in one object with its exit code",
+    )
 
 
 def _split_command(args: argparse.Namespace) -> list[str]:
@@ -298,6 +306,7 @@ def _split_command(args: argparse.Namespace) -> list[str]:
         args.container = found.container or args.container
         args.stdin = args.stdin or found.stdin
         args.tty = args.tty or found.tty
+        args.output = found.output or args.output
     return rest[cut + 1 :]
 
 
@@ -478,6 +487,10 @@ def exec_command(args: argparse.Namespace) -> int:
     if not argv:
         print("podvisor exec: no command given: podvisor exec POD -- COMMAND", file=sys.stderr)
         return EXIT_CONFIG
+    as_json = args.output == "json"
+    if as_json and args.tty:
+        print("podvisor exec: -o json keeps the output, -t shows it: choose one", file=sys.stderr)
+        return EXIT_CONFIG
     facing = 0 if args.stdin else 1  # the caller's terminal, as far as -t is concerned
     tty = args.tty and os.isatty(facing)
     if args.tty and not tty:
@@ -495,7 +508,13 @@ def exec_command(args: argparse.Namespace) -> int:
         on_terminal = any(os.isatty(fd) for fd in (stdin, 1, 2))
         wakeup = stack.enter_context(_signals_to_pipe(on_terminal))
         client = stack.enter_context(Client.open(args.pod, EXEC_ANSWER_TIMEOUT))
-        client.send(request, (stdin, 1, 2))
+        captured = Captured() if as_json else None
+        if captured is not None:
+            stack.callback(captured.close)
+            client.send(request, (stdin, *captured.write_ends))
+            captured.sent()
+        else:
+            client.send(request, (stdin, 1, 2))
         reply, fds = client.answer(ExecStarted)
         stack.callback(close_all, fds)
         if isinstance(reply, Error):
@@ -508,7 +527,7 @@ def exec_command(args: argparse.Namespace) -> int:
                 print("podvisor: the pod sent no terminal", file=sys.stderr)
                 return 1
             terminal = Terminal(fds[0], keyboard=0 if args.stdin else None)
-        return _wait_for_exit(client, wakeup, " ".join(argv), terminal)
+        return _wait_for_exit(client, wakeup, argv, terminal or captured)
 
 
 def _devnull(stack: contextlib.ExitStack) -> int:
@@ -595,25 +614,31 @@ class Terminal:
             )
 
 
-def _wait_for_exit(client: Client, wakeup: int, command: str, terminal: Terminal | None) -> int:
-    """Relay signals (and the terminal's bytes) until the command's exit comes; its status."""
+def _wait_for_exit(
+    client: Client, wakeup: int, argv: list[str], output: Terminal | Captured | None
+) -> int:
+    """Relay signals (and the output's bytes) until the command's exit comes; its status."""
     with selectors.DefaultSelector() as selector:
         selector.register(client.sock, selectors.EVENT_READ)
         selector.register(wakeup, selectors.EVENT_READ)
-        if terminal is not None:
-            terminal.watch(selector)
+        if output is not None:
+            output.watch(selector)
+        terminal = output if isinstance(output, Terminal) else None
         while True:
             for key, events in selector.select():
                 if key.fileobj == wakeup:
                     _relay(client, os.read(wakeup, 256), terminal)
                 elif key.fileobj != client.sock:
-                    key.data(selector, events)  # the terminal's copying
+                    key.data(selector, events)  # the terminal's or the pipes' copying
                 elif (message := client.receive()) is None:
+                    command = " ".join(argv)
                     print(f"podvisor: the pod stopped before `{command}` ended", file=sys.stderr)
                     return EXIT_LOST
                 elif isinstance(message, ExecExited):
-                    if terminal is not None:
-                        terminal.drain()
+                    if output is not None:
+                        output.drain()
+                    if isinstance(output, Captured):
+                        print(json.dumps(output.result(argv, message)))
                     return _exit_status(message)
 
 

@@ -89,7 +89,14 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         from podvisor.supervisor.images import cli as image_cli
 
         image_cli.add_command(sub)
-    sub.add_parser("version", help="print podvisor's version")
+    versioning = sub.add_parser("version", help="print podvisor's version")
+    versioning.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), json for scripts",
+    )
     helping = sub.add_parser("help", help="list the commands, or show one command's help")
     helping.add_argument("topic", nargs="?", metavar="COMMAND")
     completing = sub.add_parser(
@@ -143,6 +150,12 @@ def _local_command(args: argparse.Namespace) -> None:
         from podvisor.supervisor.cli.completion import script
 
         print(script(args.shell, _parser()), end="")
+    elif args.output == "json":
+        import json
+        import platform
+
+        found = {"version": version(), "python": platform.python_version()}
+        print(json.dumps(found))
     else:
         print(f"podvisor {version()}")
 

@@ -79,6 +79,7 @@ def add_commands(
     attach_.add_argument(
         "--tail", type=int, default=0, metavar="N", help="first the last N lines (default: 0)"
     )
+    _output(attach_)
     top_.add_argument("pod", metavar="POD", nargs="?", help="one pod (default: every pod)")
     top_.add_argument("--no-stream", action="store_true", help="print one table and end")
     _output(top_)
@@ -484,7 +485,7 @@ def attach(args: argparse.Namespace) -> int:
         tail=args.tail,
         since=None,
         timestamps=False,
-        output="text",
+        output=args.output,  # json: one object a line, as `logs -o json` writes them
         prefixed=True,
     )
     return commands.logs(follow)

@@ -10,6 +10,7 @@ import pytest
 
 from podvisor.supervisor.cli.commands import COMMANDS
 from tests.control.conftest import REPO, ctl_argv, ctl_env
+from tests.supervisor.conftest import podvisor_command
 
 
 def ctl(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -29,6 +30,17 @@ def test_every_command_has_help(command: str, run_dir: Path) -> None:
     done = ctl(run_dir, command, "--help")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: podvisor {command} ")
+    assert "-o {text,json}, --output {text,json}" in done.stdout
+
+
+def test_version_as_json() -> None:
+    def version(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [*podvisor_command(), "version", *args]
+        return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+
+    text, as_json = version(), version("-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert text.stdout == f"podvisor {json.loads(as_json.stdout)['version']}\n"
 
 
 def test_usage_errors_exit_2(run_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import struct
@@ -46,6 +47,26 @@ async def test_exec_passes_stdin_only_with_i(run_dir: Path) -> None:
         # Without -i the command reads /dev/null: it ends at once instead of waiting.
         alone = await pod.ctl("exec", "ctl-stdin", "--", "cat", stdin=b"not passed\n")
         assert (alone.returncode, alone.stdout) == (0, ""), alone.stderr
+
+
+async def test_exec_as_json_keeps_the_output_for_one_object(run_dir: Path) -> None:
+    # More than a pipe holds, so a client that read only at the end would hang.
+    script = "head -c 200000 /dev/zero | tr '\\0' x; echo; echo oops >&2; kill -TERM $$"
+    async with control_pod(serving_pod("ctl-json"), run_dir) as pod:
+        await pod.serving()
+        done = await pod.ctl("exec", "ctl-json", "-o", "json", "--", "sh", "-c", script)
+        assert done.returncode == 128 + signal.SIGTERM, done.stderr
+        found = json.loads(done.stdout)
+        assert found == {
+            "command": ["sh", "-c", script],
+            "exit_code": None,
+            "signal": signal.SIGTERM,
+            "stdout": "x" * 200000 + "\n",
+            "stderr": "oops\n",
+        }
+        both = await pod.ctl("exec", "-t", "-o", "json", "ctl-json", "--", "true")
+        assert both.returncode == 2
+        assert "choose one" in both.stderr
 
 
 async def test_exec_reports_what_cannot_run(run_dir: Path) -> None:

@@ -144,6 +144,17 @@ def test_run_detached_returns_once_started_and_attach_follows(
         assert f"supervisor pid {listed['supervisor_pid']}" in again.stderr
 
         with subprocess.Popen(
+            [*podvisor_command(), "attach", "host-detached", "--tail", "10", "-o", "json"],
+            env=ctl_env(run_dir),
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as as_json:
+            assert as_json.stdout is not None
+            line = json.loads(as_json.stdout.readline())
+            assert (line["container"], line["text"]) == ("web", "up")
+            as_json.send_signal(signal.SIGINT)  # leaves the pod running
+            assert as_json.wait(timeout=60) == 128 + signal.SIGINT
+        with subprocess.Popen(
             [*podvisor_command(), "attach", "host-detached", "--tail", "10"],
             env=ctl_env(run_dir),
             stdout=subprocess.PIPE,
