@@ -78,6 +78,26 @@ class NamespaceError(PodvisorError):
     """Raised when the pod's namespaces cannot be made and no fallback applies."""
 
 
+class VolumeContentError(PodvisorError):
+    """Raised when a configMap, secret, downwardAPI or projected volume's files cannot be made.
+
+    A ConfigMap, Secret or key it names is not there and is not `optional: true`,
+    or two of its paths collide. The message is the kubelet's
+    (`configmap references non-existent config key: KEY`); Kubernetes would keep
+    the container waiting for it, so the container is not started: add the key
+    or the object to the manifest's file (or --config), or mark it optional.
+    """
+
+    reason = "CreateContainerConfigError"
+
+    def __init__(self, volume: str, messages: list[str]) -> None:
+        self.volume = volume
+        self.messages = messages
+        # The kubelet joins several failures as its error aggregate does: [a, b].
+        joined = messages[0] if len(messages) == 1 else "[" + ", ".join(messages) + "]"
+        super().__init__(f'MountVolume.SetUp failed for volume "{volume}" : {joined}')
+
+
 # --- cgroups -----------------------------------------------------------------------
 
 
