@@ -265,7 +265,8 @@ def _pod_settings(pod: Pod) -> Iterator[str]:
         yield f"  host namespaces shared: {', '.join(namespaces)}"
     if spec.share_process_namespace:
         yield "  shareProcessNamespace: containers see each other's processes"
-    yield f"  hostname: {spec.hostname or pod.name}"
+    node = " (the node's: hostNetwork)" if spec.host_network else ""
+    yield f"  hostname: {pod.hostname}{node}"
     for alias in spec.host_aliases:
         yield f"  /etc/hosts: {alias.ip} {' '.join(alias.hostnames)}"
     yield from _dns_lines(spec)

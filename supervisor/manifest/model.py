@@ -553,7 +553,15 @@ class Pod:
 
     @property
     def hostname(self) -> str:
-        """spec.hostname, or the pod's name cut to a DNS label as the kubelet does."""
+        """spec.hostname, or the pod's name cut to a DNS label as the kubelet does.
+
+        A hostNetwork pod has the node's name instead: the kubelet gives its
+        sandbox no hostname of its own, so spec.hostname does not apply.
+        """
+        if self.spec.host_network:
+            import socket  # not at the top: a manifest is read before the pod starts
+
+            return socket.gethostname()
         return self.spec.hostname or self.name[:63].rstrip("-.")
 
     def container(self, name: str) -> Container:

@@ -122,7 +122,8 @@ class NetworkRequest:
                 f"pod name {self.pod_name!r} is not a DNS-1123 subdomain (lowercase letters, "
                 "digits, '-' and '.')"
             )
-        if not _HOSTNAME.fullmatch(self.hostname):
+        # The node's own name (hostNetwork) is whatever the machine calls itself.
+        if self.mode is not NetworkMode.HOST and not _HOSTNAME.fullmatch(self.hostname):
             raise NetworkError(
                 f"hostname {self.hostname!r} is not a valid host name: at most 63 lowercase "
                 "letters, digits, '-' and '.' (Kubernetes cuts a pod name used as hostname "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +79,16 @@ async def test_hostname_is_the_pod_name_or_spec_hostname() -> None:
     assert (await run_pod(_shell_pod("hostname"))).lines("main") == ["shell"]
     named = await run_pod(_shell_pod("hostname", extra="hostname: web-0"))
     assert named.lines("main") == ["web-0"]
+
+
+async def test_with_host_network_the_hostname_is_the_nodes() -> None:
+    # As the kubelet leaves a hostNetwork pod's sandbox to the node's name
+    # (spec.hostname applies to pods with their own network only).
+    script = "hostname; cat /etc/hostname; echo $$HOSTNAME"
+    extra = "hostNetwork: true\n          hostname: web-0"
+    result = await run_pod(_shell_pod(script, extra=extra))
+    assert result.status == 0, result.stderr
+    assert result.lines("main") == [socket.gethostname()] * 3
 
 
 async def test_host_aliases_and_dns_config_are_the_pods_name_files() -> None:
