@@ -590,7 +590,9 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
             if spec.rootfs is not None:
                 from podvisor.init import rootfs
 
-                rootfs.enter(spec.rootfs)
+                rootfs.enter(spec.rootfs, spec.mounts)
+            elif spec.mounts:
+                _mount_volumes(spec.mounts, confine)
             if not spec.pidns:
                 confinement.apply_masks(confine)
                 confinement.drop_privileges(confine, uid, gid)
@@ -598,6 +600,20 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
             _set_identity(uid, gid)
 
     return setup
+
+
+def _mount_volumes(mounts: tuple[protocol.Mount, ...], confine: protocol.Confinement) -> None:
+    """On the host's files: the volumes over their paths, in the mount namespace just made."""
+    from podvisor.init import volumes
+
+    if not confine.mounts:
+        raise volumes.VolumeError(
+            "volume",
+            errno.EPERM,
+            "volumes need a mount namespace of the container's own, and this pod has none "
+            "(podvisor lacks CAP_SYS_ADMIN): run podvisor as root",
+        )
+    volumes.attach(mounts, volumes.open_sources(mounts), make_targets=False)
 
 
 def _set_identity(uid: int | None, gid: int | None) -> None:

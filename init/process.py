@@ -373,6 +373,8 @@ def _run_child(plan: _Plan, error_fd: int) -> NoReturn:
     except BaseException as exc:
         code = exc.errno if isinstance(exc, OSError) and exc.errno else 0
         text = str(exc) or type(exc).__name__
+        # A step that names itself more precisely (a volume's mount) is reported so.
+        stage = getattr(exc, "stage", None) or stage
         try:
             os.write(error_fd, f"{stage}\0{code}\0{text}".encode(errors="replace"))
         finally:

@@ -30,7 +30,9 @@ answered by exactly one event with the same ``id``:
   ``cgroups`` before it execs, and starts with the signal mask and
   dispositions the init inherited. With ``pidns`` it runs under a container
   init of its own in a nested PID namespace. With ``confine`` it is confined
-  as a container (`Confinement`, applied by `podvisor.init.confine`). Answered by `Spawned` or
+  as a container (`Confinement`, applied by `podvisor.init.confine`), and
+  with ``mounts`` its volumes are bound in its mount namespace (`Mount`,
+  applied by `podvisor.init.volumes`). Answered by `Spawned` or
   `SpawnFailed`; a spawned process is later reported by exactly one `Exited`.
 - `Signal`: a signal to a process the init spawned (to its process group
   with ``group``). Answered by `Signalled`.
@@ -145,6 +147,12 @@ class Fields:
 
     def optional_nested(self, name: str) -> Fields | None:
         return None if self.values.get(name) is None else self.nested(name)
+
+    def nested_list(self, name: str) -> list[Fields]:
+        values = self._get(name, list, "a list of objects")
+        if not all(isinstance(v, dict) for v in values):
+            raise ProtocolError(f"{self.where}: {name!r} must be a list of objects")
+        return [Fields(f"{self.where}.{name}[{i}]", v) for i, v in enumerate(values)]
 
 
 def plain(value: object) -> object:
@@ -282,6 +290,39 @@ class Rootfs:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Mount:
+    """A volume in a container: ``source`` (as the pod's init sees it) bound at ``target``.
+
+    Applied by `podvisor.init.volumes` in the container's own mount namespace:
+    ``sub_path`` is resolved beneath ``source`` and never out of it (a
+    missing directory on the way is made), the result bound recursively at
+    ``target`` (inside the container's root on an image, else on the host's
+    files), then made read-only: the bind mount alone, or with
+    ``recursive_readonly`` every mount beneath it ("Enabled" fails if the
+    kernel cannot, "IfPossible" falls back to the bind mount alone).
+    """
+
+    #: The volume's name, for the messages.
+    name: str
+    source: str
+    target: str
+    sub_path: str = ""
+    readonly: bool = False
+    recursive_readonly: str = "Disabled"
+
+    @classmethod
+    def read(cls, f: Fields) -> Mount:
+        return cls(
+            f.text("name"),
+            f.text("source"),
+            f.text("target"),
+            f.text("sub_path"),
+            f.flag("readonly"),
+            f.text("recursive_readonly"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Process:
     """What to run and how: a container's program, a probe's command, an exec."""
 
@@ -302,6 +343,8 @@ class Process:
     confine: Confinement | None = None
     #: The container's root from its image; None in host mode (the pod's files).
     rootfs: Rootfs | None = None
+    #: The container's volumes, in the order they are mounted.
+    mounts: tuple[Mount, ...] = ()
 
     @classmethod
     def read(cls, f: Fields) -> Process:
@@ -319,6 +362,7 @@ class Process:
             f.flag("tty"),
             Confinement.read(confine) if confine is not None else None,
             Rootfs.read(rootfs) if rootfs is not None else None,
+            tuple(Mount.read(m) for m in f.nested_list("mounts")),
         )
 
 

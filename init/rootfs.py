@@ -13,10 +13,12 @@ with a read-only /sys, calls `enter`:
    directory inside it, so that what the container needs from the old root
    can still be reached by path: /sys (bound, read-only as `confine` made
    it), the pod's shared memory, the pod's /etc files and the termination
-   message file (``binds``);
+   message file (``binds``), and the volumes' sources, opened before the
+   pivot (`podvisor.init.volumes`);
 3. /dev is made: a small tmpfs with the standard devices, a devpts of its
    own for /dev/ptmx, /dev/shm;
-4. the old root is unmounted (lazily: nothing of it is reachable from here
+4. the volumes are bound at their paths, which resolve inside the new root;
+5. the old root is unmounted (lazily: nothing of it is reachable from here
    on, not by path and not through /proc, whose PID 1 is the container's
    own init) and its directory removed.
 
@@ -44,7 +46,7 @@ from __future__ import annotations
 import errno
 import os
 
-from podvisor.init import protocol, syscalls
+from podvisor.init import protocol, syscalls, volumes
 
 _PSEUDO = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
 _MS_STRICTATIME = 1 << 24
@@ -79,9 +81,11 @@ def mount_point(r: protocol.Rootfs) -> str:
 # =============================================================================
 
 
-def enter(r: protocol.Rootfs) -> None:
-    """Mount the container's root and pivot into it."""
+def enter(r: protocol.Rootfs, mounts: tuple[protocol.Mount, ...] = ()) -> None:
+    """Mount the container's root and pivot into it, its volumes (*mounts*) in place."""
     _preload()
+    # Opened while the pod's paths still mean what they say; bound once in the new root.
+    held = volumes.open_sources(mounts)
     new_root = mount_point(r)
     lower = ":".join(r.lower)
     options = f"lowerdir={lower},upperdir={r.upper},workdir={r.work}"
@@ -100,6 +104,7 @@ def enter(r: protocol.Rootfs) -> None:
     # the container runs, so only that init's relay to it sees this one.
     _mkdirs("/proc")
     syscalls.mount("proc", "/proc", "proc", _PSEUDO)
+    volumes.attach(mounts, held, make_targets=True)
     syscalls.umount(old, syscalls.MNT_DETACH)
     os.rmdir(old)
     if r.readonly:

@@ -302,6 +302,49 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(libc.syscall(number, new_root.encode(), put_old.encode()), "pivot_root")
 
 
+#: Calls that came after pivot_root: one number on every architecture (Linux 5.6, 5.12).
+_SYS_OPENAT2: Final = 437
+_SYS_MOUNT_SETATTR: Final = 442
+RESOLVE_NO_MAGICLINKS: Final = 0x02
+RESOLVE_BENEATH: Final = 0x08
+AT_FDCWD: Final = -100
+AT_RECURSIVE: Final = 0x8000
+MOUNT_ATTR_RDONLY: Final = 0x1
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
+    """openat(2) with a *resolve* rule (openat2(2)): a descriptor, or OSError (EXDEV: escaped)."""
+    libc = _libc_or_raise(HAVE_MOUNT, "openat2")
+    how = (ctypes.c_uint64 * 3)(flags, 0, resolve)
+    return _check(
+        libc.syscall(
+            ctypes.c_long(_SYS_OPENAT2),
+            ctypes.c_int(dirfd),
+            os.fsencode(path),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        ),
+        f"openat2 {path}",
+    )
+
+
+def mount_setattr(path: str, *, set_flags: int, clear_flags: int, recursive: bool) -> None:
+    """Set and clear MOUNT_ATTR_* flags of the mount at *path* (and all beneath, *recursive*)."""
+    libc = _libc_or_raise(HAVE_MOUNT, "mount_setattr")
+    attr = (ctypes.c_uint64 * 4)(set_flags, clear_flags, 0, 0)
+    _check(
+        libc.syscall(
+            ctypes.c_long(_SYS_MOUNT_SETATTR),
+            ctypes.c_int(AT_FDCWD),
+            os.fsencode(path),
+            ctypes.c_uint(AT_RECURSIVE if recursive else 0),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        f"mount_setattr {path}",
+    )
+
+
 def make_mounts_private() -> None:
     """Stop mount events from propagating back to the parent namespace."""
     mount("none", "/", None, MS_REC | MS_PRIVATE)
