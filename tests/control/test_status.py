@@ -72,6 +72,35 @@ async def test_status_shows_each_container(run_dir: Path) -> None:
         assert "/500m" in table[1]
 
 
+async def test_status_shows_a_busy_containers_cpu(run_dir: Path) -> None:
+    # A container that spins against its 500m limit, beside one that sleeps.
+    text = """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: ctl-cpu, annotations: {podvisor.io/network: loopback}}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+            - name: spin
+              command: ["sh", "-c", "echo spin started; while :; do :; done"]
+              resources: {limits: {cpu: 500m}}
+            - name: idle
+              command: ["sh", "-c", "echo idle started; exec sleep 600"]
+    """
+    async with control_pod(text, run_dir) as pod:
+        await pod.log.said("spin", "spin started")
+        await pod.log.said("idle", "idle started")
+        found = await pod.json("status", "ctl-cpu")
+        cpu = {c["name"]: c["cpu_cores"] for c in found["containers"]}
+        # A shared machine may give the spinner less than its limit, never nothing.
+        assert 0.05 < cpu["spin"] <= 0.5 * 1.2, cpu
+        assert cpu["idle"] < cpu["spin"], cpu
+        shown = await pod.ctl("status", "ctl-cpu")
+        [spin] = [line for line in shown.stdout.splitlines() if line.startswith("spin ")]
+        used = next(word for word in spin.split() if word.endswith("/500m"))
+        assert int(used.removesuffix("m/500m")) > 50, spin
+
+
 async def test_an_unknown_pod_is_an_error(run_dir: Path) -> None:
     async with control_pod(serving_pod("ctl-known"), run_dir) as pod:
         done = await pod.ctl("status", "ctl-unknown")
