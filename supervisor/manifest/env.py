@@ -355,7 +355,7 @@ def _env_from(container: Fields, context: EnvContext) -> list[EnvVar]:
             if names.env_name(variable):
                 skipped.append(variable)
                 continue
-            source = f"envFrom {kind} {name}/{key}"
+            source = f"envFrom {kind} {name}/{key}" + (f", prefix {prefix}" if prefix else "")
             found.pop(variable, None)  # a later source's variable comes later
             found[variable] = EnvVar(variable, _text(data[key]), source=source, secret=secret)
         if skipped:

@@ -22,39 +22,33 @@ from typing import Any
 
 from podvisor.supervisor.errors import EXIT_CONFIG, ConfigError
 from podvisor.supervisor.frozen import frozen
+from podvisor.supervisor.manifest.explain_volumes import (
+    config_lines,
+    env_json,
+    env_shown,
+    mount_text,
+    volume_lines,
+    volumes_json,
+)
 from podvisor.supervisor.manifest.loader import load
 from podvisor.supervisor.manifest.model import (
-    ConfigMapProjection,
-    ConfigMapVolume,
     Container,
     ContainerKind,
     DnsConfig,
     DnsPolicy,
-    DownwardAPIFile,
-    DownwardAPIVolume,
-    EmptyDirVolume,
     EnvVar,
     ExecAction,
     HookHandler,
-    HostPathVolume,
     HTTPGetAction,
-    ImageVolume,
-    KeyToPath,
     LoadedPod,
-    PersistentVolumeClaimVolume,
     Pod,
     PodSpec,
     Probe,
     ProbeHandler,
-    ProjectedVolume,
     Resources,
-    SecretProjection,
-    SecretVolume,
     SecurityContext,
     SleepAction,
     TCPSocketAction,
-    VolumeMount,
-    VolumeSource,
 )
 from podvisor.supervisor.manifest.programs import program_warnings
 
@@ -212,8 +206,8 @@ def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[
     yield "  start order:"
     for n, c in enumerate(spec.all_containers, 1):
         yield f"    {n}. {c.kind:<8} {c.name}{_gate(c)}"
-    yield from _config_lines(pod)
-    yield from _volume_lines(loaded)
+    yield from config_lines(pod)
+    yield from volume_lines(loaded)
     for c in spec.all_containers:
         yield ""
         yield from _container_lines(c, pod)
@@ -284,9 +278,9 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
     if c.working_dir:
         yield f"    workingDir: {c.working_dir}"
     for var in c.env:
-        yield f"    env: {var.name}={env_shown(var)}"
+        yield f"    env: {var.name}={env_shown(var, pod)}"
     for m in c.volume_mounts:
-        yield f"    mount: {m.mount_path} <- {_mount_text(m, pod)}"
+        yield f"    mount: {m.mount_path} <- {mount_text(m, pod)}"
     for port in c.ports:
         host = f" (hostPort {port.host_port})" if port.host_port else ""
         name = f" {port.name}" if port.name else ""
@@ -306,131 +300,6 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
             yield f"    {which}: {_handler(hook, ports)}"
     yield f"    stop: {_signal_name(c.settings.stop_signal)}, then SIGKILL after {grace}s"
     yield from _container_extras(c)
-
-
-def env_shown(var: EnvVar) -> str:
-    """A variable's value as `podvisor check` shows it: never a Secret's."""
-    if var.secret:
-        return f"<{var.source}>"
-    if var.field_path:
-        return f"<{var.field_path}>"
-    if var.resource_field_ref is not None:
-        return f"<{var.source}>"
-    value = shlex.quote(var.value or "")
-    return f"{value}  (from {var.source})" if var.source else value
-
-
-# --- Volumes ---------------------------------------------------------------------------------
-
-
-def _config_lines(pod: Pod) -> Iterator[str]:
-    """The ConfigMaps, Secrets and claims the pod can use: names and keys, never a value."""
-    config = pod.config
-    found = [
-        *(
-            f"ConfigMap {c.name} ({_count(len(c.data) + len(c.binary_data), 'key')})"
-            for c in config.config_maps.values()
-        ),
-        *(f"Secret {s.name} ({_count(len(s.data), 'key')})" for s in config.secrets.values()),
-        *(f"PersistentVolumeClaim {c.name}" for c in config.claims.values()),
-    ]
-    if found:
-        yield f"  configuration beside the pod: {', '.join(found)}"
-
-
-def _count(number: int, word: str) -> str:
-    return f"{number} {word}" + ("" if number == 1 else "s")
-
-
-def _volume_lines(loaded: LoadedPod) -> Iterator[str]:
-    from podvisor.supervisor.manifest.volumes import source_kind
-
-    pod = loaded.pod
-    if not pod.spec.volumes:
-        return
-    yield "  volumes (read and checked; podvisor run does not mount them yet):"
-    for v in pod.spec.volumes:
-        at = [
-            f"{m.mount_path} in {c.name}{' (read-only)' if m.read_only else ''}"
-            for c in pod.spec.all_containers
-            for m in c.volume_mounts
-            if m.name == v.name
-        ]
-        where = f"; mounted at {', '.join(at)}" if at else "; mounted nowhere"
-        yield f"    {v.name}: {source_kind(v)} {_source_text(v.source, pod)}{where}"
-    for line in loaded.not_yet:
-        yield f"  podvisor run refuses: {line}"
-
-
-def _source_text(source: VolumeSource, pod: Pod) -> str:
-    """What a volume is made of, in a few words; a Secret's keys, never its values."""
-    if isinstance(source, ConfigMapVolume | SecretVolume):
-        name = source.name if isinstance(source, ConfigMapVolume) else source.secret_name
-        keys = _keys_text(source.items, source.optional)
-        return f"{name} ({keys}, mode {source.default_mode:04o})"
-    if isinstance(source, DownwardAPIVolume):
-        return "(" + ", ".join(f"{i.path} <- {_downward_text(i)}" for i in source.items) + ")"
-    if isinstance(source, ProjectedVolume):
-        return f"of {_projections_text(source)}, mode {source.default_mode:04o}"
-    if isinstance(source, ImageVolume):
-        policy = f" (pullPolicy {source.pull_policy})" if source.pull_policy else ""
-        return source.reference + policy
-    return _local_text(source, pod)
-
-
-def _local_text(
-    source: EmptyDirVolume | HostPathVolume | PersistentVolumeClaimVolume, pod: Pod
-) -> str:
-    if isinstance(source, EmptyDirVolume):
-        medium = "a tmpfs (medium Memory)" if source.medium == "Memory" else "a directory on disk"
-        limit = source.size_limit_bytes
-        return f"({medium}" + (f", sizeLimit {_bytes(limit)})" if limit else ")")
-    if isinstance(source, HostPathVolume):
-        return source.path + (f" (type {source.type})" if source.type else "")
-    claim = pod.config.claims.get(source.claim_name)
-    size = claim.storage_request_bytes if claim is not None else None
-    shown = f" ({_bytes(size)})" if size else ""
-    return f"claim {source.claim_name}{shown}" + (", read-only" if source.read_only else "")
-
-
-def _projections_text(source: ProjectedVolume) -> str:
-    parts = []
-    for p in source.sources:
-        if isinstance(p, ConfigMapProjection | SecretProjection):
-            kind = "configMap" if isinstance(p, ConfigMapProjection) else "secret"
-            parts.append(f"{kind} {p.name} ({_keys_text(p.items, p.optional)})")
-        else:
-            files = ", ".join(f"{i.path} <- {_downward_text(i)}" for i in p.items)
-            parts.append(f"downwardAPI ({files})")
-    return "; ".join(parts)
-
-
-def _keys_text(items: tuple[KeyToPath, ...], optional: bool) -> str:
-    keys = ", ".join(f"{i.key} as {i.path}" for i in items) if items else "every key as a file"
-    return keys + (", optional" if optional else "")
-
-
-def _downward_text(item: DownwardAPIFile) -> str:
-    if item.field_path:
-        return item.field_path
-    ref = item.resource_field_ref
-    assert ref is not None
-    return f"{ref.resource} of {ref.container_name}"
-
-
-def _mount_text(m: VolumeMount, pod: Pod) -> str:
-    from podvisor.supervisor.manifest.volumes import source_kind
-
-    volume = next(v for v in pod.spec.volumes if v.name == m.name)
-    extras = [
-        "read-only" if m.read_only else "",
-        f"subPath {m.sub_path}" if m.sub_path else "",
-        f"subPathExpr {m.sub_path_expr}" if m.sub_path_expr else "",
-        f"propagation {m.mount_propagation}" if m.mount_propagation != "None" else "",
-        f"recursiveReadOnly {m.recursive_read_only}" if m.recursive_read_only != "Disabled" else "",
-    ]
-    shown = ", ".join(e for e in extras if e)
-    return f"{m.name} ({source_kind(volume)})" + (f", {shown}" if shown else "")
 
 
 def _command(argv: tuple[str, ...]) -> Iterator[str]:
@@ -602,13 +471,14 @@ def plan_json(loaded: LoadedPod, images: Mapping[str, ImageLine] | None = None) 
         "start_order": [{"name": c.name, "kind": str(c.kind)} for c in pod.spec.all_containers],
         "containers": [
             _json(c)
-            | {"argv": list(c.argv), "root": _root_json(pod, c)}
+            | {"argv": list(c.argv), "root": _root_json(pod, c), "env": env_json(c, pod)}
             | ({"image_state": _json(images[c.name])} if c.name in images else {})
             for c in pod.spec.all_containers
         ],
         "ignored": [_json(i) for i in loaded.ignored],
         "warnings": list(loaded.warnings),
         "workload": _json(loaded.workload),
+        "volumes": volumes_json(pod),
         "not_yet": list(loaded.not_yet),
         "others": [_json(i) for i in loaded.others],
         "config": {

@@ -302,7 +302,7 @@ def test_check_shows_env_sources_never_a_secrets_value(
         "PersistentVolumeClaim data"
     ) in out.splitlines()
     assert "    env: PASSWORD=<secretKeyRef db/password>" in out
-    assert "    env: DB_user=<envFrom secretRef db/user>" in out
+    assert "    env: DB_user=<envFrom secretRef db/user, prefix DB_>" in out
     assert "    env: LEVEL=debug  (from configMapKeyRef settings/LOG_LEVEL)" in out
     assert "hunter2" not in out
     assert "admin" not in out
@@ -634,6 +634,101 @@ def test_check_shows_each_volume_where_it_is_mounted_and_from_what(
     assert "  podvisor run refuses: " in out
     assert "hunter2" not in out
     assert "admin" not in out
+
+
+def test_check_lists_the_files_each_volume_will_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "app.yaml"
+    path.write_text(pod_with(MOUNTS, spec_extra=VOLUMES))
+    assert check([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    after = {line: lines[i + 1] for i, line in enumerate(lines[:-1])}
+    conf = "    conf: configMap settings (LOG_LEVEL as level/conf, mode 0440); mounted at /etc/app in web"
+    assert after[conf] == "      files: level/conf (0400)"
+    creds = "    creds: secret db (every key as a file, mode 0644); mounted at /run/creds in web"
+    assert after[creds] == "      files: password (0644), user (0644)"
+    assert "      files: none" in lines  # the optional Secret that is not there
+    assert "      files: labels (0644), mem (0644)" in lines
+    assert (
+        "      files: 9lives (0644), LOG_LEVEL (0644), blob.bin (0644), greeting (0644), "
+        "name (0644), pw (0644)"
+    ) in lines
+    scratch = next(line for line in lines if line.startswith("    scratch: emptyDir"))
+    assert not after[scratch].startswith("      files:")  # an emptyDir starts empty
+
+
+def test_check_json_lists_volumes_mounts_files_and_env_sources(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "app.yaml"
+    env = """\
+env:
+- {name: PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}
+- {name: LEVEL, valueFrom: {configMapKeyRef: {name: settings, key: LOG_LEVEL}}}
+envFrom: [{secretRef: {name: db}, prefix: DB_}]"""
+    path.write_text(pod_with(MOUNTS + "\n" + env, VOLUMES))
+    assert check(["-o", "json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out
+    assert "admin" not in out
+    [plan] = json.loads(out)
+    volumes = {v["name"]: v for v in plan["volumes"]}
+    assert volumes["conf"] == {
+        "name": "conf",
+        "kind": "configMap",
+        "mounts": [
+            {"container": "web", "mount_path": "/etc/app", "read_only": False, "sub_path": "level"}
+        ],
+        "files": [{"path": "level/conf", "mode": "0400"}],
+    }
+    assert volumes["store"]["mounts"] == []
+    assert "files" not in volumes["scratch"]
+    variables = {e["name"]: e for e in plan["containers"][0]["env"]}
+    assert variables["PASSWORD"] == {
+        "name": "PASSWORD",
+        "value": None,
+        "source": "secretKeyRef db/password",
+        "secret": True,
+    }
+    assert variables["DB_user"]["source"] == "envFrom secretRef db/user, prefix DB_"
+    assert variables["LEVEL"]["value"] == "debug"
+
+
+def test_check_shows_what_the_downward_api_gives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "app.yaml"
+    path.write_text(
+        pod_with("""\
+resources: {limits: {memory: 64Mi}}
+env:
+- {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+- {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+- {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+- {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+- {name: ACCOUNT, valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}}
+- name: MEMORY
+  valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
+- name: CPU
+  valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}""")
+    )
+    assert check([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cpus = (os.cpu_count() or 1) * 1000
+    for line in (
+        "    env: POD=web  (from fieldRef metadata.name)",
+        f"    env: NODE={os.uname().nodename}  (from fieldRef spec.nodeName: this machine's name)",
+        f"    env: HOST_IP={host_ip()}  (from fieldRef status.hostIP: this machine's address)",
+        "    env: POD_IP=<fieldRef status.podIP: the pod's address, given when it starts>",
+        "    env: ACCOUNT=default  (from fieldRef spec.serviceAccountName)",
+        "    env: MEMORY=64  (from resourceFieldRef limits.memory in units of 1Mi)",
+        (
+            f"    env: CPU={cpus}  (from resourceFieldRef limits.cpu in units of 1m: no limit, "
+            "this machine's capacity)"
+        ),
+    ):
+        assert line in lines, line
 
 
 def test_a_list_of_objects_is_read_as_its_documents() -> None:
