@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from podvisor.init import cleanup, process, protocol, syscalls
+from podvisor.init import cleanup, process, protocol, syscalls, sysctls
 from podvisor.init import confine as confinement
 
 _NAMESPACES = {
@@ -219,6 +219,7 @@ def _run_inner(channel_fd: int, options: protocol.Plan) -> int:
     channel = socket.socket(fileno=channel_fd)
     try:
         _prepare_namespaces(options)
+        sysctls.apply(options)
     except OSError as exc:
         protocol.send(channel, protocol.InitFailed(f"{exc}"))
         return 125

@@ -180,6 +180,8 @@ class Plan:
     binds: tuple[tuple[str, str], ...] = ()
     cgroup_procs: tuple[str, ...] = ()
     grace: float = 30.0
+    #: (name in the dot form, value): written in the pod's own network and IPC namespaces.
+    sysctls: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def read(cls, f: Fields) -> Plan:
@@ -190,6 +192,7 @@ class Plan:
             f.pairs("binds"),
             f.texts("cgroup_procs"),
             f.number("grace"),
+            f.pairs("sysctls"),
         )
 
 

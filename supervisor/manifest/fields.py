@@ -156,8 +156,10 @@ POD_SECURITY_CONTEXT: dict[str, Rule] = {
     "seLinuxChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
     "supplementalGroups": SUPPORTED,
     "supplementalGroupsPolicy": SUPPORTED,
-    "sysctls": Refuse("podvisor sets no sysctls; set them on the host with sysctl(8)"),
+    "sysctls": SUPPORTED,
 }
+
+SYSCTL: dict[str, Rule] = {"name": SUPPORTED, "value": SUPPORTED}
 
 POD_OS: dict[str, Rule] = {"name": SUPPORTED}
 

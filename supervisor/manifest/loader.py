@@ -45,6 +45,7 @@ from podvisor.supervisor.manifest.nodes import (
 )
 from podvisor.supervisor.manifest.security import pod_security
 from podvisor.supervisor.manifest.settings import Annotation, Settings, read_settings
+from podvisor.supervisor.manifest.sysctls import read_sysctls
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -148,6 +149,16 @@ def _pod(report: Report, found: documents.Found) -> Pod | None:
     containers = [p.container.name for p in parsed]
     settings = read_settings(report, annotations, containers, pod_spec.host_network)
     pod_spec = _with_settings(report, pod_spec, parsed, settings)
+    pod_spec = dataclasses.replace(
+        pod_spec,
+        sysctls=read_sysctls(
+            spec,
+            host_network=pod_spec.host_network,
+            host_ipc=pod_spec.host_ipc,
+            network=settings.pod.network,
+            allowed=settings.pod.allowed_unsafe_sysctls,
+        ),
+    )
     _across_containers(report, pod_spec, parsed)
     return Pod(
         name=pod_name or "",
@@ -335,12 +346,15 @@ def _root_rules(report: Report, p: ParsedContainer, c: Container, pod_rootfs: st
 def _across_containers(report: Report, spec: PodSpec, parsed: list[ParsedContainer]) -> None:
     _unique_names(report, parsed)
     _host_ports(report, parsed)
+    settled = {c.name: c for c in spec.all_containers}  # with their annotations' settings
     for p in parsed:
         _pre_stop_time(report, spec.termination_grace_period_seconds, p)
         _probe_times(report, p)
-        c = p.container
-        # As in Kubernetes, only a startupProbe holds back what starts after a sidecar.
-        if c.kind is ContainerKind.SIDECAR and c.startup_probe is None and spec.containers:
+        c = settled.get(p.container.name, p.container)
+        # As in Kubernetes, only a startupProbe holds back what starts after a
+        # sidecar; here its notification-fd line does too.
+        waits = c.startup_probe is not None or c.settings.notification_fd is not None
+        if c.kind is ContainerKind.SIDECAR and not waits and spec.containers:
             hint = " (its readinessProbe does not hold them back)" if c.readiness_probe else ""
             report.warn(
                 p.name_node,

@@ -460,6 +460,8 @@ class PodSettings:
     log_max_size: int = 10 * 1024 * 1024  # containerLogMaxSize
     log_max_files: int = 5  # containerLogMaxFiles
     rootfs: str | None = None  # "host" or "image" for every container; None: the rule
+    # Patterns of namespaced sysctls beyond the safe set the pod may set (dot form).
+    allowed_unsafe_sysctls: tuple[str, ...] = ()
 
 
 class DnsPolicy(StrEnum):
@@ -508,6 +510,8 @@ class PodSpec:
     volumes: tuple[Volume, ...] = ()
     image_pull_secrets: tuple[str, ...] = ()  # names of Secrets in PodConfig
     service_account_name: str = "default"  # for fieldRef spec.serviceAccountName only
+    # spec.securityContext.sysctls: (name in the dot form, value), for the pod's namespaces.
+    sysctls: tuple[tuple[str, str], ...] = ()
     # A Job's backoffLimit: how many times its failed containers are restarted in
     # all before the pod fails (BackoffLimitExceeded); None outside a Job.
     backoff_limit: int | None = None

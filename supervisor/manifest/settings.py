@@ -157,6 +157,12 @@ def parse_signal(text: str) -> int:
     )
 
 
+def _sysctl_patterns(text: str) -> tuple[str, ...]:
+    from podvisor.supervisor.manifest.sysctls import allowed_patterns
+
+    return allowed_patterns(text)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "metrics-address", "pod", "HOST:PORT or off", "127.0.0.1:9464",
@@ -197,6 +203,12 @@ SETTINGS: tuple[Setting, ...] = (
         "backoff-reset", "pod", "duration", "600s",
         "A container that ran this long without crashing starts again from the first delay.",
         _duration, "backoff_reset_seconds",
+    ),
+    Setting(
+        "allowed-unsafe-sysctls", "pod", "sysctls, prefixes ending in * (kernel.msg*)", "none",
+        "Namespaced sysctls outside the kubelet's safe set this pod may set in"
+        " spec.securityContext.sysctls, as the kubelet's --allowed-unsafe-sysctls allows them.",
+        _sysctl_patterns, "allowed_unsafe_sysctls",
     ),
     Setting(
         "pids-limit", "both", "whole number >= 1", "no limit",

@@ -82,6 +82,7 @@ async def make_resources(
         binds=tuple((src, dst) for dst, src in network.etc_files.items()),
         cgroup_procs=tuple(pod_cgroup.init().procs_files()),
         grace=float(pod.spec.termination_grace_period_seconds),
+        sysctls=pod.spec.sysctls,
     )
     try:
         client = await InitClient.start(plan, init)

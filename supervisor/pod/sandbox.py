@@ -52,6 +52,7 @@ class SandboxPlan:
     cgroup_procs: tuple[str, ...] = ()
     grace: float = 30.0
     warnings: tuple[str, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
 
     @property
     def own_pid_namespace(self) -> bool:
@@ -60,7 +61,13 @@ class SandboxPlan:
     def message(self) -> protocol.Plan:
         """The init's first message: what it sets up."""
         return protocol.Plan(
-            self.unshare, self.netns, self.hostname, self.binds, self.cgroup_procs, self.grace
+            self.unshare,
+            self.netns,
+            self.hostname,
+            self.binds,
+            self.cgroup_procs,
+            self.grace,
+            self.sysctls,
         )
 
 
@@ -75,8 +82,14 @@ def plan_namespaces(
     grace: float,
     privileged: bool | None = None,
     user_namespaces: bool | None = None,
+    sysctls: tuple[tuple[str, str], ...] = (),
 ) -> SandboxPlan:
-    """Which namespaces to make: all the pod's own, or a user namespace, or none."""
+    """Which namespaces to make: all the pod's own, or a user namespace, or none.
+
+    *sysctls* go with every plan: the init refuses to start a pod whose
+    sysctls have no namespace of the pod's own to go to, rather than write
+    the host's.
+    """
     if privileged is None:
         privileged = has_capability(CAP_SYS_ADMIN)
     if user_namespaces is None:
@@ -88,6 +101,7 @@ def plan_namespaces(
             binds=binds,
             cgroup_procs=cgroup_procs,
             grace=grace,
+            sysctls=sysctls,
             warnings=(
                 (
                     "running in a user namespace: podvisor lacks CAP_SYS_ADMIN, so the pod's "
@@ -102,6 +116,7 @@ def plan_namespaces(
             unshare=(),
             cgroup_procs=cgroup_procs,
             grace=grace,
+            sysctls=sysctls,
             warnings=(
                 (
                     "running without namespaces: podvisor lacks CAP_SYS_ADMIN, so the pod shares "
@@ -123,6 +138,7 @@ def plan_namespaces(
         binds=binds,
         cgroup_procs=cgroup_procs,
         grace=grace,
+        sysctls=sysctls,
     )
 
 
@@ -246,5 +262,9 @@ def without_namespaces(plan: SandboxPlan, why: str, *, own_name_files: bool = Fa
             "namespace the pod reads this machine's /etc/hosts and /etc/resolv.conf"
         )
     return SandboxPlan(
-        unshare=(), cgroup_procs=plan.cgroup_procs, grace=plan.grace, warnings=tuple(warnings)
+        unshare=(),
+        cgroup_procs=plan.cgroup_procs,
+        grace=plan.grace,
+        warnings=tuple(warnings),
+        sysctls=plan.sysctls,
     )

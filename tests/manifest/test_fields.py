@@ -39,6 +39,7 @@ TABLES = {
     "SECURITY_CONTEXT": "io.k8s.api.core.v1.SecurityContext",
     "CAPABILITIES": "io.k8s.api.core.v1.Capabilities",
     "SECCOMP_PROFILE": "io.k8s.api.core.v1.SeccompProfile",
+    "SYSCTL": "io.k8s.api.core.v1.Sysctl",
     "PROBE": "io.k8s.api.core.v1.Probe",
     "EXEC": "io.k8s.api.core.v1.ExecAction",
     "HTTP_GET": "io.k8s.api.core.v1.HTTPGetAction",
@@ -183,9 +184,8 @@ def test_refused_fields_are_refused_with_their_reason(where: str, key: str) -> N
 
 @pytest.mark.parametrize("empty", [[], {}, None])
 def test_refused_fields_asking_for_nothing_pass(empty: object) -> None:
-    # `sysctls: []` asks for no sysctl: nothing to refuse, nothing to list.
+    # `volumeDevices: []` asks for no device: nothing to refuse, nothing to list.
     data: dict[str, Any] = json.loads(json.dumps(BASE))
-    data["spec"]["securityContext"] = {"sysctls": empty}
     data["spec"]["containers"][0]["volumeDevices"] = empty
     loaded = load("pod.yaml", yaml.safe_dump(data))
     assert loaded.ignored == ()

@@ -44,13 +44,14 @@ class Ran:
         return self.lines.get(container, [])
 
 
-def manifest(body: str, name: str) -> str:
+def manifest(body: str, name: str, annotations: dict[str, str] | None = None) -> str:
+    given = json.dumps({"podvisor.io/network": "loopback", **(annotations or {})})
     head = f"""\
         apiVersion: v1
         kind: Pod
         metadata:
           name: {name}
-          annotations: {{podvisor.io/network: loopback}}
+          annotations: {given}
         spec:
           restartPolicy: Never
           terminationGracePeriodSeconds: 3
@@ -69,9 +70,16 @@ def run_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def run_pod(run_dir: Path, name: str, body: str, *, timeout: float = 60) -> Ran:
+def run_pod(
+    run_dir: Path,
+    name: str,
+    body: str,
+    *,
+    timeout: float = 60,
+    annotations: dict[str, str] | None = None,
+) -> Ran:
     path = run_dir / f"{name}.yaml"
-    path.write_text(manifest(body, name))
+    path.write_text(manifest(body, name, annotations))
     env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
     done = subprocess.run(
         [*podvisor_command(), "run", "--metrics-address", "off", str(path)],

@@ -51,6 +51,7 @@ PLAN: dict[str, object] = {
     "binds": [],
     "cgroup_procs": [],
     "grace": 1,
+    "sysctls": [],
 }
 
 
