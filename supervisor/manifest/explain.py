@@ -261,6 +261,9 @@ def _pod_settings(pod: Pod) -> Iterator[str]:
         yield "  shareProcessNamespace: containers see each other's processes"
     node = " (the node's: hostNetwork)" if spec.host_network else ""
     yield f"  hostname: {pod.hostname}{node}"
+    if spec.sysctls:
+        shown = ", ".join(f"{name}={value}" for name, value in spec.sysctls)
+        yield f"  sysctls (in the pod's own namespaces): {shown}"
     for alias in spec.host_aliases:
         yield f"  /etc/hosts: {alias.ip} {' '.join(alias.hostnames)}"
     yield from _dns_lines(spec)
