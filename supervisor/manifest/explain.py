@@ -228,8 +228,13 @@ def _gate(c: Container) -> str:
     """What the next container in the start order waits for."""
     if c.kind is ContainerKind.INIT:
         return "  (the next waits for it to exit 0)"
+    fd = c.settings.notification_fd
+    if c.kind is ContainerKind.SIDECAR and c.startup_probe is not None and fd is not None:
+        return f"  (the next waits for its startupProbe or its readiness line on fd {fd})"
     if c.kind is ContainerKind.SIDECAR and c.startup_probe is not None:
         return "  (the next waits for its startupProbe)"
+    if c.kind is ContainerKind.SIDECAR and fd is not None:
+        return f"  (the next waits for its readiness line on fd {fd}: notification-fd)"
     if c.kind is ContainerKind.SIDECAR:
         return "  (the next starts right after it)"
     return ""

@@ -106,6 +106,38 @@ spec:
     ) in out
 
 
+def test_the_start_order_waits_for_a_sidecars_notification_fd(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `run` starts them: the core counts such a sidecar started only once
+    # its line comes (tests/sidecars/test_pods.py), so no warning either.
+    text = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations: {podvisor.io/notification-fd.db: "3", podvisor.io/notification-fd.cache: "4"}
+spec:
+  initContainers:
+  - {name: db, command: [sleep, infinity], restartPolicy: Always}
+  - name: cache
+    command: [sleep, infinity]
+    restartPolicy: Always
+    startupProbe: {exec: {command: ["true"]}}
+  containers: [{name: web, command: [sleep, infinity]}]
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("  start order:")
+    assert lines[start + 1 : start + 4] == [
+        "    1. sidecar  db  (the next waits for its readiness line on fd 3: notification-fd)",
+        "    2. sidecar  cache  (the next waits for its startupProbe or its readiness line on fd 4)",
+        "    3. main     web",
+    ]
+    assert "  warnings:" not in lines
+
+
 def test_problems_go_to_stderr_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
