@@ -2,8 +2,9 @@
 
 It says which kernel and cgroup layout the tests ran on, points what would
 write into the checkout (which the guest sees read-only) at tmpfs, and runs
-async tests on asyncio alone: a layout differs in the kernel, not in the
-event loop that asks it, and the host runs both of anyio's backends.
+async tests on asyncio alone where they also run on trio: a layout differs in
+the kernel, not in the event loop that asks it, and the host runs both of
+anyio's backends. A test written for trio alone runs on trio.
 """
 
 from __future__ import annotations
@@ -37,12 +38,26 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--all-backends"):
         return
+    on_asyncio = {_without_backend(item) for item in items if _backend(item) == "asyncio"}
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        on_trio = callspec is not None and callspec.params.get("anyio_backend") == "trio"
-        (drop if on_trio else keep).append(item)
+        twin = _backend(item) == "trio" and _without_backend(item) in on_asyncio
+        (drop if twin else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _backend(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    backend = None if callspec is None else callspec.params.get("anyio_backend")
+    return backend if isinstance(backend, str) else None
+
+
+def _without_backend(item: pytest.Item) -> tuple[str, str]:
+    """The test and its parameters but the backend: the same for both backends' runs."""
+    callspec = getattr(item, "callspec", None)
+    params = {} if callspec is None else callspec.params
+    rest = sorted((k, repr(v)) for k, v in params.items() if k != "anyio_backend")
+    return item.nodeid.partition("[")[0], repr(rest)

@@ -16,9 +16,14 @@ run's scratch directory. Layouts:
 * ``v1``: every controller in a v1 hierarchy and no cgroup2, as older
   distributions boot.
 
-KVM is used where it boots; where the guest prints nothing within
+The guests run side by side, each in its own qemu (``--one-at-a-time`` boots
+them in turn): most of a guest's time is one pytest process on one virtual
+CPU, so two guests keep a two-core machine busy where one leaves a core
+idle. KVM is used where it boots; where the guest prints nothing within
 `KVM_BOOT_SECONDS` (nested KVM can hang at boot), it is booted again under
-TCG, which is slower but works everywhere. What each guest handed back is
+TCG, which is slower but works everywhere. The first guest finds out which
+accelerator boots; the others start once it knows, with that one alone.
+What each guest handed back is
 kept in ``build/kernels/<layout>/`` (the repository ignores ``build/``).
 Nothing else is left: qemu is killed at the run's deadline, and the scratch
 directory is removed.
@@ -31,11 +36,13 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +75,7 @@ SELECTION = [
 TIMEOUT_SECONDS = 1500
 #: The per-test bound inside a guest, for pytest-timeout (the host's is 120 s).
 TEST_TIMEOUT_SECONDS = 600
-KVM_BOOT_SECONDS = 30
+KVM_BOOT_SECONDS = 15
 BOOTED = "guest: "  # the init's first words on the console
 OUT = "/run/kernel-out"  # where the guest mounts the run's scratch directory
 _SUMMARY = re.compile(r"\b(passed|failed|errors?|skipped|no tests ran)\b.* in [0-9.]+s")
@@ -210,6 +217,40 @@ class Console:
         self._thread.join()
 
 
+def _ignore(accel: str) -> None:
+    del accel
+
+
+class Running:
+    """The qemu processes running now, so that a signal to the runner ends them all."""
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self.stopped = threading.Event()
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            if self.stopped.is_set():
+                proc.kill()
+
+    def discard(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop(self, signum: int, frame: object) -> None:
+        """A signal handler: kill every guest; each thread then cleans up after its own."""
+        del signum, frame
+        with self._lock:
+            self.stopped.set()
+            for proc in self._procs:
+                proc.kill()
+
+
+RUNNING = Running()
+
+
 @dataclass
 class Guest:
     """One guest's boot: its layout, kernel, initramfs and where its files go."""
@@ -221,28 +262,34 @@ class Guest:
     results: Path  # kept after the run
     echo: bool
 
-    def run(self, accels: list[str], timeout: float) -> str:
+    def run(
+        self, accels: list[str], timeout: float, chosen: Callable[[str], None] = _ignore
+    ) -> str:
         """Run qemu to the guest's power-off (or the deadline); the accelerator that booted.
 
         With more than one accelerator, each but the last must show the
-        guest's first console line within `KVM_BOOT_SECONDS`.
+        guest's first console line within `KVM_BOOT_SECONDS`. `chosen` is told
+        the accelerator as soon as it is known to boot (or is the last left).
         """
         for accel in accels:
             command = qemu_command(self.release, self.initrd, self.layout, self.out, accel)
             with subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             ) as proc:
+                RUNNING.add(proc)
                 console = Console(proc, self.results / "console.log", self.layout, self.echo)
                 try:
                     if accel != accels[-1] and not console.booted.wait(KVM_BOOT_SECONDS):
                         self.say(f"nothing on the console under {accel} in {KVM_BOOT_SECONDS} s")
                         continue
+                    chosen(accel)
                     proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
                     self.say(f"the guest ran past {timeout:.0f} s: stopped")
                 finally:
                     proc.kill()
                     proc.wait()
+                    RUNNING.discard(proc)
                     console.join()
             return accel
         raise GuestError("no accelerator booted the guest")
@@ -251,7 +298,15 @@ class Guest:
         print(f"[{self.layout}] {text}", flush=True)
 
 
-def boot(layout: str, command: str, *, accels: list[str], timeout: float, echo: bool) -> Result:
+def boot(
+    layout: str,
+    command: str,
+    *,
+    accels: list[str],
+    timeout: float,
+    echo: bool,
+    chosen: Callable[[str], None] = _ignore,
+) -> Result:
     """Boot one guest, run `command` in it, and collect what it handed back."""
     release = kernel_release()
     results = RESULTS / layout
@@ -265,7 +320,7 @@ def boot(layout: str, command: str, *, accels: list[str], timeout: float, echo: 
         initrd.write_bytes(initramfs.build(release))
         guest = Guest(layout, release, initrd, out, results, echo)
         started = time.monotonic()
-        accel = guest.run(accels, timeout)
+        accel = guest.run(accels, timeout, chosen)
         seconds = time.monotonic() - started
         for name in ("output.log", "junit.xml", "status"):
             if (out / name).exists():
@@ -276,6 +331,57 @@ def boot(layout: str, command: str, *, accels: list[str], timeout: float, echo: 
     return Result(
         layout, release, accel, int(status) if status.isdigit() else None, summary, seconds, results
     )
+
+
+def boot_all(
+    layouts: list[str],
+    command: str,
+    *,
+    accels: list[str],
+    timeout: float,
+    echo: bool,
+    side_by_side: bool,
+) -> list[Result]:
+    """Run `command` in a guest of each layout, side by side or in turn; their results.
+
+    The first guest finds out which accelerator boots (KVM may hang); each
+    later one starts when that is known, with that accelerator alone.
+    """
+    results: dict[str, Result] = {}
+    errors: list[GuestError] = []
+    known = threading.Event()
+    usable = list(accels)
+
+    def chosen(accel: str) -> None:
+        usable[:] = [accel]
+        known.set()
+
+    def one(layout: str, accels: list[str]) -> None:
+        try:
+            results[layout] = boot(
+                layout, command, accels=accels, timeout=timeout, echo=echo, chosen=chosen
+            )
+        except GuestError as e:
+            errors.append(GuestError(f"{layout}: {e}"))
+        finally:
+            known.set()
+
+    threads: list[threading.Thread] = []
+    for layout in layouts:
+        if errors or RUNNING.stopped.is_set():
+            break
+        thread = threading.Thread(target=one, args=(layout, list(usable)), name=layout)
+        thread.start()
+        threads.append(thread)
+        if side_by_side:
+            known.wait()
+        else:
+            thread.join()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return [results[layout] for layout in layouts if layout in results]
 
 
 def _read(path: Path) -> str:
@@ -297,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS, help="seconds per guest")
     parser.add_argument("--quiet", action="store_true", help="do not echo the guests' consoles")
+    parser.add_argument(
+        "--one-at-a-time", action="store_true", help="boot the guests in turn, not side by side"
+    )
     parser.add_argument("--shell", metavar="COMMAND", help="run this sh command instead of pytest")
     parser.add_argument(
         "pytest_args", nargs="*", help="after --: pytest's arguments (default: the CI selection)"
@@ -305,24 +414,33 @@ def main(argv: list[str] | None = None) -> int:
     command = pytest_command(args.pytest_args or ["-q", *SELECTION])
     if args.shell:
         command = f"cd {shlex.quote(str(ROOT))} && PYTHONPATH=. {args.shell}\n"
-    results: list[Result] = []
-    accels = accelerators(args.accel)
-    for layout in args.layout or list(LAYOUTS):
-        try:
-            results.append(
-                boot(layout, command, accels=accels, timeout=args.timeout, echo=not args.quiet)
-            )
-            accels = accels[accels.index(results[-1].accel) :]  # one that hung: not again
-        except GuestError as e:
-            print(f"kernels: {layout}: {e}", file=sys.stderr)
-            return 2
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, RUNNING.stop)
+    started = time.monotonic()
+    try:
+        results = boot_all(
+            args.layout or list(LAYOUTS),
+            command,
+            accels=accelerators(args.accel),
+            timeout=args.timeout,
+            echo=not args.quiet,
+            side_by_side=not args.one_at_a_time,
+        )
+    except GuestError as e:
+        print(f"kernels: {e}", file=sys.stderr)
+        return 2
+    seconds = time.monotonic() - started
     for result in results:
         if result.status != 0 and args.quiet:  # what went wrong, without the kernel's lines
             print(f"--- {result.layout}: {result.results / 'output.log'}")
             print(_read(result.results / "output.log"), end="", flush=True)
-    print("kernels:")
+    how = "side by side" if not args.one_at_a_time and len(results) > 1 else "in turn"
+    print(f"kernels: {len(results)} guest(s), {how}, {seconds:.0f} s wall in all:")
     for result in results:
         print(f"  {result.line()}")
+    if RUNNING.stopped.is_set():
+        print("kernels: stopped by a signal", file=sys.stderr)
+        return 1
     return 0 if all(r.status == 0 for r in results) else 1
 
 
