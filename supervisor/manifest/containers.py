@@ -100,7 +100,9 @@ def container(
         readiness_probe=probes.get("readinessProbe"),
         startup_probe=probes.get("startupProbe"),
         lifecycle=hooks.lifecycle,
-        security_context=security.container_security(f, pod.security, f.string("name") or ""),
+        security_context=security.container_security(
+            f, pod.security, f.string("name") or "", pod.os_name
+        ),
         stdin=f.flag("stdin"),
         tty=f.flag("tty"),
         image=f.string("image"),

@@ -27,22 +27,11 @@ from podvisor.supervisor.manifest.nodes import SUPPORTED, Ignore, Refuse, Rule
 _SCHEDULING = Ignore("scheduling: the pod runs on this machine")
 _API_SERVER = Ignore("written by the API server")
 _SERVICE_ACCOUNT = Ignore("there is no API server, so no service account token is mounted")
-_WINDOWS = Ignore("applies to Windows containers only")
-
-
-def _unconfined(value: Any) -> bool:
-    return isinstance(value, dict) and value == {"type": "Unconfined"}
 
 
 def _is(*harmless: object) -> Any:
     return lambda value: value in harmless
 
-
-_APPARMOR = Refuse(
-    "podvisor does not load AppArmor profiles; remove appArmorProfile (or set type: Unconfined)",
-    harmless=_unconfined,
-)
-_SELINUX = Refuse("podvisor does not set SELinux labels; remove seLinuxOptions")
 
 # --- The Pod -------------------------------------------------------------------------
 
@@ -120,8 +109,11 @@ POD_SPEC: dict[str, Rule] = {
     ),
     "hostnameOverride": Refuse("use spec.hostname to set the pod's hostname"),
     "hostUsers": Refuse(
-        "podvisor makes a user namespace by itself when it runs unprivileged and never "
-        "otherwise; remove hostUsers",
+        "a user namespace per pod is not implemented (its network namespace, /sys and image "
+        "layers would have to be the namespace's); to keep root in the pod from being root "
+        "of this machine, run the containers as another user (runAsUser, runAsNonRoot: true, "
+        "capabilities: {drop: [ALL]}), or start podvisor as a user other than root, which "
+        "puts the whole pod in a user namespace whose root is that user; remove hostUsers",
         harmless=_is(True),
     ),
     "resources": Refuse("pod-level resources are not implemented; set resources per container"),
@@ -148,9 +140,9 @@ POD_SECURITY_CONTEXT: dict[str, Rule] = {
     "runAsGroup": SUPPORTED,
     "runAsNonRoot": SUPPORTED,
     "seccompProfile": SUPPORTED,
-    "appArmorProfile": _APPARMOR,
-    "seLinuxOptions": _SELINUX,
-    "windowsOptions": _WINDOWS,
+    "appArmorProfile": SUPPORTED,  # refused or ignored as this host allows: manifest.lsm
+    "seLinuxOptions": SUPPORTED,
+    "windowsOptions": SUPPORTED,
     "fsGroup": SUPPORTED,
     "fsGroupChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
     "seLinuxChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
@@ -232,16 +224,37 @@ SECURITY_CONTEXT: dict[str, Rule] = {
     "privileged": SUPPORTED,
     "capabilities": SUPPORTED,
     "readOnlyRootFilesystem": SUPPORTED,
-    "procMount": Refuse("only the default /proc mask is implemented", harmless=_is("Default")),
+    "procMount": Refuse(
+        "only Default (the runtimes' masked and read-only /proc paths) is implemented; "
+        'Unmasked needs hostUsers: false in Kubernetes ("`hostUsers` must be false to use '
+        '`Unmasked`"), which podvisor does not implement: remove procMount',
+        harmless=_is("Default"),
+    ),
     "seccompProfile": SUPPORTED,
-    "appArmorProfile": _APPARMOR,
-    "seLinuxOptions": _SELINUX,
-    "windowsOptions": _WINDOWS,
+    "appArmorProfile": SUPPORTED,  # refused or ignored as this host allows: manifest.lsm
+    "seLinuxOptions": SUPPORTED,
+    "windowsOptions": SUPPORTED,
 }
 
 CAPABILITIES: dict[str, Rule] = {"add": SUPPORTED, "drop": SUPPORTED}
 
 SECCOMP_PROFILE: dict[str, Rule] = {"type": SUPPORTED, "localhostProfile": SUPPORTED}
+
+APP_ARMOR_PROFILE: dict[str, Rule] = {"type": SUPPORTED, "localhostProfile": SUPPORTED}
+
+SELINUX_OPTIONS: dict[str, Rule] = {
+    "user": SUPPORTED,
+    "role": SUPPORTED,
+    "type": SUPPORTED,
+    "level": SUPPORTED,
+}
+
+WINDOWS_OPTIONS: dict[str, Rule] = {
+    "gmsaCredentialSpecName": SUPPORTED,
+    "gmsaCredentialSpec": SUPPORTED,
+    "runAsUserName": SUPPORTED,
+    "hostProcess": SUPPORTED,
+}
 
 # --- Probes and hooks ----------------------------------------------------------------------
 

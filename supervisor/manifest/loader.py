@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from podvisor.supervisor.errors import ConfigError, Problem
-from podvisor.supervisor.manifest import dns, documents, fields, names, volumes
+from podvisor.supervisor.manifest import dns, documents, fields, lsm, names, volumes
 from podvisor.supervisor.manifest.bounds import MAX_MANIFEST_BYTES
 from podvisor.supervisor.manifest.containers import ParsedContainer, PodContext, container
 from podvisor.supervisor.manifest.env import EnvContext
@@ -148,6 +148,7 @@ def _pod(report: Report, found: documents.Found) -> Pod | None:
         pod_spec = documents.as_owner_says(spec, pod_spec, owner)
     containers = [p.container.name for p in parsed]
     settings = read_settings(report, annotations, containers, pod_spec.host_network)
+    lsm.apparmor_annotations(report, annotations, containers)
     pod_spec = _with_settings(report, pod_spec, parsed, settings)
     pod_spec = dataclasses.replace(
         pod_spec,
@@ -219,10 +220,11 @@ def _annotations(meta: Fields) -> list[Annotation]:
 
 
 def _spec(spec: Fields, env: EnvContext) -> tuple[PodSpec, list[ParsedContainer]]:
+    os_name = _os(spec)
     context = PodContext(
         host_network=spec.flag("hostNetwork"),
-        security=pod_security(spec.report, spec.get("securityContext")),
-        os_name=_os(spec),
+        security=pod_security(spec.report, spec.get("securityContext"), os_name),
+        os_name=os_name,
         env_context=env,
     )
     pod_volumes = volumes.read_volumes(spec, env)

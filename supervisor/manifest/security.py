@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from podvisor.supervisor.manifest import fields, names, seccomp
+from podvisor.supervisor.manifest import fields, lsm, names, seccomp
 from podvisor.supervisor.manifest.capabilities import capability_set
 from podvisor.supervisor.manifest.model import SecurityContext
 from podvisor.supervisor.manifest.nodes import (
@@ -33,13 +33,16 @@ from podvisor.supervisor.manifest.nodes import (
 from podvisor.supervisor.manifest.probes import INT32_MAX
 
 
-def pod_security(report: Report, node: yaml.Node | None) -> SecurityContext:
+def pod_security(
+    report: Report, node: yaml.Node | None, os_name: str | None = None
+) -> SecurityContext:
     """spec.securityContext: the runAs* defaults for every container."""
     if node is None:
         return SecurityContext()
     f = fields_of(report, node, "spec.securityContext", fields.POD_SECURITY_CONTEXT)
     if f is None:
         return SecurityContext()
+    _host_profiles(f, os_name)
     policy = f.string("supplementalGroupsPolicy") or "Merge"
     if policy not in ("Merge", "Strict"):
         f.error("supplementalGroupsPolicy", f"{policy!r} is not one of Merge, Strict")
@@ -63,12 +66,15 @@ def _groups(f: Fields) -> tuple[int, ...]:
     return tuple(found)
 
 
-def container_security(container: Fields, pod: SecurityContext, name: str) -> SecurityContext:
+def container_security(
+    container: Fields, pod: SecurityContext, name: str, os_name: str | None = None
+) -> SecurityContext:
     """A container's securityContext, over the pod's; *name* is the container's, for messages."""
     f = container.mapping("securityContext", fields.SECURITY_CONTEXT)
     if f is None:
         _non_root(container, pod, name, "securityContext")
         return _with_filter(container, pod, "securityContext")
+    _host_profiles(f, os_name)
     escalation = f.boolean("allowPrivilegeEscalation")
     privileged = f.flag("privileged")
     add, drop = _capabilities(f)
@@ -90,6 +96,13 @@ def container_security(container: Fields, pod: SecurityContext, name: str) -> Se
     _non_root(f, context, name, "runAsUser" if "runAsUser" in f else "runAsNonRoot")
     key = "seccompProfile" if "seccompProfile" in f else "securityContext"
     return _with_filter(f if key == "seccompProfile" else container, context, key)
+
+
+def _host_profiles(f: Fields, os_name: str | None) -> None:
+    """AppArmor, SELinux and Windows options: applied, ignored or refused as this host allows."""
+    lsm.apparmor_profile(f)
+    lsm.selinux_options(f)
+    lsm.windows_options(f, os_name)
 
 
 def _seccomp_profile(f: Fields) -> tuple[str | None, str | None]:
