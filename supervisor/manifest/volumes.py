@@ -397,6 +397,7 @@ def _downward_api(f: Fields, context: EnvContext) -> DownwardAPIVolume | None:
 
 def _projected(f: Fields, context: EnvContext) -> ProjectedVolume | None:
     found: list[Projection] = []
+    written: set[str] = set()
     ok = True
     for item, path in f.items("sources"):
         p = fields_of(f.report, item, path, fields.VOLUME_PROJECTION)
@@ -409,12 +410,25 @@ def _projected(f: Fields, context: EnvContext) -> ProjectedVolume | None:
             ok = False
             continue
         projection = _projection(p, kinds[0], context)
-        if projection is None:
+        if projection is None or not _paths_apart(p, kinds[0], projection, written):
             ok = False
             continue
         found.append(projection)
     mode = _mode(f, "defaultMode")
     return ProjectedVolume(tuple(found), mode) if ok and mode is not None else None
+
+
+def _paths_apart(p: Fields, kind: str, projection: Projection, written: set[str]) -> bool:
+    """The API server's rule: no two sources' items of a projected volume write one path."""
+    again = [i.path for i in projection.items if i.path in written]
+    written.update(i.path for i in projection.items)
+    if again:
+        p.error(
+            kind,
+            f"{again[0]!r} is written by an earlier source too (conflicting duplicate paths): "
+            "give each file a path of its own",
+        )
+    return not again
 
 
 def _projection(p: Fields, kind: str, context: EnvContext) -> Projection | None:

@@ -636,6 +636,25 @@ def test_check_shows_each_volume_where_it_is_mounted_and_from_what(
     assert "admin" not in out
 
 
+def test_projected_sources_may_not_write_one_path() -> None:
+    volumes = """\
+volumes:
+- name: all
+  projected:
+    sources:
+    - configMap: {name: settings, items: [{key: greeting, path: same}]}
+    - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+    - secret: {name: db, items: [{key: password, path: same}]}"""
+    with pytest.raises(ConfigError) as caught:
+        load("pod.yaml", pod_with("", spec_extra=volumes))
+    [problem] = caught.value.problems
+    assert problem.path == "spec.volumes[0].projected.sources[2].secret"
+    assert problem.message == (
+        "'same' is written by an earlier source too (conflicting duplicate paths): "
+        "give each file a path of its own"
+    )
+
+
 def test_check_lists_the_files_each_volume_will_hold(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
