@@ -84,8 +84,19 @@ class PodMetrics:
         self.address: tuple[str, int] | None = None
         #: When each pod condition last changed (`observe`), for /status.
         self.conditions: dict[str, Transition] = {}
-        #: Probe attempts by (container, probe_type, result).
-        self.probe_results: dict[tuple[str, str, str], int] = {}
+        #: Probe attempts by (container, probe_type, result): 0 for every probe the
+        #: manifest has, so a rate of failures is 0, not missing, until one fails.
+        self.probe_results: dict[tuple[str, str, str], int] = {
+            (c.name, kind.capitalize(), result): 0
+            for c in pod.spec.all_containers
+            for kind, probe in (
+                ("startup", c.startup_probe),
+                ("liveness", c.liveness_probe),
+                ("readiness", c.readiness_probe),
+            )
+            if probe is not None
+            for result in ("successful", "failed")
+        }
         self.probe_seconds = Histogram(
             "podvisor_probe_duration_seconds",
             "Duration in seconds of a probe attempt.",

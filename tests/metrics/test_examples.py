@@ -36,7 +36,8 @@ DASHBOARD = EXAMPLES / "grafana-dashboard.json"
 
 def exported_series() -> set[str]:
     """Every sample name of a scrape of a pod that has everything: limits, restarts,
-    a back-off, a completed init container, a sidecar, probes, a network."""
+    back-offs (of a main container and a sidecar), a completed init container,
+    probes, a network."""
     resources = Resources(100, 200, 2**20, 2**21)
     pod = make_pod(
         container("setup", ContainerKind.INIT, resources=resources),
@@ -51,6 +52,8 @@ def exported_series() -> set[str]:
     driver.restart("main")
     driver.restart("worker")
     driver.feed(lc.Exited("worker", 1))  # in back-off: waiting, with a reason
+    driver.restart("side")
+    driver.feed(lc.Exited("side", 1))  # an init container waiting too
     cgroups = {c.name: FakeCgroup(full_stats()) for c in pod.spec.all_containers}
     view = FakeView(pod, driver.state, cgroups, FakeNetwork(), FakeSandbox(os.getpid()))
     metrics = PodMetrics(pod)
@@ -136,7 +139,7 @@ def test_dashboard_is_an_importable_grafana_dashboard() -> None:
     assert {"datasource", "namespace", "pod"} <= names
 
 
-def test_dashboard_shows_what_the_issue_asks_for() -> None:
+def test_dashboard_shows_cpu_memory_restarts_oom_kills_readiness_throttling() -> None:
     used = set().union(*(series_in(e) for e in expressions(dashboard())))
     assert {
         "container_cpu_usage_seconds_total",  # CPU
