@@ -72,6 +72,13 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         "(follow it with `podvisor attach POD`)",
     )
     run.add_argument(
+        "--pod-security",
+        choices=("privileged", "baseline", "restricted"),
+        metavar="LEVEL",
+        help="refuse to start a pod that violates this Pod Security Standard "
+        "(baseline or restricted), as the admission controller would",
+    )
+    run.add_argument(
         "--backend",
         choices=BACKENDS,
         default=DEFAULT_BACKEND,
@@ -220,15 +227,17 @@ def _read(argv: list[str]) -> tuple[RunCommand, LoadedPod | None] | int:
     except SystemExit as stop:  # --help, or a usage error argparse has said
         return stop.code if isinstance(stop.code, int) else EXIT_CONFIG
     command = RunCommand(args.manifest, args.log_format, args.metrics_address, args.backend)
-    return command, _load(command.manifest, args.config)
+    return command, _load(command.manifest, args.config, args.pod_security)
 
 
-def _load(path: str, config: list[str] | None = None) -> LoadedPod | None:
+def _load(
+    path: str, config: list[str] | None = None, pod_security: str | None = None
+) -> LoadedPod | None:
     """The manifest at *path*; None, once what is wrong is said, if it cannot be run."""
     from podvisor.supervisor import manifest
 
     try:
-        loaded = manifest.load(path, config=config or ())
+        loaded = manifest.load(path, config=config or (), pod_security=pod_security)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -234,6 +234,9 @@ class Found:
     secrets: list[tuple[str, Secret]] = field(default_factory=list)
     claims: list[tuple[str, PersistentVolumeClaim]] = field(default_factory=list)
     others: list[Ignored] = field(default_factory=list)
+    # A Namespace's pod-security.kubernetes.io/enforce label, by the Namespace's name:
+    # (the label's value node, its value), where Kubernetes reads the pod's level.
+    enforce_labels: dict[str, tuple[yaml.Node, str]] = field(default_factory=dict)
 
     def workload(self) -> Workload | None:
         """The workload whose pod template is the pod, as the model has it."""
@@ -277,6 +280,8 @@ def sort_out(report: Report, documents: list[yaml.Node], found: Found, main: boo
         else:
             line = report.where(top.node)[0]
             found.others.append(Ignored(f"{kind} {_name_of(top)}", line, _other(kind)))
+            if kind == "Namespace":
+                _enforce_label(top, found)
     if main and found.pod is None and found.owner is None:
         report.fail()  # what is wrong with the documents first: it may be why there is no pod
         report.error(
@@ -320,7 +325,8 @@ def _other(kind: str) -> str:
         "Service": "a Service routes to pods in a cluster; the pod's ports are on its address",
         "Ingress": "an Ingress routes to Services in a cluster; there is none here",
         "ServiceAccount": "there is no API server, so no service account",
-        "Namespace": "podvisor keeps no namespaces: the pod's is only a name here",
+        "Namespace": "podvisor keeps no namespaces: the pod's is only a name here "
+        "(but for the Pod Security Standard it enforces, its pod-security.kubernetes.io/enforce)",
         "NetworkPolicy": "podvisor enforces no network policies",
         "HorizontalPodAutoscaler": "podvisor runs one pod and scales none",
         "PodDisruptionBudget": "there are no evictions on one machine",
@@ -351,6 +357,15 @@ def _kind(top: Fields) -> str | None:
     if want is not None and version != want:
         top.report.fail()  # with the wrong object, what else is wrong with it is moot
     return kind
+
+
+def _enforce_label(top: Fields, found: Found) -> None:
+    """The Pod Security Standard a Namespace enforces on its pods, if it says."""
+    labels = _value(top.node, "metadata")
+    value = _value(labels, "labels") if labels is not None else None
+    node = _value(value, "pod-security.kubernetes.io/enforce") if value is not None else None
+    if isinstance(node, yaml.ScalarNode):
+        found.enforce_labels[_name_of(top)] = (node, node.value)
 
 
 def _name_of(top: Fields) -> str:

@@ -74,6 +74,13 @@ def main(argv: list[str]) -> int:
         help="a file (or a directory of them) with ConfigMaps, Secrets and "
         "PersistentVolumeClaims the pod uses; repeatable",
     )
+    parser.add_argument(
+        "--pod-security",
+        choices=("privileged", "baseline", "restricted"),
+        metavar="LEVEL",
+        help="list each violation of this Pod Security Standard (baseline or restricted) "
+        "as the admission controller would, and exit 2 if there is one",
+    )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a manifest, or - for stdin")
     try:
         args = parser.parse_args(argv)
@@ -83,7 +90,7 @@ def main(argv: list[str]) -> int:
     failed = False
     for i, name in enumerate(args.files):
         try:
-            loaded = load(name, config=args.config)
+            loaded = load(name, config=args.config, pod_security=args.pod_security)
         except ConfigError as error:
             failed = True
             for problem in error.problems:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from podvisor.supervisor.errors import ConfigError, Problem
-from podvisor.supervisor.manifest import dns, documents, fields, lsm, names, volumes
+from podvisor.supervisor.manifest import dns, documents, fields, lsm, names, podsecurity, volumes
 from podvisor.supervisor.manifest.bounds import MAX_MANIFEST_BYTES
 from podvisor.supervisor.manifest.containers import ParsedContainer, PodContext, container
 from podvisor.supervisor.manifest.env import EnvContext
@@ -43,6 +43,7 @@ from podvisor.supervisor.manifest.nodes import (
     position,
     string_map,
 )
+from podvisor.supervisor.manifest.podsecurity import strictest
 from podvisor.supervisor.manifest.security import pod_security
 from podvisor.supervisor.manifest.settings import Annotation, Settings, read_settings
 from podvisor.supervisor.manifest.sysctls import read_sysctls
@@ -55,7 +56,10 @@ _ANNOTATIONS_MAX = 256 * 1024  # Kubernetes' TotalAnnotationSizeLimitB
 
 
 def load(
-    source: str | Path, text: str | None = None, config: Sequence[str | Path] = ()
+    source: str | Path,
+    text: str | None = None,
+    config: Sequence[str | Path] = (),
+    pod_security: str | None = None,
 ) -> LoadedPod:
     """Load and validate a Pod manifest (YAML or JSON); `-` reads standard input.
 
@@ -63,6 +67,7 @@ def load(
     PersistentVolumeClaims it uses; *config* names more files (or directories
     of them) with those. Raises ConfigError listing every problem, each as
     `FILE:LINE:COLUMN: PATH: MESSAGE`, when the manifest is not a pod podvisor can run.
+    *pod_security*: a Pod Security Standard the pod must meet, as `--pod-security` asks.
     """
     name = "<stdin>" if str(source) == "-" else str(source)
     found = documents.Found()
@@ -75,7 +80,7 @@ def load(
         text = _read(source, name)
     report = Report(name)
     documents.sort_out(report, compose_all(name, text), found, main=True)
-    pod = _pod(report, found)
+    pod = _pod(report, found, pod_security)
     report.fail()
     assert pod is not None
     warnings = sorted(report.warnings, key=lambda p: (p.line, p.column)) + warnings
@@ -120,7 +125,7 @@ def _read(source: str | Path, name: str) -> str:
 # --- Pod and metadata ----------------------------------------------------------------
 
 
-def _pod(report: Report, found: documents.Found) -> Pod | None:
+def _pod(report: Report, found: documents.Found, pod_security: str | None = None) -> Pod | None:
     top, owner = found.pod, found.owner
     if top is None:
         return None
@@ -149,6 +154,9 @@ def _pod(report: Report, found: documents.Found) -> Pod | None:
     containers = [p.container.name for p in parsed]
     settings = read_settings(report, annotations, containers, pod_spec.host_network)
     lsm.apparmor_annotations(report, annotations, containers)
+    _pod_security(report, spec, annotations, strictest(
+        pod_security, settings.pod.pod_security, _namespace_level(report, found, namespace)
+    ))  # fmt: skip
     pod_spec = _with_settings(report, pod_spec, parsed, settings)
     pod_spec = dataclasses.replace(
         pod_spec,
@@ -172,6 +180,39 @@ def _pod(report: Report, found: documents.Found) -> Pod | None:
         source=report.source,
         config=config,
     )
+
+
+def _namespace_level(report: Report, found: documents.Found, namespace: str) -> str | None:
+    """The level the pod's Namespace enforces, where the file has that Namespace."""
+    label = found.enforce_labels.get(namespace)
+    if label is None:
+        return None
+    node, value = label
+    try:
+        return podsecurity.level(value)
+    except ValueError as error:
+        report.error(node, f"metadata.labels[{podsecurity.ENFORCE_LABEL}]", str(error))
+        return None
+
+
+def _pod_security(
+    report: Report, spec: Fields, annotations: list[Annotation], enforced: str | None
+) -> None:
+    """Each violation of the enforced standard, as a problem at its line."""
+    for key_node, _, key, _ in annotations:
+        if key == podsecurity.ENFORCE_LABEL:
+            report.warn(
+                key_node,
+                child("metadata.annotations", key),
+                "Kubernetes reads this from the pod's Namespace, not the pod: put it on a "
+                "Namespace in this file, or use podvisor.io/pod-security",
+            )
+    if enforced is None:
+        return
+    given = {key: (value_node, value) for _, value_node, key, value in annotations}
+    found = podsecurity.violations(spec.node, given)
+    for violation in podsecurity.at_level(found, enforced):
+        report.error(violation.node, violation.path, violation.message(enforced))
 
 
 def _new_uid() -> str:

@@ -462,6 +462,7 @@ class PodSettings:
     rootfs: str | None = None  # "host" or "image" for every container; None: the rule
     # Patterns of namespaced sysctls beyond the safe set the pod may set (dot form).
     allowed_unsafe_sysctls: tuple[str, ...] = ()
+    pod_security: str | None = None  # a Pod Security Standard to enforce: baseline, restricted
 
 
 class DnsPolicy(StrEnum):

@@ -157,6 +157,12 @@ def parse_signal(text: str) -> int:
     )
 
 
+def _pod_security(text: str) -> str:
+    from podvisor.supervisor.manifest.podsecurity import level
+
+    return level(text)
+
+
 def _sysctl_patterns(text: str) -> tuple[str, ...]:
     from podvisor.supervisor.manifest.sysctls import allowed_patterns
 
@@ -209,6 +215,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Namespaced sysctls outside the kubelet's safe set this pod may set in"
         " spec.securityContext.sysctls, as the kubelet's --allowed-unsafe-sysctls allows them.",
         _sysctl_patterns, "allowed_unsafe_sysctls",
+    ),
+    Setting(
+        "pod-security", "pod", "privileged, baseline or restricted", "none",
+        "The Pod Security Standard the pod must meet, or it is refused before anything"
+        " starts (as a Namespace's pod-security.kubernetes.io/enforce label does).",
+        _pod_security, "pod_security",
     ),
     Setting(
         "pids-limit", "both", "whole number >= 1", "no limit",
