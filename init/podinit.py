@@ -515,6 +515,9 @@ def _container_init(spec: protocol.Process) -> int:
         syscalls.set_command_line([entry.PROCESS_NAME, *args])
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if spec.orphans_fd is not None:  # this init's and its inner one's, never the program's
+        os.set_inheritable(spec.orphans_fd, False)
+        tini.ORPHANS.fd = spec.orphans_fd
     confine = spec.confine
     inner_setup = before_exec = None
     if confine is not None:

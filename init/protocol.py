@@ -348,6 +348,10 @@ class Process:
     rootfs: Rootfs | None = None
     #: The container's volumes, in the order they are mounted.
     mounts: tuple[Mount, ...] = ()
+    #: With pidns: the number (one of ``extra_fds``) of a file the container's
+    #: init writes its count of reaped orphans to (`tini.OrphanCount`); the
+    #: program never gets it.
+    orphans_fd: int | None = None
 
     @classmethod
     def read(cls, f: Fields) -> Process:
@@ -366,6 +370,7 @@ class Process:
             Confinement.read(confine) if confine is not None else None,
             Rootfs.read(rootfs) if rootfs is not None else None,
             tuple(Mount.read(m) for m in f.nested_list("mounts")),
+            f.optional_integer("orphans_fd"),
         )
 
 

@@ -40,11 +40,15 @@ class OwnSeries:
         build.add((version, metrics.backend), 1.0)
         orphans = Family(
             "podvisor_orphans_reaped_total",
-            "Processes the pod's init reaped that no container's main process was (orphans).",
+            "Orphaned processes an init reaped: by the container whose own init reaped "
+            "them, or with an empty container label by the pod's init (shareProcessNamespace).",
             "counter",
-            ("namespace", "pod"),
+            ("container", "namespace", "pod"),
         )
-        orphans.add((pod.namespace, pod.name), float(view.orphans_reaped))
+        orphans.add(("", pod.namespace, pod.name), float(view.orphans_reaped))
+        counted = view.container_orphans.counts()
+        for c in pod.spec.all_containers:
+            orphans.add((c.name, pod.namespace, pod.name), float(counted.get(c.name, 0)))
         logs = _log_families(metrics, view)
         yield from non_empty([build, orphans, *logs, _probe_family(metrics)])
         yield from (self._histogram(h) for h in metrics.histograms)

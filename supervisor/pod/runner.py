@@ -288,7 +288,10 @@ class Supervision:
             now = anyio.current_time()
             state, effects = lc.begin(lc.plan_for(self.pod), now)
             self._observe(state, now)
-            result = await self._loop(state, effects)
+            try:
+                result = await self._loop(state, effects)
+            finally:
+                self.view.container_orphans.close()
             tg.cancel_scope.cancel()
         return result
 
@@ -387,7 +390,12 @@ class Supervision:
             extra = (notification[0],)
             fds.append(notification[1])
         pidns = not self.pod.spec.share_process_namespace and self._own_pid_ns()
-        spec = dataclasses.replace(spec, pidns=pidns, extra_fds=extra)
+        orphans_fd = None
+        if pidns:  # its own init reaps its orphans, and counts them in a file of ours
+            orphans_fd = max((2, *extra)) + 1
+            extra = (*extra, orphans_fd)
+            fds.append(os.dup(self.view.container_orphans.new_file(name)))
+        spec = dataclasses.replace(spec, pidns=pidns, extra_fds=extra, orphans_fd=orphans_fd)
         try:
             spawned = await self.init.spawn(spec, fds)
         except BaseException:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 
 from podvisor.supervisor import lifecycle as lc
+from podvisor.supervisor.pod.orphan_counts import OrphanCounts
 
 if TYPE_CHECKING:
     from podvisor.init import protocol
@@ -130,8 +131,10 @@ class PodView:
         self.state: lc.PodState | None = None
         #: Each running container's process, by container name.
         self.instances: Mapping[str, InstanceView] = {}
-        #: Orphans the pod's inits have reaped, as the init last counted.
+        #: Orphans the pod's init has reaped, as it last counted.
         self.orphans_reaped = 0
+        #: Orphans each container's own init has reaped (the default layout).
+        self.container_orphans = OrphanCounts()
         #: The pod's events, as the kubelet records them (`lifecycle.record`).
         self.journal = lc.Journal()
         #: The pod's own series in Prometheus' text format, when its endpoint serves.

@@ -264,6 +264,9 @@ def test_waiting_reason_in_back_off() -> None:
 def test_podvisors_own_series() -> None:
     view, _ = running_view()
     view.orphans_reaped = 4
+    # main's init counted 3, then it restarted and its next one counted 2.
+    for count in (3, 2):
+        os.pwrite(view.container_orphans.new_file("main"), count.to_bytes(8, "little"), 0)
     assert isinstance(view.sink, LogSink)
     view.sink.emit(LogLine(0.0, "main", "stdout", "hello"))
     view.sink.emit(LogLine(0.0, "main", "stderr", "oops"))
@@ -273,7 +276,11 @@ def test_podvisors_own_series() -> None:
     metrics.record_probe("main", "readiness", False, 1.5)
     found = scrape(view, metrics)
     main = {"container": "main", "namespace": "default", "pod": "web"}
-    assert found.value("podvisor_orphans_reaped_total", namespace="default", pod="web") == 4
+    orphans = "podvisor_orphans_reaped_total"
+    assert found.value(orphans, container="", namespace="default", pod="web") == 4
+    assert found.value(orphans, **main) == 5
+    assert found.value(orphans, container="side", namespace="default", pod="web") == 0
+    view.container_orphans.close()
     assert found.value("podvisor_container_log_lines_total", stream="stderr", **main) == 2
     assert found.value("podvisor_container_log_bytes_total", stream="stdout", **main) == 6
     assert found.value("podvisor_container_log_lines_total", stream="stdout", container="side") == 0

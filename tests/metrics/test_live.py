@@ -118,3 +118,31 @@ async def test_prometheus_scrapes_a_running_pod(tmp_path: Path) -> None:
     [restart_sample] = restarts
     assert restart_sample["metric"]["container"] == "main"
     assert float(restart_sample["value"][1]) == main["restartCount"] == 1
+
+
+async def test_orphans_are_counted_by_the_container_whose_init_reaped_them() -> None:
+    # By default each container's init is PID 1 of its own PID namespace, so
+    # the orphans of "leaky" are that init's to reap, and they are counted for it.
+    leak = "for i in 1 2 3; do (sleep 0.2 &); done; echo leaked; exec sleep 1000"
+    text = f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: pvm-orphans, annotations: {{podvisor.io/network: loopback}}}}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+            - {{name: leaky, command: ["sh", "-c", {json.dumps(leak)}]}}
+            - {{name: quiet, command: ["sleep", "1000"]}}
+    """
+    async with live_pod(text) as pod:
+        orphans = "podvisor_orphans_reaped_total"
+        labels = {"namespace": "default", "pod": "pvm-orphans"}
+        with anyio.fail_after(60):
+            while True:
+                found = parse((await get(pod.port, "/metrics")).text)
+                if found.value(orphans, container="leaky", **labels) >= 3:
+                    break
+                await anyio.sleep(0.2)
+        assert found.value(orphans, container="leaky", **labels) == 3
+        assert found.value(orphans, container="quiet", **labels) == 0
+        assert found.value(orphans, container="", **labels) == 0
