@@ -110,6 +110,56 @@ def test_a_class_keeps_the_methods_its_body_defines() -> None:
 
 def test_the_methods_are_shared_not_compiled_per_class() -> None:
     # What the module is for: one function for every class, not one per class.
-    for name in ("__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
+    for name in ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
         assert getattr(Port, name) is getattr(Single, name), name
-    assert vars(Port)["__init__"] is not vars(Single)["__init__"]  # its own: it knows the defaults
+
+
+@frozen
+class Checked:
+    low: int
+    high: int = 10
+    tags: list[str] = field(default_factory=list)
+    label: str = field(default="", kw_only=True)
+    derived: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError("low above high")
+        object.__setattr__(self, "derived", self.high - self.low)
+
+
+def test_it_takes_its_arguments_as_dataclasses_do() -> None:
+    assert Checked(1) == Checked(low=1, high=10, label="")
+    made = Checked(1, 4, label="x")
+    assert (made.low, made.high, made.tags, made.label, made.derived) == (1, 4, [], "x", 3)
+    assert Checked(1).tags is not Checked(1).tags  # a fresh default each time
+    assert Checked.__match_args__ == ("low", "high", "tags")
+    assert dataclasses.replace(made, high=9).derived == 8
+    with pytest.raises(ValueError, match="low above high"):
+        Checked(5, 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((), {}, "missing required argument 'low'"),
+        ((1, 2, [], "x"), {}, "takes 3 positional argument"),
+        ((1,), {"low": 2}, "multiple values for argument 'low'"),
+        ((1,), {"derived": 2}, "unexpected keyword argument 'derived'"),
+        ((1,), {"nothing": 2}, "unexpected keyword argument 'nothing'"),
+    ],
+)
+def test_it_refuses_what_dataclasses_refuse(
+    args: tuple[object, ...], kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        Checked(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_field_without_default_after_one_with_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match="non-default argument 'second' follows default argument"):
+
+        @frozen
+        class Wrong:
+            first: int = 0
+            second: int  # type: ignore[misc]
