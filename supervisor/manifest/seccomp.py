@@ -126,8 +126,25 @@ def read_profile(path: Path) -> dict[str, Any]:
     return data
 
 
+#: Programs compiled in this process, by profile and capability set: a pod's
+#: containers mostly share one profile (RuntimeDefault for the same
+#: capabilities), and libseccomp takes milliseconds for each compilation.
+_compiled: dict[tuple[str, int], str] = {}
+
+
 def compile_profile(profile: dict[str, Any], capabilities: int) -> str:
-    """The profile as a BPF program for this machine, base64; ProfileError when it is wrong."""
+    """The profile as a BPF program for this machine, base64; ProfileError when it is wrong.
+
+    Each distinct profile and capability set is compiled once (`_compiled`).
+    """
+    key = (json.dumps(profile, sort_keys=True), capabilities)
+    program = _compiled.get(key)
+    if program is None:
+        program = _compiled[key] = _compile(profile, capabilities)
+    return program
+
+
+def _compile(profile: dict[str, Any], capabilities: int) -> str:
     seccomp = _library()
     default = _action(seccomp, profile, "defaultAction", profile.get("defaultErrnoRet"))
     program = seccomp.SyscallFilter(default)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from podvisor.supervisor.errors import ConfigError
-from podvisor.supervisor.manifest import load
+from podvisor.supervisor.manifest import load, seccomp
 from tests.security.conftest import PYTHON, STATUS, run_pod, sh, status
 
 pytestmark = pytest.mark.needs_root
@@ -106,6 +106,39 @@ def test_a_localhost_profile_that_cannot_be_read_is_refused_at_its_line(tmp_path
     assert "'SCMP_ACT_MAYBE' is not one of SCMP_ACT_ALLOW" in first.message
     assert second.line == 13
     assert "cannot read the seccomp profile" in second.message
+
+
+def test_each_distinct_filter_is_compiled_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled: list[int] = []
+    compile_one = seccomp._compile
+
+    def counted(profile: dict[str, object], capabilities: int) -> str:
+        compiled.append(capabilities)
+        return compile_one(profile, capabilities)
+
+    monkeypatch.setattr(seccomp, "_compiled", {})
+    monkeypatch.setattr(seccomp, "_compile", counted)
+    text = textwrap.dedent(
+        """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web}
+        spec:
+          containers:
+          - {name: one, command: [sleep, infinity]}
+          - {name: two, command: [sleep, infinity]}
+          - name: admin
+            command: [sleep, infinity]
+            securityContext: {capabilities: {add: [SYS_ADMIN]}}
+        """
+    )
+    containers = load(str(tmp_path / "pod.yaml"), text).pod.spec.containers
+    filters = [c.security_context.seccomp_filter for c in containers]
+    assert len(compiled) == 2  # the default set once, the set with SYS_ADMIN once
+    assert filters[0] == filters[1] != filters[2]
+    assert all(filters)
 
 
 def test_read_only_root_filesystem(run_dir: Path, shared_tmp: Path) -> None:
