@@ -105,9 +105,10 @@ def plan_namespaces(
             warnings=(
                 (
                     "running in a user namespace: podvisor lacks CAP_SYS_ADMIN, so the pod's "
-                    "processes are root only inside it and the pod uses this machine's "
-                    "network; grant it with `docker run --cap-add SYS_ADMIN`, or run "
-                    "podvisor as root"
+                    "capabilities hold inside it alone, on this machine's files its root is "
+                    f"podvisor's own user (uid {os.geteuid()}), and the pod uses this "
+                    "machine's network; grant it with `docker run --cap-add SYS_ADMIN`, or "
+                    "run podvisor as root"
                 ),
             ),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,33 +20,47 @@ DROP_SYS_ADMIN = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin
 
 
 def test_without_cap_sys_admin_the_pod_runs_in_a_user_namespace(tmp_path: Path) -> None:
+    # What docs/operating.md says of a pod without CAP_SYS_ADMIN, namespace by namespace.
+    namespaces = "user pid mnt uts ipc net"
+    script = (
+        "echo pid=$$$$; hostname; cat /proc/self/uid_map;"
+        f" for ns in {namespaces}; do readlink /proc/self/ns/$ns; done; exit 5"
+    )
     path = tmp_path / "pod.yaml"
     path.write_text(
-        pod_yaml("""
+        pod_yaml(f"""
         apiVersion: v1
         kind: Pod
-        metadata: {name: unprivileged}
+        metadata: {{name: unprivileged}}
         spec:
           restartPolicy: Never
           containers:
             - name: main
               # $$$$: Kubernetes reduces $$ to $ in command and args
-              command: ["sh", "-c", "echo pid=$$$$; hostname; grep CapEff /proc/self/status; exit 5"]
+              command: ["sh", "-c", {json.dumps(script)}]
     """)
     )
     result = subprocess.run(
-        [*DROP_SYS_ADMIN, *podvisor_command(), "run", str(path)],
+        [*DROP_SYS_ADMIN, *podvisor_command(), "run", "--metrics-address", "off", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 5, result.stderr
-    lines = [line.partition(" | ")[2] for line in result.stdout.splitlines()]
-    assert lines[0] == "pid=2"  # its own PID namespace, under the container's init
-    assert lines[1] == "unprivileged"  # its own UTS namespace
-    # Said once, at start, with how to grant what is missing.
+    lines = [line.partition(" | ")[2] for line in result.stdout.splitlines() if " | " in line]
+    pid, hostname, uid_map, *seen = lines
+    assert pid == "pid=2"  # its own PID namespace, under the container's init
+    assert hostname == "unprivileged"  # its own UTS namespace
+    # One id mapped: its root is podvisor's own user on this machine's files.
+    assert uid_map.split() == ["0", str(os.geteuid()), "1"]
+    ours = {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in namespaces.split()}
+    theirs = dict(zip(namespaces.split(), seen, strict=True))
+    assert {ns for ns in ours if ours[ns] == theirs[ns]} == {"net"}  # the host's network
+    # Said once each, at start, with how to grant what is missing.
     assert result.stderr.count("running in a user namespace") == 1
+    assert f"its root is podvisor's own user (uid {os.geteuid()})" in result.stderr
+    assert result.stderr.count("the pod uses the host's network") == 1
     assert "--cap-add SYS_ADMIN" in result.stderr
 
 
