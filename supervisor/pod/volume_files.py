@@ -40,7 +40,8 @@ entries the kubelet writes, in order,
     ..data -> ..2026_12_06_05_30_00.123456789
     KEY -> ..data/KEY                      one link per top-level name
 
-and `write_layout` creates them in a fresh directory, never following a link.
+and `write_layout` creates them in a fresh directory, never following a link
+(`write_volume` does all three for one volume).
 A volume is written once, at the pod's start: the kubelet's later swaps of
 `..data` when an object changes have no counterpart, as the file does not change.
 """
@@ -51,7 +52,7 @@ import os
 import posixpath
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from podvisor.supervisor.errors import VolumeContentError
 from podvisor.supervisor.frozen import frozen
@@ -83,6 +84,7 @@ __all__ = [
     "go_quote",
     "has_content",
     "write_layout",
+    "write_volume",
 ]
 
 ContentSource = ConfigMapVolume | SecretVolume | DownwardAPIVolume | ProjectedVolume
@@ -405,6 +407,23 @@ def atomic_layout(files: tuple[VolumeFile, ...], data_directory: str) -> tuple[E
     top = sorted({f.path.split("/")[0] for f in files})
     entries.extend(VolumeLink(name, f"{_DATA_LINK}/{name}") for name in top)
     return tuple(entries)
+
+
+def write_volume(
+    volume: Volume,
+    pod: Pod,
+    directory: str | os.PathLike[str],
+    *,
+    now: datetime | None = None,
+) -> tuple[VolumeFile, ...]:
+    """Write *volume*'s files into the empty *directory* in the kubelet's layout; its files.
+
+    Raises VolumeContentError (nothing written) as `files_of` does.
+    """
+    files = files_of(volume, pod)
+    stamp = data_directory_name(now or datetime.now(UTC))
+    write_layout(directory, atomic_layout(files, stamp))
+    return files
 
 
 def write_layout(directory: str | os.PathLike[str], entries: Iterable[Entry]) -> None:

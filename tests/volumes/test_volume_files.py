@@ -51,6 +51,7 @@ from podvisor.supervisor.pod.volume_files import (
     go_quote,
     has_content,
     write_layout,
+    write_volume,
 )
 
 SETTINGS = ConfigMap(
@@ -426,6 +427,24 @@ def test_empty_volume_still_has_its_data_link(tmp_path: Path) -> None:
     write_layout(tmp_path, atomic_layout((), "..d"))
     assert sorted(os.listdir(tmp_path)) == ["..d", "..data"]
     assert os.listdir(tmp_path / "..data") == []
+
+
+def test_write_volume_lays_out_a_volume_now(tmp_path: Path) -> None:
+    source = ConfigMapVolume("settings", items=(KeyToPath("greeting", "greeting"),))
+    before = datetime.now(UTC).replace(microsecond=0)
+    found = write_volume(Volume("v", source), pod(), tmp_path)
+    assert found == (VolumeFile("greeting", b"hello", 0o644),)
+    stamp = os.readlink(tmp_path / "..data")
+    written = datetime.strptime(stamp[2:21], "%Y_%m_%d_%H_%M_%S").replace(tzinfo=UTC)
+    assert before <= written <= datetime.now(UTC)
+    assert (tmp_path / "greeting").read_text() == "hello"
+
+
+def test_write_volume_writes_nothing_when_a_key_is_missing(tmp_path: Path) -> None:
+    source = SecretVolume("db", items=(KeyToPath("token", "token"),))
+    with pytest.raises(VolumeContentError):
+        write_volume(Volume("v", source), pod(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- From a manifest --------------------------------------------------------------------------
