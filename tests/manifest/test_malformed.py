@@ -1166,14 +1166,15 @@ spec:
   "kind": "Pod",
   "metadata": {"name": "web"},
   "spec": {
+    "shareProcessNamespace": "true",
     "containers": [
-      {"name": "web", "command": ["sleep", "infinity"], "tty": "true"}
+      {"name": "web", "command": ["sleep", "infinity"]}
     ]
   }
 }
 """,
         [
-            "pod.yaml:7:64: spec.containers[0].tty: must be true or false, not the string 'true': remove the quotes",
+            "pod.yaml:6:30: spec.shareProcessNamespace: must be true or false, not the string 'true': remove the quotes",
         ],
         id="json",
     ),
