@@ -283,8 +283,23 @@ def _pod_settings(pod: Pod) -> Iterator[str]:
         f"  restart back-off: {s.backoff_initial_seconds:g}s doubling to "
         f"{s.backoff_max_seconds:g}s, reset after {s.backoff_reset_seconds:g}s running"
     )
-    if s.metrics_address:
-        yield f"  metrics: http://{s.metrics_address}/metrics"
+    yield f"  metrics: {_metrics_line(s.metrics_address)}"
+
+
+def _metrics_line(annotated: str | None) -> str:
+    """Where `run` serves the pod's metrics, unless its --metrics-address says otherwise."""
+    if annotated is None:
+        # Here, not at the top: the endpoint's module brings anyio, which check needs not.
+        from podvisor.supervisor.metrics.server import host_address
+
+        return (
+            f"http://{host_address()}/metrics, the host's endpoint, shared with the "
+            "host's other pods (podvisor.io/metrics-address gives the pod its own)"
+        )
+    if annotated.lower() in ("off", "none"):
+        return "none (podvisor.io/metrics-address: off)"
+    where = f"port {annotated[1:]} of every interface" if annotated.startswith(":") else None
+    return f"{where or f'http://{annotated}/metrics'}, the pod's own (podvisor.io/metrics-address)"
 
 
 def _container_lines(c: Container, pod: Pod) -> Iterator[str]:

@@ -138,6 +138,43 @@ spec:
     assert "  warnings:" not in lines
 
 
+@pytest.mark.parametrize(
+    ("annotation", "line"),
+    [
+        (
+            None,
+            (
+                "  metrics: http://127.0.0.1:9464/metrics, the host's endpoint, shared with the "
+                "host's other pods (podvisor.io/metrics-address gives the pod its own)"
+            ),
+        ),
+        ("off", "  metrics: none (podvisor.io/metrics-address: off)"),
+        (
+            "127.0.0.1:9500",
+            "  metrics: http://127.0.0.1:9500/metrics, the pod's own (podvisor.io/metrics-address)",
+        ),
+    ],
+)
+def test_the_plan_says_where_the_metrics_are_served(
+    annotation: str | None,
+    line: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As `run` serves them: the host's endpoint unless the pod asks for its own.
+    monkeypatch.delenv("PODVISOR_METRICS_ADDRESS", raising=False)
+    annotations = f"{{podvisor.io/metrics-address: {annotation!r}}}" if annotation else "{}"
+    text = f"""\
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, annotations: {annotations}}}
+spec: {{containers: [{{name: web, command: [sleep, infinity]}}]}}
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    assert line in capsys.readouterr().out.splitlines()
+
+
 def test_problems_go_to_stderr_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
