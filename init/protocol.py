@@ -60,6 +60,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from podvisor.init import seqpacket
+from podvisor.init.frozen import frozen
 
 #: The largest message either side sends; a spawn with a large environment
 #: is the biggest one.
@@ -169,7 +170,7 @@ def plain(value: object) -> object:
 # =============================================================================
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Plan:
     """The pod's namespaces and what the init sets up in them."""
 
@@ -196,7 +197,7 @@ class Plan:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Confinement:
     """What a container's process may do and see, applied between its fork and its exec.
 
@@ -253,7 +254,7 @@ class Confinement:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Rootfs:
     """A container's root from its image, made and entered by `podvisor.init.rootfs`.
 
@@ -292,7 +293,7 @@ class Rootfs:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Mount:
     """A volume in a container: ``source`` (as the pod's init sees it) bound at ``target``.
 
@@ -325,7 +326,7 @@ class Mount:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Process:
     """What to run and how: a container's program, a probe's command, an exec."""
 
@@ -374,7 +375,7 @@ class Process:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Spawn:
     KIND: ClassVar[str] = "spawn"
     id: int
@@ -385,7 +386,7 @@ class Spawn:
         return cls(f.integer("id"), Process.read(f.nested("process")))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Signal:
     KIND: ClassVar[str] = "signal"
     id: int
@@ -398,7 +399,7 @@ class Signal:
         return cls(f.integer("id"), f.integer("pid"), f.integer("signal"), f.flag("group"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class StopAll:
     KIND: ClassVar[str] = "stop_all"
     grace: float
@@ -415,7 +416,7 @@ Request = Plan | Spawn | Signal | StopAll
 # =============================================================================
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class InitStarted:
     KIND: ClassVar[str] = "init_started"
     #: The init proper, as the supervisor's /proc numbers it.
@@ -426,7 +427,7 @@ class InitStarted:
         return cls(f.integer("host_pid"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class InitFailed:
     KIND: ClassVar[str] = "init_failed"
     message: str
@@ -436,7 +437,7 @@ class InitFailed:
         return cls(f.text("message"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Ready:
     KIND: ClassVar[str] = "ready"
     pid: int
@@ -446,7 +447,7 @@ class Ready:
         return cls(f.integer("pid"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Spawned:
     KIND: ClassVar[str] = "spawned"
     id: int
@@ -457,7 +458,7 @@ class Spawned:
         return cls(f.integer("id"), f.integer("pid"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class SpawnFailed:
     KIND: ClassVar[str] = "spawn_failed"
     id: int
@@ -471,7 +472,7 @@ class SpawnFailed:
         return cls(f.integer("id"), f.integer("errno"), f.text("stage"), f.text("message"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Exited:
     KIND: ClassVar[str] = "exited"
     id: int
@@ -489,7 +490,7 @@ class Exited:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Signalled:
     KIND: ClassVar[str] = "signalled"
     id: int
@@ -500,7 +501,7 @@ class Signalled:
         return cls(f.integer("id"), f.integer("errno"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class SignalReceived:
     KIND: ClassVar[str] = "signal_received"
     signal: int
@@ -510,7 +511,7 @@ class SignalReceived:
         return cls(f.integer("signal"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class OrphansReaped:
     KIND: ClassVar[str] = "orphans_reaped"
     total: int
@@ -520,7 +521,7 @@ class OrphansReaped:
         return cls(f.integer("total"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Refused:
     """A request the init could not read; the supervisor says so."""
 
