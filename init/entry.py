@@ -41,6 +41,7 @@ SUPERVISOR_COMMANDS = frozenset(
         "pause",
         "resume",
         "image",
+        "volume",
         "version",
         "help",
         "completion",

@@ -211,6 +211,11 @@ def _prepare_namespaces(options: protocol.Plan) -> None:
             syscalls.mount_proc()
         for source, target in options.binds:
             syscalls.mount(source, target, None, syscalls.MS_BIND)
+        for target, data in options.tmpfs:
+            flags = syscalls.MS_NOSUID | syscalls.MS_NODEV
+            syscalls.mount("tmpfs", target, "tmpfs", flags, data)
+    elif options.tmpfs:
+        raise OSError(errno.EPERM, "memory volumes need a mount namespace of the pod's own")
     if options.hostname and "uts" in options.unshare:
         socket.sethostname(options.hostname)
 
@@ -596,7 +601,7 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
 
                 rootfs.enter(spec.rootfs, spec.mounts)
             elif spec.mounts:
-                _mount_volumes(spec.mounts, confine)
+                _mount_volumes(spec.mounts, confine, spec.cwd)
             if not spec.pidns:
                 confinement.apply_masks(confine)
                 confinement.drop_privileges(confine, uid, gid)
@@ -606,8 +611,13 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
     return setup
 
 
-def _mount_volumes(mounts: tuple[protocol.Mount, ...], confine: protocol.Confinement) -> None:
-    """On the host's files: the volumes over their paths, in the mount namespace just made."""
+def _mount_volumes(
+    mounts: tuple[protocol.Mount, ...], confine: protocol.Confinement, cwd: str | None
+) -> None:
+    """On the host's files: the volumes over their paths, in the mount namespace just made.
+
+    The working directory is entered again afterwards: it may be in a volume.
+    """
     from podvisor.init import volumes
 
     if not confine.mounts:
@@ -618,6 +628,8 @@ def _mount_volumes(mounts: tuple[protocol.Mount, ...], confine: protocol.Confine
             "(podvisor lacks CAP_SYS_ADMIN): run podvisor as root",
         )
     volumes.attach(mounts, volumes.open_sources(mounts), make_targets=False)
+    if cwd:
+        os.chdir(cwd)
 
 
 def _set_identity(uid: int | None, gid: int | None) -> None:

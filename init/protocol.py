@@ -20,8 +20,8 @@ answered by exactly one event with the same ``id``:
 - `Plan`: the first message, and only the first. The init writes itself into
   each of ``cgroup_procs``, joins ``netns``, unshares the rest (with ``pid``,
   PID 1 is a child it forks), mounts /proc, sets the hostname and makes the
-  bind mounts, then says `Ready` (or `InitFailed`). End-of-file instead of a
-  plan ends the init quietly, status 0.
+  bind mounts and the tmpfs mounts, then says `Ready` (or `InitFailed`).
+  End-of-file instead of a plan ends the init quietly, status 0.
 - `Spawn`: start a `Process`. The first three fds that ride along become the
   child's 0, 1, 2 (when fewer come, the rest are /dev/null); further ones
   become the numbers ``extra_fds`` names, in order. With ``tty``, fd 0 (a
@@ -183,6 +183,8 @@ class Plan:
     grace: float = 30.0
     #: (name in the dot form, value): written in the pod's own network and IPC namespaces.
     sysctls: tuple[tuple[str, str], ...] = ()
+    #: (directory, options): a tmpfs on each, in the pod's mount namespace (memory emptyDirs).
+    tmpfs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def read(cls, f: Fields) -> Plan:
@@ -194,6 +196,7 @@ class Plan:
             f.texts("cgroup_procs"),
             f.number("grace"),
             f.pairs("sysctls"),
+            tmpfs=f.pairs("tmpfs"),
         )
 
 

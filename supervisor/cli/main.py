@@ -96,6 +96,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         from podvisor.supervisor.images import cli as image_cli
 
         image_cli.add_command(sub)
+        from podvisor.supervisor.cli import volumes as volume_cli
+
+        volume_cli.add_command(sub)
     versioning = sub.add_parser("version", help="print podvisor's version")
     versioning.add_argument(
         "-o",

@@ -50,6 +50,7 @@ class Reason(StrEnum):
     OOM_KILLED = "OOMKilled"
     CONTAINER_CANNOT_RUN = "ContainerCannotRun"
     START_ERROR = "StartError"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"  # a subPath out of its volume
     # The pod
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     INIT_DIED = "InitDied"

@@ -83,7 +83,7 @@ def volume_lines(loaded: LoadedPod) -> Iterator[str]:
     pod = loaded.pod
     if not pod.spec.volumes:
         return
-    yield "  volumes (read and checked; podvisor run does not mount them yet):"
+    yield "  volumes:"
     for v in pod.spec.volumes:
         at = [
             f"{m.mount_path} in {c.name}{' (read-only)' if m.read_only else ''}"

@@ -501,14 +501,17 @@ def with_mounts(
     return found
 
 
+#: The kinds `podvisor run` mounts; the others are checked and shown, not mounted yet.
+MOUNTED = ("emptyDir", "hostPath", "persistentVolumeClaim")
+
+
 def not_mounted_yet(
     spec: Fields, pod_volumes: tuple[Volume, ...], parsed: list[ParsedContainer]
 ) -> None:
-    """Note for `podvisor run` that the volumes are checked, not mounted (check shows them)."""
-    if not pod_volumes:
-        return
+    """Note for `podvisor run` what of the volumes it does not mount yet (check shows them)."""
+    waiting = [v for v in pod_volumes if source_kind(v) not in MOUNTED]
     where = []
-    for v in pod_volumes:
+    for v in waiting:
         at = [
             f"{m.mount_path} in {p.container.name}"
             for p in parsed
@@ -518,17 +521,32 @@ def not_mounted_yet(
         where.append(
             f"{v.name} ({source_kind(v)}{': ' if at else ', mounted nowhere'}{', '.join(at)})"
         )
-    node = spec.get("volumes")
-    spec.report.not_yet.append(
-        Problem(
-            spec.report.source,
-            *spec.report.where(node),
-            spec.at("volumes"),
-            "volumes are read and checked but not mounted yet: " + "; ".join(where) + ". "
-            "podvisor run refuses the pod until they are; podvisor check shows them. "
-            "To run it now, remove the volumes and volumeMounts and use the host's paths",
+    if where:
+        spec.report.not_yet.append(
+            Problem(
+                spec.report.source,
+                *spec.report.where(spec.get("volumes")),
+                spec.at("volumes"),
+                "these volumes are read and checked but not mounted yet: "
+                + "; ".join(where)
+                + f". podvisor run mounts {', '.join(MOUNTED)} volumes and refuses the pod "
+                "until these are; podvisor check shows them",
+            )
         )
-    )
+    for p in parsed:
+        for m in p.container.volume_mounts:
+            if m.mount_propagation != "None":
+                spec.report.not_yet.append(
+                    Problem(
+                        spec.report.source,
+                        *spec.report.where(p.node),
+                        f"{p.path}.volumeMounts",
+                        f"{m.name} at {m.mount_path}: mountPropagation {m.mount_propagation} "
+                        "is read and checked but not made yet (the pod's mounts are private "
+                        "to it); podvisor run refuses the pod until it is. Remove it to have "
+                        "the volume with propagation None",
+                    )
+                )
 
 
 # --- Mounts ---------------------------------------------------------------------------------

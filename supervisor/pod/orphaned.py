@@ -7,8 +7,9 @@ cgroups the outer init started in. It goes back into
 those namespaces, leaves the pod's cgroups for where it came from (the
 parent of the dead supervisor's leaf, where that is allowed, else the leaf),
 and then does what the next `podvisor run` would have done: removes the
-cgroups, networks and records whose owner is dead, and control sockets
-nobody serves. What it cannot remove now (a cgroup still busy) is left to
+cgroups, networks and records whose owner is dead, control sockets
+nobody serves, and the pods' directories nobody holds (upper directories,
+emptyDirs). What it cannot remove now (a cgroup still busy) is left to
 the next run, as before.
 
     python -m podvisor.supervisor.pod.orphaned MNT_FD NET_FD PID_FD CGROUPS
@@ -40,9 +41,16 @@ def main(argv: list[str]) -> int:
     _leave_the_pods_cgroups(cgroups)
     from podvisor.supervisor.cgroups import CgroupDriver
     from podvisor.supervisor.network import cleanup_stale
+    from podvisor.supervisor.pod.rootfs import remove_stale
 
     status = 0
-    for part in (cleanup_stale, lambda: CgroupDriver.detect().remove_stale(), _remove_dead_sockets):
+    parts = (
+        cleanup_stale,
+        lambda: CgroupDriver.detect().remove_stale(),
+        _remove_dead_sockets,
+        remove_stale,  # the pod's directory: its containers' upper directories, its emptyDirs
+    )
+    for part in parts:
         try:  # each part on its own: one failure stops none
             part()
         except Exception as exc:  # said, and left to the next run

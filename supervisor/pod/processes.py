@@ -20,6 +20,7 @@ from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, Pod
 from podvisor.supervisor.pod import image_config
 from podvisor.supervisor.pod.confinement import confinement
+from podvisor.supervisor.pod.volumes import PodVolumes, container_mounts
 
 if TYPE_CHECKING:
     from podvisor.supervisor.images import Image
@@ -38,6 +39,7 @@ def container_process(
     argv: Sequence[str] | None = None,
     image: Image | None = None,
     rootfs: protocol.Rootfs | None = None,
+    volumes: PodVolumes | None = None,
 ) -> protocol.Process:
     """The process for container *c*: by default its own command (with `$(VAR)`
     expanded as the kubelet does), else *argv* (an exec, a probe, a hook).
@@ -45,15 +47,18 @@ def container_process(
     *extra_env*: what podvisor adds for every process of the container
     (NOTIFY_SOCKET, WATCHDOG_USEC). With *image* and *rootfs* the process runs
     on the image's root, the image's config applied (`image_config`); else
-    on the host's files.
+    on the host's files. *volumes*: where each of the pod's volumes is,
+    for the container's volumeMounts.
     """
     sc = c.security_context
     if image is not None:
         env = image_config.image_env(image.config) | {"HOSTNAME": pod.hostname}
     else:
         env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOSTNAME": pod.hostname}
-    env.update(resolve_env(c, pod, pod_ip))
+    own_env = resolve_env(c, pod, pod_ip)
+    env.update(own_env)
     env.update(extra_env)
+    mounts = container_mounts(c, volumes, own_env) if volumes and c.volume_mounts else ()
     cwd, uid, gid = c.working_dir, sc.run_as_user, sc.run_as_group
     notify = env.get("NOTIFY_SOCKET", "")
     confine = confinement(sc, (notify,) if notify.startswith("/") else ())
@@ -79,4 +84,5 @@ def container_process(
         # On its image, nothing of the host's files is left to hide from the container.
         confine=dataclasses.replace(confine, hidden=(), exposed=()) if image else confine,
         rootfs=rootfs if image is not None else None,
+        mounts=mounts,
     )

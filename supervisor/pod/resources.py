@@ -1,8 +1,8 @@
 """`PodResources`: what a running pod holds of the machine, made whole or not at all.
 
 `make_resources` makes, in order, the containers' images ready (`rootfs.py`),
-the pod's cgroups (one per container, with its limits), its network and its
-init in its namespaces, and pushes the undoing
+the pod's volumes (`volumes.py`), its cgroups (one per container, with its
+limits), its network and its init in its namespaces, and pushes the undoing
 of each onto the caller's exit stack as soon as it exists: whatever fails
 later, or however the pod ends, the stack undoes what was made, in reverse,
 shielded from cancellation. The runner gets a complete `PodResources` or an
@@ -12,6 +12,7 @@ exception; it never sees a pod half made.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from podvisor.supervisor.network import NetworkRequest, PodNetwork, cleanup_stal
 from podvisor.supervisor.pod.init_client import InitClient
 from podvisor.supervisor.pod.rootfs import PodRoots, remove_stale
 from podvisor.supervisor.pod.sandbox import WaitingInit, plan_namespaces, without_namespaces
+from podvisor.supervisor.pod.volumes import PodVolumes
 
 if TYPE_CHECKING:
     from podvisor.supervisor.manifest.model import Container, Pod
@@ -43,6 +45,7 @@ class PodResources:
     network: PodNetwork
     init: InitClient
     roots: PodRoots
+    volumes: PodVolumes
 
 
 def container_limits(pod: Pod, c: Container) -> Limits:
@@ -72,6 +75,8 @@ async def make_resources(
     being made by a child that `podvisor run` forked (each made here if None).
     """
     roots = await _make_roots(pod, sink, stack)
+    volumes = await anyio.to_thread.run_sync(PodVolumes.make, pod, roots.directory)
+    stack.callback(volumes.close)
     pod_cgroup, cgroups = await _make_cgroups(pod, sink, stack)
     network = await _make_network(pod, sink, stack, network_maker)
     plan = plan_namespaces(
@@ -84,6 +89,13 @@ async def make_resources(
         grace=float(pod.spec.termination_grace_period_seconds),
         sysctls=pod.spec.sysctls,
     )
+    if volumes.tmpfs:
+        if "mnt" not in plan.unshare:
+            raise ConfigError(
+                "memory volumes (emptyDir medium: Memory) need a mount namespace of the pod's "
+                "own, and podvisor cannot make one here (it lacks CAP_SYS_ADMIN): run it as root"
+            )
+        plan = dataclasses.replace(plan, tmpfs=volumes.tmpfs)
     try:
         client = await InitClient.start(plan, init)
     except NamespaceError as exc:
@@ -94,7 +106,7 @@ async def make_resources(
     stack.push_async_callback(stop_init, client)
     for warning in plan.warnings:
         sink.system(f"warning: {warning}")
-    return PodResources(pod_cgroup, cgroups, network, client, roots)
+    return PodResources(pod_cgroup, cgroups, network, client, roots, volumes)
 
 
 async def _make_roots(pod: Pod, sink: LogSink, stack: AsyncExitStack) -> PodRoots:

@@ -17,7 +17,8 @@ overlay itself is mounted by the container's process in its own mount
 namespace (`podvisor.init.rootfs`), so no mount of it ever exists on the
 host, and it goes with the container's last process.
 
-The pod's directory goes when the pod ends. While the pod runs, the
+A pod with emptyDirs has that directory too, images or not: they live in
+it (`volumes.py`). The pod's directory goes when the pod ends. While the pod runs, the
 supervisor holds a lock on its ``owner`` file; a directory whose lock
 nobody holds is left by a supervisor that was killed, and the next pod's
 `remove_stale` removes it.
@@ -65,7 +66,11 @@ class PodRoots:
         """Every image the pod needs, ensured and leased; ConfigError if one cannot be had."""
         wanted = [c for c in pod.spec.all_containers if on_image(pod, c)]
         if not wanted:
-            return cls(None, {}, "")
+            if not _needs_directory(pod):
+                return cls(None, {}, "")
+            roots = cls(None, {}, os.path.join(_store_root(), CONTAINERS, pod.uid))
+            roots._own_directory()
+            return roots
         from podvisor.supervisor.images import ImageStore, PullPolicy
 
         store = ImageStore()
@@ -152,6 +157,13 @@ class PodRoots:
         if self.directory:
             _remove(self.directory)
         self._held.close()
+
+
+def _needs_directory(pod: Pod) -> bool:
+    """Whether the pod keeps files of its own on this machine: its emptyDirs."""
+    from podvisor.supervisor.manifest.model import EmptyDirVolume
+
+    return any(isinstance(v.source, EmptyDirVolume) for v in pod.spec.volumes)
 
 
 def _problem(pod: Pod, message: str) -> ConfigError:

@@ -66,6 +66,7 @@ from podvisor.supervisor.pod.rootfs import with_image_stop_signals
 from podvisor.supervisor.pod.sandbox import WaitingInit
 from podvisor.supervisor.pod.signals import IGNORED, NOTED, STOPPING, receiving_signals
 from podvisor.supervisor.pod.view import PodView
+from podvisor.supervisor.pod.volumes import subpath_message
 
 if TYPE_CHECKING:
     from podvisor.supervisor.network.maker import NetworkMaker
@@ -267,6 +268,7 @@ class Supervision:
             argv=argv,
             image=image,
             rootfs=rootfs,
+            volumes=self.resources.volumes,
         )
 
     async def run(self) -> int:
@@ -411,15 +413,21 @@ class Supervision:
             self.post(lc.Started(name, spawned.pid))
             self._tg.start_soon(self._await_exit, name, instance)
             return
-        self.sink.system(f"{name}: cannot start: {spawned.message}")
+        message = spawned.message
+        if spawned.stage in ("volume", "subpath"):  # the message names the volume
+            message = message.removeprefix(f"{spawned.stage} failed: ")
+        self.sink.system(f"{name}: cannot start: {message}")
         if spawned.stage == "exec":
             # The init's spawning code, for its rule: imported by a failure only.
             from podvisor.init.process import exec_failure_exit_code
 
-            err = OSError(spawned.errno, spawned.message)
-            self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=spawned.message))
+            err = OSError(spawned.errno, message)
+            self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=message))
+        elif spawned.stage == "subpath":  # as the kubelet says it (CreateContainerConfigError)
+            reason = lc.Reason.CREATE_CONTAINER_CONFIG_ERROR
+            self.post(lc.StartFailed(name, 128, reason, subpath_message(message, name)))
         else:  # the program was found, but its process could not be set up (as the kubelet)
-            self.post(lc.StartFailed(name, 128, lc.Reason.START_ERROR, spawned.message))
+            self.post(lc.StartFailed(name, 128, lc.Reason.START_ERROR, message))
 
     def _read_output(self, name: str, out_r: int, err_r: int) -> None:
         """Pump a new instance's stdout and stderr into its log."""

@@ -52,6 +52,8 @@ class SandboxPlan:
     cgroup_procs: tuple[str, ...] = ()
     grace: float = 30.0
     warnings: tuple[str, ...] = ()
+    #: (directory, options): tmpfs mounts the init makes in the pod's mount namespace.
+    tmpfs: tuple[tuple[str, str], ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -68,6 +70,7 @@ class SandboxPlan:
             self.cgroup_procs,
             self.grace,
             self.sysctls,
+            tmpfs=self.tmpfs,
         )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from podvisor.init.rootfs import DEVICES
 from podvisor.supervisor.images import ImageStore
 from podvisor.supervisor.manifest.explain import main as check
+from tests.faults import procfs
 from tests.faults.pods import podvisor_command
 from tests.images.build import Entry
 from tests.rootfs.conftest import LoadImage
@@ -244,10 +245,10 @@ def test_host_mode_by_annotation_runs_the_hosts_programs(
             command: [sh, -c, "test -e {here} && echo host"]
         """,
         "img-host",
+        {"podvisor.io/rootfs": "host"},
     )
-    loopback = "podvisor.io/network: loopback"
     path = run_dir / "img-host.yaml"
-    path.write_text(body.replace(loopback, f"{loopback}, podvisor.io/rootfs: host"))
+    path.write_text(body)
     done = subprocess.run(
         [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
         capture_output=True,
@@ -421,7 +422,7 @@ def test_the_termination_message_reaches_the_pods_status(
     assert ended["custom-path"]["message"] == "x" * 4096
 
 
-def test_after_a_sigkilled_supervisor_nothing_is_mounted_and_the_next_run_cleans_up(
+def test_after_a_sigkilled_supervisor_nothing_is_mounted_and_its_init_cleans_up(
     run_dir: Path, load_image: LoadImage, image_store: ImageStore
 ) -> None:
     image = load_image("test/plain:1", {"Cmd": ["/bin/sh"]})
@@ -449,11 +450,16 @@ def test_after_a_sigkilled_supervisor_nothing_is_mounted_and_the_next_run_cleans
     for line in pod.stdout:
         if line.strip() == "main | ready":
             break
+    containers = Path(image_store.root) / "containers"
+    (left,) = containers.iterdir()  # the pod's directory
+    assert list(left.glob("main/1/upper/etc/mark"))
+    tree = procfs.descendants(pod.pid)
     pod.kill()
     pod.communicate(timeout=30)
-    containers = Path(image_store.root) / "containers"
-    (left,) = containers.iterdir()  # the killed supervisor's pod directory
-    assert list(left.glob("main/1/upper/etc/mark"))
+    # The pod's outer init cleans up in the killed supervisor's place, then ends.
+    procfs.wait_gone(tree, timeout=30)
+    procfs.reap_adopted()
+    assert not left.exists()
     # The overlay was only ever mounted in the container's own mount namespace.
     mountinfo = Path("/proc/self/mountinfo").read_text()
     assert str(containers) not in mountinfo
@@ -470,7 +476,6 @@ def test_after_a_sigkilled_supervisor_nothing_is_mounted_and_the_next_run_cleans
         timeout=90,
     )
     assert ran.status == 0, ran.stderr
-    assert not left.exists()
 
 
 def test_the_images_stop_signal_stops_the_container(run_dir: Path, load_image: LoadImage) -> None:

@@ -54,9 +54,6 @@ def test_a_pods_security_context_sets_the_user_and_groups(run_dir: Path) -> None
     assert status(lines)["NoNewPrivs"] == "1"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="an emptyDir does not take the pod's fsGroup (group and setgid) yet"
-)
 def test_fs_group_owns_an_empty_dir_and_the_files_made_in_it(run_dir: Path) -> None:
     """security-context.yaml's volume: the directory and a new file in it have group 2000."""
     ran = run_pod(

@@ -79,7 +79,9 @@ def test_a_deployment_with_its_configmap_and_secret_runs(tmp_path: Path) -> None
     )
 
 
-def test_a_pod_with_volumes_is_refused_by_run_and_shown_by_check(tmp_path: Path) -> None:
+def test_a_volume_run_does_not_mount_yet_is_refused_by_run_and_shown_by_check(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "pod.yaml"
     path.write_text(
         pod_yaml("""
@@ -89,10 +91,11 @@ def test_a_pod_with_volumes_is_refused_by_run_and_shown_by_check(tmp_path: Path)
         spec:
           volumes:
           - {name: data, emptyDir: {}}
+          - {name: info, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}
           containers:
           - name: web
             command: [sleep, infinity]
-            volumeMounts: [{name: data, mountPath: /data}]
+            volumeMounts: [{name: data, mountPath: /data}, {name: info, mountPath: /info}]
         """)
     )
     run = subprocess.run(
@@ -105,10 +108,11 @@ def test_a_pod_with_volumes_is_refused_by_run_and_shown_by_check(tmp_path: Path)
     assert run.returncode == 2
     assert run.stdout == ""
     assert run.stderr == (
-        f"{path}:5:3: spec.volumes: volumes are read and checked but not mounted yet: data "
-        "(emptyDir: /data in web). podvisor run refuses the pod until they are; podvisor "
-        "check shows them. To run it now, remove the volumes and volumeMounts and use the "
-        "host's paths\npodvisor: nothing was started\n"
+        f"{path}:5:3: spec.volumes: these volumes are read and checked but not mounted yet: "
+        "info (downwardAPI: /info in web). podvisor run mounts emptyDir, hostPath, "
+        "persistentVolumeClaim volumes "
+        "and refuses the pod until these are; podvisor check shows them\n"
+        "podvisor: nothing was started\n"
     )
     check = subprocess.run(
         [*podvisor_command(), "check", str(path)],

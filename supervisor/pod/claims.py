@@ -1,0 +1,152 @@
+"""PersistentVolumeClaims on one machine: a folder per claim, kept until `podvisor volume rm`.
+
+How this works
+--------------
+A claim NAME of namespace NS is the folder ``<root>/NS/NAME``, where root is
+``$PODVISOR_VOLUMES``, else /var/lib/podvisor/volumes (beside the image
+store). The first pod that uses the claim makes it, mode 0777 as a
+provisioner's local folder is, so a container of any user writes it; root
+and the namespace folders are root's alone (0700), so that no user of the
+host reaches a claim's files through them. The folder outlives the pod and
+every pod that names the claim finds it again, data and all.
+
+A pod holds a shared flock(2) on each claim's folder while it runs (so two
+pods may share a claim, as ReadWriteMany does); `remove` takes it
+exclusively, without waiting, and refuses a claim that a running pod holds.
+The kernel lets go of the lock however the pod's supervisor ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from dataclasses import dataclass
+
+from podvisor.supervisor.manifest import names
+
+#: Where the claims are, unless $PODVISOR_VOLUMES says.
+DEFAULT_ROOT = "/var/lib/podvisor/volumes"
+ROOT_ENV = "PODVISOR_VOLUMES"
+
+
+class ClaimError(Exception):
+    """Raised when a claim cannot be found, made or removed; the message says why and what to do."""
+
+
+def default_root() -> str:
+    return os.environ.get(ROOT_ENV) or DEFAULT_ROOT
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim's folder, and whether a running pod holds it."""
+
+    namespace: str
+    name: str
+    path: str
+    bytes_used: int
+    in_use: bool
+
+
+class ClaimStore:
+    """The claims' folders under *root* (default: `default_root`)."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = root or default_root()
+
+    def path_of(self, namespace: str, name: str) -> str:
+        for word in (namespace, name):
+            problem = names.dns1123_subdomain(word)
+            if problem:
+                raise ClaimError(f"{word!r} is no claim's name: {problem}")
+        return os.path.join(self.root, namespace, name)
+
+    def hold(self, namespace: str, name: str) -> tuple[str, int]:
+        """The claim's folder, made if new, and a descriptor holding it (close it to let go)."""
+        path = self.path_of(namespace, name)
+        os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+            os.chmod(path, 0o777)  # noqa: S103 (a container of any user writes its claim)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return path, fd
+
+    def claims(self) -> list[Claim]:
+        """Every claim's folder, by namespace and name."""
+        found = []
+        for namespace in _names(self.root):
+            for name in _names(os.path.join(self.root, namespace)):
+                path = os.path.join(self.root, namespace, name)
+                found.append(Claim(namespace, name, path, _bytes_used(path), _held(path)))
+        return found
+
+    def remove(self, namespace: str, name: str) -> str:
+        """Remove a claim's folder and its data; ClaimError if missing or a running pod holds it."""
+        path = self.path_of(namespace, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ClaimError(
+                f"no claim {namespace}/{name} in {self.root} (`podvisor volume ls` lists them)"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ClaimError(
+                    f"claim {namespace}/{name} is in use by a running pod: stop the pod first "
+                    "(`podvisor ps` lists the pods)"
+                ) from None
+            from podvisor.supervisor.images.layers import remove_tree
+
+            remove_tree(path)
+        finally:
+            os.close(fd)
+        return path
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(directory) if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+
+
+def _held(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _bytes_used(top: str) -> int:
+    """What the folder's files take on disk (allocated blocks, hard links once), as du counts."""
+    used, seen, stack = 0, set(), [top]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                used += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return used

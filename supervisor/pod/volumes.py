@@ -1,0 +1,227 @@
+"""The pod's volumes on this machine, and each container's mounts of them.
+
+How this works
+--------------
+`PodVolumes.make` runs before anything of the pod starts, beside the images
+(`rootfs.PodRoots`). It finds or makes each volume's files, and refuses the
+pod (a `ConfigError`: exit 2, nothing started) where the kubelet would fail
+to set the volume up, with the kubelet's message:
+
+- emptyDir: a directory of the pod's own, ``<pod's directory>/volumes/NAME``
+  (`rootfs.PodRoots` owns that directory: it goes with the pod, and a killed
+  supervisor's goes with its clean-up or the next run), mode 0777 as the
+  kubelet makes it (with an fsGroup: that group's, and setgid). With
+  ``medium: Memory`` the pod's init mounts a tmpfs of sizeLimit on it in
+  the pod's own mount namespace (`tmpfs`): the files never touch the disk,
+  the host never sees the mount, and it goes with the pod's last process.
+- hostPath: the host's path, checked (and made, for DirectoryOrCreate and
+  FileOrCreate) by its type as the kubelet checks it.
+- persistentVolumeClaim: the claim's folder, made by its first pod and kept
+  (`claims.py`), held while the pod runs so that `podvisor volume rm` leaves
+  it alone; ``readOnly`` makes every mount of it read-only.
+
+`container_mounts` turns a container's volumeMounts into the init's
+`protocol.Mount`s: subPathExpr expanded from the container's environment,
+ordered by depth (a mount inside another comes after it), as container
+runtimes order them. The container's own process resolves each subPath
+beneath its volume and binds it (`podvisor.init.volumes`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from podvisor.init import protocol
+from podvisor.supervisor.errors import ConfigError, Problem
+from podvisor.supervisor.manifest.expansion import expand
+from podvisor.supervisor.manifest.model import (
+    Container,
+    EmptyDirVolume,
+    HostPathVolume,
+    PersistentVolumeClaimVolume,
+    Pod,
+    Volume,
+)
+
+if TYPE_CHECKING:
+    from podvisor.supervisor.pod.claims import ClaimStore
+
+#: The pod's emptyDirs, inside its directory.
+EMPTY_DIRS = "volumes"
+
+#: What the kubelet says a path is not, by hostPath type; and the test it fails.
+_KINDS = {
+    "Directory": ("a directory", stat.S_ISDIR),
+    "DirectoryOrCreate": ("a directory", stat.S_ISDIR),
+    "File": ("a file", stat.S_ISREG),
+    "FileOrCreate": ("a file", stat.S_ISREG),
+    "Socket": ("a socket file", stat.S_ISSOCK),
+    "CharDevice": ("a character device", stat.S_ISCHR),
+    "BlockDevice": ("a block device", stat.S_ISBLK),
+}
+
+
+@dataclass
+class PodVolumes:
+    """Where each of the pod's volumes is on this machine, by volume name."""
+
+    sources: dict[str, str] = field(default_factory=dict)
+    #: The volumes every mount of which is read-only (a claim's readOnly).
+    read_only: set[str] = field(default_factory=set)
+    #: (directory, tmpfs options): mounted by the pod's init in the pod's mount namespace.
+    tmpfs: tuple[tuple[str, str], ...] = ()
+    #: The claims' folders, held while the pod runs (`close` lets go).
+    held: list[int] = field(default_factory=list)
+
+    @classmethod
+    def make(cls, pod: Pod, directory: str, claims: ClaimStore | None = None) -> PodVolumes:
+        """Each volume found or made (*directory*: the pod's own); ConfigError if one cannot be."""
+        found = cls()
+        try:
+            said = [found._problem(pod, v, directory, claims) for v in pod.spec.volumes]
+            problems = [p for p in said if p] + _missing_targets(pod, found.sources)
+        except BaseException:
+            found.close()
+            raise
+        if problems:
+            found.close()
+            raise ConfigError([Problem(pod.source, 0, 0, "", p) for p in problems])
+        return found
+
+    def _problem(
+        self, pod: Pod, volume: Volume, directory: str, claims: ClaimStore | None
+    ) -> str | None:
+        try:
+            self._add(pod, volume, directory, claims)
+        except (ValueError, OSError) as exc:
+            return (
+                f'MountVolume.SetUp failed for volume "{volume.name}" : {_reason(exc)}. '
+                "Nothing was started"
+            )
+        return None
+
+    def close(self) -> None:
+        """Let go of the claims (the pod's processes are gone)."""
+        while self.held:
+            os.close(self.held.pop())
+
+    def _add(self, pod: Pod, volume: Volume, directory: str, claims: ClaimStore | None) -> None:
+        source = volume.source
+        if isinstance(source, EmptyDirVolume):
+            path = os.path.join(directory, EMPTY_DIRS, volume.name)
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            os.mkdir(path)
+            # Any user of any container writes it, as the kubelet makes it; with an
+            # fsGroup the group is that one, and setgid passes it on to what is made in it.
+            group = _fs_group(pod)
+            mode = 0o777 if group is None else 0o2777
+            if group is not None:
+                os.chown(path, -1, group)
+            os.chmod(path, mode)
+            if source.medium == "Memory":
+                size = f",size={source.size_limit_bytes}" if source.size_limit_bytes else ""
+                owner = f",gid={group}" if group is not None else ""
+                self.tmpfs += ((path, f"mode={mode:o}{owner}{size}"),)
+            self.sources[volume.name] = path
+        elif isinstance(source, HostPathVolume):
+            check_host_path(source)
+            self.sources[volume.name] = source.path
+        elif isinstance(source, PersistentVolumeClaimVolume):
+            from podvisor.supervisor.pod.claims import ClaimError, ClaimStore
+
+            try:
+                path, fd = (claims or ClaimStore()).hold(pod.namespace, source.claim_name)
+            except ClaimError as exc:
+                raise ValueError(str(exc)) from None
+            self.held.append(fd)
+            self.sources[volume.name] = path
+            if source.read_only:
+                self.read_only.add(volume.name)
+
+
+def _fs_group(pod: Pod) -> int | None:
+    """The pod's fsGroup: a pod-level field, which every container carries."""
+    containers = pod.spec.all_containers
+    return containers[0].security_context.fs_group if containers else None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc.strerror)
+    return str(exc)
+
+
+def check_host_path(volume: HostPathVolume) -> None:
+    """The kubelet's check of a hostPath by its type: ValueError (or OSError) when it fails.
+
+    "" checks nothing and makes a missing directory, as container runtimes
+    make a bind mount's missing source; DirectoryOrCreate makes it (and its
+    parents) 0755, FileOrCreate an empty file 0644 in an existing directory.
+    """
+    path, kind = volume.path, volume.type
+    if kind in ("", "DirectoryOrCreate") and not os.path.lexists(path):
+        os.makedirs(path, 0o755, exist_ok=True)
+    elif kind == "FileOrCreate" and not os.path.lexists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    if not kind:
+        return
+    what, test = _KINDS[kind]
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = 0
+    if not test(mode):
+        raise ValueError(f"hostPath type check failed: {path} is not {what}")
+
+
+def _missing_targets(pod: Pod, sources: Mapping[str, str]) -> list[str]:
+    """Mounts over the host's files need their paths there: a pod would otherwise write them."""
+    from podvisor.supervisor.manifest.rootfs import on_image
+
+    found: list[str] = []
+    for c in pod.spec.all_containers:
+        if on_image(pod, c):
+            continue
+        found.extend(
+            f"container {c.name}: volumeMounts {m.name}: {m.mount_path} does not exist on this "
+            "machine, and a container on the host's files gets its volumes over paths that "
+            "exist (podvisor makes nothing on the host for them): make it, or run the "
+            "container on an image"
+            for m in c.volume_mounts
+            if m.name in sources and not os.path.lexists(m.mount_path)
+        )
+    return found
+
+
+def container_mounts(
+    c: Container, volumes: PodVolumes, env: Mapping[str, str]
+) -> tuple[protocol.Mount, ...]:
+    """*c*'s volumeMounts as the init binds them, parents before what is inside them."""
+    found: list[protocol.Mount] = []
+    for m in c.volume_mounts:
+        sub_path = expand(m.sub_path_expr, env) if m.sub_path_expr else m.sub_path
+        found.append(
+            protocol.Mount(
+                name=m.name,
+                source=volumes.sources[m.name],
+                target=os.path.normpath(m.mount_path),
+                sub_path=sub_path,
+                readonly=m.read_only or m.name in volumes.read_only,
+                recursive_readonly=m.recursive_read_only,
+            )
+        )
+    return tuple(sorted(found, key=lambda m: m.target.rstrip("/").count("/")))
+
+
+def subpath_message(said: str, container: str) -> str:
+    """The kubelet's message for a subPath it could not prepare, and the init's reason after it.
+
+    *said*: the init's message, "volume NAME: subPath 'PATH': why".
+    """
+    _, _, detail = said.partition("volume ")
+    name, _, why = detail.partition(": ")
+    return f'failed to prepare subPath for volumeMount "{name}" of container "{container}": {why}'

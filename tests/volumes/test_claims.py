@@ -1,0 +1,132 @@
+"""persistentVolumeClaim volumes: a folder kept by claim name, found again by the next pod.
+
+`podvisor volume ls` lists it, `podvisor volume rm` removes it, never while a
+running pod uses it. The claims live in a folder of the test's own
+($PODVISOR_VOLUMES).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.faults.pods import Supervisor, podvisor_command
+from tests.rootfs.conftest import LoadImage
+from tests.security.conftest import manifest, sh
+
+BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
+CLAIM = """\
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+"""
+
+
+@pytest.fixture
+def claims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "claims"
+    monkeypatch.setenv("PODVISOR_VOLUMES", str(root))
+    return root
+
+
+def volume(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*podvisor_command(), "volume", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def pod_with_claim(image: str, script: str, *, read_only: bool = False) -> str:
+    return f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(script)}
+            volumeMounts: [{{name: store, mountPath: /var/lib/app}}]
+        volumes:
+          - name: store
+            persistentVolumeClaim: {{claimName: data, readOnly: {str(read_only).lower()}}}
+        """
+
+
+def run_with_claim(run_dir: Path, name: str, body: str) -> tuple[int, list[str], str]:
+    path = run_dir / f"{name}.yaml"
+    path.write_text(manifest(body, name) + CLAIM)
+    done = subprocess.run(
+        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
+        check=False,
+    )
+    lines = [line.partition(" | ")[2] for line in done.stdout.splitlines()]
+    return done.returncode, lines, done.stderr
+
+
+def test_a_claims_data_survives_the_pod_and_the_next_pod_sees_it(
+    run_dir: Path, load_image: LoadImage, claims: Path
+) -> None:
+    image = load_image("test/busybox:1", BUSYBOX)
+    status, said, err = run_with_claim(
+        run_dir, "vol-claim-1", pod_with_claim(image, "echo kept > /var/lib/app/file; echo ok")
+    )
+    assert (status, said) == (0, ["ok"]), err
+    assert (claims / "default" / "data" / "file").read_text() == "kept\n"
+    status, said, err = run_with_claim(
+        run_dir,
+        "vol-claim-2",
+        pod_with_claim(
+            image, "cat /var/lib/app/file; (echo x > /var/lib/app/n) 2>&1; true", read_only=True
+        ),
+    )
+    assert status == 0, err
+    assert said[0] == "kept"
+    assert said[1].endswith("Read-only file system")  # the claim's readOnly, every mount
+    listed = json.loads(volume("ls", "-o", "json").stdout)
+    assert [(c["namespace"], c["name"], c["inUse"]) for c in listed] == [("default", "data", False)]
+    assert listed[0]["bytes"] > 0
+
+
+def test_rm_refuses_a_claim_a_running_pod_uses_and_removes_it_after(
+    run_dir: Path, load_image: LoadImage, claims: Path, tmp_path: Path
+) -> None:
+    image = load_image("test/busybox:1", BUSYBOX)
+    path = tmp_path / "vol-claim-held.yaml"
+    body = pod_with_claim(
+        image, "echo x > /var/lib/app/f; echo up; trap 'exit 0' TERM; sleep 60 & wait"
+    )
+    path.write_text(manifest(body, "vol-claim-held") + CLAIM)
+    with Supervisor(path, env={"PODVISOR_RUN_DIR": str(run_dir)}) as sup:
+        sup.wait_line("main", "up")
+        assert volume("ls").stdout.splitlines() == [
+            "NAMESPACE  NAME  SIZE    IN USE",
+            "default    data  4.1 kB  yes",
+        ]
+        refused = volume("rm", "data")
+        assert refused.returncode == 1
+        assert refused.stderr == (
+            "podvisor volume rm: claim default/data is in use by a running pod: stop the pod "
+            "first (`podvisor ps` lists the pods)\n"
+        )
+        sup.signal(signal.SIGTERM)
+        assert sup.wait(timeout=60) == 0
+    assert (claims / "default" / "data" / "f").exists()
+    removed = volume("rm", "default/data")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == f"removed default/data ({claims / 'default' / 'data'})\n"
+    assert not (claims / "default" / "data").exists()
+    assert volume("rm", "data").stderr.startswith("podvisor volume rm: no claim default/data")

@@ -1,0 +1,229 @@
+"""emptyDir volumes: the pod's containers share a directory, on disk or in memory.
+
+Every pod here runs ``podvisor run``: real mounts in each container's own
+mount namespace, nothing on the host's mount table (the leak fixture checks),
+and no directory of the pod left in the store afterwards (`image_store`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from podvisor.supervisor.images import ImageStore
+from tests.rootfs.conftest import LoadImage
+from tests.security.conftest import run_pod, sh
+
+BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
+
+
+def test_the_documentations_init_container_writes_what_a_server_serves(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    """Kubernetes' init-container example: an init container fills an emptyDir, a web
+    server serves it, a client fetches it (busybox's httpd and wget for nginx's)."""
+    image = load_image("test/busybox:1", BUSYBOX)
+    fetch = "until busybox wget -qO- http://127.0.0.1:8080/index.html; do sleep 0.1; done"
+    ran = run_pod(
+        run_dir,
+        "vol-init-demo",
+        f"""
+        initContainers:
+          - name: install
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh("echo '<h1>from the init container</h1>' > /work-dir/index.html")}
+            volumeMounts: [{{name: workdir, mountPath: /work-dir}}]
+          - name: server
+            image: {image}
+            imagePullPolicy: Never
+            restartPolicy: Always
+            command: [busybox, httpd, -f, -p, "8080", -h, /usr/share/nginx/html]
+            volumeMounts: [{{name: workdir, mountPath: /usr/share/nginx/html}}]
+        containers:
+          - name: client
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(fetch)}
+        volumes:
+          - name: workdir
+            emptyDir: {{}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    assert ran.of("client") == ["<h1>from the init container</h1>"]
+
+
+def test_two_containers_share_an_empty_dir_on_the_hosts_files(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """The documentation's two-container pod, on this machine's programs: one writes,
+    the other waits for the file and reads it, each at its own path."""
+    writer, reader = tmp_path / "writer-html", tmp_path / "reader-html"
+    writer.mkdir()
+    reader.mkdir()
+    wait = "until [ -s index.html ]; do sleep 0.1; done; cat index.html; ls -ld ."
+    ran = run_pod(
+        run_dir,
+        "vol-two",
+        f"""
+        containers:
+          - name: writer
+            command: {sh(f"echo hello from the writer > {writer}/index.html")}
+            volumeMounts: [{{name: shared, mountPath: {writer}}}]
+          - name: reader
+            command: {sh(wait)}
+            workingDir: {reader}
+            volumeMounts: [{{name: shared, mountPath: {reader}}}]
+        volumes:
+          - name: shared
+            emptyDir: {{}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    said = ran.of("reader")
+    assert said[0] == "hello from the writer"
+    assert said[1].startswith("drwxrwxrwx")  # 0777, as the kubelet makes an emptyDir
+    # On the host the paths are as they were: the volume was the containers' alone.
+    assert not list(writer.iterdir())
+    assert not list(reader.iterdir())
+
+
+def test_a_memory_empty_dir_is_a_tmpfs_of_its_size_limit(
+    run_dir: Path, load_image: LoadImage, image_store: ImageStore
+) -> None:
+    image = load_image("test/busybox:1", BUSYBOX)
+    script = (
+        "grep ' /cache ' /proc/self/mountinfo | sed 's/.* - //'; "
+        "busybox dd if=/dev/zero of=/cache/big bs=1024 count=2048 2>&1 | grep -o 'No space.*'"
+    )
+    ran = run_pod(
+        run_dir,
+        "vol-memory",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(script)}
+            volumeMounts: [{{name: cache, mountPath: /cache}}]
+        volumes:
+          - name: cache
+            emptyDir: {{medium: Memory, sizeLimit: 1Mi}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    fs, source, options = ran.of("main")[0].split()
+    assert (fs, source) == ("tmpfs", "tmpfs")
+    assert "size=1024k" in options.split(",")
+    assert ran.of("main")[1] == "No space left on device"
+
+
+def test_read_only_mounts_refuse_writes_with_erofs(run_dir: Path, load_image: LoadImage) -> None:
+    image = load_image("test/busybox:1", BUSYBOX)
+    script = "echo kept > /rw/file; cat /ro/file; (echo lost > /ro/other) 2>&1 || true"
+    ran = run_pod(
+        run_dir,
+        "vol-readonly",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(script)}
+            volumeMounts:
+              - {{name: data, mountPath: /rw}}
+              - {{name: data, mountPath: /ro, readOnly: true}}
+        volumes:
+          - name: data
+            emptyDir: {{}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    said = ran.of("main")
+    assert said[0] == "kept"
+    assert said[1].endswith("/ro/other: Read-only file system")
+
+
+def test_sub_path_and_sub_path_expr_mount_a_part_of_the_volume(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    image = load_image("test/busybox:1", BUSYBOX)
+    ran = run_pod(
+        run_dir,
+        "vol-subpath",
+        f"""
+        initContainers:
+          - name: fill
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh("echo one > /all/a/file; mkdir -p /all/logs/vol-subpath; ls /all")}
+            volumeMounts:
+              - {{name: data, mountPath: /all}}
+              - {{name: data, mountPath: /all/a, subPath: made/here}}
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+            command: {sh("cat /a/file; echo two > /logs/file; ls /all/logs/vol-subpath")}
+            volumeMounts:
+              - {{name: data, mountPath: /a, subPath: made/here}}
+              - {{name: data, mountPath: /logs, subPathExpr: "logs/$(POD_NAME)"}}
+              - {{name: data, mountPath: /all}}
+        volumes:
+          - name: data
+            emptyDir: {{}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    # The mount point /all/a is made inside the volume, as runtimes make it.
+    assert ran.of("fill") == ["a", "logs", "made"]
+    assert ran.of("main") == ["one", "file"]
+
+
+def test_a_sub_path_through_a_link_a_container_planted_is_refused(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    """The runtimes' classic escape: one container plants a link in a shared volume,
+    the next mounts it by subPath; the link leads out of the volume, and is refused."""
+    image = load_image("test/busybox:1", BUSYBOX)
+    marker = run_dir / "host-secret"
+    marker.write_text("the host's")
+    ran = run_pod(
+        run_dir,
+        "vol-escape",
+        f"""
+        initContainers:
+          - name: plant
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh("busybox ln -s / /data/escape && busybox ln -s ../../../.. /data/up")}
+            volumeMounts: [{{name: data, mountPath: /data}}]
+        containers:
+          - name: victim
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(f"cat /host{marker}")}
+            volumeMounts: [{{name: data, mountPath: /host, subPath: escape}}]
+          - name: climber
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(f"cat /host{marker}")}
+            volumeMounts: [{{name: data, mountPath: /host, subPath: up}}]
+        volumes:
+          - name: data
+            emptyDir: {{}}
+        """,
+    )
+    assert ran.status != 0
+    assert ran.of("victim") == []
+    assert ran.of("climber") == []
+    for name, sub in (("victim", "escape"), ("climber", "up")):
+        said = (
+            f'failed to prepare subPath for volumeMount "data" of container "{name}": '
+            f"subPath {sub!r}: it leads out of the volume"
+        )
+        assert f"Warning Failed {name}: Error: {said}" in ran.stderr, ran.stderr
+        assert f"{name} exited 128 (CreateContainerConfigError: {said})" in ran.stderr
+    assert json.dumps("the host's") not in ran.stderr
