@@ -276,6 +276,8 @@ def _pod_settings(pod: Pod) -> Iterator[str]:
     if spec.sysctls:
         shown = ", ".join(f"{name}={value}" for name, value in spec.sysctls)
         yield f"  sysctls (in the pod's own namespaces): {shown}"
+    if s.pod_security:
+        yield f"  Pod Security Standard: {s.pod_security} (enforced, and met)"
     for alias in spec.host_aliases:
         yield f"  /etc/hosts: {alias.ip} {' '.join(alias.hostnames)}"
     yield from _dns_lines(spec)

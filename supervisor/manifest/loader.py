@@ -154,9 +154,10 @@ def _pod(report: Report, found: documents.Found, pod_security: str | None = None
     containers = [p.container.name for p in parsed]
     settings = read_settings(report, annotations, containers, pod_spec.host_network)
     lsm.apparmor_annotations(report, annotations, containers)
-    _pod_security(report, spec, annotations, strictest(
+    enforced = strictest(
         pod_security, settings.pod.pod_security, _namespace_level(report, found, namespace)
-    ))  # fmt: skip
+    )
+    _pod_security(report, spec, annotations, enforced)
     pod_spec = _with_settings(report, pod_spec, parsed, settings)
     pod_spec = dataclasses.replace(
         pod_spec,
@@ -176,7 +177,7 @@ def _pod(report: Report, found: documents.Found, pod_security: str | None = None
         labels={k: v for _, _, k, v in labels},
         annotations={k: v for _, _, k, v in annotations},
         spec=pod_spec,
-        settings=settings.pod,
+        settings=dataclasses.replace(settings.pod, pod_security=enforced),
         source=report.source,
         config=config,
     )

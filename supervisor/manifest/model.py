@@ -462,7 +462,9 @@ class PodSettings:
     rootfs: str | None = None  # "host" or "image" for every container; None: the rule
     # Patterns of namespaced sysctls beyond the safe set the pod may set (dot form).
     allowed_unsafe_sysctls: tuple[str, ...] = ()
-    pod_security: str | None = None  # a Pod Security Standard to enforce: baseline, restricted
+    # The Pod Security Standard the pod was held to (the strictest of --pod-security, the
+    # annotation and its Namespace's label), and met: it was refused otherwise.
+    pod_security: str | None = None
 
 
 class DnsPolicy(StrEnum):

@@ -131,6 +131,16 @@ CASES = [
      "spec.containers[0].securityContext.capabilities.add",
      ('unrestricted capabilities (container "web" must not include "CHOWN" in '
      "securityContext.capabilities.add)")),
+    ("AppArmor annotation", "unconfined",
+     pod(annotations="container.apparmor.security.beta.kubernetes.io/web: unconfined"),
+     "baseline", "metadata.annotations[container.apparmor.security.beta.kubernetes.io/web]",
+     'forbidden AppArmor profile (container.apparmor.security.beta.kubernetes.io/web="unconfined")'),
+    ("seLinux user", "system_u", pod(spec="securityContext:\n  seLinuxOptions: {user: system_u}\n"),
+     "baseline", "spec.securityContext.seLinuxOptions.user",
+     'seLinuxOptions (pod set forbidden securityContext.seLinuxOptions: user "system_u")'),
+    ("hostProcess", "hostProcess", pod(container=_with("windowsOptions: {hostProcess: true}\n")),
+     "baseline", "spec.containers[0].securityContext.windowsOptions.hostProcess",
+     'hostProcess (container "web" must not set securityContext.windowsOptions.hostProcess=true)'),
 ]  # fmt: skip
 
 
@@ -192,8 +202,10 @@ def test_check_and_run_enforce_the_level_they_are_given(tmp_path: Path) -> None:
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert 'spec.hostPID: violates PodSecurity "baseline:latest"' in done.stderr
+    path.write_text(pod())
     done = subprocess.run(
         [*podvisor_command(), "check", "--pod-security", "restricted", str(path)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert done.returncode == 2
+    assert done.returncode == 0, done.stderr
+    assert "  Pod Security Standard: restricted (enforced, and met)\n" in done.stdout
