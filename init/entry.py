@@ -13,12 +13,12 @@ when a subcommand asks for it, and the pod-mode init only with ``--channel``.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 TYPE_CHECKING = False  # not typing's: importing typing would slow every start
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from types import ModuleType
 
 #: ``podvisor WORD ...`` runs the supervisor's command WORD (``podvisor -- run``
 #: runs a program called run). The command line's parser holds the same names
@@ -57,11 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``podvisor``: a supervisor command, tini mode after options or ``--``, else refused."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in SUPERVISOR_COMMANDS or args[0] in HELP_FLAGS:
-        cli = importlib.import_module("podvisor.supervisor.cli.main")
+        cli = _module("podvisor.supervisor.cli.main")
         return int(cli.main(args))
     if args[0].startswith("-"):
         return _tini_mode(args, "podvisor", separator_required=True)
-    cli = importlib.import_module("podvisor.supervisor.cli.main")
+    cli = _module("podvisor.supervisor.cli.main")
     return int(cli.unknown_command(args[0]))
 
 
@@ -70,9 +70,15 @@ def init_main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and (args[0] == "--channel" or args[0].startswith("--channel=")):
         _name_process()
-        podinit = importlib.import_module("podvisor.init.podinit")
+        podinit = _module("podvisor.init.podinit")
         return int(podinit.serve(args))
     return _tini_mode(args, "podvisor-init")
+
+
+def _module(name: str) -> ModuleType:
+    """``importlib.import_module(name)``, without importing importlib (and warnings with it)."""
+    __import__(name)
+    return sys.modules[name]
 
 
 def _tini_mode(args: list[str], prog: str, *, separator_required: bool = False) -> int:
@@ -83,9 +89,7 @@ def _tini_mode(args: list[str], prog: str, *, separator_required: bool = False) 
 
 
 def _name_process() -> None:
-    # Imported by the inits only: the supervisor, which lives as long as its
-    # pod, would keep ctypes for a process name it does not set.
-    from podvisor.init import syscalls
+    from podvisor.init import syscalls  # loads nothing: the name goes to /proc/self/comm
 
     try:  # noqa: SIM105 (contextlib is an import the start-up path avoids)
         syscalls.set_process_name(PROCESS_NAME)

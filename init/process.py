@@ -26,43 +26,48 @@ exec'ing a program (a container's init, forked from the pod's: no second
 interpreter to start, its pages shared with the parent's); it first closes
 every close-on-exec descriptor, as an exec would, the error pipe among them.
 
-Standard library only: the init imports this on its start-up path.
+Standard library only: the init imports this on its start-up path. It uses
+``_signal``, the C module under ``signal``: the same functions, with plain
+ints where ``signal`` builds ``enum`` classes, which would cost every start
+of tini mode more than the rest of its imports together.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import signal
 
 TYPE_CHECKING = False  # not typing's: importing typing would slow every start
 if TYPE_CHECKING:
+    import signal as _signal  # typeshed describes _signal as part of signal
     from collections.abc import Callable, Mapping, Sequence
     from typing import NoReturn
+else:
+    import _signal
 
 # --- The signal state the init inherited --------------------------------------
 
 #: Every signal number there is: 1-31 and the real-time SIGRTMIN..SIGRTMAX
 #: (glibc keeps 32 and 33 for itself).
-_VALID = frozenset(int(s) for s in signal.valid_signals())
+_VALID = frozenset(int(s) for s in _signal.valid_signals())
 
 #: Python sets these to SIG_IGN during start-up, so a parent's choice is lost.
-_PYTHON_IGNORES = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+_PYTHON_IGNORES = frozenset({_signal.SIGPIPE, _signal.SIGXFSZ})
 
 #: Signals no process can catch, block or ignore.
-_UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
+_UNCATCHABLE = frozenset({_signal.SIGKILL, _signal.SIGSTOP})
 
 #: Synchronous fault signals: the kernel sends them to the thread that faulted,
 #: so blocking them would hang or kill the init; tini leaves them alone too.
 _FAULTS = frozenset(
     {
-        signal.SIGSEGV,
-        signal.SIGBUS,
-        signal.SIGILL,
-        signal.SIGFPE,
-        signal.SIGABRT,
-        signal.SIGTRAP,
-        signal.SIGSYS,
+        _signal.SIGSEGV,
+        _signal.SIGBUS,
+        _signal.SIGILL,
+        _signal.SIGFPE,
+        _signal.SIGABRT,
+        _signal.SIGTRAP,
+        _signal.SIGSYS,
     }
 )
 
@@ -80,13 +85,13 @@ def _ignored_at_start() -> frozenset[int]:
         pass
     # No /proc (an early-boot container): the signal module recorded each
     # disposition when it was initialised, which is just as good.
-    found = {n for n in _VALID if signal.getsignal(n) is signal.SIG_IGN}
+    found = {n for n in _VALID if _signal.getsignal(n) == _signal.SIG_IGN}
     return frozenset(found) - _PYTHON_IGNORES
 
 
 #: The signal mask the init was started with; its children get it back.
 INHERITED_MASK: frozenset[int] = frozenset(
-    int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    int(s) for s in _signal.pthread_sigmask(_signal.SIG_BLOCK, [])
 )
 
 #: The signals ignored when the init was started (less SIGPIPE and SIGXFSZ,
@@ -99,11 +104,11 @@ INHERITED_IGNORED: frozenset[int] = _ignored_at_start()
 #: sends them to the init for its own terminal use (a blocked SIGTTOU lets the
 #: write through), so one that arrives was sent on purpose, and is passed on
 #: as dumb-init does (tini drops them).
-FORWARDED: frozenset[int] = _VALID - _UNCATCHABLE - _FAULTS - {signal.SIGCHLD}
+FORWARDED: frozenset[int] = _VALID - _UNCATCHABLE - _FAULTS - {_signal.SIGCHLD}
 
 #: What each signal is reset to in a child before it execs.
-_CHILD_DISPOSITIONS: tuple[tuple[int, signal.Handlers], ...] = tuple(
-    (n, signal.SIG_IGN if n in INHERITED_IGNORED else signal.SIG_DFL)
+_CHILD_DISPOSITIONS: tuple[tuple[int, int], ...] = tuple(
+    (n, _signal.SIG_IGN if n in INHERITED_IGNORED else _signal.SIG_DFL)
     for n in sorted(_VALID - _UNCATCHABLE)
 )
 
@@ -116,11 +121,11 @@ def block_signals() -> frozenset[int]:
     statuses would be lost. SIGTTIN and SIGTTOU are also ignored, so that the
     init can never be stopped by its terminal even where they are unblocked.
     """
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTTIN, signal.SIG_IGN)
-    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    waited = FORWARDED | {signal.SIGCHLD}
-    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGTTIN, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTTOU, _signal.SIG_IGN)
+    waited = FORWARDED | {_signal.SIGCHLD}
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, waited)
     return waited
 
 
@@ -131,8 +136,8 @@ def prepare_child() -> None:
     its default action and not a handler of the init's.
     """
     for signum, handler in _CHILD_DISPOSITIONS:
-        signal.signal(signum, handler)
-    signal.pthread_sigmask(signal.SIG_SETMASK, INHERITED_MASK)
+        _signal.signal(signum, handler)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, INHERITED_MASK)
 
 
 # --- Reaping --------------------------------------------------------------------
@@ -293,7 +298,10 @@ def _candidates(program: str, env: Mapping[str, str]) -> list[bytes]:
     """The paths execvp(3) would try, in order (an empty PATH entry is ".")."""
     if "/" in program:
         return [os.fsencode(program)]
-    return [os.fsencode(os.path.join(d or ".", program)) for d in os.get_exec_path(env)]
+    # Not os.get_exec_path(env), which imports warnings for a case (bytes keys)
+    # that this str mapping cannot have.
+    directories = env.get("PATH", os.defpath).split(os.pathsep)
+    return [os.fsencode(os.path.join(d or ".", program)) for d in directories]
 
 
 def _error_pipe() -> tuple[int, int]:
@@ -421,7 +429,7 @@ def _run_instead_of_exec(run: Callable[[], int]) -> NoReturn:
 def _take_foreground(tty: int) -> None:
     # A background process group that calls tcsetpgrp gets SIGTTOU unless it
     # blocks it; prepare_child() restores the mask afterwards.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTTOU})
     try:
         os.tcsetpgrp(tty, os.getpgrp())
     except OSError as exc:

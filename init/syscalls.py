@@ -5,17 +5,21 @@ through this module, so that a test can switch a capability off with
 ``mock.patch("podvisor.init.syscalls.HAVE_...", new=False)`` and exercise the
 fallback on a real Linux machine.
 
-Standard library only: the init imports this on its start-up path.
+Standard library only: the init imports this on its start-up path, so
+importing it loads nothing more. ``ctypes`` comes with the first call that
+needs it; prctl(2), which is all tini mode calls (and only when it is not
+PID 1), needs only ctypes' C core (``_prctl``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
 TYPE_CHECKING = False  # mypy takes it as typing.TYPE_CHECKING; importing typing slows every start
 if TYPE_CHECKING:
+    import ctypes
+    from collections.abc import Callable
     from typing import Final
 
 # --- Constants from <linux/sched.h>, <sys/prctl.h>, <sys/mount.h> ----------
@@ -67,7 +71,21 @@ NAMESPACE_FLAGS: Final[dict[str, int]] = {
 }
 
 
+#: Whether each call is available. Tests patch these to reach the fallbacks.
+HAVE_PRCTL: bool = True
+HAVE_UNSHARE: bool = True
+HAVE_SETNS: bool = True
+HAVE_MOUNT: bool = True
+
+#: libc through ctypes, loaded by the first call that needs it (None: not yet).
+_libc: ctypes.CDLL | None = None
+
+
 def _load_libc() -> ctypes.CDLL | None:
+    """Import ctypes (as this module's ``ctypes``) and load libc through it."""
+    global ctypes  # the functions below use the module, once this has run
+    import ctypes
+
     # The usual name first: ctypes.util.find_library imports subprocess and
     # runs ldconfig, which would double the init's start-up time.
     try:
@@ -83,15 +101,6 @@ def _load_libc() -> ctypes.CDLL | None:
         return None
 
 
-_libc: Final = _load_libc()
-
-#: Whether each call is available. Tests patch these to reach the fallbacks.
-HAVE_PRCTL: bool = _libc is not None
-HAVE_UNSHARE: bool = _libc is not None
-HAVE_SETNS: bool = _libc is not None
-HAVE_MOUNT: bool = _libc is not None
-
-
 def _check(result: int, what: str) -> int:
     if result == -1:
         err = ctypes.get_errno()
@@ -100,19 +109,57 @@ def _check(result: int, what: str) -> int:
 
 
 def _libc_or_raise(available: bool, what: str) -> ctypes.CDLL:
+    """libc, ctypes imported; OSError(ENOSYS) when the call is switched off or libc is missing."""
+    global _libc  # loaded once, by the first call that needs it
+    if available and _libc is None:
+        _libc = _load_libc()
     if not available or _libc is None:
         raise OSError(errno.ENOSYS, f"{what} is not available on this system")
     return _libc
+
+
+_prctl_function: Callable[[int, int | bytes, int, int, int], int] | None = None
+
+
+def _prctl(option: int, arg2: int | bytes) -> int:
+    """prctl(2) through ctypes' C core, as ``CDLL(..., use_errno=True).prctl`` calls it.
+
+    Importing the ``ctypes`` package costs a start-up of tini mode about as
+    much as the rest of it; a call with plain arguments needs none of its
+    classes. Arguments are ints (C ints) or bytes (a char pointer).
+    """
+    global _prctl_function
+    if not HAVE_PRCTL:
+        raise OSError(errno.ENOSYS, "prctl is not available on this system")
+    import _ctypes
+
+    if _prctl_function is None:
+
+        class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
+            _type_ = "i"
+
+        class LibcFunction(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = CInt
+
+        try:
+            # The symbols the interpreter itself sees, libc's among them.
+            handle = _ctypes.dlopen(None)  # type: ignore[arg-type]
+            _prctl_function = LibcFunction(_ctypes.dlsym(handle, "prctl"))
+        except OSError as exc:
+            raise OSError(errno.ENOSYS, f"prctl is not available on this system ({exc})") from exc
+    result = _prctl_function(option, arg2, 0, 0, 0)
+    if result == -1:
+        err = _ctypes.get_errno()
+        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+    return result
 
 
 # --- prctl -------------------------------------------------------------------
 
 
 def prctl(option: int, arg2: int = 0) -> int:
-    libc = _libc_or_raise(HAVE_PRCTL, "prctl")
-    return _check(
-        libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), 0, 0, 0), f"prctl({option})"
-    )
+    return _prctl(option, arg2)
 
 
 def set_child_subreaper() -> None:
@@ -133,9 +180,17 @@ def set_parent_death_signal(signum: int) -> None:
 
 
 def set_process_name(name: str) -> None:
-    """Set the name `ps -o comm` shows (15 bytes at most)."""
-    libc = _libc_or_raise(HAVE_PRCTL, "prctl")
-    _check(libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0), "prctl")
+    """Set the name `ps -o comm` shows (15 bytes at most).
+
+    Through /proc/self/comm, which needs no prctl (and so nothing of ctypes'
+    in an init that is PID 1); with prctl(2) PR_SET_NAME where /proc is missing.
+    """
+    data = name.encode()[:15]
+    try:
+        with open("/proc/self/comm", "wb", buffering=0) as comm:
+            comm.write(data)
+    except OSError:
+        _prctl(PR_SET_NAME, data)
 
 
 def set_command_line(args: list[str]) -> None:
@@ -152,6 +207,7 @@ def set_command_line(args: list[str]) -> None:
     if not 0 < start < end:
         raise OSError(errno.EINVAL, "no command line area")
     text = "\0".join(args).encode(errors="replace")[: end - start - 1]
+    _libc_or_raise(True, "memmove")
     ctypes.memmove(start, text, len(text))
     ctypes.memset(start + len(text), 0, end - start - len(text))
 
@@ -362,7 +418,7 @@ SFD_CLOEXEC: Final = os.O_CLOEXEC
 _SIGSET_BYTES: Final = 128  # sizeof(sigset_t) in glibc
 _SIGINFO_BYTES: Final = 128  # sizeof(struct signalfd_siginfo)
 
-HAVE_SIGNALFD: bool = _libc is not None
+HAVE_SIGNALFD: bool = True
 
 
 def signalfd(signals: frozenset[int] | set[int]) -> int:

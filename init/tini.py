@@ -21,21 +21,25 @@ kills whatever is left in the namespace. The inner init dies with the outer
 one (parent-death signal SIGKILL), so nothing outlives ``podvisor``.
 
 Standard library only, and only the cheap parts of it: this is the whole of
-what ``podvisor -- CMD`` imports.
+what ``podvisor -- CMD`` imports (``_signal`` rather than ``signal``, whose
+enums cost more than the rest; see process.py). ``syscalls`` loads nothing
+until it is called: only an init that is not PID 1 calls it, for prctl(2).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from podvisor.init import process, syscalls
 
 TYPE_CHECKING = False  # not typing's: importing typing would slow every start
 if TYPE_CHECKING:
+    import signal as _signal  # typeshed describes _signal as part of signal
     from collections.abc import Callable, Mapping, Sequence
     from typing import NoReturn
+else:
+    import _signal
 
 USAGE = """\
 Usage: {prog} [OPTIONS] [--] PROGRAM [ARGS...] | --version
@@ -282,18 +286,20 @@ def parse_signal(text: str) -> int | None:
     """A signal from its number or name ("9", "KILL", "SIGKILL", "SIGRTMIN+3"); None if none."""
     if text.isdigit():
         number = int(text)
-        return number if number in process.FORWARDED | {signal.SIGKILL, signal.SIGSTOP} else None
+        return number if number in process.FORWARDED | {_signal.SIGKILL, _signal.SIGSTOP} else None
     name = text.upper().removeprefix("SIG")
     base, plus, offset = name.partition("+")
     if base in ("RTMIN", "RTMAX"):
-        number = signal.SIGRTMIN if base == "RTMIN" else signal.SIGRTMAX
+        number = _signal.SIGRTMIN if base == "RTMIN" else _signal.SIGRTMAX
         if plus and offset.isdigit():
             number += int(offset)
         elif plus:
             return None
-        return number if signal.SIGRTMIN <= number <= signal.SIGRTMAX else None
-    member = signal.Signals.__members__.get(f"SIG{name}")
-    return int(member) if member is not None else None
+        return number if _signal.SIGRTMIN <= number <= _signal.SIGRTMAX else None
+    # The C module's constants: SIGHUP and friends, aliases (SIGIOT) included;
+    # SIG_DFL, SIG_BLOCK and the like are not signals.
+    constant = None if "_" in name else vars(_signal).get(f"SIG{name}")
+    return int(constant) if isinstance(constant, int) else None
 
 
 def parse_rewrite(text: str) -> tuple[int, int]:
@@ -541,8 +547,8 @@ def supervise(child: int, options: Options, log: Log, waited: frozenset[int]) ->
             log.say(3, f"reaped zombie process with pid={pid}")
 
     while not ended:
-        signum = signal.sigwaitinfo(waited).si_signo
-        if signum == signal.SIGCHLD:
+        signum = _signal.sigwaitinfo(waited).si_signo
+        if signum == _signal.SIGCHLD:
             process.reap(on_exit)
         else:
             forward_signal(child, rewrite.get(signum, signum), options.kill_group, log)
@@ -638,7 +644,7 @@ def _inner_init(
     """PID 1 of the new namespace: its own /proc, then the usual loop."""
     # Die with the outer init; and if it is already gone, do not start at
     # all (PR_SET_PDEATHSIG only fires for deaths after it is set).
-    syscalls.set_parent_death_signal(signal.SIGKILL)
+    syscalls.set_parent_death_signal(_signal.SIGKILL)
     os.set_blocking(alive, False)
     try:
         if os.read(alive, 1) == b"":
@@ -662,8 +668,8 @@ def _inner_init(
 def relay(inner: int, waited: frozenset[int]) -> int:
     """The outer init: pass every signal to the inner one and return its status."""
     while True:
-        signum = signal.sigwaitinfo(waited).si_signo
-        if signum == signal.SIGCHLD:
+        signum = _signal.sigwaitinfo(waited).si_signo
+        if signum == _signal.SIGCHLD:
             pid, raw_status = os.waitpid(inner, os.WNOHANG)
             if pid:
                 return process.exit_status(raw_status)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 INIT: tuple[str, ...] = (sys.executable, "-m", "podvisor.init")
 #: The ``podvisor`` console script of this environment.
 PODVISOR = Path(sys.executable).with_name("podvisor")
+#: The ``podvisor-init`` console script of this environment.
+PODVISOR_INIT = Path(sys.executable).with_name("podvisor-init")
 
 #: A child that reports every signal it receives as "ROLE SIGNUM" and ends at
 #: end-of-file on stdin. With "fork" it first starts a grandchild (in the same

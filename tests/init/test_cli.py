@@ -14,10 +14,10 @@ import pytest
 
 from podvisor.init import entry, syscalls, tini
 from podvisor.init.tini import Options, UsageError, parse_args
-from tests.init.support import INIT, PODVISOR, run_init
+from tests.init.support import INIT, PODVISOR, PODVISOR_INIT, run_init
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 # --- Parsing (pure) ------------------------------------------------------------
 
@@ -170,8 +170,11 @@ def test_when_it_cannot_become_a_subreaper_it_says_why_and_carries_on(
 HEAVY = {"trio", "anyio", "pyroute2", "prometheus_client", "yaml", "asyncio", "sniffio"}
 
 
-def _imported_after_site(args: list[str]) -> set[str]:
-    result = run_init(args, prefix=[sys.executable, "-X", "importtime"])
+def _imported_after_site(
+    args: list[str], launch: Sequence[str] = (sys.executable, "-X", "importtime")
+) -> set[str]:
+    """What ``LAUNCH ARGS`` imported after ``site``, as -X importtime says it."""
+    result = run_init(args, prefix=launch)
     assert result.returncode == 0, result.stderr
     names = [
         line.rsplit("|", 1)[1].strip()
@@ -191,6 +194,36 @@ def test_tini_mode_imports_only_the_standard_library(prefix: list[str]) -> None:
     assert not tops & HEAVY
     assert not {name for name in imported if name.startswith("podvisor.supervisor")}
     assert tops - {"podvisor"} <= set(sys.stdlib_module_names)
+
+
+#: Everything tini mode may import once the interpreter has started: its own
+#: four modules and two small ones of the standard library; ``_ctypes`` (for
+#: prctl) only where the init is not PID 1. Not ``signal`` (its enums), not
+#: ``ctypes``, not ``importlib`` (it imports ``warnings``).
+TINI_MODE_MODULES = {
+    "podvisor",
+    "podvisor.init",
+    "podvisor.init.entry",
+    "podvisor.init.tini",
+    "podvisor.init.process",
+    "podvisor.init.syscalls",
+    "__future__",
+    "errno",
+}
+NOT_PID_1_MODULES = {"_ctypes"}
+
+
+@pytest.mark.parametrize("script", [PODVISOR_INIT, PODVISOR], ids=["podvisor-init", "podvisor"])
+@pytest.mark.parametrize("pid_1", [False, True], ids=["subreaper", "pid-1"])
+def test_tini_mode_imports_these_modules_and_no_more(script: Path, pid_1: bool) -> None:
+    launch = ["unshare", "--pid", "--fork", "--kill-child"] if pid_1 else []
+    imported = _imported_after_site(
+        [str(script), "--", "true"], [*launch, sys.executable, "-X", "importtime"]
+    )
+    allowed = TINI_MODE_MODULES if pid_1 else TINI_MODE_MODULES | NOT_PID_1_MODULES
+    assert imported <= allowed
+    assert {"podvisor.init.tini", "podvisor.init.process"} <= imported  # it did run tini mode
+    assert pid_1 or "_ctypes" in imported  # and, not PID 1, made itself a subreaper
 
 
 # --- Dispatch --------------------------------------------------------------------
