@@ -35,7 +35,8 @@ def apply(plan: protocol.Plan) -> None:
     for name, value in plan.sysctls:
         kind = _namespace(name)
         if kind is None or not own[kind]:
-            where = "no namespace holds it" if kind is None else f"the pod has no {kind} namespace"
+            whose = {"net": "network", "ipc": "IPC"}.get(kind or "")
+            where = f"the pod has no {whose} namespace" if whose else "no namespace holds it"
             raise OSError(f"sysctl {name}: {where} of its own, so it would be this machine's")
         try:
             fd = os.open(path_of(name), os.O_WRONLY | os.O_CLOEXEC)

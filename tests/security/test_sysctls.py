@@ -7,6 +7,8 @@ node-level ones never, and none in a namespace the pod shares with the host.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -16,9 +18,12 @@ from podvisor.init import protocol, sysctls
 from podvisor.supervisor.errors import ConfigError
 from podvisor.supervisor.manifest import load
 from podvisor.supervisor.manifest.sysctls import dotted, safe_names
+from tests.faults.pods import podvisor_command
 from tests.security.conftest import PYTHON, run_pod, sh
 
 PORT_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+SYNCOOKIES = "/proc/sys/net/ipv4/tcp_syncookies"
+DROP_SYS_ADMIN = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin"]
 SHM_RMID = "/proc/sys/kernel/shm_rmid_forced"
 
 #: Binds port 80 as uid 4242: only allowed where ip_unprivileged_port_start <= 80.
@@ -84,6 +89,44 @@ def test_an_allowed_unsafe_sysctl_is_set(run_dir: Path) -> None:
     )
     assert ran.of("c") == ["777"], ran
     assert Path("/proc/sys/net/core/somaxconn").read_text() == host
+
+
+@pytest.mark.needs_root
+def test_without_a_network_namespace_of_its_own_the_pod_does_not_start(run_dir: Path) -> None:
+    """Without CAP_SYS_ADMIN the pod uses the host's network: its init refuses the sysctl."""
+    path = run_dir / "unprivileged.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+            apiVersion: v1
+            kind: Pod
+            metadata: {{name: sysctl-unprivileged}}
+            spec:
+              restartPolicy: Never
+              securityContext:
+                sysctls: [{{name: net.ipv4.tcp_syncookies, value: "{_other(SYNCOOKIES)}"}}]
+              containers:
+              - name: c
+                command: [sh, -c, "echo started"]
+            """)
+    )
+    host = Path(SYNCOOKIES).read_text()
+    done = subprocess.run(
+        [*DROP_SYS_ADMIN, *podvisor_command(), "run", "--metrics-address", "off", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "started" not in done.stdout
+    assert (
+        "sysctl net.ipv4.tcp_syncookies: the pod has no network namespace of its own, "
+        "so it would be this machine's"
+    ) in done.stderr
+    assert Path(SYNCOOKIES).read_text() == host
+
+
+def _other(path: str) -> str:
+    """A value unlike the host's, so that a write to the host's would show."""
+    return "0" if Path(path).read_text().strip() != "0" else "1"
 
 
 # --- Refusals, each at its line ------------------------------------------------------------
