@@ -57,9 +57,12 @@ _PYTHON_IGNORES = frozenset({_signal.SIGPIPE, _signal.SIGXFSZ})
 #: Signals no process can catch, block or ignore.
 _UNCATCHABLE = frozenset({_signal.SIGKILL, _signal.SIGSTOP})
 
-#: Synchronous fault signals: the kernel sends them to the thread that faulted,
-#: so blocking them would hang or kill the init; tini leaves them alone too.
-_FAULTS = frozenset(
+#: The fault signals. When the init itself faults, the kernel raises one at
+#: it even while it is blocked (it unblocks it and restores its default
+#: action): so one that ``sigwaitinfo`` returns was sent, most often by a
+#: process (``kill -ABRT``), and is forwarded like any other (tini leaves
+#: them unblocked, and dies of them). Its ``si_code`` tells who sent it.
+FAULTS = frozenset(
     {
         _signal.SIGSEGV,
         _signal.SIGBUS,
@@ -99,12 +102,12 @@ INHERITED_MASK: frozenset[int] = frozenset(
 INHERITED_IGNORED: frozenset[int] = _ignored_at_start()
 
 #: Every signal the init passes on to its child: everything it can catch,
-#: real-time signals included, except SIGCHLD (its own) and the fault signals.
+#: real-time signals and the fault signals included, except SIGCHLD (its own).
 #: SIGTTIN and SIGTTOU are here too: while they are blocked the kernel never
 #: sends them to the init for its own terminal use (a blocked SIGTTOU lets the
 #: write through), so one that arrives was sent on purpose, and is passed on
 #: as dumb-init does (tini drops them).
-FORWARDED: frozenset[int] = _VALID - _UNCATCHABLE - _FAULTS - {_signal.SIGCHLD}
+FORWARDED: frozenset[int] = _VALID - _UNCATCHABLE - {_signal.SIGCHLD}
 
 #: What each signal is reset to in a child before it execs.
 _CHILD_DISPOSITIONS: tuple[tuple[int, int], ...] = tuple(

@@ -20,6 +20,12 @@ signals to it and its exit status back; when the inner init exits, the kernel
 kills whatever is left in the namespace. The inner init dies with the outer
 one (parent-death signal SIGKILL), so nothing outlives ``podvisor``.
 
+The fault signals (SIGSEGV, SIGABRT, SIGSYS, ...) are blocked and forwarded
+like the rest when a process sent them (``kill -ABRT``): the kernel still
+delivers one the init causes itself, blocked or not. One that the kernel
+raised for another reason (a machine check's SIGBUS) concerns the init's
+own memory, not the child: it is said, not forwarded.
+
 Standard library only, and only the cheap parts of it: this is the whole of
 what ``podvisor -- CMD`` imports (``_signal`` rather than ``signal``, whose
 enums cost more than the rest; see process.py). ``syscalls`` loads nothing
@@ -547,12 +553,25 @@ def supervise(child: int, options: Options, log: Log, waited: frozenset[int]) ->
             log.say(3, f"reaped zombie process with pid={pid}")
 
     while not ended:
-        signum = _signal.sigwaitinfo(waited).si_signo
+        info = _signal.sigwaitinfo(waited)
+        signum = info.si_signo
         if signum == _signal.SIGCHLD:
             process.reap(on_exit)
-        else:
+        elif is_sent(info):
             forward_signal(child, rewrite.get(signum, signum), options.kill_group, log)
+        else:
+            log.say(1, f"signal {signum} raised by the kernel for the init itself: not forwarded")
     return process.exit_status(ended[0])
+
+
+def is_sent(info: _signal.struct_siginfo) -> bool:
+    """Whether *info* is a signal to pass on: any but a fault signal the kernel raised.
+
+    si_code is SI_USER (kill), SI_QUEUE (sigqueue), SI_TKILL (tgkill) or
+    another value of zero or less when a process sent the signal; above zero
+    the kernel did, and for a fault signal that concerns the init itself.
+    """
+    return info.si_signo not in process.FAULTS or info.si_code <= 0
 
 
 def forward_signal(child: int, signum: int, group: bool, log: Log) -> None:
@@ -668,12 +687,13 @@ def _inner_init(
 def relay(inner: int, waited: frozenset[int]) -> int:
     """The outer init: pass every signal to the inner one and return its status."""
     while True:
-        signum = _signal.sigwaitinfo(waited).si_signo
+        info = _signal.sigwaitinfo(waited)
+        signum = info.si_signo
         if signum == _signal.SIGCHLD:
             pid, raw_status = os.waitpid(inner, os.WNOHANG)
             if pid:
                 return process.exit_status(raw_status)
-        else:
+        elif is_sent(info):
             try:  # noqa: SIM105 (contextlib is an import the start-up path avoids)
                 os.kill(inner, signum)
             except ProcessLookupError:

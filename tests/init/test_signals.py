@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import platform
 import select
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from podvisor.init import tini
 from podvisor.init.process import FORWARDED
 from tests.init.support import INIT, REPORTER, running, wait_pid
 
@@ -93,6 +95,50 @@ while True:
             init.kill(signal.SIGUSR1)
         init.kill(signal.SIGTERM)
         assert init.finish() == (128 + signal.SIGTERM, "", "")
+
+
+@pytest.mark.parametrize("sender", ["kill", "sigqueue"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGABRT, signal.SIGSYS, signal.SIGTRAP, signal.SIGSEGV],
+    ids=lambda signum: signal.Signals(signum).name,
+)
+def test_a_fault_signal_another_process_sends_is_forwarded(signum: int, sender: str) -> None:
+    # Sent by a process, a fault signal is an ordinary one: the child gets it,
+    # the init lives on (it used to die of it, exit 128+N, orphaning its child).
+    with running(["--", PY, "-c", REPORTER]) as init:
+        assert init.line() == "ready child"
+        if sender == "kill":
+            init.kill(signum)
+        else:
+            _sigqueue(init.pid, signum)
+        assert init.line() == f"child {signum}"
+        assert init.proc.poll() is None
+        assert init.finish() == (0, "", "")
+
+
+def _sigqueue(pid: int, signum: int) -> None:
+    """sigqueue(3): si_code SI_QUEUE, where kill(2) gives SI_USER."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.sigqueue(pid, signum, ctypes.c_void_p(0)) != 0:
+        raise OSError(ctypes.get_errno(), "sigqueue")
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "forwarded"),
+    [
+        (signal.SIGABRT, 0, True),  # SI_USER: kill(2)
+        (signal.SIGSYS, -1, True),  # SI_QUEUE: sigqueue(3)
+        (signal.SIGTRAP, -6, True),  # SI_TKILL: tgkill(2)
+        (signal.SIGBUS, 5, False),  # BUS_MCEERR_AO: the kernel, of the init's own memory
+        (signal.SIGHUP, 1, True),  # not a fault signal: whatever raised it
+    ],
+)
+def test_a_fault_signal_is_forwarded_unless_the_kernel_raised_it(
+    signum: int, code: int, forwarded: bool
+) -> None:
+    info = signal.struct_siginfo((signum, code, 0, 0, 0, 0, 0))
+    assert tini.is_sent(info) is forwarded
 
 
 def test_job_control_signals_never_stop_the_init() -> None:
