@@ -37,6 +37,7 @@ from podvisor.supervisor.control.wire import (
     PsReply,
     Status,
     StatusReply,
+    Termination,
     as_object,
 )
 from podvisor.supervisor.errors import ControlError
@@ -366,6 +367,20 @@ def describe_text(d: DescribeReply, style: out.Style, now: float) -> str:
     return "\n".join(lines)
 
 
+def _ended_lines(end: Termination, style: out.Style) -> list[str]:
+    lines = [
+        f"      Reason:       {style.word(end.reason)}",
+        f"      Exit Code:    {end.exit_code}",
+    ]
+    if end.signal:
+        lines.append(f"      Signal:       {end.signal}")
+    if end.message:
+        lines.append(f"      Message:      {end.message}")
+    lines.append(f"      Started:      {_when(end.started_at)}")
+    lines.append(f"      Finished:     {_when(end.finished_at)}")
+    return lines
+
+
 def _container_lines(
     c: ContainerRow, detail: object | None, style: out.Style, now: float
 ) -> list[str]:
@@ -378,25 +393,17 @@ def _container_lines(
         lines.append(f"    Command:        {' '.join(detail.command)}")
     state = c.state.capitalize()
     lines.append(f"    State:          {style.word(state)}")
+    ended = c.last_termination if c.state == "terminated" else None
     if c.state == "running":
         lines.append(f"      Started:      {_when(c.started_at)}")
+    elif ended is not None:  # as kubectl: the current end's details under State
+        lines += _ended_lines(ended, style)
     elif c.reason:
         lines.append(f"      Reason:       {style.word(c.reason)}")
-    if c.message:
+    if c.message and ended is None:
         lines.append(f"      Message:      {c.message}")
-    last = c.last_termination
-    if last is not None:
-        lines += [
-            "    Last State:     Terminated",
-            f"      Reason:       {style.word(last.reason)}",
-            f"      Exit Code:    {last.exit_code}",
-        ]
-        if last.signal:
-            lines.append(f"      Signal:       {last.signal}")
-        if last.message:
-            lines.append(f"      Message:      {last.message}")
-        lines.append(f"      Started:      {_when(last.started_at)}")
-        lines.append(f"      Finished:     {_when(last.finished_at)}")
+    if c.last_state is not None:
+        lines += ["    Last State:     Terminated", *_ended_lines(c.last_state, style)]
     lines += [f"    Ready:          {c.ready}", f"    Restart Count:  {c.restarts}"]
     if isinstance(detail, ContainerDetail):
         lines += _listed("Limits", detail.limits) + _listed("Requests", detail.requests)

@@ -325,6 +325,7 @@ class ControlServer:
             memory_limit_bytes=usage.stats.memory_limit_bytes,
             pids=usage.stats.pids_current,
             pids_max=usage.stats.pids_max,
+            last_state=_termination(c.last_state, wall),
         )
 
     # --- events, describe, the host's scrape -----------------------------------------------

@@ -374,10 +374,14 @@ class ContainerRow:
     memory_limit_bytes: int | None
     pids: int | None
     pids_max: int | None
+    #: Kubernetes' lastState: the end before the current state (last_termination
+    #: is the latest end, which is the current state's when it is terminated).
+    last_state: Termination | None = None
 
     @classmethod
     def read(cls, f: Fields) -> Self:
         last = f.values.get("last_termination")
+        before = f.values.get("last_state")
         return cls(
             f.text("name"),
             f.text("kind"),
@@ -398,6 +402,7 @@ class ContainerRow:
             f.optional_integer("memory_limit_bytes"),
             f.optional_integer("pids"),
             f.optional_integer("pids_max"),
+            None if before is None else Termination.read(f.nested("last_state")),
         )
 
 

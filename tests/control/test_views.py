@@ -60,6 +60,41 @@ async def _until_events(pod: ControlledPod, *reasons: str) -> list[dict[str, obj
             await pod.view.changed()
 
 
+async def test_describe_puts_an_end_under_state_and_the_one_before_under_last_state(
+    run_dir: Path,
+) -> None:
+    # As kubectl describe: a finished init container's exit is its State; a
+    # container waiting in back-off shows the crash it waits after as Last State.
+    text = """
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: views-ends
+          annotations: {podvisor.io/network: loopback}
+        spec:
+          terminationGracePeriodSeconds: 2
+          initContainers:
+            - {name: prep, command: ["true"]}
+          containers:
+            - {name: crash, command: ["sh", "-c", "exit 3"]}
+    """
+    async with control_pod(text, run_dir) as pod:
+        await pod.until(
+            "crash waits in back-off", lambda: pod.container("crash").restart_count >= 1
+        )
+        await _until_events(pod, "BackOff")
+        described = await pod.ctl("describe", pod.name)
+        assert described.returncode == 0, described.stderr
+    blocks = described.stdout.split("\n  crash:\n")
+    prep, crash = blocks[0].split("\n  prep:\n")[1], blocks[1]
+    assert "    State:          Terminated\n      Reason:       Completed\n" in prep
+    assert "      Exit Code:    0\n" in prep
+    assert "Last State" not in prep
+    assert "    State:          Waiting\n      Reason:       CrashLoopBackOff\n" in crash
+    assert "    Last State:     Terminated\n      Reason:       Error\n" in crash
+    assert "      Exit Code:    3\n" in crash
+
+
 async def test_why_a_container_is_not_ready_shows_in_status_events_and_describe(
     run_dir: Path,
 ) -> None:
