@@ -234,9 +234,10 @@ class Found:
     secrets: list[tuple[str, Secret]] = field(default_factory=list)
     claims: list[tuple[str, PersistentVolumeClaim]] = field(default_factory=list)
     others: list[Ignored] = field(default_factory=list)
-    # A Namespace's pod-security.kubernetes.io/enforce label, by the Namespace's name:
-    # (the label's value node, its value), where Kubernetes reads the pod's level.
-    enforce_labels: dict[str, tuple[yaml.Node, str]] = field(default_factory=dict)
+    # A Namespace's pod-security.kubernetes.io/MODE labels (enforce, warn, audit), where
+    # Kubernetes reads the pod's standard: by the Namespace's name, then by mode, the
+    # label's value node and its value.
+    pod_security_labels: dict[str, dict[str, tuple[yaml.Node, str]]] = field(default_factory=dict)
 
     def workload(self) -> Workload | None:
         """The workload whose pod template is the pod, as the model has it."""
@@ -281,7 +282,7 @@ def sort_out(report: Report, documents: list[yaml.Node], found: Found, main: boo
             line = report.where(top.node)[0]
             found.others.append(Ignored(f"{kind} {_name_of(top)}", line, _other(kind)))
             if kind == "Namespace":
-                _enforce_label(top, found)
+                _pod_security_labels(top, found)
     if main and found.pod is None and found.owner is None:
         report.fail()  # what is wrong with the documents first: it may be why there is no pod
         report.error(
@@ -326,7 +327,7 @@ def _other(kind: str) -> str:
         "Ingress": "an Ingress routes to Services in a cluster; there is none here",
         "ServiceAccount": "there is no API server, so no service account",
         "Namespace": "podvisor keeps no namespaces: the pod's is only a name here "
-        "(but for the Pod Security Standard it enforces, its pod-security.kubernetes.io/enforce)",
+        "(but for the Pod Security Standards its pod-security.kubernetes.io/ labels ask for)",
         "NetworkPolicy": "podvisor enforces no network policies",
         "HorizontalPodAutoscaler": "podvisor runs one pod and scales none",
         "PodDisruptionBudget": "there are no evictions on one machine",
@@ -359,13 +360,15 @@ def _kind(top: Fields) -> str | None:
     return kind
 
 
-def _enforce_label(top: Fields, found: Found) -> None:
-    """The Pod Security Standard a Namespace enforces on its pods, if it says."""
-    labels = _value(top.node, "metadata")
-    value = _value(labels, "labels") if labels is not None else None
-    node = _value(value, "pod-security.kubernetes.io/enforce") if value is not None else None
-    if isinstance(node, yaml.ScalarNode):
-        found.enforce_labels[_name_of(top)] = (node, node.value)
+def _pod_security_labels(top: Fields, found: Found) -> None:
+    """The Pod Security Standards a Namespace enforces (or warns of) for its pods, if it says."""
+    meta = _value(top.node, "metadata")
+    labels = _value(meta, "labels") if meta is not None else None
+    modes = found.pod_security_labels.setdefault(_name_of(top), {})
+    for mode in ("enforce", "warn", "audit"):
+        node = _value(labels, f"pod-security.kubernetes.io/{mode}") if labels else None
+        if isinstance(node, yaml.ScalarNode):
+            modes[mode] = (node, node.value)
 
 
 def _name_of(top: Fields) -> str:

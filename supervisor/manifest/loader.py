@@ -155,9 +155,12 @@ def _pod(report: Report, found: documents.Found, pod_security: str | None = None
     settings = read_settings(report, annotations, containers, pod_spec.host_network)
     lsm.apparmor_annotations(report, annotations, containers)
     enforced = strictest(
-        pod_security, settings.pod.pod_security, _namespace_level(report, found, namespace)
+        pod_security,
+        settings.pod.pod_security,
+        _namespace_level(report, found, namespace, "enforce"),
     )
-    _pod_security(report, spec, annotations, enforced)
+    warned = strictest(*(_namespace_level(report, found, namespace, m) for m in ("warn", "audit")))
+    _pod_security(report, spec, annotations, enforced, warned)
     pod_spec = _with_settings(report, pod_spec, parsed, settings)
     pod_spec = dataclasses.replace(
         pod_spec,
@@ -183,23 +186,30 @@ def _pod(report: Report, found: documents.Found, pod_security: str | None = None
     )
 
 
-def _namespace_level(report: Report, found: documents.Found, namespace: str) -> str | None:
-    """The level the pod's Namespace enforces, where the file has that Namespace."""
-    label = found.enforce_labels.get(namespace)
+def _namespace_level(
+    report: Report, found: documents.Found, namespace: str, mode: str
+) -> str | None:
+    """The level the pod's Namespace asks for in *mode*, where the file has that Namespace."""
+    label = found.pod_security_labels.get(namespace, {}).get(mode)
     if label is None:
         return None
     node, value = label
     try:
         return podsecurity.level(value)
     except ValueError as error:
-        report.error(node, f"metadata.labels[{podsecurity.ENFORCE_LABEL}]", str(error))
+        report.error(node, f"metadata.labels[pod-security.kubernetes.io/{mode}]", str(error))
         return None
 
 
 def _pod_security(
-    report: Report, spec: Fields, annotations: list[Annotation], enforced: str | None
+    report: Report,
+    spec: Fields,
+    annotations: list[Annotation],
+    enforced: str | None,
+    warned: str | None,
 ) -> None:
-    """Each violation of the enforced standard, as a problem at its line."""
+    """Each violation of the enforced standard, as a problem at its line; of the warned one,
+    as a warning (kubectl's "would violate PodSecurity")."""
     for key_node, _, key, _ in annotations:
         if key == podsecurity.ENFORCE_LABEL:
             report.warn(
@@ -208,12 +218,17 @@ def _pod_security(
                 "Kubernetes reads this from the pod's Namespace, not the pod: put it on a "
                 "Namespace in this file, or use podvisor.io/pod-security",
             )
-    if enforced is None:
+    if enforced is None and warned is None:
         return
     given = {key: (value_node, value) for _, value_node, key, value in annotations}
     found = podsecurity.violations(spec.node, given)
-    for violation in podsecurity.at_level(found, enforced):
-        report.error(violation.node, violation.path, violation.message(enforced))
+    refused = podsecurity.at_level(found, enforced) if enforced else []
+    for violation in refused:
+        report.error(violation.node, violation.path, violation.message(enforced or ""))
+    for violation in podsecurity.at_level(found, warned) if warned else []:
+        if violation not in refused:
+            said = violation.message(warned or "", "would violate")
+            report.warn(violation.node, violation.path, said)
 
 
 def _new_uid() -> str:

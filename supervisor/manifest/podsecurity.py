@@ -63,8 +63,9 @@ class Violation:
     path: str
     node: yaml.Node | None
 
-    def message(self, enforced: str) -> str:
-        return f'violates PodSecurity "{enforced}:latest": {self.control} ({self.detail})'
+    def message(self, level: str, verb: str = "violates") -> str:
+        """The admission controller's words; kubectl warns with verb "would violate"."""
+        return f'{verb} PodSecurity "{level}:latest": {self.control} ({self.detail})'
 
 
 # --- Reading the manifest as written ------------------------------------------------------

@@ -183,6 +183,20 @@ def test_a_namespace_label_in_the_same_file_enforces_its_level() -> None:
     assert problem.startswith('pod.yaml:14:12: spec.hostPID: violates PodSecurity "baseline')
 
 
+def test_a_namespace_warn_label_warns_as_kubectl_does() -> None:
+    namespace = (
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels:\n"
+        "    pod-security.kubernetes.io/enforce: baseline\n"
+        "    pod-security.kubernetes.io/warn: restricted\n---\n"
+    )
+    loose = pod(container="securityContext: {runAsNonRoot: true, runAsUser: 7}\n")
+    text = namespace + loose.replace("  name: web\n", "  name: web\n  namespace: shop\n", 1)
+    warnings = load("pod.yaml", text).warnings
+    assert len(warnings) == 3, warnings
+    assert all('would violate PodSecurity "restricted:latest": ' in w for w in warnings)
+    assert any("allowPrivilegeEscalation != false" in w for w in warnings)
+
+
 def test_the_annotation_enforces_and_the_label_on_the_pod_is_warned_about() -> None:
     text = pod(spec="hostIPC: true\n", annotations="podvisor.io/pod-security: baseline")
     with pytest.raises(ConfigError):
