@@ -316,7 +316,18 @@ def _start(argv: list[str]) -> int:
         reader = started.enter_context(
             ForkedCall.start(partial(_read, argv), "the manifest's reader")
         )
+        # The pod's init too starts before the manifest is read, and the
+        # runner is imported while it is: the interpreter's start-up, the
+        # imports and the reading run side by side. An init whose manifest
+        # cannot be run gets no plan: it reads end of file and exits.
         from podvisor.supervisor.pod.sandbox import WaitingInit
+
+        try:
+            init = started.enter_context(WaitingInit())
+        except OSError as exc:
+            print(f"podvisor: cannot start the pod's init: {exc}", file=sys.stderr)
+            return EXIT_PODVISOR
+        from podvisor.supervisor.pod.runner import RunOptions, run_pod
 
         try:
             read = reader.result()
@@ -331,13 +342,6 @@ def _start(argv: list[str]) -> int:
         # Only now, the reader reaped: it held a copy of the maker's request
         # pipe, whose end of file the maker waits for.
         maker = _brief(maker, loaded.pod)
-
-        try:
-            init = started.enter_context(WaitingInit())
-        except OSError as exc:
-            print(f"podvisor: cannot start the pod's init: {exc}", file=sys.stderr)
-            return EXIT_PODVISOR
-        from podvisor.supervisor.pod.runner import RunOptions, run_pod
 
         gc.freeze()
         gc.enable()
