@@ -201,7 +201,7 @@ class InitProcess:
 class WaitingInit:
     """The init, started ahead of its plan, and the supervisor's end of its channel.
 
-    `podvisor run` starts it as soon as the manifest is read, so the
+    `podvisor run` starts it while the manifest is read, so the
     interpreter's start-up runs beside the supervisor's imports and set-up
     rather than after them; `start_init` sends it the plan. Use it as a
     context manager: on the way out an init that got no plan is sent off
