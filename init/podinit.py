@@ -214,10 +214,38 @@ def _prepare_namespaces(options: protocol.Plan) -> None:
         for target, data in options.tmpfs:
             flags = syscalls.MS_NOSUID | syscalls.MS_NODEV
             syscalls.mount("tmpfs", target, "tmpfs", flags, data)
+        _write_files(options.files)
     elif options.tmpfs:
         raise OSError(errno.EPERM, "memory volumes need a mount namespace of the pod's own")
     if options.hostname and "uts" in options.unshare:
         socket.sethostname(options.hostname)
+
+
+def _write_files(files: tuple[protocol.PlanFile, ...]) -> None:
+    """Make each file, directory and link new, never through a link, its mode set after."""
+    if not files:
+        return
+    import base64
+
+    for f in files:
+        if f.kind == "link":
+            os.symlink(f.target, f.path)
+            continue
+        if f.kind == "dir":
+            os.mkdir(f.path, 0o700)
+            fd = os.open(f.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(f.path, flags, 0o600)
+        try:
+            view = memoryview(base64.b64decode(f.data))
+            while view:
+                view = view[os.write(fd, view) :]
+            if f.group is not None:
+                os.fchown(fd, -1, f.group)
+            os.fchmod(fd, f.mode)
+        finally:
+            os.close(fd)
 
 
 def _run_inner(channel_fd: int, options: protocol.Plan) -> int:

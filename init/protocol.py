@@ -20,7 +20,8 @@ answered by exactly one event with the same ``id``:
 - `Plan`: the first message, and only the first. The init writes itself into
   each of ``cgroup_procs``, joins ``netns``, unshares the rest (with ``pid``,
   PID 1 is a child it forks), mounts /proc, sets the hostname and makes the
-  bind mounts and the tmpfs mounts, then says `Ready` (or `InitFailed`).
+  bind mounts and the tmpfs mounts (writing ``files`` into them), then says
+  `Ready` (or `InitFailed`).
   End-of-file instead of a plan ends the init quietly, status 0.
 - `Spawn`: start a `Process`. The first three fds that ride along become the
   child's 0, 1, 2 (when fewer come, the rest are /dev/null); further ones
@@ -171,6 +172,40 @@ def plain(value: object) -> object:
 
 
 @frozen
+class PlanFile:
+    """A directory, file or link the init makes in a tmpfs of the pod (a Secret's volume).
+
+    Made new, never through a link, in order, before any container starts:
+    a Secret's bytes go from the supervisor's memory to the pod's tmpfs, and
+    never touch a disk.
+    """
+
+    path: str
+    kind: str  # "dir", "file" or "link"
+    mode: int = 0o644
+    #: The bytes of a file, base64.
+    data: str = ""
+    #: The group that owns it (the pod's fsGroup); None: root's.
+    group: int | None = None
+    #: What a link points at.
+    target: str = ""
+
+    def __repr__(self) -> str:  # a Secret's bytes never reach a traceback or a log
+        return f"PlanFile({self.path!r}, {self.kind}, mode=0o{self.mode:o})"
+
+    @classmethod
+    def read(cls, f: Fields) -> PlanFile:
+        return cls(
+            f.text("path"),
+            f.text("kind"),
+            f.integer("mode"),
+            f.text("data"),
+            f.optional_integer("group"),
+            f.text("target"),
+        )
+
+
+@frozen
 class Plan:
     """The pod's namespaces and what the init sets up in them."""
 
@@ -185,6 +220,8 @@ class Plan:
     sysctls: tuple[tuple[str, str], ...] = ()
     #: (directory, options): a tmpfs on each, in the pod's mount namespace (memory emptyDirs).
     tmpfs: tuple[tuple[str, str], ...] = ()
+    #: What the init writes into those tmpfs mounts once made (Secrets' volumes).
+    files: tuple[PlanFile, ...] = ()
 
     @classmethod
     def read(cls, f: Fields) -> Plan:
@@ -197,6 +234,7 @@ class Plan:
             f.number("grace"),
             f.pairs("sysctls"),
             tmpfs=f.pairs("tmpfs"),
+            files=tuple(PlanFile.read(x) for x in f.nested_list("files")),
         )
 
 

@@ -502,7 +502,15 @@ def with_mounts(
 
 
 #: The kinds `podvisor run` mounts; the others are checked and shown, not mounted yet.
-MOUNTED = ("emptyDir", "hostPath", "persistentVolumeClaim")
+MOUNTED = (
+    "emptyDir",
+    "hostPath",
+    "persistentVolumeClaim",
+    "configMap",
+    "secret",
+    "downwardAPI",
+    "projected",
+)
 
 
 def not_mounted_yet(

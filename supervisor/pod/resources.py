@@ -92,10 +92,11 @@ async def make_resources(
     if volumes.tmpfs:
         if "mnt" not in plan.unshare:
             raise ConfigError(
-                "memory volumes (emptyDir medium: Memory) need a mount namespace of the pod's "
-                "own, and podvisor cannot make one here (it lacks CAP_SYS_ADMIN): run it as root"
+                "memory volumes (emptyDir medium: Memory, and Secrets' volumes) need a mount "
+                "namespace of the pod's own, and podvisor cannot make one here (it lacks "
+                "CAP_SYS_ADMIN): run it as root"
             )
-        plan = dataclasses.replace(plan, tmpfs=volumes.tmpfs)
+        plan = dataclasses.replace(plan, tmpfs=volumes.tmpfs, files=volumes.files)
     try:
         client = await InitClient.start(plan, init)
     except NamespaceError as exc:

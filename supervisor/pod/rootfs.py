@@ -17,8 +17,9 @@ overlay itself is mounted by the container's process in its own mount
 namespace (`podvisor.init.rootfs`), so no mount of it ever exists on the
 host, and it goes with the container's last process.
 
-A pod with emptyDirs has that directory too, images or not: they live in
-it (`volumes.py`). The pod's directory goes when the pod ends. While the pod runs, the
+A pod with emptyDirs (or configMap, secret, downwardAPI and projected
+volumes) has that directory too, images or not: they live in it
+(`volumes.py`). The pod's directory goes when the pod ends. While the pod runs, the
 supervisor holds a lock on its ``owner`` file; a directory whose lock
 nobody holds is left by a supervisor that was killed, and the next pod's
 `remove_stale` removes it.
@@ -160,10 +161,12 @@ class PodRoots:
 
 
 def _needs_directory(pod: Pod) -> bool:
-    """Whether the pod keeps files of its own on this machine: its emptyDirs."""
+    """Whether the pod keeps files of its own on this machine: its emptyDirs, its
+    configMap, secret, downwardAPI and projected volumes."""
     from podvisor.supervisor.manifest.model import EmptyDirVolume
+    from podvisor.supervisor.pod.volume_files import has_content
 
-    return any(isinstance(v.source, EmptyDirVolume) for v in pod.spec.volumes)
+    return any(isinstance(v.source, EmptyDirVolume) or has_content(v) for v in pod.spec.volumes)
 
 
 def _problem(pod: Pod, message: str) -> ConfigError:

@@ -54,6 +54,8 @@ class SandboxPlan:
     warnings: tuple[str, ...] = ()
     #: (directory, options): tmpfs mounts the init makes in the pod's mount namespace.
     tmpfs: tuple[tuple[str, str], ...] = ()
+    #: What the init writes into them (Secrets' volumes).
+    files: tuple[protocol.PlanFile, ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -71,6 +73,7 @@ class SandboxPlan:
             self.grace,
             self.sysctls,
             tmpfs=self.tmpfs,
+            files=self.files,
         )
 
 

@@ -16,6 +16,13 @@ to set the volume up, with the kubelet's message:
   the host never sees the mount, and it goes with the pod's last process.
 - hostPath: the host's path, checked (and made, for DirectoryOrCreate and
   FileOrCreate) by its type as the kubelet checks it.
+- configMap, secret, downwardAPI, projected: their files (`volume_files`),
+  in the kubelet's layout, written once, read-only in every container. A
+  Secret's (and a projected volume's holding one) go on a tmpfs that the
+  pod's init mounts and fills (`files`), in the pod's mount namespace only:
+  the bytes go from the supervisor's memory to the pod's tmpfs over the init's
+  channel, and never touch a disk nor show on the host. The others are
+  written into the pod's directory.
 - persistentVolumeClaim: the claim's folder, made by its first pod and kept
   (`claims.py`), held while the pod runs so that `podvisor volume rm` leaves
   it alone; ``readOnly`` makes every mount of it read-only.
@@ -29,14 +36,16 @@ beneath its volume and binds it (`podvisor.init.volumes`).
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from podvisor.init import protocol
-from podvisor.supervisor.errors import ConfigError, Problem
+from podvisor.supervisor.errors import ConfigError, Problem, VolumeContentError
 from podvisor.supervisor.manifest.expansion import expand
 from podvisor.supervisor.manifest.model import (
     Container,
@@ -44,7 +53,20 @@ from podvisor.supervisor.manifest.model import (
     HostPathVolume,
     PersistentVolumeClaimVolume,
     Pod,
+    ProjectedVolume,
+    SecretProjection,
+    SecretVolume,
     Volume,
+)
+from podvisor.supervisor.pod.volume_files import (
+    Entry,
+    VolumeDirectory,
+    VolumeLink,
+    atomic_layout,
+    data_directory_name,
+    files_of,
+    has_content,
+    write_layout,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +96,8 @@ class PodVolumes:
     read_only: set[str] = field(default_factory=set)
     #: (directory, tmpfs options): mounted by the pod's init in the pod's mount namespace.
     tmpfs: tuple[tuple[str, str], ...] = ()
+    #: What the pod's init writes into its tmpfs mounts (Secrets' files).
+    files: tuple[protocol.PlanFile, ...] = ()
     #: The claims' folders, held while the pod runs (`close` lets go).
     held: list[int] = field(default_factory=list)
 
@@ -97,7 +121,7 @@ class PodVolumes:
     ) -> str | None:
         try:
             self._add(pod, volume, directory, claims)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, VolumeContentError) as exc:
             return (
                 f'MountVolume.SetUp failed for volume "{volume.name}" : {_reason(exc)}. '
                 "Nothing was started"
@@ -130,6 +154,8 @@ class PodVolumes:
         elif isinstance(source, HostPathVolume):
             check_host_path(source)
             self.sources[volume.name] = source.path
+        elif has_content(volume):
+            self._add_content(pod, volume, directory)
         elif isinstance(source, PersistentVolumeClaimVolume):
             from podvisor.supervisor.pod.claims import ClaimError, ClaimStore
 
@@ -141,6 +167,42 @@ class PodVolumes:
             self.sources[volume.name] = path
             if source.read_only:
                 self.read_only.add(volume.name)
+
+    def _add_content(self, pod: Pod, volume: Volume, directory: str) -> None:
+        """A configMap's, secret's, downwardAPI's or projected volume's files, laid out."""
+        files = files_of(volume, pod)
+        entries = atomic_layout(files, data_directory_name(datetime.now(UTC)))
+        path = os.path.join(directory, EMPTY_DIRS, volume.name)
+        os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+        os.mkdir(path, 0o755)
+        self.sources[volume.name] = path
+        self.read_only.add(volume.name)  # as Kubernetes mounts them, whatever readOnly says
+        if not _holds_a_secret(volume):
+            write_layout(path, entries)
+            return
+        size = sum(len(f.data) for f in files) + 4096 * (len(entries) + 1)
+        self.tmpfs += ((path, f"mode=755,size={size}"),)
+        self.files += tuple(_plan_file(path, e) for e in entries)
+
+
+def _holds_a_secret(volume: Volume) -> bool:
+    source = volume.source
+    if isinstance(source, SecretVolume):
+        return True
+    return isinstance(source, ProjectedVolume) and any(
+        isinstance(p, SecretProjection) for p in source.sources
+    )
+
+
+def _plan_file(top: str, entry: Entry) -> protocol.PlanFile:
+    path = os.path.join(top, entry.path)
+    if isinstance(entry, VolumeLink):
+        return protocol.PlanFile(path, "link", target=entry.target)
+    if isinstance(entry, VolumeDirectory):
+        mode = entry.mode | (0o2000 if entry.group is not None else 0)
+        return protocol.PlanFile(path, "dir", mode, group=entry.group)
+    data = base64.b64encode(entry.data).decode()
+    return protocol.PlanFile(path, "file", entry.mode, data, entry.group)
 
 
 def _fs_group(pod: Pod) -> int | None:

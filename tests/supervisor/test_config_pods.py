@@ -91,7 +91,7 @@ def test_a_volume_run_does_not_mount_yet_is_refused_by_run_and_shown_by_check(
         spec:
           volumes:
           - {name: data, emptyDir: {}}
-          - {name: info, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}
+          - {name: info, image: {reference: "registry.example/data:1"}}
           containers:
           - name: web
             command: [sleep, infinity]
@@ -109,9 +109,9 @@ def test_a_volume_run_does_not_mount_yet_is_refused_by_run_and_shown_by_check(
     assert run.stdout == ""
     assert run.stderr == (
         f"{path}:5:3: spec.volumes: these volumes are read and checked but not mounted yet: "
-        "info (downwardAPI: /info in web). podvisor run mounts emptyDir, hostPath, "
-        "persistentVolumeClaim volumes "
-        "and refuses the pod until these are; podvisor check shows them\n"
+        "info (image: /info in web). podvisor run mounts emptyDir, hostPath, "
+        "persistentVolumeClaim, configMap, secret, downwardAPI, projected volumes and refuses "
+        "the pod until these are; podvisor check shows them\n"
         "podvisor: nothing was started\n"
     )
     check = subprocess.run(

@@ -52,6 +52,8 @@ PLAN: dict[str, object] = {
     "cgroup_procs": [],
     "grace": 1,
     "sysctls": [],
+    "tmpfs": [],
+    "files": [],
 }
 
 
