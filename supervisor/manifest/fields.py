@@ -144,8 +144,11 @@ POD_SECURITY_CONTEXT: dict[str, Rule] = {
     "seLinuxOptions": SUPPORTED,
     "windowsOptions": SUPPORTED,
     "fsGroup": SUPPORTED,
-    "fsGroupChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
-    "seLinuxChangePolicy": Ignore("applies to volumes; podvisor mounts none"),
+    "fsGroupChangePolicy": Ignore(
+        "podvisor gives the fsGroup to the volumes it makes for the pod (emptyDir, configMap, "
+        "secret, downwardAPI, projected) and changes no other: there is no walk to skip"
+    ),
+    "seLinuxChangePolicy": Ignore("podvisor sets no SELinux labels, so relabels no volume"),
     "supplementalGroups": SUPPORTED,
     "supplementalGroupsPolicy": SUPPORTED,
     "sysctls": SUPPORTED,
