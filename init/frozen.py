@@ -62,7 +62,7 @@ class FrozenShape:
         self.hashed = _getter([f.name for f in fields if (f.compare if f.hash is None else f.hash)])
         self.shown = tuple(f.name for f in fields if f.repr)
         self.positional = tuple(f.name for f in fields if f.init and not f.kw_only)
-        self.accepted = frozenset(f.name for f in fields if f.init)
+        self.accepted = tuple(f.name for f in fields if f.init)
         #: Each field in order: its name, whether it is an argument, its default, its factory.
         self.setting = tuple((f.name, f.init, f.default, f.default_factory) for f in fields)
         self.post_init = hasattr(cls, "__post_init__")
@@ -93,9 +93,18 @@ def frozen(cls: type[T]) -> type[T]:
     # Nothing compiled: every method comes from here. Not frozen=True to
     # dataclasses, which would compile a __setattr__ and __delattr__; the
     # shared ones below refuse assignment as theirs do.
+    # A class without a docstring gets one naming its fields, as dataclasses
+    # give it; theirs comes from inspect.signature, which is slow and, for a
+    # class that has no __init__ of its own yet, leaves cyclic garbage behind.
+    documented = bool(cls.__doc__)
+    if not documented:
+        cls.__doc__ = cls.__name__
     dataclasses.dataclass(init=False, repr=False, eq=False)(cls)  # in place: no slots
     made: Any = cls
-    made._frozen_shape = FrozenShape(cls, dataclasses.fields(made))
+    fields = dataclasses.fields(made)
+    made._frozen_shape = FrozenShape(cls, fields)
+    if not documented:
+        made.__doc__ = f"{cls.__name__}({', '.join(f.name for f in fields)})"
     if "__init__" not in cls.__dict__:
         made.__init__ = _init
     made.__setattr__ = _setattr

@@ -134,6 +134,8 @@ def test_it_takes_its_arguments_as_dataclasses_do() -> None:
     assert (made.low, made.high, made.tags, made.label, made.derived) == (1, 4, [], "x", 3)
     assert Checked(1).tags is not Checked(1).tags  # a fresh default each time
     assert Checked.__match_args__ == ("low", "high", "tags")
+    assert Checked.__doc__ == "Checked(low, high, tags, label, derived)"  # it had none
+    assert Port.__doc__ == "Port(number, name, seen, secret)"
     assert dataclasses.replace(made, high=9).derived == 8
     with pytest.raises(ValueError, match="low above high"):
         Checked(5, 4)
