@@ -24,6 +24,7 @@ from podvisor.supervisor.lifecycle.effects import (
 )
 from podvisor.supervisor.lifecycle.events import (
     Event,
+    Evicted,
     Exited,
     HookFinished,
     InitDied,
@@ -78,6 +79,7 @@ __all__ = [
     "ContainerStatus",
     "Effect",
     "Event",
+    "Evicted",
     "Exited",
     "Hook",
     "HookFinished",

@@ -75,6 +75,13 @@ class StopRequested:
 
 
 @frozen
+class Evicted:
+    """The pod outgrew what it asked for (an emptyDir past its sizeLimit): the kubelet's words."""
+
+    message: str
+
+
+@frozen
 class InitDied:
     message: str = ""
 
@@ -96,5 +103,6 @@ Event: TypeAlias = (
     | TimerFired
     | StopRequested
     | InitDied
+    | Evicted
     | RestartRequested
 )

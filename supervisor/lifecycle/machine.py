@@ -68,7 +68,8 @@ Rule 10 (termination): an exit makes the container Terminated: Completed
     start failure is Terminated with the runner's reason (ContainerCannotRun,
     StartError) and code (127 not found, 126 not executable).
 Rule 11 (the pod ends): on StopRequested, at activeDeadlineSeconds (reason
-    DeadlineExceeded), when every main container has terminated for good, or
+    DeadlineExceeded), when evicted (reason Evicted: every container killed at
+    once, the pod Failed), when every main container has terminated for good, or
     when a plain init container has failed for good (policy Never).
 Rule 12 (stop order): one deadline, now + terminationGracePeriodSeconds.
     Pending back-offs are cancelled and nothing new starts. Main and plain
@@ -117,6 +118,7 @@ from podvisor.supervisor.lifecycle.effects import (
 )
 from podvisor.supervisor.lifecycle.events import (
     Event,
+    Evicted,
     Exited,
     HookFinished,
     InitDied,
@@ -213,6 +215,8 @@ def handle(state: PodState, event: Event, now: float) -> tuple[PodState, list[Ef
             _on_stop_requested(tx, event, now)
         case InitDied():
             _on_init_died(tx, event, now)
+        case Evicted():
+            _on_evicted(tx, event, now)
         case RestartRequested():
             _on_restart_requested(tx, event, now)
     _reconcile(tx, now)
@@ -578,6 +582,16 @@ def _on_init_died(tx: _Tx, ev: InitDied, now: float) -> None:
             _terminate(tx, c.name, end, now)
 
 
+def _on_evicted(tx: _Tx, ev: Evicted, now: float) -> None:
+    """Rule 11: evicted, the pod fails, its containers killed at once (the kubelet's
+    eviction of a pod past its local storage gives no grace)."""
+    if not tx.pod.stopping:
+        _begin_stop(tx, now, Reason.EVICTED, ev.message)
+    elif tx.pod.reason is None:
+        tx.pod = replace(tx.pod, reason=Reason.EVICTED, message=ev.message)
+    tx.pod = replace(tx.pod, killing=True)  # rule 13
+
+
 def _begin_stop(
     tx: _Tx, now: float, reason: Reason | None = None, message: str = "", stop_signal: int = 15
 ) -> None:
@@ -681,6 +695,9 @@ def _result(pod: PodState) -> tuple[PodPhase, int]:
         return PodPhase.FAILED, 125
     if pod.reason is Reason.DEADLINE_EXCEEDED:
         return PodPhase.FAILED, 124
+    if pod.reason is Reason.EVICTED:
+        codes = [c.exit_code for c in pod.containers if c.kind is ContainerKind.MAIN]
+        return PodPhase.FAILED, 137 if codes[0] is None else codes[0]
     if pod.failed_init is not None:
         code = pod.container(pod.failed_init).exit_code
         return PodPhase.FAILED, 1 if code is None else code

@@ -21,9 +21,9 @@ Killing (Normal)               podvisor stops it: why, and whether it comes back
 BackOff (Warning)              it waits in back-off before it starts again
 OOMKilling (Warning)           the kernel's OOM killer ended it
 FailedPostStartHook, FailedPreStopHook (Warning)
-DeadlineExceeded, InitDied (Warning)   the pod itself
+DeadlineExceeded, InitDied, Evicted (Warning)   the pod itself (Evicted: an
+                               emptyDir past its sizeLimit, the kubelet's words)
 
-The kubelet also records evictions (Evicted): podvisor evicts nothing.
 Images are had before the pod starts (an image that cannot be had stops it
 then), so each start of a container on its image says Pulled as the kubelet
 says it of an image present on the machine.
@@ -156,6 +156,8 @@ def _pod(before: PodState, after: PodState) -> list[PodEvent]:
         return [PodEvent(WARNING, "DeadlineExceeded", after.message)]
     if after.reason is Reason.INIT_DIED:
         return [PodEvent(WARNING, "InitDied", f"The pod's init died: {after.message}")]
+    if after.reason is Reason.EVICTED:
+        return [PodEvent(WARNING, "Evicted", after.message)]
     return []
 
 
@@ -191,6 +193,8 @@ def last_words(state: PodState) -> str:
         cause = f"the pod's init died ({state.message})"
     elif state.reason is Reason.DEADLINE_EXCEEDED:
         cause = f"it ran past activeDeadlineSeconds ({state.plan.active_deadline_seconds:g}s)"
+    elif state.reason is Reason.EVICTED:
+        cause = f"evicted: {state.message}"
     elif state.failed_init is not None:
         cause = f"init container {state.failed_init} failed"
     elif state.stop_requested:

@@ -55,6 +55,7 @@ class Reason(StrEnum):
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     INIT_DIED = "InitDied"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"  # a Job's
+    EVICTED = "Evicted"  # an emptyDir past its sizeLimit
 
 
 class Step(Enum):

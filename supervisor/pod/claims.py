@@ -80,7 +80,7 @@ class ClaimStore:
         for namespace in _names(self.root):
             for name in _names(os.path.join(self.root, namespace)):
                 path = os.path.join(self.root, namespace, name)
-                found.append(Claim(namespace, name, path, _bytes_used(path), _held(path)))
+                found.append(Claim(namespace, name, path, bytes_used(path), _held(path)))
         return found
 
     def remove(self, namespace: str, name: str) -> str:
@@ -129,7 +129,7 @@ def _held(path: str) -> bool:
     return False
 
 
-def _bytes_used(top: str) -> int:
+def bytes_used(top: str) -> int:
     """What the folder's files take on disk (allocated blocks, hard links once), as du counts."""
     used, seen, stack = 0, set(), [top]
     while stack:

@@ -278,6 +278,8 @@ class Supervision:
             tg.start_soon(self._watch_notices)
             tg.start_soon(self._watch_signals)
             tg.start_soon(self._watch_init)
+            if self.resources.volumes.limits:
+                tg.start_soon(self._watch_empty_dirs)
             if self.server is not None:
                 tg.start_soon(self.server.serve, self.view)
             # NOTIFY_SOCKET is bound before the first container needs it.
@@ -521,6 +523,18 @@ class Supervision:
                         immediate=immediate, signal=int(signum), status_from_signal=quit_
                     )
                 )
+
+    async def _watch_empty_dirs(self) -> None:
+        """Evict the pod once an emptyDir on disk outgrows its sizeLimit, as the kubelet does."""
+        from podvisor.supervisor.pod.volumes import EMPTY_DIR_CHECK_SECONDS, outgrown
+
+        volumes = self.resources.volumes
+        while True:
+            await anyio.sleep(EMPTY_DIR_CHECK_SECONDS)
+            message = await anyio.to_thread.run_sync(outgrown, volumes)
+            if message is not None:
+                self.post(lc.Evicted(message))
+                return
 
     async def _watch_init(self) -> None:
         code = await self.init.process.wait()

@@ -14,6 +14,9 @@ to set the volume up, with the kubelet's message:
   ``medium: Memory`` the pod's init mounts a tmpfs of sizeLimit on it in
   the pod's own mount namespace (`tmpfs`): the files never touch the disk,
   the host never sees the mount, and it goes with the pod's last process.
+  On disk, an emptyDir with a sizeLimit is measured every
+  `EMPTY_DIR_CHECK_SECONDS` (`outgrown`, as the kubelet's du): past it, the
+  pod is evicted (Evicted, with the kubelet's message).
 - hostPath: the host's path, checked (and made, for DirectoryOrCreate and
   FileOrCreate) by its type as the kubelet checks it.
 - configMap, secret, downwardAPI, projected: their files (`volume_files`),
@@ -74,6 +77,8 @@ if TYPE_CHECKING:
 
 #: The pod's emptyDirs, inside its directory.
 EMPTY_DIRS = "volumes"
+#: How often the emptyDirs on disk with a sizeLimit are measured.
+EMPTY_DIR_CHECK_SECONDS = 2.0
 
 #: What the kubelet says a path is not, by hostPath type; and the test it fails.
 _KINDS = {
@@ -98,6 +103,8 @@ class PodVolumes:
     tmpfs: tuple[tuple[str, str], ...] = ()
     #: What the pod's init writes into its tmpfs mounts (Secrets' files).
     files: tuple[protocol.PlanFile, ...] = ()
+    #: (volume, directory, bytes): emptyDirs on disk with a sizeLimit (`outgrown`).
+    limits: tuple[tuple[str, str, int], ...] = ()
     #: The claims' folders, held while the pod runs (`close` lets go).
     held: list[int] = field(default_factory=list)
 
@@ -150,6 +157,8 @@ class PodVolumes:
                 size = f",size={source.size_limit_bytes}" if source.size_limit_bytes else ""
                 owner = f",gid={group}" if group is not None else ""
                 self.tmpfs += ((path, f"mode={mode:o}{owner}{size}"),)
+            elif source.size_limit_bytes is not None:
+                self.limits += ((volume.name, path, source.size_limit_bytes),)
             self.sources[volume.name] = path
         elif isinstance(source, HostPathVolume):
             check_host_path(source)
@@ -183,6 +192,25 @@ class PodVolumes:
         size = sum(len(f.data) for f in files) + 4096 * (len(entries) + 1)
         self.tmpfs += ((path, f"mode=755,size={size}"),)
         self.files += tuple(_plan_file(path, e) for e in entries)
+
+
+def outgrown(volumes: PodVolumes) -> str | None:
+    """The kubelet's eviction message for the first emptyDir past its sizeLimit, or None."""
+    from podvisor.supervisor.pod.claims import bytes_used
+
+    for name, path, limit in volumes.limits:
+        if bytes_used(path) > limit:
+            return f'Usage of EmptyDir volume "{name}" exceeds the limit "{_quantity(limit)}".'
+    return None
+
+
+def _quantity(count: int) -> str:
+    """*count* bytes as Kubernetes writes a quantity: 64Mi, 1Gi, 1500."""
+    for suffix, size in (("Ei", 1 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30),
+                         ("Mi", 1 << 20), ("Ki", 1 << 10)):  # fmt: skip
+        if count and count % size == 0:
+            return f"{count // size}{suffix}"
+    return str(count)
 
 
 def _holds_a_secret(volume: Volume) -> bool:

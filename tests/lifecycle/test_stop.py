@@ -223,3 +223,15 @@ def test_a_stop_that_asks_for_its_signal_as_the_status_gets_it() -> None:
     effects = sim.send(lc.StopRequested(immediate=True, signal=3, status_from_signal=True))
     assert {x.name for x in effects if isinstance(x, lc.KillContainer)} == {"s1", "s2", "m1", "m2"}
     assert sim.run_until_finished() == lc.PodFinished(131, FAILED)
+
+
+def test_an_eviction_kills_every_container_at_once_and_fails_the_pod() -> None:
+    sim = Sim(BUNDLE)
+    sim.run(until=10)
+    message = 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi".'
+    kills = [x.name for x in sim.send(lc.Evicted(message)) if isinstance(x, lc.KillContainer)]
+    assert sorted(kills) == ["m1", "m2", "s1", "s2"]  # no grace, no stop signal first
+    finished = sim.run_until_finished()
+    assert finished == lc.PodFinished(137, FAILED)
+    assert (sim.state.reason, sim.state.message) == (lc.Reason.EVICTED, message)
+    assert lc.last_words(sim.state).startswith(f"pod Failed (exit 137): evicted: {message}")

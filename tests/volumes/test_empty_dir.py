@@ -227,3 +227,32 @@ def test_a_sub_path_through_a_link_a_container_planted_is_refused(
         assert f"Warning Failed {name}: Error: {said}" in ran.stderr, ran.stderr
         assert f"{name} exited 128 (CreateContainerConfigError: {said})" in ran.stderr
     assert json.dumps("the host's") not in ran.stderr
+
+
+def test_an_empty_dir_on_disk_past_its_size_limit_evicts_the_pod(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    image = load_image("test/busybox:1", BUSYBOX)
+    fill = "busybox dd if=/dev/zero of=/scratch/big bs=1024 count=2048 2>/dev/null; echo full"
+    ran = run_pod(
+        run_dir,
+        "vol-evicted",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(fill + "; sleep 60")}
+            volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+        volumes:
+          - name: scratch
+            emptyDir: {{sizeLimit: 1Mi}}
+        """,
+    )
+    said = 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi".'
+    assert ran.status == 137, ran.stderr
+    assert ran.of("main") == ["full"]
+    assert f"podvisor | Warning Evicted pod/vol-evicted: {said}" in ran.stderr, ran.stderr
+    assert ran.stderr.splitlines()[-1].startswith(
+        f"podvisor | pod Failed (exit 137): evicted: {said}"
+    )
