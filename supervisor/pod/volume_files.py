@@ -50,9 +50,8 @@ from __future__ import annotations
 
 import os
 import posixpath
-import secrets
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from podvisor.supervisor.errors import VolumeContentError
 from podvisor.supervisor.frozen import frozen
@@ -71,6 +70,9 @@ from podvisor.supervisor.manifest.model import (
     SecretVolume,
     Volume,
 )
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = [
     "ContentSource",
@@ -379,6 +381,8 @@ def _fs_group(pod: Pod) -> int | None:
 def data_directory_name(now: datetime, suffix: str | None = None) -> str:
     """The timestamped directory's name, as the kubelet makes it: `..2026_12_06_05_30_00.NNN`."""
     if suffix is None:
+        import secrets  # here, as datetime: only a pod with such volumes needs them
+
         suffix = str(secrets.randbelow(10**9))
     return now.strftime("..%Y_%m_%d_%H_%M_%S.") + suffix
 
@@ -420,6 +424,8 @@ def write_volume(
 
     Raises VolumeContentError (nothing written) as `files_of` does.
     """
+    from datetime import UTC, datetime
+
     files = files_of(volume, pod)
     stamp = data_directory_name(now or datetime.now(UTC))
     write_layout(directory, atomic_layout(files, stamp))
