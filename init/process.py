@@ -146,10 +146,11 @@ def prepare_child() -> None:
 # --- Reaping --------------------------------------------------------------------
 
 
-def reap(on_exit: Callable[[int, int], None]) -> int:
+def reap(on_exit: Callable[[int, int], None], last: int | None = None) -> int:
     """Wait for every child that has ended; call ``on_exit(pid, raw_status)`` each.
 
-    Returns how many were reaped. Never blocks.
+    With *last*, stop as soon as that child has been reaped. Returns how many
+    were reaped. Never blocks.
     """
     count = 0
     while True:
@@ -161,6 +162,8 @@ def reap(on_exit: Callable[[int, int], None]) -> int:
             return count
         count += 1
         on_exit(pid, status)
+        if pid == last:
+            return count
 
 
 def exit_status(raw_status: int) -> int:

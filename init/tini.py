@@ -8,7 +8,9 @@ signal that arrives is either SIGCHLD, on which it reaps every ended child, or
 one to pass on to the child (or to the child's process group with ``-g``),
 after ``--rewrite`` has had its say. When the child has ended, the init reaps
 whatever else has ended by then and exits with the child's status (128+N for
-signal N), as tini does: it does not wait for orphans still running.
+signal N), as tini does: it does not wait for orphans still running. As PID 1
+it leaves them, and the zombies not yet reaped, to the kernel, which kills and
+reaps them all as the namespace's init exits.
 
 When the init is not PID 1, it makes itself a child subreaper, so orphans of
 its child come to it rather than to the real PID 1.
@@ -549,18 +551,22 @@ def supervise(child: int, options: Options, log: Log, waited: frozenset[int]) ->
         ORPHANS.reaped()
         if options.warn_reaped:
             log.say(1, f"Reaped zombie process with pid={pid}")
-        else:
+        elif log.verbosity >= 3:  # not a message built per orphan for nobody
             log.say(3, f"reaped zombie process with pid={pid}")
 
     while not ended:
         info = _signal.sigwaitinfo(waited)
         signum = info.si_signo
         if signum == _signal.SIGCHLD:
-            process.reap(on_exit)
+            process.reap(on_exit, last=child)
         elif is_sent(info):
             forward_signal(child, rewrite.get(signum, signum), options.kill_group, log)
         else:
             log.say(1, f"signal {signum} raised by the kernel for the init itself: not forwarded")
+    if os.getpid() != 1:
+        process.reap(on_exit)  # what else has ended by now, as tini does
+    # As PID 1 the init leaves the zombies still there to the kernel, which reaps
+    # them as the namespace's init exits, sooner than a waitpid(2) each from here.
     return process.exit_status(ended[0])
 
 

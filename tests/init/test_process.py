@@ -208,6 +208,30 @@ assert process.reap(lambda pid, status: None) == 0
     assert result.returncode == 0, result.stderr
 
 
+def test_reap_stops_at_the_child_it_waits_for() -> None:
+    # All five have ended; waitpid(-1) finds them in the order they were born,
+    # so with last= the first-born, reaping stops after it and leaves four.
+    code = """
+import os, time
+from podvisor.init import process
+pids = [process.spawn(["true"], dict(os.environ)) for _ in range(5)]
+def state(pid):
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+deadline = time.monotonic() + 30
+while any(state(pid) != "Z" for pid in pids) and time.monotonic() < deadline:
+    time.sleep(0.005)
+seen = []
+assert process.reap(lambda pid, status: seen.append(pid), last=pids[0]) == 1
+assert seen == [pids[0]]
+assert process.reap(lambda pid, status: seen.append(pid), last=pids[0]) == 4
+assert sorted(seen) == sorted(pids)
+"""
+    result = subprocess.run(
+        [PY, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [(0, 0), (3 << 8, 3), (255 << 8, 255), (9, 137), (15, 143), (11 | 0x80, 139)],
