@@ -20,8 +20,8 @@ answered by exactly one event with the same ``id``:
 - `Plan`: the first message, and only the first. The init writes itself into
   each of ``cgroup_procs``, joins ``netns``, unshares the rest (with ``pid``,
   PID 1 is a child it forks), mounts /proc, sets the hostname and makes the
-  bind mounts and the tmpfs mounts (writing ``files`` into them), then says
-  `Ready` (or `InitFailed`).
+  bind mounts, the tmpfs mounts (writing ``files`` into them) and the
+  read-only overlays, then says `Ready` (or `InitFailed`).
   End-of-file instead of a plan ends the init quietly, status 0.
 - `Spawn`: start a `Process`. The first three fds that ride along become the
   child's 0, 1, 2 (when fewer come, the rest are /dev/null); further ones
@@ -222,6 +222,9 @@ class Plan:
     tmpfs: tuple[tuple[str, str], ...] = ()
     #: What the init writes into those tmpfs mounts once made (Secrets' volumes).
     files: tuple[PlanFile, ...] = ()
+    #: (directory, lower directories top first joined by ':'): a read-only overlay
+    #: on each, in the pod's mount namespace (image volumes).
+    overlays: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def read(cls, f: Fields) -> Plan:
@@ -235,6 +238,7 @@ class Plan:
             f.pairs("sysctls"),
             tmpfs=f.pairs("tmpfs"),
             files=tuple(PlanFile.read(x) for x in f.nested_list("files")),
+            overlays=f.pairs("overlays"),
         )
 
 

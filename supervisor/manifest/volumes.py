@@ -501,46 +501,10 @@ def with_mounts(
     return found
 
 
-#: The kinds `podvisor run` mounts; the others are checked and shown, not mounted yet.
-MOUNTED = (
-    "emptyDir",
-    "hostPath",
-    "persistentVolumeClaim",
-    "configMap",
-    "secret",
-    "downwardAPI",
-    "projected",
-)
-
-
 def not_mounted_yet(
     spec: Fields, pod_volumes: tuple[Volume, ...], parsed: list[ParsedContainer]
 ) -> None:
-    """Note for `podvisor run` what of the volumes it does not mount yet (check shows them)."""
-    waiting = [v for v in pod_volumes if source_kind(v) not in MOUNTED]
-    where = []
-    for v in waiting:
-        at = [
-            f"{m.mount_path} in {p.container.name}"
-            for p in parsed
-            for m in p.container.volume_mounts
-            if m.name == v.name
-        ]
-        where.append(
-            f"{v.name} ({source_kind(v)}{': ' if at else ', mounted nowhere'}{', '.join(at)})"
-        )
-    if where:
-        spec.report.not_yet.append(
-            Problem(
-                spec.report.source,
-                *spec.report.where(spec.get("volumes")),
-                spec.at("volumes"),
-                "these volumes are read and checked but not mounted yet: "
-                + "; ".join(where)
-                + f". podvisor run mounts {', '.join(MOUNTED)} volumes and refuses the pod "
-                "until these are; podvisor check shows them",
-            )
-        )
+    """Note for `podvisor run` what of the volumes it does not do yet: mount propagation."""
     for p in parsed:
         for m in p.container.volume_mounts:
             if m.mount_propagation != "None":

@@ -89,14 +89,15 @@ async def make_resources(
         grace=float(pod.spec.termination_grace_period_seconds),
         sysctls=pod.spec.sysctls,
     )
-    if volumes.tmpfs:
+    if volumes.tmpfs or volumes.overlays:
         if "mnt" not in plan.unshare:
             raise ConfigError(
-                "memory volumes (emptyDir medium: Memory, and Secrets' volumes) need a mount "
-                "namespace of the pod's own, and podvisor cannot make one here (it lacks "
-                "CAP_SYS_ADMIN): run it as root"
+                "memory, Secrets' and image volumes need a mount namespace of the pod's own, "
+                "and podvisor cannot make one here (it lacks CAP_SYS_ADMIN): run it as root"
             )
-        plan = dataclasses.replace(plan, tmpfs=volumes.tmpfs, files=volumes.files)
+        plan = dataclasses.replace(
+            plan, tmpfs=volumes.tmpfs, files=volumes.files, overlays=volumes.overlays
+        )
     try:
         client = await InitClient.start(plan, init)
     except NamespaceError as exc:

@@ -162,11 +162,12 @@ class PodRoots:
 
 def _needs_directory(pod: Pod) -> bool:
     """Whether the pod keeps files of its own on this machine: its emptyDirs, its
-    configMap, secret, downwardAPI and projected volumes."""
-    from podvisor.supervisor.manifest.model import EmptyDirVolume
+    configMap, secret, downwardAPI and projected volumes, its image volumes' mount points."""
+    from podvisor.supervisor.manifest.model import EmptyDirVolume, ImageVolume
     from podvisor.supervisor.pod.volume_files import has_content
 
-    return any(isinstance(v.source, EmptyDirVolume) or has_content(v) for v in pod.spec.volumes)
+    own = (EmptyDirVolume, ImageVolume)
+    return any(isinstance(v.source, own) or has_content(v) for v in pod.spec.volumes)
 
 
 def _problem(pod: Pod, message: str) -> ConfigError:

@@ -56,6 +56,8 @@ class SandboxPlan:
     tmpfs: tuple[tuple[str, str], ...] = ()
     #: What the init writes into them (Secrets' volumes).
     files: tuple[protocol.PlanFile, ...] = ()
+    #: (directory, lower directories): read-only overlays the init makes (image volumes).
+    overlays: tuple[tuple[str, str], ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -74,6 +76,7 @@ class SandboxPlan:
             self.sysctls,
             tmpfs=self.tmpfs,
             files=self.files,
+            overlays=self.overlays,
         )
 
 

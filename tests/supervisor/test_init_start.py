@@ -54,6 +54,7 @@ PLAN: dict[str, object] = {
     "sysctls": [],
     "tmpfs": [],
     "files": [],
+    "overlays": [],
 }
 
 
