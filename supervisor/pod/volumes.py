@@ -26,6 +26,10 @@ to set the volume up, with the kubelet's message:
   the bytes go from the supervisor's memory to the pod's tmpfs over the init's
   channel, and never touch a disk nor show on the host. The others are
   written into the pod's directory.
+- image: the image's layers (from the store, pulled as its pullPolicy says,
+  leased for the pod's life) as a read-only overlay without an upper
+  directory, which the pod's init mounts in the pod's mount namespace
+  (`overlays`); every mount of it is read-only.
 - persistentVolumeClaim: the claim's folder, made by its first pod and kept
   (`claims.py`), held while the pod runs so that `podvisor volume rm` leaves
   it alone; ``readOnly`` makes every mount of it read-only.
@@ -43,16 +47,18 @@ import base64
 import os
 import stat
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from podvisor.init import protocol
-from podvisor.supervisor.errors import ConfigError, Problem, VolumeContentError
+from podvisor.supervisor.errors import ConfigError, ImageError, Problem, VolumeContentError
 from podvisor.supervisor.manifest.expansion import expand
 from podvisor.supervisor.manifest.model import (
     Container,
     EmptyDirVolume,
     HostPathVolume,
+    ImageVolume,
     PersistentVolumeClaimVolume,
     Pod,
     ProjectedVolume,
@@ -102,6 +108,10 @@ class PodVolumes:
     tmpfs: tuple[tuple[str, str], ...] = ()
     #: What the pod's init writes into its tmpfs mounts (Secrets' files).
     files: tuple[protocol.PlanFile, ...] = ()
+    #: (directory, lower directories): image volumes' read-only overlays, made by the init.
+    overlays: tuple[tuple[str, str], ...] = ()
+    #: The images of image volumes, leased for the pod's life.
+    leases: ExitStack = field(default_factory=ExitStack)
     #: (volume, directory, bytes): emptyDirs on disk with a sizeLimit (`outgrown`).
     limits: tuple[tuple[str, str, int], ...] = ()
     #: The claims' folders, held while the pod runs (`close` lets go).
@@ -135,9 +145,10 @@ class PodVolumes:
         return None
 
     def close(self) -> None:
-        """Let go of the claims (the pod's processes are gone)."""
+        """Let go of the claims and the images (the pod's processes are gone)."""
         while self.held:
             os.close(self.held.pop())
+        self.leases.close()
 
     def _add(self, pod: Pod, volume: Volume, directory: str, claims: ClaimStore | None) -> None:
         source = volume.source
@@ -164,6 +175,8 @@ class PodVolumes:
             self.sources[volume.name] = source.path
         elif has_content(volume):
             self._add_content(pod, volume, directory)
+        elif isinstance(source, ImageVolume):
+            self._add_image(pod, volume.name, source, directory)
         elif isinstance(source, PersistentVolumeClaimVolume):
             from podvisor.supervisor.pod.claims import ClaimError, ClaimStore
 
@@ -193,6 +206,31 @@ class PodVolumes:
         size = sum(len(f.data) for f in files) + 4096 * (len(entries) + 1)
         self.tmpfs += ((path, f"mode=755,size={size}"),)
         self.files += tuple(_plan_file(path, e) for e in entries)
+
+    def _add_image(self, pod: Pod, name: str, source: ImageVolume, directory: str) -> None:
+        """An image's files, read-only: an overlay of its layers alone, made by the pod's init."""
+        from podvisor.supervisor.images import ImageStore, PullPolicy
+
+        store = ImageStore()
+        policy = PullPolicy(source.pull_policy) if source.pull_policy else None
+        secrets: Any = pod.pull_secrets()  # auths maps, as the manifest's reader checked them
+        try:
+            image = self.leases.enter_context(
+                store.lease(store.ensure(source.reference, policy, secrets))
+            )
+        except ImageError as exc:
+            raise ValueError(
+                f"cannot have the image {source.reference}: {exc}. Load it into the store "
+                f"({store.root}): `podvisor image load FILE` (or `podvisor image pull "
+                f"{source.reference}`)"
+            ) from None
+        path = os.path.join(directory, EMPTY_DIRS, name)
+        os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+        os.mkdir(path, 0o755)
+        layers = ":".join(reversed(image.layer_dirs()))  # overlayfs lists the top layer first
+        self.overlays += ((path, layers),)
+        self.sources[name] = path
+        self.read_only.add(name)
 
 
 def outgrown(volumes: PodVolumes) -> str | None:
