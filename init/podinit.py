@@ -295,7 +295,6 @@ class PodInit:
     orphans: int = 0
     stopping_at: float | None = None
     stop_code: int = 0
-    container_inits: set[int] = field(default_factory=set)  # spawned with pidns
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
 
     def run(self) -> int:
@@ -381,7 +380,8 @@ class PodInit:
                 self._send(protocol.SpawnFailed(rid, exc.errno or 0, "before_exec", str(exc)))
                 return
         extra = dict(zip(spec.extra_fds, fds[3:], strict=False))
-        # With pidns the child is the container's own init, forked from this one.
+        # With pidns the child is the container's own init, forked from this one
+        # as PID 1 of its new namespace: nothing stands between the two.
         container_init = partial(_container_init, spec) if spec.pidns else None
         if spec.rootfs is not None and spec.rootfs.join:
             container_init = partial(_entered, spec)
@@ -394,31 +394,25 @@ class PodInit:
                     fds=stdio,
                     before_exec=_child_setup(spec, extra),
                     run=container_init,
+                    new_pid_namespace=spec.pidns,
                 )
         except OSError as exc:
             stage = getattr(exc, "stage", "fork")
             self._send(protocol.SpawnFailed(rid, exc.errno or 0, stage, str(exc)))
             return
         self.spawned[pid] = rid
-        if spec.pidns:
-            self.container_inits.add(pid)
         self._send(protocol.Spawned(rid, pid))
 
     def _entering(self, spec: protocol.Process, r: protocol.Rootfs) -> protocol.Process:
-        """*spec* set to enter the root of the container whose process is ``r.join``.
+        """*spec* checked to enter the root of the container whose process is ``r.join``.
 
-        That is the mount namespace of the container's PID 1: its own init
-        when it has one (which makes a mount namespace of its own for its
-        /proc, right after its fork), else the program itself.
+        That process is the container's PID 1 (its own init, or the program
+        itself), in the container's mount namespace, /proc and masks made
+        before it was reported spawned.
         """
-        import dataclasses
-
         if r.join not in self.spawned:
             raise OSError(errno.ESRCH, "the container is not running")
-        holder = r.join
-        if r.join in self.container_inits:
-            holder = _inner_init_of(r.join)
-        return dataclasses.replace(spec, rootfs=dataclasses.replace(r, join=holder))
+        return spec
 
     def _signal(self, request: protocol.Signal) -> None:
         err = 0
@@ -451,7 +445,6 @@ class PodInit:
 
     def _on_exit(self, pid: int, status: int) -> None:
         rid = self.spawned.pop(pid, None)
-        self.container_inits.discard(pid)
         if rid is None:
             self.orphans += 1
             return
@@ -505,28 +498,6 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def _inner_init_of(outer: int, wait: float = 2.0) -> int:
-    """The inner init of container init *outer*, once it has its own mount namespace.
-
-    It unshares that namespace (for its /proc) right after its fork; until then
-    a process entering the container would get the outer namespace, without
-    the container's /proc. So wait for it, briefly: only an exec that races a
-    container's start ever does.
-    """
-    deadline = time.monotonic() + wait
-    own = os.stat(f"/proc/{outer}/ns/mnt").st_ino
-    while True:
-        try:
-            children = Path(f"/proc/{outer}/task/{outer}/children").read_text().split()
-            if children and os.stat(f"/proc/{children[0]}/ns/mnt").st_ino != own:
-                return int(children[0])
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise OSError(errno.ESRCH, f"container process {outer} has no running init")
-        time.sleep(0.002)
-
-
 @contextlib.contextmanager
 def _stdio(fds: list[int]) -> Iterator[tuple[int, int, int]]:
     """The child's fds 0, 1, 2: those that came with the request, then /dev/null."""
@@ -540,17 +511,19 @@ def _stdio(fds: list[int]) -> Iterator[tuple[int, int, int]]:
 
 
 def _container_init(spec: protocol.Process) -> int:
-    """A container's init, in a child forked from the pod's: `podvisor-init --pid-ns -- ARGV`.
+    """A container's init, PID 1 of its PID namespace: `podvisor-init -- ARGV` as PID 1.
 
-    What an exec of ``python -m podvisor.init --pid-ns`` would do, without
-    starting an interpreter: the same code, in pages shared with this process.
-    Python ignores SIGPIPE and SIGXFSZ at its start; so does this, and the
-    command gets both back at their defaults, as it would.
+    What an exec of ``python -m podvisor.init`` would do, without starting
+    an interpreter: the same code, in pages shared with the pod's init, which
+    forked this process into its new PID namespace. Python ignores SIGPIPE
+    and SIGXFSZ at its start; so does this, and the command gets both back at
+    their defaults, as it would.
 
     The container's namespaces are made before its identity is dropped: this
-    process (root, as the pod's init is) makes the PID namespace, its inner
-    init mounts /proc there and masks it, and only the program, right before
-    its exec, becomes the container's user with the container's privileges.
+    process (root, as the pod's init is) was born in the PID namespace, has
+    mounted /proc there and masked it (`_child_setup`), and only the program,
+    right before its exec, becomes the container's user with the container's
+    privileges.
     """
     from podvisor.init import entry, tini
 
@@ -558,28 +531,21 @@ def _container_init(spec: protocol.Process) -> int:
     # other containers' environments): no core dumps, no /proc/PID/mem for
     # the container's processes. The command gets its own state back at exec.
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-    args = ["--pid-ns", "--", *spec.argv]
+    args = ["--", *spec.argv]
     with contextlib.suppress(OSError, IndexError, ValueError):  # cosmetic: what ps shows
         syscalls.set_command_line([entry.PROCESS_NAME, *args])
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    if spec.orphans_fd is not None:  # this init's and its inner one's, never the program's
+    if spec.orphans_fd is not None:  # this init's, never the program's
         os.set_inheritable(spec.orphans_fd, False)
         tini.ORPHANS.fd = spec.orphans_fd
     confine = spec.confine
-    inner_setup = before_exec = None
+    before_exec = None
     if confine is not None:
-        inner_setup = partial(confinement.apply_masks, confine)
         before_exec = partial(confinement.drop_privileges, confine, spec.uid, spec.gid)
     elif spec.uid is not None or spec.gid is not None:
         before_exec = partial(_set_identity, spec.uid, spec.gid)
-    return tini.main(
-        args,
-        prog=entry.PROCESS_NAME,
-        environ=spec.env,
-        inner_setup=inner_setup,
-        before_exec=before_exec,
-    )
+    return tini.main(args, prog=entry.PROCESS_NAME, environ=spec.env, before_exec=before_exec)
 
 
 def _entered(spec: protocol.Process) -> int:
@@ -618,9 +584,10 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
     *extra* maps a descriptor number the program expects (s6's notification-fd)
     to the received descriptor that should appear there. The cgroup is joined
     first, so a cgroup namespace made after it is rooted there. Under a
-    container init (``pidns``) this child only makes the namespaces: the init
-    it becomes masks /proc once it has mounted its own, and its program drops
-    the identity and privileges (`_container_init`).
+    container init (``pidns``) this child, born PID 1 of the container's PID
+    namespace, makes the namespaces, mounts that namespace's /proc and masks
+    it; the program the init it becomes runs drops the identity and
+    privileges (`_container_init`).
     """
     procs_files, uid, gid, terminal = spec.cgroups, spec.uid, spec.gid, spec.tty
     confine = spec.confine
@@ -645,13 +612,38 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
                 rootfs.enter(spec.rootfs, spec.mounts)
             elif spec.mounts:
                 _mount_volumes(spec.mounts, confine, spec.cwd)
+            if spec.pidns:
+                _own_proc(required=True)
+            confinement.apply_masks(confine)
             if not spec.pidns:
-                confinement.apply_masks(confine)
                 confinement.drop_privileges(confine, uid, gid)
-        elif not spec.pidns:
+        elif spec.pidns:
+            _own_proc(required=False)
+        else:
             _set_identity(uid, gid)
 
     return setup
+
+
+def _own_proc(*, required: bool) -> None:
+    """A /proc of the container's PID namespace, in a mount namespace of the container's.
+
+    This process was born PID 1 of that namespace (``new_pid_namespace``);
+    where none could be made it is not, and keeps the pod's /proc. A
+    confined container runs with its own /proc and masks or not at all.
+    """
+    if os.getpid() != 1:
+        return
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.make_mounts_private()
+        syscalls.mount_proc()
+    except OSError as exc:
+        if required:
+            raise
+        said = f"podvisor-init: no /proc of its own ({exc}): ps shows the pod's processes\n"
+        with contextlib.suppress(OSError):
+            os.write(2, said.encode())
 
 
 def _mount_volumes(

@@ -210,6 +210,7 @@ def spawn(
     foreground_tty: int | None = None,
     before_exec: Callable[[], None] | None = None,
     run: Callable[[], int] | None = None,
+    new_pid_namespace: bool = False,
 ) -> int:
     """Start *argv* as a child and return its pid once its program runs.
 
@@ -222,6 +223,11 @@ def spawn(
     only names the child in errors). A terminal's foreground needs a process
     group in the init's session, so pass ``new_session=False`` with
     ``foreground_tty``.
+
+    A *run* child is an init of its own: it keeps this one's signal mask
+    (``prepare_child()`` is for what it execs), so no signal finds it at its
+    default action before it waits for them. With *new_pid_namespace* it is
+    born PID 1 of a new PID namespace (where none can be made, in ours).
 
     Raises ``SpawnError`` (an ``OSError`` with the child's errno) when any of
     that fails; the failed child has then been reaped.
@@ -244,6 +250,7 @@ def spawn(
         run=run,
     )
     read_end, write_end = _error_pipe()
+    own_pid_namespace = _children_in_a_new_pid_namespace() if new_pid_namespace else None
     try:
         pid = os.fork()
         if pid == 0:
@@ -253,12 +260,44 @@ def spawn(
         os.close(read_end)
         os.close(write_end)
         raise
+    finally:
+        if own_pid_namespace is not None:
+            _children_in_our_pid_namespace(own_pid_namespace)
     os.close(write_end)
     report = _read_all(read_end)
     if not report:
         return pid
     os.waitpid(pid, 0)
     raise _decode_error(report, argv[0], cwd)
+
+
+def _children_in_a_new_pid_namespace() -> int | None:
+    """Have the next child born PID 1 of a new PID namespace; returns how to come back.
+
+    unshare(CLONE_NEWPID) moves the caller's children, not the caller, into
+    the new namespace (its first child becomes its PID 1), so the caller
+    returns with setns(2) to its own, which /proc/self/ns/pid still names.
+    None when no namespace can be made (no CAP_SYS_ADMIN): the child is
+    then born in ours.
+    """
+    from podvisor.init import syscalls
+
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+    except OSError:
+        os.close(own)
+        return None
+    return own
+
+
+def _children_in_our_pid_namespace(own: int) -> None:
+    from podvisor.init import syscalls
+
+    try:
+        syscalls.setns(own, syscalls.CLONE_NEWPID)
+    finally:
+        os.close(own)
 
 
 class _Plan:
@@ -376,9 +415,10 @@ def _run_child(plan: _Plan, error_fd: int) -> NoReturn:
         if plan.before_exec is not None:
             stage = "before_exec"
             plan.before_exec()
-        stage = "signals"
-        prepare_child()
-        if plan.run is not None:
+        if plan.run is None:
+            stage = "signals"
+            prepare_child()
+        else:
             stage = "run"
             _close_on_exec_descriptors()  # the error pipe too: end-of-file, started
             _run_instead_of_exec(plan.run)
