@@ -86,7 +86,7 @@ def volume_lines(loaded: LoadedPod) -> Iterator[str]:
     yield "  volumes:"
     for v in pod.spec.volumes:
         at = [
-            f"{m.mount_path} in {c.name}{' (read-only)' if m.read_only else ''}"
+            f"{m.mount_path} in {c.name}{' (read-only)' if _read_only(m, v) else ''}"
             for c in pod.spec.all_containers
             for m in c.volume_mounts
             if m.name == v.name
@@ -105,7 +105,24 @@ def _files_lines(volume: Volume, pod: Pod) -> Iterator[str]:
         yield f"      cannot be made, the container would not start: {problem}"
     elif files is not None:
         shown = ", ".join(f"{path} ({mode:04o})" for path, mode in files)
-        yield f"      files: {shown or 'none'}"
+        where = " (on a tmpfs of the pod's, never on disk)" if _holds_a_secret(volume) else ""
+        yield f"      files{where}: {shown or 'none'}"
+
+
+def _holds_a_secret(volume: Volume) -> bool:
+    source = volume.source
+    if isinstance(source, ProjectedVolume):
+        return any(isinstance(p, SecretProjection) for p in source.sources)
+    return isinstance(source, SecretVolume)
+
+
+def _read_only(m: VolumeMount, volume: Volume) -> bool:
+    """Whether the mount is read-only: as asked, or as Kubernetes always mounts the volume."""
+    from podvisor.supervisor.pod.volume_files import has_content
+
+    source = volume.source
+    claim = isinstance(source, PersistentVolumeClaimVolume) and source.read_only
+    return m.read_only or claim or isinstance(source, ImageVolume) or has_content(volume)
 
 
 def _files(volume: Volume, pod: Pod) -> tuple[list[tuple[str, int]] | None, str | None]:
@@ -188,7 +205,7 @@ def mount_text(m: VolumeMount, pod: Pod) -> str:
 
     volume = next(v for v in pod.spec.volumes if v.name == m.name)
     extras = [
-        "read-only" if m.read_only else "",
+        "read-only" if _read_only(m, volume) else "",
         f"subPath {m.sub_path}" if m.sub_path else "",
         f"subPathExpr {m.sub_path_expr}" if m.sub_path_expr else "",
         f"propagation {m.mount_propagation}" if m.mount_propagation != "None" else "",

@@ -625,9 +625,16 @@ def test_check_shows_each_volume_where_it_is_mounted_and_from_what(
         "    scratch: emptyDir (a tmpfs (medium Memory), sizeLimit 64Mi); mounted at /scratch in web",
         "    logs: hostPath /var/log (type Directory); mounted at /var/log/host in web (read-only)",
         "    store: persistentVolumeClaim claim data (1Gi), read-only; mounted nowhere",
-        "    conf: configMap settings (LOG_LEVEL as level/conf, mode 0440); mounted at /etc/app in web",
-        "    creds: secret db (every key as a file, mode 0644); mounted at /run/creds in web",
-        "    mount: /etc/app <- conf (configMap), subPath level",
+        # configMap and secret volumes are read-only wherever they are mounted, as in Kubernetes
+        (
+            "    conf: configMap settings (LOG_LEVEL as level/conf, mode 0440); mounted at "
+            "/etc/app in web (read-only)"
+        ),
+        (
+            "    creds: secret db (every key as a file, mode 0644); mounted at /run/creds in web "
+            "(read-only)"
+        ),
+        "    mount: /etc/app <- conf (configMap), read-only, subPath level",
         "    mount: /var/log/host <- logs (hostPath), read-only, propagation HostToContainer",
     ):
         assert line in out.splitlines(), line
@@ -663,14 +670,21 @@ def test_check_lists_the_files_each_volume_will_hold(
     assert check([str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     after = {line: lines[i + 1] for i, line in enumerate(lines[:-1])}
-    conf = "    conf: configMap settings (LOG_LEVEL as level/conf, mode 0440); mounted at /etc/app in web"
+    conf = (
+        "    conf: configMap settings (LOG_LEVEL as level/conf, mode 0440); mounted at /etc/app "
+        "in web (read-only)"
+    )
     assert after[conf] == "      files: level/conf (0400)"
-    creds = "    creds: secret db (every key as a file, mode 0644); mounted at /run/creds in web"
-    assert after[creds] == "      files: password (0644), user (0644)"
-    assert "      files: none" in lines  # the optional Secret that is not there
+    creds = (
+        "    creds: secret db (every key as a file, mode 0644); mounted at /run/creds in web "
+        "(read-only)"
+    )
+    tmpfs = "      files (on a tmpfs of the pod's, never on disk): "
+    assert after[creds] == tmpfs + "password (0644), user (0644)"
+    assert tmpfs + "none" in lines  # the optional Secret that is not there
     assert "      files: labels (0644), mem (0644)" in lines
     assert (
-        "      files: 9lives (0644), LOG_LEVEL (0644), blob.bin (0644), greeting (0644), "
+        tmpfs + "9lives (0644), LOG_LEVEL (0644), blob.bin (0644), greeting (0644), "
         "name (0644), pw (0644)"
     ) in lines
     scratch = next(line for line in lines if line.startswith("    scratch: emptyDir"))
