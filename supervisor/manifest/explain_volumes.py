@@ -264,7 +264,7 @@ def volumes_json(pod: Pod) -> list[dict[str, Any]]:
             {
                 "container": c.name,
                 "mount_path": m.mount_path,
-                "read_only": m.read_only,
+                "read_only": _read_only(m, v),
                 "sub_path": m.sub_path or m.sub_path_expr or None,
             }
             for c in pod.spec.all_containers

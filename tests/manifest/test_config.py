@@ -711,7 +711,7 @@ envFrom: [{secretRef: {name: db}, prefix: DB_}]"""
         "name": "conf",
         "kind": "configMap",
         "mounts": [
-            {"container": "web", "mount_path": "/etc/app", "read_only": False, "sub_path": "level"}
+            {"container": "web", "mount_path": "/etc/app", "read_only": True, "sub_path": "level"}
         ],
         "files": [{"path": "level/conf", "mode": "0400"}],
     }
