@@ -238,7 +238,7 @@ def _env_value(var: EnvVar, pod: Pod) -> tuple[str | None, str | None]:
     if var.field_path:
         source = f"fieldRef {var.field_path}"
         if var.field_path in _AT_START:
-            return None, f"{source}: {_AT_START[var.field_path]}"
+            return _pod_ip(var.field_path, pod, source)
         meaning = _MEANING.get(var.field_path)
         return field_value(var.field_path, pod, None), source + (f": {meaning}" if meaning else "")
     if var.resource_field_ref is not None:
@@ -249,6 +249,18 @@ def _env_value(var: EnvVar, pod: Pod) -> tuple[str | None, str | None]:
         note = ": no limit, this machine's capacity" if capacity else ""
         return resource_value(ref, pod), f"{var.source}{note}"
     return var.value or "", var.source
+
+
+def _pod_ip(field_path: str, pod: Pod, source: str) -> tuple[str | None, str]:
+    """status.podIP(s) where the pod's network already says it: the host's, or none."""
+    from podvisor.supervisor.manifest.expansion import host_ip
+
+    network = "host" if pod.spec.host_network else pod.settings.network
+    if network == "host":
+        return host_ip(), f"{source}: this machine's address, the pod being on its network"
+    if network == "loopback":
+        return "", f"{source}: none, the pod's network being loopback only"
+    return None, f"{source}: {_AT_START[field_path]}"
 
 
 # --- JSON --------------------------------------------------------------------------------------

@@ -638,7 +638,7 @@ def test_check_shows_each_volume_where_it_is_mounted_and_from_what(
         "    mount: /var/log/host <- logs (hostPath), read-only, propagation HostToContainer",
     ):
         assert line in out.splitlines(), line
-    assert "  podvisor run refuses: " in out
+    assert "  podvisor run refuses: " not in out  # every volume is mounted
     assert "hunter2" not in out
     assert "admin" not in out
 
@@ -726,6 +726,47 @@ envFrom: [{secretRef: {name: db}, prefix: DB_}]"""
     }
     assert variables["DB_user"]["source"] == "envFrom secretRef db/user, prefix DB_"
     assert variables["LEVEL"]["value"] == "debug"
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ("", "<fieldRef status.podIP: the pod's address, given when it starts>"),
+        (
+            "hostNetwork: true",
+            (
+                f"{host_ip()}  (from fieldRef status.podIP: this machine's address, the pod "
+                "being on its network)"
+            ),
+        ),
+    ],
+)
+def test_check_shows_the_pod_ip_where_the_network_says_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, shown: str
+) -> None:
+    path = tmp_path / "app.yaml"
+    env = "env: [{name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]"
+    path.write_text(pod_with(env, spec_extra=spec))
+    assert check([str(path)]) == 0
+    assert f"    env: IP={shown}" in capsys.readouterr().out.splitlines()
+
+
+def test_check_shows_no_pod_ip_on_a_loopback_network(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "app.yaml"
+    env = "env: [{name: IP, valueFrom: {fieldRef: {fieldPath: status.podIPs}}}]"
+    text = pod_with(env).replace(
+        "metadata: {name: web}",
+        "metadata: {name: web, annotations: {podvisor.io/network: loopback}}",
+    )
+    path.write_text(text)
+    assert check([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "    env: IP=''  (from fieldRef status.podIPs: none, the pod's network being loopback only)"
+        in lines
+    )
 
 
 def test_check_shows_what_the_downward_api_gives(
