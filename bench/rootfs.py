@@ -14,7 +14,8 @@ exit, as a user waits for it:
   set where podvisor runs without CAP_SYS_RESOURCE.
 
 Targets: podvisor on the image <= 0.5x podman's time, and <= 1.3x its own
-host mode. Median of --runs after one warm-up run each.
+host mode. Median of --runs, the three taking turns, after one warm-up run
+each; the load average is printed beside the figures.
 
     sudo .venv/bin/python bench/rootfs.py [--runs N]
 """
@@ -57,14 +58,20 @@ spec:
 """
 
 
-def timed(argv: list[str], env: dict[str, str], runs: int) -> float:
-    subprocess.run(argv, env=env, check=True, capture_output=True)  # warm-up
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, capture_output=True)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+def timed(ways: dict[str, tuple[list[str], dict[str, str]]], runs: int) -> dict[str, float]:
+    """Each way's median time over *runs*, the ways taking turns so that the
+    machine's load hits them alike; one unmeasured run of each first."""
+    samples: dict[str, list[float]] = {way: [] for way in ways}
+    for round_ in range(-1, runs):
+        for way, (argv, env) in ways.items():
+            started = time.perf_counter()
+            done = subprocess.run(argv, env=env, check=False, capture_output=True, text=True)
+            if done.returncode != 0:
+                tail = " / ".join(done.stderr.strip().splitlines()[-3:])
+                raise SystemExit(f"bench/rootfs.py: {way} exited {done.returncode}: {tail}")
+            if round_ >= 0:
+                samples[way].append(time.perf_counter() - started)
+    return {way: statistics.median(times) for way, times in samples.items()}
 
 
 def main() -> int:
@@ -85,9 +92,9 @@ def main() -> int:
         on_image.write_text(POD.format(image=IMAGE, extra=""))
         on_host = work / "host.yaml"
         on_host.write_text(POD.format(image=IMAGE, extra=", podvisor.io/rootfs: host"))
-        seconds = {
-            "podvisor, image": timed([podvisor, "run", str(on_image)], env, args.runs),
-            "podvisor, host mode": timed([podvisor, "run", str(on_host)], env, args.runs),
+        ways = {
+            "podvisor, image": ([podvisor, "run", str(on_image)], env),
+            "podvisor, host mode": ([podvisor, "run", str(on_host)], env),
         }
         if shutil.which("podman"):
             oci = archive(layout.path, work / "image.tar")
@@ -98,14 +105,17 @@ def main() -> int:
             # Limits podman may set without CAP_SYS_RESOURCE (its defaults raise them).
             limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
             argv = ["podman", "run", "--rm", "--network", "none", *runtime, *limits, PODMAN_IMAGE]
-            try:
-                seconds["podman"] = timed([*argv, "/bin/true"], dict(os.environ), args.runs)
-            finally:
+            ways["podman"] = ([*argv, "/bin/true"], dict(os.environ))
+        try:
+            seconds = timed(ways, args.runs)
+        finally:
+            if "podman" in ways:
                 subprocess.run(
                     ["podman", "rmi", "-f", PODMAN_IMAGE], check=False, capture_output=True
                 )
     ours = seconds["podvisor, image"]
     print(f"one container from an image, start to exit, median of {args.runs}:")
+    print(f"  (the machine's load average over the last minute: {os.getloadavg()[0]:.2f})")
     failed = False
     for way, s in seconds.items():
         line = f"  {way:<20} {s * 1000:7.1f} ms"
