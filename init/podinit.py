@@ -206,7 +206,12 @@ def _report_failure(channel_fd: int, message: str) -> None:
 
 def _prepare_namespaces(options: protocol.Plan) -> None:
     if "mnt" in options.unshare:
+        # Copied while they are still the host's peers: making the pod's mounts
+        # private below leaves a detached copy as it is.
+        copies = [_copy_tree(source) for source, _ in options.propagated]
         syscalls.make_mounts_private()
+        for (_, staging), fd in zip(options.propagated, copies, strict=True):
+            _attach_shared(fd, staging)
         if "pid" in options.unshare:
             syscalls.mount_proc()
         for source, target in options.binds:
@@ -217,10 +222,29 @@ def _prepare_namespaces(options: protocol.Plan) -> None:
         _write_files(options.files)
         for target, lower in options.overlays:
             _read_only_layers(target, lower)
-    elif options.tmpfs or options.overlays:
+    elif options.tmpfs or options.overlays or options.propagated:
         raise OSError(errno.EPERM, "these volumes need a mount namespace of the pod's own")
     if options.hostname and "uts" in options.unshare:
         socket.sethostname(options.hostname)
+
+
+def _copy_tree(source: str) -> int:
+    fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    try:
+        return syscalls.clone_tree(fd)
+    finally:
+        os.close(fd)
+
+
+def _attach_shared(fd: int, staging: str) -> None:
+    """The copy at *staging*, shared: the host's peer where the host's mount is shared,
+    and the peer of the containers' Bidirectional mounts of it."""
+    try:
+        syscalls.attach_tree(fd, staging)
+    finally:
+        os.close(fd)
+    shared = syscalls.MS_SHARED
+    syscalls.mount_setattr(staging, set_flags=0, clear_flags=0, recursive=True, propagation=shared)
 
 
 def _read_only_layers(target: str, lower: str) -> None:
@@ -605,15 +629,16 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
 
             rootfs.join_pid(spec.rootfs)  # the rest in the child it forks (`_entered`)
         elif confine is not None:
+            copies = _propagated_copies(spec.mounts)
             confinement.enter(confine)
             if spec.rootfs is not None:
                 from podvisor.init import rootfs
 
-                rootfs.enter(spec.rootfs, spec.mounts)
+                rootfs.enter(spec.rootfs, spec.mounts, copies)
             elif spec.mounts:
-                _mount_volumes(spec.mounts, confine, spec.cwd)
+                _mount_volumes(spec.mounts, confine, spec.cwd, copies)
             if spec.pidns:
-                _own_proc(required=True)
+                _own_proc(required=True, has_namespace=confine.mounts)
             confinement.apply_masks(confine)
             if not spec.pidns:
                 confinement.drop_privileges(confine, uid, gid)
@@ -625,18 +650,21 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
     return setup
 
 
-def _own_proc(*, required: bool) -> None:
+def _own_proc(*, required: bool, has_namespace: bool = False) -> None:
     """A /proc of the container's PID namespace, in a mount namespace of the container's.
 
     This process was born PID 1 of that namespace (``new_pid_namespace``);
     where none could be made it is not, and keeps the pod's /proc. A
     confined container runs with its own /proc and masks or not at all.
+    *has_namespace*: the container's mount namespace is made already
+    (`confine.enter`), its volumes' propagation set: it is not made again.
     """
     if os.getpid() != 1:
         return
     try:
-        syscalls.unshare(syscalls.CLONE_NEWNS)
-        syscalls.make_mounts_private()
+        if not has_namespace:
+            syscalls.unshare(syscalls.CLONE_NEWNS)
+            syscalls.make_mounts_private()
         syscalls.mount_proc()
     except OSError as exc:
         if required:
@@ -646,8 +674,21 @@ def _own_proc(*, required: bool) -> None:
             os.write(2, said.encode())
 
 
+def _propagated_copies(mounts: tuple[protocol.Mount, ...]) -> list[int | None]:
+    """Detached copies of the mounts with mountPropagation, made in the pod's namespace
+    before the container's own is made private (`volumes.propagated_copies`)."""
+    if all(m.propagation == "None" for m in mounts):
+        return [None] * len(mounts)
+    from podvisor.init import volumes
+
+    return volumes.propagated_copies(mounts)
+
+
 def _mount_volumes(
-    mounts: tuple[protocol.Mount, ...], confine: protocol.Confinement, cwd: str | None
+    mounts: tuple[protocol.Mount, ...],
+    confine: protocol.Confinement,
+    cwd: str | None,
+    copies: list[int | None],
 ) -> None:
     """On the host's files: the volumes over their paths, in the mount namespace just made.
 
@@ -662,7 +703,7 @@ def _mount_volumes(
             "volumes need a mount namespace of the container's own, and this pod has none "
             "(podvisor lacks CAP_SYS_ADMIN): run podvisor as root",
         )
-    volumes.attach(mounts, volumes.open_sources(mounts), make_targets=False)
+    volumes.attach(mounts, volumes.open_sources(mounts, copies), make_targets=False)
     if cwd:
         os.chdir(cwd)
 

@@ -20,8 +20,9 @@ answered by exactly one event with the same ``id``:
 - `Plan`: the first message, and only the first. The init writes itself into
   each of ``cgroup_procs``, joins ``netns``, unshares the rest (with ``pid``,
   PID 1 is a child it forks), mounts /proc, sets the hostname and makes the
-  bind mounts, the tmpfs mounts (writing ``files`` into them) and the
-  read-only overlays, then says `Ready` (or `InitFailed`).
+  bind mounts, the tmpfs mounts (writing ``files`` into them), the
+  read-only overlays and the ``propagated`` copies, then says `Ready` (or
+  `InitFailed`).
   End-of-file instead of a plan ends the init quietly, status 0.
 - `Spawn`: start a `Process`. The first three fds that ride along become the
   child's 0, 1, 2 (when fewer come, the rest are /dev/null); further ones
@@ -225,6 +226,10 @@ class Plan:
     #: (directory, lower directories top first joined by ':'): a read-only overlay
     #: on each, in the pod's mount namespace (image volumes).
     overlays: tuple[tuple[str, str], ...] = ()
+    #: (source, staging directory): a copy of the host's mounts at source, made before
+    #: the pod's mounts are made private, so that it keeps their propagation: the
+    #: source of the volumes mounted with mountPropagation.
+    propagated: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def read(cls, f: Fields) -> Plan:
@@ -239,6 +244,7 @@ class Plan:
             tmpfs=f.pairs("tmpfs"),
             files=tuple(PlanFile.read(x) for x in f.nested_list("files")),
             overlays=f.pairs("overlays"),
+            propagated=f.pairs("propagated"),
         )
 
 
@@ -358,6 +364,9 @@ class Mount:
     sub_path: str = ""
     readonly: bool = False
     recursive_readonly: str = "Disabled"
+    #: mountPropagation: "None" (private), "HostToContainer" (a slave of ``source``, a
+    #: staging mount of the pod's that is a peer of the host's), "Bidirectional" (a peer).
+    propagation: str = "None"
 
     @classmethod
     def read(cls, f: Fields) -> Mount:
@@ -368,6 +377,7 @@ class Mount:
             f.text("sub_path"),
             f.flag("readonly"),
             f.text("recursive_readonly"),
+            f.text("propagation"),
         )
 
 

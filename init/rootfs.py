@@ -81,11 +81,16 @@ def mount_point(r: protocol.Rootfs) -> str:
 # =============================================================================
 
 
-def enter(r: protocol.Rootfs, mounts: tuple[protocol.Mount, ...] = ()) -> None:
-    """Mount the container's root and pivot into it, its volumes (*mounts*) in place."""
+def enter(
+    r: protocol.Rootfs,
+    mounts: tuple[protocol.Mount, ...] = (),
+    copies: list[int | None] | None = None,
+) -> None:
+    """Mount the container's root and pivot into it, its volumes (*mounts*) in place;
+    *copies*: the detached copies of those with mountPropagation."""
     _preload()
     # Opened while the pod's paths still mean what they say; bound once in the new root.
-    held = volumes.open_sources(mounts)
+    held = volumes.open_sources(mounts, copies)
     new_root = mount_point(r)
     lower = ":".join(r.lower)
     options = f"lowerdir={lower},upperdir={r.upper},workdir={r.work}"

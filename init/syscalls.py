@@ -359,8 +359,13 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 
 #: Calls that came after pivot_root: one number on every architecture (Linux 5.6, 5.12).
+_SYS_OPEN_TREE: Final = 428
+_SYS_MOVE_MOUNT: Final = 429
 _SYS_OPENAT2: Final = 437
 _SYS_MOUNT_SETATTR: Final = 442
+OPEN_TREE_CLONE: Final = 1
+AT_EMPTY_PATH: Final = 0x1000
+MOVE_MOUNT_F_EMPTY_PATH: Final = 0x4
 RESOLVE_NO_MAGICLINKS: Final = 0x02
 RESOLVE_BENEATH: Final = 0x08
 AT_FDCWD: Final = -100
@@ -384,10 +389,13 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     )
 
 
-def mount_setattr(path: str, *, set_flags: int, clear_flags: int, recursive: bool) -> None:
-    """Set and clear MOUNT_ATTR_* flags of the mount at *path* (and all beneath, *recursive*)."""
+def mount_setattr(
+    path: str, *, set_flags: int, clear_flags: int, recursive: bool, propagation: int = 0
+) -> None:
+    """Set and clear MOUNT_ATTR_* flags of the mount at *path* (and all beneath, *recursive*);
+    *propagation*: MS_SHARED, MS_SLAVE or MS_PRIVATE as well (0: left as it is)."""
     libc = _libc_or_raise(HAVE_MOUNT, "mount_setattr")
-    attr = (ctypes.c_uint64 * 4)(set_flags, clear_flags, 0, 0)
+    attr = (ctypes.c_uint64 * 4)(set_flags, clear_flags, propagation, 0)
     _check(
         libc.syscall(
             ctypes.c_long(_SYS_MOUNT_SETATTR),
@@ -398,6 +406,34 @@ def mount_setattr(path: str, *, set_flags: int, clear_flags: int, recursive: boo
             ctypes.c_size_t(ctypes.sizeof(attr)),
         ),
         f"mount_setattr {path}",
+    )
+
+
+def clone_tree(fd: int) -> int:
+    """A detached copy of the mounts at and beneath *fd* (an O_PATH descriptor), for
+    `attach_tree`: open_tree(2) with OPEN_TREE_CLONE, which keeps their propagation
+    (a copy of a shared mount is its peer), whatever this namespace later makes private."""
+    libc = _libc_or_raise(HAVE_MOUNT, "open_tree")
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH
+    return _check(
+        libc.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(fd), b"", ctypes.c_uint(flags)),
+        "open_tree",
+    )
+
+
+def attach_tree(fd: int, target: str) -> None:
+    """Attach the detached mounts of *fd* (`clone_tree`) at *target* (move_mount(2))."""
+    libc = _libc_or_raise(HAVE_MOUNT, "move_mount")
+    _check(
+        libc.syscall(
+            ctypes.c_long(_SYS_MOVE_MOUNT),
+            ctypes.c_int(fd),
+            b"",
+            ctypes.c_int(AT_FDCWD),
+            os.fsencode(target),
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+        ),
+        f"move_mount {target}",
     )
 
 

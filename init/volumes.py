@@ -26,6 +26,16 @@ namespace, once `confine.enter` has made that namespace, in two steps:
 The mounts exist in the container's mount namespace only: the host never
 sees them, and they go with the container's last process however it ends.
 
+mountPropagation needs a mount that was never made private: a container's
+namespace (and the pod's) makes every mount private as it starts. So such a
+volume's source is a staging mount that the pod's init copied from the host
+before it made its own mounts private (a peer of the host's), and the
+container copies it in turn (`propagated_copies`: open_tree(2), a detached
+copy that keeps its peers) before `confine.enter`, then attaches the copy at
+its target (move_mount(2)) and makes it a slave (HostToContainer: it sees
+what the host mounts beneath it) or keeps it a peer (Bidirectional: the host
+sees what it mounts there too).
+
 Standard library only: the init imports this on the first spawn with volumes.
 """
 
@@ -70,16 +80,43 @@ class VolumeError(OSError):
 # =============================================================================
 
 
-def open_sources(mounts: Sequence[protocol.Mount]) -> list[int]:
-    """An O_PATH descriptor of each mount's source (its subPath resolved beneath it)."""
+def open_sources(
+    mounts: Sequence[protocol.Mount], copies: Sequence[int | None] | None = None
+) -> list[int]:
+    """An O_PATH descriptor of each mount's source (its subPath resolved beneath it), or
+    its detached copy from *copies* (`propagated_copies`)."""
     fds: list[int] = []
+    given = list(copies) if copies is not None else [None] * len(mounts)
     try:
-        fds.extend(_open_source(m) for m in mounts)
+        fds.extend(_open_source(m) if c is None else c for m, c in zip(mounts, given, strict=True))
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
     return fds
+
+
+def propagated_copies(mounts: Sequence[protocol.Mount]) -> list[int | None]:
+    """For each mount with mountPropagation, a detached copy of its source (subPath
+    resolved beneath it), made before this process's mounts are made private: the copy
+    stays a peer of the pod's staging mount, and so of the host's (None for the others)."""
+    copies: list[int | None] = []
+    try:
+        for m in mounts:
+            if m.propagation == "None":
+                copies.append(None)
+                continue
+            fd = _open_source(m)
+            try:
+                copies.append(syscalls.clone_tree(fd))
+            finally:
+                os.close(fd)
+    except BaseException:
+        for c in copies:
+            if c is not None:
+                os.close(c)
+        raise
+    return copies
 
 
 def _open_source(m: protocol.Mount) -> int:
@@ -154,12 +191,25 @@ def _attach(m: protocol.Mount, fd: int, *, make_targets: bool) -> None:
             "container on an image",
         )
     try:
-        syscalls.mount(f"/proc/self/fd/{fd}", m.target, None, syscalls.MS_BIND | syscalls.MS_REC)
+        if m.propagation == "None":
+            flags = syscalls.MS_BIND | syscalls.MS_REC
+            syscalls.mount(f"/proc/self/fd/{fd}", m.target, None, flags)
+        else:
+            syscalls.attach_tree(fd, m.target)
+            _set_propagation(m)
     except OSError as exc:
         raise VolumeError(
             "volume", exc.errno or errno.EIO, f"volume {m.name}: {m.target}: {exc.strerror}"
         ) from None
     _set_readonly(m)
+
+
+def _set_propagation(m: protocol.Mount) -> None:
+    """HostToContainer: a slave, which sees what is mounted on the host (or by a
+    Bidirectional container) beneath the volume; Bidirectional: a peer, whose own mounts
+    are seen there too."""
+    kind = syscalls.MS_SHARED if m.propagation == "Bidirectional" else syscalls.MS_SLAVE
+    syscalls.mount_setattr(m.target, set_flags=0, clear_flags=0, recursive=True, propagation=kind)
 
 
 def _make_target(m: protocol.Mount, directory: bool) -> None:

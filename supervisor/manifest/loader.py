@@ -287,7 +287,6 @@ def _spec(spec: Fields, env: EnvContext) -> tuple[PodSpec, list[ParsedContainer]
     pod_volumes = volumes.read_volumes(spec, env)
     init = volumes.with_mounts(spec, _containers(spec, "initContainers", context), pod_volumes)
     main = volumes.with_mounts(spec, _containers(spec, "containers", context), pod_volumes)
-    volumes.not_mounted_yet(spec, pod_volumes, init + main)
     grace = spec.integer("terminationGracePeriodSeconds", minimum=0)
     policy = dns.dns_policy(spec)
     pod_spec = PodSpec(

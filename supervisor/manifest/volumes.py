@@ -19,7 +19,6 @@ from dataclasses import replace
 
 import yaml
 
-from podvisor.supervisor.errors import Problem
 from podvisor.supervisor.manifest import fields, names
 from podvisor.supervisor.manifest.containers import ParsedContainer
 from podvisor.supervisor.manifest.env import EnvContext, resource_field_ref
@@ -47,7 +46,6 @@ from podvisor.supervisor.manifest.quantity import QuantityError, memory_bytes, p
 
 __all__ = [
     "HOST_PATH_TYPES",
-    "not_mounted_yet",
     "read_mounts",
     "read_volumes",
     "source_kind",
@@ -499,26 +497,6 @@ def with_mounts(
         )
         found.append(replace(p, container=replace(p.container, volume_mounts=mounts)))
     return found
-
-
-def not_mounted_yet(
-    spec: Fields, pod_volumes: tuple[Volume, ...], parsed: list[ParsedContainer]
-) -> None:
-    """Note for `podvisor run` what of the volumes it does not do yet: mount propagation."""
-    for p in parsed:
-        for m in p.container.volume_mounts:
-            if m.mount_propagation != "None":
-                spec.report.not_yet.append(
-                    Problem(
-                        spec.report.source,
-                        *spec.report.where(p.node),
-                        f"{p.path}.volumeMounts",
-                        f"{m.name} at {m.mount_path}: mountPropagation {m.mount_propagation} "
-                        "is read and checked but not made yet (the pod's mounts are private "
-                        "to it); podvisor run refuses the pod until it is. Remove it to have "
-                        "the volume with propagation None",
-                    )
-                )
 
 
 # --- Mounts ---------------------------------------------------------------------------------

@@ -89,14 +89,19 @@ async def make_resources(
         grace=float(pod.spec.termination_grace_period_seconds),
         sysctls=pod.spec.sysctls,
     )
-    if volumes.tmpfs or volumes.overlays:
+    if volumes.tmpfs or volumes.overlays or volumes.propagated:
         if "mnt" not in plan.unshare:
             raise ConfigError(
-                "memory, Secrets' and image volumes need a mount namespace of the pod's own, "
-                "and podvisor cannot make one here (it lacks CAP_SYS_ADMIN): run it as root"
+                "memory, Secrets' and image volumes and mountPropagation need a mount "
+                "namespace of the pod's own, and podvisor cannot make one here (it lacks "
+                "CAP_SYS_ADMIN): run it as root"
             )
         plan = dataclasses.replace(
-            plan, tmpfs=volumes.tmpfs, files=volumes.files, overlays=volumes.overlays
+            plan,
+            tmpfs=volumes.tmpfs,
+            files=volumes.files,
+            overlays=volumes.overlays,
+            propagated=volumes.propagated,
         )
     try:
         client = await InitClient.start(plan, init)

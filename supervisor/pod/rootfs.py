@@ -162,12 +162,16 @@ class PodRoots:
 
 def _needs_directory(pod: Pod) -> bool:
     """Whether the pod keeps files of its own on this machine: its emptyDirs, its
-    configMap, secret, downwardAPI and projected volumes, its image volumes' mount points."""
+    configMap, secret, downwardAPI and projected volumes, its image volumes' mount points,
+    the staging places of its volumes mounted with mountPropagation."""
     from podvisor.supervisor.manifest.model import EmptyDirVolume, ImageVolume
     from podvisor.supervisor.pod.volume_files import has_content
 
     own = (EmptyDirVolume, ImageVolume)
-    return any(isinstance(v.source, own) or has_content(v) for v in pod.spec.volumes)
+    if any(isinstance(v.source, own) or has_content(v) for v in pod.spec.volumes):
+        return True
+    mounts = (m for c in pod.spec.all_containers for m in c.volume_mounts)
+    return any(m.mount_propagation != "None" for m in mounts)
 
 
 def _problem(pod: Pod, message: str) -> ConfigError:

@@ -58,6 +58,8 @@ class SandboxPlan:
     files: tuple[protocol.PlanFile, ...] = ()
     #: (directory, lower directories): read-only overlays the init makes (image volumes).
     overlays: tuple[tuple[str, str], ...] = ()
+    #: (source, staging): copies of the host's mounts for mountPropagation.
+    propagated: tuple[tuple[str, str], ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -77,6 +79,7 @@ class SandboxPlan:
             tmpfs=self.tmpfs,
             files=self.files,
             overlays=self.overlays,
+            propagated=self.propagated,
         )
 
 

@@ -34,6 +34,14 @@ to set the volume up, with the kubelet's message:
   (`claims.py`), held while the pod runs so that `podvisor volume rm` leaves
   it alone; ``readOnly`` makes every mount of it read-only.
 
+A volume that a container mounts with mountPropagation gets a staging place
+(``<pod's directory>/propagated/NAME``): the pod's init copies the host's
+mounts at the volume's source there before it makes its own mounts private
+(`propagated`), so that the copy keeps the host's propagation; the
+container's mount is a copy of that one. A volume made in the pod's own
+mount namespace (a tmpfs, an image's overlay) has nothing of the host's to
+propagate and is refused with it.
+
 `container_mounts` turns a container's volumeMounts into the init's
 `protocol.Mount`s: subPathExpr expanded from the container's environment,
 ordered by depth (a mount inside another comes after it), as container
@@ -82,6 +90,8 @@ if TYPE_CHECKING:
 
 #: The pod's emptyDirs, inside its directory.
 EMPTY_DIRS = "volumes"
+#: The staging places of the volumes mounted with mountPropagation, inside it too.
+PROPAGATED = "propagated"
 #: How often the emptyDirs on disk with a sizeLimit are measured.
 EMPTY_DIR_CHECK_SECONDS = 2.0
 
@@ -112,6 +122,11 @@ class PodVolumes:
     overlays: tuple[tuple[str, str], ...] = ()
     #: The images of image volumes, leased for the pod's life.
     leases: ExitStack = field(default_factory=ExitStack)
+    #: (source, staging): copies the pod's init makes of the host's mounts, before it makes
+    #: its own private, for the volumes mounted with mountPropagation.
+    propagated: tuple[tuple[str, str], ...] = ()
+    #: Those volumes' staging directories, by volume name: their mounts' source.
+    staging: dict[str, str] = field(default_factory=dict)
     #: (volume, directory, bytes): emptyDirs on disk with a sizeLimit (`outgrown`).
     limits: tuple[tuple[str, str, int], ...] = ()
     #: The claims' folders, held while the pod runs (`close` lets go).
@@ -124,6 +139,8 @@ class PodVolumes:
         try:
             said = [found._problem(pod, v, directory, claims) for v in pod.spec.volumes]
             problems = [p for p in said if p] + _missing_targets(pod, found.sources)
+            if not problems:
+                problems = found._stage_propagated(pod, directory)
         except BaseException:
             found.close()
             raise
@@ -188,6 +205,34 @@ class PodVolumes:
             self.sources[volume.name] = path
             if source.read_only:
                 self.read_only.add(volume.name)
+
+    def _stage_propagated(self, pod: Pod, directory: str) -> list[str]:
+        """A staging place for each volume a container mounts with mountPropagation."""
+        made_in_memory = {path for path, _ in self.tmpfs} | {path for path, _ in self.overlays}
+        problems = []
+        for c in pod.spec.all_containers:
+            for m in c.volume_mounts:
+                if m.mount_propagation == "None" or m.name in self.staging:
+                    continue
+                source = self.sources[m.name]
+                if source in made_in_memory:
+                    problems.append(
+                        f"container {c.name}: volumeMounts {m.name}: mountPropagation "
+                        f"{m.mount_propagation} takes a volume on this machine's files "
+                        "(hostPath, persistentVolumeClaim, an emptyDir on disk, configMap, "
+                        f"downwardAPI); {m.name} is made in the pod's own mount namespace. "
+                        "Nothing was started"
+                    )
+                    continue
+                staging = os.path.join(directory, PROPAGATED, m.name)
+                os.makedirs(os.path.dirname(staging), 0o700, exist_ok=True)
+                if os.path.isdir(source):
+                    os.mkdir(staging, 0o700)
+                else:
+                    os.close(os.open(staging, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+                self.staging[m.name] = staging
+                self.propagated += ((source, staging),)
+        return problems
 
     def _add_content(self, pod: Pod, volume: Volume, directory: str) -> None:
         """A configMap's, secret's, downwardAPI's or projected volume's files, laid out."""
@@ -333,14 +378,16 @@ def container_mounts(
     found: list[protocol.Mount] = []
     for m in c.volume_mounts:
         sub_path = expand(m.sub_path_expr, env) if m.sub_path_expr else m.sub_path
+        propagated = m.mount_propagation != "None"
         found.append(
             protocol.Mount(
                 name=m.name,
-                source=volumes.sources[m.name],
+                source=volumes.staging[m.name] if propagated else volumes.sources[m.name],
                 target=os.path.normpath(m.mount_path),
                 sub_path=sub_path,
                 readonly=m.read_only or m.name in volumes.read_only,
                 recursive_readonly=m.recursive_read_only,
+                propagation=m.mount_propagation,
             )
         )
     return tuple(sorted(found, key=lambda m: m.target.rstrip("/").count("/")))

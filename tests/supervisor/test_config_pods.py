@@ -79,48 +79,6 @@ def test_a_deployment_with_its_configmap_and_secret_runs(tmp_path: Path) -> None
     )
 
 
-def test_mount_propagation_is_refused_by_run_and_shown_by_check(tmp_path: Path) -> None:
-    path = tmp_path / "pod.yaml"
-    path.write_text(
-        pod_yaml("""
-        apiVersion: v1
-        kind: Pod
-        metadata: {name: web}
-        spec:
-          volumes:
-          - {name: data, emptyDir: {}}
-          containers:
-          - name: web
-            command: [sleep, infinity]
-            volumeMounts: [{name: data, mountPath: /data, mountPropagation: HostToContainer}]
-        """)
-    )
-    run = subprocess.run(
-        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert run.returncode == 2
-    assert run.stdout == ""
-    assert run.stderr == (
-        f"{path}:8:5: spec.containers[0].volumeMounts: data at /data: mountPropagation "
-        "HostToContainer is read and checked but not made yet (the pod's mounts are private to "
-        "it); podvisor run refuses the pod until it is. Remove it to have the volume with "
-        "propagation None\npodvisor: nothing was started\n"
-    )
-    check = subprocess.run(
-        [*podvisor_command(), "check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert check.returncode == 0, check.stderr
-    assert "    data: emptyDir (a directory on disk); mounted at /data in web" in check.stdout
-
-
 async def test_optional_sources_are_left_out_and_downward_values_are_right() -> None:
     result = await run_pod("""
         apiVersion: v1

@@ -55,6 +55,7 @@ PLAN: dict[str, object] = {
     "tmpfs": [],
     "files": [],
     "overlays": [],
+    "propagated": [],
 }
 
 
