@@ -13,8 +13,9 @@ itself into a leaf, ``<own>/podvisor-supervisor-<pid>``, and then enables the
 controllers it uses (cpu, cpuset, io, memory, pids: those the host offers) in
 ``<own>`` and in each pod cgroup; container cgroups are leaves. Only podvisor
 itself is moved: if other processes share its cgroup, enabling fails and the
-error says how to start podvisor in a cgroup of its own. The supervisor's leaf
-holds podvisor until it exits, so the next start's `remove_stale` removes it.
+error says how to start podvisor in a cgroup of its own (podvisor moves back
+and removes its leaf first). The supervisor's leaf holds podvisor until it
+exits, so the next start's `remove_stale` removes it.
 A process that finds itself in such a leaf already (one that runs a second
 pod, or a podvisor started by a supervisor, which inherits its cgroup) was
 started in the leaf's parent: it makes its cgroups there, so leaves never
@@ -181,8 +182,24 @@ class CgroupDriver:
             leaf = _join(place.base, f"{PREFIX}supervisor-{os.getpid()}")
             self._leaf_lock = _make_locked(place, leaf, "the supervisor")
             _write(_join(leaf, "cgroup.procs"), str(os.getpid()))
-            _enable_controllers(place.base, place.controllers)
+            try:
+                _enable_controllers(place.base, place.controllers)
+            except CgroupError:
+                self._leave_leaf(place, leaf)
+                raise
         self._prepared = True
+
+    def _leave_leaf(self, place: Place, leaf: str) -> None:
+        """Back to <own>, the leaf removed: a podvisor refused for sharing its cgroup
+        leaves nothing behind. <own> takes us back because no controller was enabled."""
+        try:
+            _write(_join(place.base, "cgroup.procs"), str(os.getpid()))
+            cgroupfs.remove_dir(leaf)
+        except (CgroupError, OSError):
+            pass  # still in the leaf: the next start's remove_stale removes it
+        if self._leaf_lock is not None:
+            os.close(self._leaf_lock)
+            self._leaf_lock = None
 
     # --- Stale cgroups --------------------------------------------------------------
 

@@ -101,6 +101,47 @@ def test_every_run_makes_its_cgroups_where_the_first_did(pod: PodCgroup) -> None
     assert sorted(str(Path(d).parent) for d in child.stdout.split()) == first
 
 
+SHARED_CGROUP_RUN = """
+import sys, uuid
+from podvisor.supervisor.cgroups import CgroupDriver
+from podvisor.supervisor.errors import CgroupError
+try:
+    CgroupDriver.detect().create_pod("shared", str(uuid.uuid4()))
+except CgroupError as e:
+    print(e)
+"""
+
+
+def test_on_v2_a_podvisor_that_shares_its_cgroup_is_refused_and_leaves_no_cgroup(
+    driver: CgroupDriver,
+) -> None:
+    """A shell in a cgroup starts podvisor and stays: the cgroup cannot both hold the
+    shell and hand controllers to podvisor's pods. podvisor says how to fix it, and
+    the leaf it moved into on the way is gone."""
+    if driver.layout != Layout.V2:
+        pytest.skip("only a cgroup v2 hierarchy with controllers has the rule")
+    [base] = [d for d in cgroup_bases() if (d / "cgroup.type").exists()]
+    shared = base / f"pv-shared-{os.getpid()}"
+    shared.mkdir()
+    try:
+        # "; exit" keeps the shell from exec'ing python: it must stay in the cgroup.
+        script = f'echo $$ > {shared}/cgroup.procs && "$0" -c "$1"; exit $?'
+        ran = subprocess.run(
+            ["sh", "-c", script, sys.executable, SHARED_CGROUP_RUN],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        assert "other processes share podvisor's cgroup" in ran.stdout, ran
+        assert "Start podvisor in a cgroup of its own" in ran.stdout
+        assert cgroupfs.subdirs(str(shared)) == []
+    finally:
+        for child in cgroupfs.subdirs(str(shared)):
+            (shared / child).rmdir()
+        shared.rmdir()
+
+
 #: The files a memory limit of 64 MiB, a CPU limit of 250m and a request of 100m set.
 LIMIT_FILES = {
     1: {
