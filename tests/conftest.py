@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from podvisor.init import syscalls
-from podvisor.supervisor.cgroups.driver import is_supervisor_leaf
+from podvisor.supervisor.cgroups.driver import V2_CONTROLLERS, is_supervisor_leaf
 
 PREFIXES = ("podvisor-", "pv-", "pvh", "pvp")
 
@@ -48,6 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
         for d in cgroup_bases()
         if (d / "cgroup.subtree_control").exists()
     )
+    if os.geteuid() == 0:
+        enter_supervisor_leaf()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -69,6 +71,33 @@ _log_dir_made: list[str] = [""]
 # The test session, which runs many pods in one process, puts both back.
 
 _subtree_control_at_start: dict[Path, list[str]] = {}
+
+
+def enter_supervisor_leaf() -> None:
+    """Where cgroup v2 offers controllers, do at once what the session's first pod run
+    in this process would do: move into the leaf and hand the controllers to the
+    children of the cgroup it left. A podvisor that a test starts as a child then
+    finds that cgroup holding no process, as a podvisor started as a service of its
+    own does, rather than refusing to share it with the session."""
+    for own in own_cgroup_dirs():
+        control = own / "cgroup.subtree_control"
+        if not control.exists() or not (own / "cgroup.type").exists():
+            continue  # a v1 hierarchy, or the root cgroup, which may do both
+        if is_supervisor_leaf(str(own)):
+            continue
+        offered = set((own / "cgroup.controllers").read_text().split()) & V2_CONTROLLERS
+        if not offered:
+            continue  # the hybrid layout's empty v2 hierarchy: nothing moves
+        leaf = own / f"podvisor-supervisor-{os.getpid()}"
+        try:
+            leaf.mkdir(exist_ok=True)
+            (leaf / "cgroup.procs").write_text(str(os.getpid()))
+            control.write_text(" ".join(f"+{c}" for c in sorted(offered)))
+        except OSError as e:  # others share the session's cgroup: the tests will say so
+            print(f"conftest: stays in cgroup {own}: {e}")
+            with contextlib.suppress(OSError):
+                (own / "cgroup.procs").write_text(str(os.getpid()))
+                leaf.rmdir()
 
 
 def leave_supervisor_leaf() -> None:
