@@ -122,6 +122,16 @@ class Prometheus:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    async def ready(self, seconds: float = 90) -> None:
+        """Until /-/ready answers 200: Prometheus opens its port first, then answers 503
+        while its storage starts, which takes seconds on a slow or emulated machine."""
+        with anyio.fail_after(seconds):
+            while True:
+                with contextlib.suppress(OSError):
+                    if (await get(self.port, "/-/ready")).status == 200:
+                        return
+                await anyio.sleep(0.2)
+
     async def query_until(self, promql: str, seconds: float = 90) -> list[dict[str, Any]]:
         """Query until the answer is not empty: Prometheus scrapes every second."""
         with anyio.fail_after(seconds):
@@ -162,7 +172,9 @@ async def prometheus(target_port: int, workdir: Path) -> AsyncIterator[Prometheu
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield Prometheus(port)
+        server = Prometheus(port)
+        await server.ready()
+        yield server
     finally:
         await _stop(process)
 
