@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -28,6 +29,21 @@ def unpacked(tmp_path: Path, entries: list[Entry], how: str | None = None) -> Pa
     assert reader.digest == digest_of(data)
     assert reader.diff_id == digest_of(tar(entries))
     return root
+
+
+def keeps_user_attributes(directory: Path) -> bool:
+    """Whether the file system of *directory* holds user.* extended attributes."""
+    probe = directory / "xattr-probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+    except OSError as e:
+        if e.errno != errno.EOPNOTSUPP:
+            raise
+        return False
+    finally:
+        probe.unlink()
+    return True
 
 
 def overlay(tmp_path: Path, lower: list[str], script: str) -> str:
@@ -84,7 +100,10 @@ def test_modes_owners_times_and_attributes_are_kept(tmp_path: Path) -> None:
     assert (stat.S_IMODE(suid.st_mode), suid.st_uid, suid.st_gid) == (0o4755, 1234, 5678)
     assert suid.st_nlink == 2
     assert os.lstat(root / "opt/hard").st_ino == suid.st_ino
-    assert os.getxattr(root / "opt/cap", "user.note") == b"kept"
+    if keeps_user_attributes(tmp_path):
+        assert os.getxattr(root / "opt/cap", "user.note") == b"kept"
+    else:  # tmpfs before Linux 6.6: the layer unpacks without them, as Docker's does
+        assert "user.note" not in os.listxattr(root / "opt/cap")
     # A layer cannot forge overlayfs' own attributes.
     assert "trusted.overlay.opaque" not in os.listxattr(root / "opt/cap")
     link = os.lstat(root / "opt/link")
