@@ -337,6 +337,8 @@ class StartSample:
     tree_rss_mb: float  # the supervisor and its init processes, VmHWM
     tree_pss_mb: float  # the same, PSS
     inits: int
+    #: PSS of each process of podvisor's tree by its place in it (empty for supervisord).
+    pss_by_role: dict[str, list[float]] = field(default_factory=dict)
 
 
 def init_processes(supervisor: int) -> list[int]:
@@ -356,14 +358,36 @@ def start_once(contender: Contender, tmp: Path, env: dict[str, str]) -> StartSam
         inits = init_processes(run.process_id)
         rss = common.peak_rss_mb(run.process_id)
         tree = rss + sum(_quietly(common.peak_rss_mb, pid) for pid in inits)
-        pss = sum(_quietly(common.pss_mb, pid) for pid in [run.process_id, *inits])
+        by_role = pss_by_role(run.process_id, inits)
+        pss = sum(sum(values) for values in by_role.values())
     except BaseException:
         kill(run)
         with contextlib.suppress(OSError):
             os.close(run.stdout)
         raise
     stopped = stop(run)
-    return StartSample(run.ready["main"], stopped, rss, run.lifetime_rss_mb, tree, pss, len(inits))
+    return StartSample(
+        run.ready["main"], stopped, rss, run.lifetime_rss_mb, tree, pss, len(inits), by_role
+    )
+
+
+def pss_by_role(supervisor: int, inits: list[int]) -> dict[str, list[float]]:
+    """The PSS of the supervisor and of each init, by its place in the tree.
+
+    The supervisor's child is the pod's outer init, which waits for the pod's
+    PID 1, its child; each container's init is a child of that PID 1.
+    """
+    parents = {pid: int(_quietly(common.parent_pid, pid)) for pid in inits}
+    by_role: dict[str, list[float]] = {"supervisor": [_quietly(common.pss_mb, supervisor)]}
+    for pid, parent in parents.items():
+        if parent == supervisor:
+            role = "outer init"
+        elif parents.get(parent) == supervisor:
+            role = "pod PID 1"
+        else:
+            role = "container init"
+        by_role.setdefault(role, []).append(_quietly(common.pss_mb, pid))
+    return by_role
 
 
 @dataclass
@@ -771,6 +795,11 @@ def idle_phase(
 
 def _notes(idle_seconds: float, ours: list[StartSample]) -> list[str]:
     inits = max((s.inits for s in ours), default=0)
+    roles = ours[-1].pss_by_role if ours else {}
+    each = ", ".join(
+        f"{role} {common.median(values):.1f} MB" + (f" (x{len(values)})" if len(values) > 1 else "")
+        for role, values in roles.items()
+    )
     return [
         (
             f"pod: {len(ours)} start runs per contender, taking turns; the idle window "
@@ -785,6 +814,7 @@ def _notes(idle_seconds: float, ours: list[StartSample]) -> list[str]:
             "container (shareProcessNamespace: false, the Kubernetes default), each a Python "
             "process; a sum of VmHWM counts the pages they share once per process, PSS splits them."
         ),
+        f"pod: PSS of each process, the last start run: {each or 'not read'}.",
     ]
 
 
