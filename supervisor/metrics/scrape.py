@@ -17,12 +17,12 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http import HTTPStatus
 
 from prometheus_client.exposition import gzip_accepted
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from podvisor.supervisor.metrics import http
 from podvisor.supervisor.metrics.collector import pod_registry
 from podvisor.supervisor.metrics.exposition import Encoder, negotiate
 from podvisor.supervisor.metrics.http import Request, Response
@@ -60,7 +60,7 @@ class Scraper:
             # Compressed once and thrown away: level 1 gets most of the size for little CPU.
             body = gzip.compress(body, compresslevel=1)
             headers.append(("Content-Encoding", "gzip"))
-        return Response(HTTPStatus.OK, body, content_type, headers)
+        return Response(http.OK, body, content_type, headers)
 
 
 # --- The host's endpoint ---------------------------------------------------------------

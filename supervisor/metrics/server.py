@@ -57,7 +57,6 @@ import errno
 import json
 import os
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import anyio
@@ -68,6 +67,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from podvisor.supervisor.errors import AddressInUseError, ConfigError
 from podvisor.supervisor.manifest.model import ContainerKind, Pod
+from podvisor.supervisor.metrics import http
 from podvisor.supervisor.metrics.connections import SEND_SECONDS, accept_forever
 from podvisor.supervisor.metrics.http import BadRequestError, Request, Response, read_request, text
 from podvisor.supervisor.metrics.recorder import PodMetrics
@@ -297,16 +297,16 @@ class Endpoint:
     def respond(self, request: Request) -> Response:
         route = self.routes.get(request.path)
         if route is None:
-            return text(HTTPStatus.NOT_FOUND, "not found: try /metrics, /livez, /readyz, /status")
+            return text(http.NOT_FOUND, "not found: try /metrics, /livez, /readyz, /status")
         if request.method not in ("GET", "HEAD"):
-            response = text(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD are served")
+            response = text(http.METHOD_NOT_ALLOWED, "only GET and HEAD are served")
             response.headers.append(("Allow", "GET, HEAD"))
             return response
         try:
             return route(request)
         except Exception as e:  # a bug must cost one response, not the pod
             self.view.sink.system(f"metrics endpoint: {request.path} failed: {e!r}")
-            return text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see podvisor's log)")
+            return text(http.INTERNAL_SERVER_ERROR, "internal error (see podvisor's log)")
 
     # --- routes --------------------------------------------------------------------
 
@@ -335,17 +335,17 @@ class Endpoint:
             return self._scraper_made().respond(request, others)
         except Exception as e:  # a bug must cost one response, not the pod
             self.view.sink.system(f"metrics endpoint: /metrics failed: {e!r}")
-            return text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see podvisor's log)")
+            return text(http.INTERNAL_SERVER_ERROR, "internal error (see podvisor's log)")
 
     def livez(self, _: Request) -> Response:
         if self.view.init.process.returncode is not None:
-            return text(HTTPStatus.SERVICE_UNAVAILABLE, "the pod's init has exited")
-        return text(HTTPStatus.OK, "ok")
+            return text(http.SERVICE_UNAVAILABLE, "the pod's init has exited")
+        return text(http.OK, "ok")
 
     def readyz(self, _: Request) -> Response:
         state = self.view.state
         if state is not None and state.ready:
-            return text(HTTPStatus.OK, "ok")
+            return text(http.OK, "ok")
         if state is None:
             why = "the pod is starting"
         elif state.finished:
@@ -354,7 +354,7 @@ class Endpoint:
             serving = [c for c in state.containers if c.kind is not ContainerKind.INIT]
             unready = [c.name for c in serving if not c.ready]
             why = f"containers with unready status: [{' '.join(unready)}]"
-        return text(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {why}")
+        return text(http.SERVICE_UNAVAILABLE, f"not ready: {why}")
 
     def status(self, _: Request) -> Response:
         from podvisor.supervisor.metrics.status import (
@@ -378,8 +378,8 @@ class Endpoint:
         journal = self.view.journal.events
         found["events"] = pod_events(self.view.pod, journal, self.view.wall_time, self._redact)
         body = json.dumps(found, indent=2).encode() + b"\n"
-        return Response(HTTPStatus.OK, body, "application/json")
+        return Response(http.OK, body, "application/json")
 
     def index(self, _: Request) -> Response:
         lines = ["podvisor: /metrics /livez /readyz /status", f"pod {self.view.pod.name}"]
-        return text(HTTPStatus.OK, "\n".join(lines))
+        return text(http.OK, "\n".join(lines))
