@@ -360,16 +360,14 @@ def main(
     environ: Mapping[str, str] | None = None,
     *,
     separator_required: bool = False,
-    inner_setup: Callable[[], None] | None = None,
     before_exec: Callable[[], None] | None = None,
 ) -> int:
     """Tini mode's whole life: parse and run; returns only for usage, help and version.
 
     With *separator_required* (``podvisor``, whose other first words are
     commands), a program runs only after ``--``: a mistyped command after an
-    option must not run as a program. A container's init passes its
-    confinement: *inner_setup* runs in the inner init once its /proc is
-    mounted (with --pid-ns), *before_exec* in the program's child.
+    option must not run as a program. A container's init passes the rest of
+    its confinement: *before_exec* runs in the program's child.
     """
     env = os.environ if environ is None else environ
     try:
@@ -395,7 +393,7 @@ def main(
         return 0
     log = Log(prog, options.verbosity)
     if options.pid_ns:
-        status = run_in_pid_namespace(options, log, env, inner_setup, before_exec)
+        status = run_in_pid_namespace(options, log, env, before_exec)
     else:
         status = run(options, log, env, before_exec)
     return exit_now(status)
@@ -605,14 +603,9 @@ def run_in_pid_namespace(
     options: Options,
     log: Log,
     environ: Mapping[str, str],
-    inner_setup: Callable[[], None] | None = None,
     before_exec: Callable[[], None] | None = None,
 ) -> int:
-    """Run the command under an inner init that is PID 1 of a new PID namespace.
-
-    *inner_setup* runs in the inner init once its /proc is mounted (a
-    container's masks); when it fails, the command does not run.
-    """
+    """Run the command under an inner init that is PID 1 of a new PID namespace."""
     waited = process.block_signals()
     set_parent_death_signal(options, log)
     try:
@@ -622,8 +615,6 @@ def run_in_pid_namespace(
         log.say(1, f"--pid-ns: cannot make a PID namespace ({exc}); running without one")
         if os.getpid() != 1:
             become_subreaper(log)
-        if inner_setup is not None:
-            inner_setup()
         return run_child(options, log, environ, waited, before_exec)
     alive_read, alive_write = os.pipe()
     inner = os.fork()
@@ -636,7 +627,6 @@ def run_in_pid_namespace(
                 environ,
                 waited,
                 alive_read,
-                setup=inner_setup,
                 before_exec=before_exec,
             )
         )
@@ -663,7 +653,6 @@ def _inner_init(
     waited: frozenset[int],
     alive: int,
     *,
-    setup: Callable[[], None] | None,
     before_exec: Callable[[], None] | None,
 ) -> int:
     """PID 1 of the new namespace: its own /proc, then the usual loop."""
@@ -682,11 +671,7 @@ def _inner_init(
         syscalls.make_mounts_private()
         syscalls.mount_proc()
     except OSError as exc:
-        if setup is not None:  # a confined container runs with its masks or not at all
-            raise
         log.say(1, f"--pid-ns: cannot mount a private /proc ({exc}): ps shows the host's processes")
-    if setup is not None:
-        setup()
     return run_child(options, log, environ, waited, before_exec)
 
 
