@@ -439,6 +439,8 @@ def logs(args: argparse.Namespace) -> int:
     with client:
         names = client.request(request, LogsReply).containers
         client.sock.settimeout(None)  # the lines come when they come
+        if (following := getattr(args, "on_following", None)) is not None:
+            following()  # attach -i: the keys go once no output can be missed
         # One container's lines go bare, unless asked for as `podvisor run` prints them.
         named = len(names) > 1 or getattr(args, "prefixed", False)
         write = _line_writer(args, max(map(len, names)) if named else 0)

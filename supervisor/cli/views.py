@@ -74,12 +74,18 @@ def add_commands(
         sub, "top", "show each container's CPU, memory, PIDs and restarts, refreshing", top
     )
     attach_ = command(
-        sub, "attach", "follow a running pod's output, as `podvisor run` prints it", attach
+        sub,
+        "attach",
+        "follow a running pod's output, as `podvisor run` prints it; -i: type into a container",
+        attach,
     )
     attach_.add_argument("pod", metavar="POD")
     attach_.add_argument(
         "--tail", type=int, default=0, metavar="N", help="first the last N lines (default: 0)"
     )
+    from podvisor.supervisor.cli import attach as attaching
+
+    attaching.add_options(attach_)
     _output(attach_)
     top_.add_argument("pod", metavar="POD", nargs="?", help="one pod (default: every pod)")
     top_.add_argument("--no-stream", action="store_true", help="print one table and end")
@@ -481,18 +487,6 @@ def top(args: argparse.Namespace) -> int:
 
 def attach(args: argparse.Namespace) -> int:
     """Every container's lines as they come, until the pod ends; Ctrl-C leaves it running."""
-    from podvisor.supervisor.cli import commands
+    from podvisor.supervisor.cli import attach as attaching
 
-    follow = argparse.Namespace(
-        pod=args.pod,
-        named=None,
-        container=None,
-        follow=True,
-        previous=False,
-        tail=args.tail,
-        since=None,
-        timestamps=False,
-        output=args.output,  # json: one object a line, as `logs -o json` writes them
-        prefixed=True,
-    )
-    return commands.logs(follow)
+    return attaching.attach(args)

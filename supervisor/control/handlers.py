@@ -59,6 +59,7 @@ from podvisor.supervisor.control.logs import serve_logs
 from podvisor.supervisor.control.server import Connection, ControlSocket
 from podvisor.supervisor.control.wire import (
     CPU_SAMPLE_SECONDS,
+    AttachStdin,
     ContainerRow,
     Describe,
     DescribeReply,
@@ -87,6 +88,7 @@ from podvisor.supervisor.control.wire import (
     Signal,
     Status,
     StatusReply,
+    StdinAttached,
     Stop,
     Termination,
 )
@@ -201,6 +203,9 @@ class ControlServer:
                 await self._logs(conn, request)
             case Exec():
                 await self._exec(conn, request, fds)
+            case AttachStdin():
+                close_all(fds)
+                await self._attach_stdin(conn, request)
             case Restart():
                 await self._restart(conn, request)
             case Kill():
@@ -397,6 +402,36 @@ class ControlServer:
                 f"container {name!r} has not restarted: it has no previous instance "
                 "(drop --previous for the current one's lines)"
             )
+
+    # --- attach -i -----------------------------------------------------------------------
+
+    async def _attach_stdin(self, conn: Connection, request: AttachStdin) -> None:
+        """Hand the client a copy of where the container's stdin is written; wait until it
+        leaves, which is the attach's end (stdinOnce closes the stdin then)."""
+        name = self._container_name(request.container)
+        c = self.view.container(name)
+        if not c.stdin:
+            raise ControlError(
+                f"container {name!r} has no stdin to attach to: its manifest sets no "
+                "`stdin: true` (attach without -i follows its output)"
+            )
+        self._running(name)
+        instance = self.view.instances.get(name)
+        fd = instance.attach_stdin() if instance is not None else None
+        if instance is None or fd is None:
+            raise ControlError(f"container {name!r} is not running, or its stdin was closed")
+        try:
+            if c.tty and request.size is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *request.size, 0, 0))
+            await conn.send(StdinAttached(name, c.tty), (fd,))
+        finally:
+            os.close(fd)  # the client has its own copy
+        try:
+            while (received := await conn.receive()) is not None:
+                close_all(received[1])  # nothing more is asked on this connection
+        finally:
+            instance.attach_left()
 
     # --- exec -------------------------------------------------------------------------
 

@@ -46,11 +46,17 @@ async def serve_logs(
     if not follow or previous:
         await conn.send(LogEnd())
         return
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_cancel_on_hangup, conn, tg.cancel_scope)
-        while True:
-            await anyio.sleep(FOLLOW_POLL_SECONDS)
-            await send_lines(conn, follower.new_lines())
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_hangup, conn, tg.cancel_scope)
+            while True:
+                await anyio.sleep(FOLLOW_POLL_SECONDS)
+                await send_lines(conn, follower.new_lines())
+    finally:
+        # The pod is ending: its last lines, written since the last look, go too
+        # (as far as the socket takes them now: nothing may wait on the way out).
+        for batch in _batches(follower.new_lines()):
+            conn.send_nowait(LogLines(tuple(batch)))
 
 
 async def _cancel_on_hangup(conn: Connection, scope: anyio.CancelScope) -> None:
@@ -70,16 +76,22 @@ def select(lines: list[LogLine], *, since: float | None, tail: int | None) -> li
 
 
 async def send_lines(conn: Connection, lines: Sequence[LogLine]) -> None:
+    for batch in _batches(lines):
+        await conn.send(LogLines(tuple(batch)))
+
+
+def _batches(lines: Sequence[LogLine]) -> Iterable[list[LogRecord]]:
+    """The lines' records, as many to a message as its size allows."""
     batch: list[LogRecord] = []
     size = 0
     for record in itertools.chain.from_iterable(map(records, lines)):
         if batch and size + len(record.text) > TEXT_PER_MESSAGE:
-            await conn.send(LogLines(tuple(batch)))
+            yield batch
             batch, size = [], 0
         batch.append(record)
         size += len(record.text)
     if batch:
-        await conn.send(LogLines(tuple(batch)))
+        yield batch
 
 
 def records(line: LogLine) -> list[LogRecord]:

@@ -49,6 +49,12 @@ the connection when it is done. Requests, and what answers them::
          ExecExited {"ev": "exited", "code": 0 | null, "signal": null | 9}
          A client that hangs up gets its command SIGHUPed, then SIGKILLed.
          A command that cannot start: Error with "exit_code": 126 | 127.
+    AttachStdin     {"op": "attach stdin", "container": null | "c",
+                     "size": null | [ROWS, COLUMNS]}
+      -> StdinAttached {"ok": true, "container": "c", "tty": false}
+         + 1 fd: where the container's stdin is written (its terminal with tty).
+         The client keeps the connection open while it writes; its end is the
+         attach's end (stdinOnce then closes the container's stdin).
     Restart         {"op": "restart", "container": "c"}   -> Done {"ok": true}
     Kill            {"op": "kill", "container": "c", "signal": 15}
       -> Killed     {"ok": true, "paused": false}
@@ -221,6 +227,24 @@ class Exec(Request):
             f.flag("tty"),
             (size[0], size[1]) if size is not None else None,
         )
+
+
+@frozen
+class AttachStdin(Request):
+    """`podvisor attach -i`: where to write a container's stdin (stdin: true)."""
+
+    KIND = "attach stdin"
+    #: None: the first main container.
+    container: str | None
+    #: The attaching terminal's (rows, columns), for a container with tty.
+    size: tuple[int, int] | None = None
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        size = None if f.values.get("size") is None else f.integers("size")
+        if size is not None and len(size) != 2:
+            raise ProtocolError(f"{f.where}: 'size' must be [rows, columns], not {list(size)}")
+        return cls(f.optional_text("container"), (size[0], size[1]) if size is not None else None)
 
 
 @frozen
@@ -437,6 +461,20 @@ class LogsReply(Reply):
     @classmethod
     def read(cls, f: Fields) -> Self:
         return cls(f.texts("containers"))
+
+
+@frozen
+class StdinAttached(Reply):
+    """The container's stdin (or its terminal) rides along; the connection stays open
+    for as long as the attach writes to it, so that stdinOnce knows when it has left."""
+
+    KIND = "attach stdin reply"
+    container: str
+    tty: bool
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return cls(f.text("container"), f.flag("tty"))
 
 
 @frozen
@@ -714,7 +752,7 @@ REQUESTS: Final[dict[str, type[Request]]] = {
     m.KIND: m
     for m in (
         *(Ps, Status, Logs, Exec, Signal, Restart, Kill, Pause, Resume, Stop),
-        *(Events, Describe, Scrape),
+        *(Events, Describe, Scrape, AttachStdin),
     )
 }
 EVENTS: Final[dict[str, type[Event]]] = {m.KIND: m for m in (ExecExited, Finished)}

@@ -105,6 +105,7 @@ def container(
         ),
         stdin=f.flag("stdin"),
         tty=f.flag("tty"),
+        stdin_once=f.flag("stdinOnce"),
         image=f.string("image"),
         image_pull_policy=_pull_policy(f),
         termination_message_path=_termination_path(f),

@@ -361,8 +361,11 @@ def _container_extras(c: Container) -> Iterator[str]:
         if value is not None:
             yield f"    {name}: {value}"
     yield from _security_lines(c.security_context)
-    if c.stdin or c.tty:
-        yield f"    stdin: {c.stdin}, tty: {c.tty}"
+    if c.tty:
+        yield "    tty: a terminal of its own for stdin, stdout and stderr (its output: stdout)"
+    if c.stdin:
+        once = ", closed when the first attach leaves (stdinOnce)" if c.stdin_once else ""
+        yield f"    stdin: open, written by `podvisor attach -i`{once}"
 
 
 def _security_lines(sc: SecurityContext) -> Iterator[str]:

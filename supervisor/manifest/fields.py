@@ -173,28 +173,15 @@ CONTAINER: dict[str, Rule] = {
     "startupProbe": SUPPORTED,
     "lifecycle": SUPPORTED,
     "securityContext": SUPPORTED,
-    # A container's stdin is /dev/null and its output goes to its log: nothing
-    # holds an open stdin or a terminal for `kubectl attach -it` to reach.
-    "stdin": Refuse(
-        "a container's stdin is /dev/null here, and nothing can attach to it; for an "
-        "interactive command run `podvisor exec -it POD -c CONTAINER -- CMD`; remove stdin",
-        harmless=_is(False),
-    ),
-    "tty": Refuse(
-        "a container gets no terminal here (its output goes to its log); for a command "
-        "with a terminal run `podvisor exec -it POD -c CONTAINER -- CMD`; remove tty",
-        harmless=_is(False),
-    ),
+    "stdin": SUPPORTED,
+    "tty": SUPPORTED,
     "image": SUPPORTED,
     "restartPolicy": SUPPORTED,
     "imagePullPolicy": SUPPORTED,
     "terminationMessagePath": SUPPORTED,
     "terminationMessagePolicy": SUPPORTED,
     "resizePolicy": Ignore("in-place resize is a cluster's API; edit the manifest and restart"),
-    "stdinOnce": Refuse(
-        "a container's stdin is /dev/null here, and nothing can attach to it; remove stdinOnce",
-        harmless=_is(False),
-    ),
+    "stdinOnce": SUPPORTED,
     "envFrom": SUPPORTED,
     "volumeMounts": SUPPORTED,
     "volumeDevices": Refuse("podvisor maps no devices; use the device's path on the host"),

@@ -225,6 +225,7 @@ class Container:
     security_context: SecurityContext = field(default_factory=SecurityContext)
     stdin: bool = False
     tty: bool = False
+    stdin_once: bool = False  # stdin closes when the first attach leaves
     image: str | None = None  # its root (see `manifest.rootfs.root_choice`)
     image_pull_policy: str | None = None  # Always, IfNotPresent, Never; None: the tag's default
     # Where the program may leave why it ended (on its image only), and the log's

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -192,8 +193,15 @@ class LogSink:
         return f"{line.container:<{self.width}} | {line.text}\n"
 
 
-async def pump(fd: int, container: str, stream: Stream, sink: LogSink) -> None:
-    """Read *fd* (a pipe's read end, which this closes) until end-of-file."""
+async def pump(
+    fd: int, container: str, stream: Stream, sink: LogSink, *, terminal: bool = False
+) -> None:
+    """Read *fd* (a pipe's read end, which this closes) until end-of-file.
+
+    *terminal*: *fd* is a pseudo-terminal's master, which says EIO once no
+    process holds its slave; what is left of a line goes at once, as a
+    partial line, so that a prompt or an echoed key shows before its newline.
+    """
     os.set_blocking(fd, False)
     pending = b""
     try:
@@ -203,9 +211,17 @@ async def pump(fd: int, container: str, stream: Stream, sink: LogSink) -> None:
             except BlockingIOError:
                 await anyio.wait_readable(fd)
                 continue
+            except OSError as exc:
+                if terminal and exc.errno == errno.EIO:
+                    break
+                raise
             if not chunk:
                 break
             pending = _emit_lines(pending + chunk, container, stream, sink)
+            if terminal and pending:
+                piece = LogLine(time.time(), container, stream, _text(pending), partial=True)
+                sink.emit(piece, flush=False)
+                pending = b""
             sink.flush_files(container)
             # Let the other pipes and the supervisor run between chunks, so a
             # flood on this pipe cannot starve them.

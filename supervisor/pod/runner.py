@@ -65,6 +65,7 @@ from podvisor.supervisor.pod.resources import PodResources, make_resources
 from podvisor.supervisor.pod.rootfs import with_image_stop_signals
 from podvisor.supervisor.pod.sandbox import WaitingInit
 from podvisor.supervisor.pod.signals import IGNORED, NOTED, STOPPING, receiving_signals
+from podvisor.supervisor.pod.stdio import ContainerStdio
 from podvisor.supervisor.pod.view import PodView
 from podvisor.supervisor.pod.volumes import subpath_message
 
@@ -203,10 +204,17 @@ class _Instance:
 
     process: InitProcessHandle
     oom_kills_at_start: int
+    stdio: ContainerStdio
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def attach_stdin(self) -> int | None:
+        return self.stdio.for_attach()
+
+    def attach_left(self) -> None:
+        self.stdio.attach_left()
 
 
 class Supervision:
@@ -384,10 +392,8 @@ class Supervision:
     async def _start(self, name: str) -> None:
         c = self.view.container(name)
         spec = self.view.process_for(c)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        fds = [null, out_w, err_w]
+        stdio = ContainerStdio.make(c)
+        fds = list(stdio.child)
         extra: tuple[int, ...] = ()
         notification = self.actions.notification_fd(c)
         if notification is not None:  # s6's notification-fd: a pipe as the process's fd N
@@ -399,22 +405,28 @@ class Supervision:
             orphans_fd = max((2, *extra)) + 1
             extra = (*extra, orphans_fd)
             fds.append(os.dup(self.view.container_orphans.new_file(name)))
-        spec = dataclasses.replace(spec, pidns=pidns, extra_fds=extra, orphans_fd=orphans_fd)
+        spec = dataclasses.replace(
+            spec, pidns=pidns, extra_fds=extra, orphans_fd=orphans_fd, tty=stdio.tty
+        )
         try:
             spawned = await self.init.spawn(spec, fds)
         except BaseException:
-            os.close(out_r)
-            os.close(err_r)
+            for fd, _ in stdio.outputs:
+                os.close(fd)
+            stdio.close()
             raise
         finally:
-            for fd in fds:
+            for fd in fds[3:]:
                 os.close(fd)
-        self._read_output(name, out_r, err_r)
+            stdio.sent()
+        self._read_output(name, stdio)
         if isinstance(spawned, InitProcessHandle):
-            instance = self.instances[name] = _Instance(spawned, self.cgroups[name].oom_kills())
+            oom_kills = self.cgroups[name].oom_kills()
+            instance = self.instances[name] = _Instance(spawned, oom_kills, stdio)
             self.post(lc.Started(name, spawned.pid))
             self._tg.start_soon(self._await_exit, name, instance)
             return
+        stdio.close()
         message = spawned.message
         if spawned.stage in ("volume", "subpath"):  # the message names the volume
             message = message.removeprefix(f"{spawned.stage} failed: ")
@@ -431,11 +443,11 @@ class Supervision:
         else:  # the program was found, but its process could not be set up (as the kubelet)
             self.post(lc.StartFailed(name, 128, lc.Reason.START_ERROR, message))
 
-    def _read_output(self, name: str, out_r: int, err_r: int) -> None:
-        """Pump a new instance's stdout and stderr into its log."""
+    def _read_output(self, name: str, stdio: ContainerStdio) -> None:
+        """Pump a new instance's stdout and stderr (or its terminal) into its log."""
         self.sink.new_instance(name)
-        self._tg.start_soon(pump, out_r, name, "stdout", self.sink)
-        self._tg.start_soon(pump, err_r, name, "stderr", self.sink)
+        for fd, stream in stdio.outputs:
+            self._tg.start_soon(partial(pump, terminal=stdio.tty), fd, name, stream, self.sink)
 
     async def _await_exit(self, name: str, instance: _Instance) -> None:
         """Post the instance's exit once the init reports it."""
@@ -443,6 +455,8 @@ class Supervision:
             await instance.process.wait()
         except InitDiedError:
             return  # the init's own death is the event (`_watch_init`)
+        finally:
+            instance.stdio.close()  # an attach's own copy of stdin stays its own
         if self.instances.get(name) is instance:
             del self.instances[name]
         oom = self.cgroups[name].oom_kills() > instance.oom_kills_at_start

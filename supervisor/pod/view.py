@@ -101,6 +101,12 @@ class InstanceView(Protocol):
     @property
     def pid(self) -> int: ...
 
+    def attach_stdin(self) -> int | None:
+        """A copy of where its stdin is written (stdin: true), for an attach; else None."""
+
+    def attach_left(self) -> None:
+        """An attach that had its stdin has gone (stdinOnce then closes it)."""
+
 
 class PodView:
     """One running pod: what it is, its parts, its state, and what may be asked of it."""

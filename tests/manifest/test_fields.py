@@ -185,24 +185,6 @@ def test_refused_fields_are_refused_with_their_reason(where: str, key: str) -> N
     assert problem.line > 0
 
 
-@pytest.mark.parametrize("key", ["stdin", "tty"])
-def test_a_terminal_or_an_open_stdin_is_refused_with_the_way_to_one(key: str) -> None:
-    # Nothing holds a container's stdin or a terminal for an attach to reach:
-    # asking for one is refused, false is what podvisor does anyway.
-    data: dict[str, Any] = json.loads(json.dumps(BASE))
-    data["spec"]["containers"][0][key] = True
-    with pytest.raises(ConfigError) as caught:
-        load("pod.yaml", yaml.safe_dump(data))
-    [problem] = caught.value.problems
-    assert problem.path == f"spec.containers[0].{key}"
-    assert problem.line > 0
-    assert "podvisor exec -it POD -c CONTAINER -- CMD" in problem.message
-    data["spec"]["containers"][0][key] = False
-    assert [i.path for i in load("pod.yaml", yaml.safe_dump(data)).ignored] == [
-        f"spec.containers[0].{key}"
-    ]
-
-
 @pytest.mark.parametrize("empty", [[], {}, None])
 def test_refused_fields_asking_for_nothing_pass(empty: object) -> None:
     # `volumeDevices: []` asks for no device: nothing to refuse, nothing to list.

@@ -236,8 +236,9 @@ spec:
     command: [/usr/bin/env]
     args: [--flag]
     workingDir: /srv
-    stdin: false
-    tty: false
+    stdin: true
+    stdinOnce: true
+    tty: true
     env:
     - {name: A, value: "1"}
     - name: NAME
@@ -262,7 +263,7 @@ spec:
     app = pod.container("app")
     assert app.image == "example/app:1"
     assert app.argv == ("/usr/bin/env", "--flag")
-    assert (app.working_dir, app.stdin, app.tty) == ("/srv", False, False)
+    assert (app.working_dir, app.stdin, app.stdin_once, app.tty) == ("/srv", True, True, True)
     assert app.env == (EnvVar("A", "1"), EnvVar("NAME", None, "metadata.name"))
     assert app.lifecycle == Lifecycle(
         post_start=HTTPGetAction("/warm", 8080, None, "HTTPS", (("X-A", "b"),)),

@@ -507,3 +507,24 @@ def test_the_images_stop_signal_stops_the_container(run_dir: Path, load_image: L
     pod.terminate()
     out, _ = pod.communicate(timeout=30)
     assert "main | got USR1" in out
+
+
+def test_a_tty_on_an_images_root_is_a_terminal(run_dir: Path, load_image: LoadImage) -> None:
+    # The terminal is from the host's /dev/pts, which the container's own /dev/pts
+    # does not show: it works as one, with no name there (docs/manifest.md says so).
+    image = load_image("test/tty:1", {"Env": ["PATH=/bin"]})
+    script = "test -t 0 && test -t 1 && echo a-terminal; tty"
+    ran = run_pod(
+        run_dir,
+        "img-tty",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            tty: true
+            command: ["sh", "-c", {json.dumps(script)}]
+        """,
+    )
+    assert ran.status == 1, ran.stderr  # tty's own status without a name
+    assert ran.of("main") == ["a-terminal", "not a tty"]
