@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +36,11 @@ class FakeBoots:
         accels: list[str],
         timeout: float,
         echo: bool,
+        cpus: int,
         chosen: Chosen,
     ) -> run.Result:
         del command, timeout, echo
-        self.note(f"{layout} starts with {','.join(accels)}")
+        self.note(f"{layout} starts with {','.join(accels)} on {cpus} CPU(s)")
         for accel in accels:
             if accel == self.boots_under or accel == accels[-1]:
                 chosen(accel)
@@ -63,14 +66,24 @@ def test_side_by_side_the_second_guest_starts_with_what_the_first_found(fake: Fa
         ["v2", "v1"], "true", accels=["kvm", "tcg"], timeout=60, echo=False, side_by_side=True
     )
     assert [r.layout for r in results] == ["v2", "v1"]
-    assert fake.events == ["v2 starts with kvm,tcg", "v1 starts with tcg", "v1 ends", "v2 ends"]
+    assert fake.events == [
+        "v2 starts with kvm,tcg on 1 CPU(s)",
+        "v1 starts with tcg on 1 CPU(s)",
+        "v1 ends",
+        "v2 ends",
+    ]
 
 
 def test_in_turn_each_guest_waits_for_the_one_before(fake: FakeBoots) -> None:
     run.boot_all(
         ["v2", "v1"], "true", accels=["kvm", "tcg"], timeout=60, echo=False, side_by_side=False
     )
-    assert fake.events == ["v2 starts with kvm,tcg", "v2 ends", "v1 starts with tcg", "v1 ends"]
+    assert fake.events == [
+        "v2 starts with kvm,tcg on 2 CPU(s)",
+        "v2 ends",
+        "v1 starts with tcg on 2 CPU(s)",
+        "v1 ends",
+    ]
 
 
 def test_a_guest_that_cannot_boot_fails_the_run_and_starts_no_other(
@@ -89,3 +102,17 @@ def test_a_guest_that_cannot_boot_fails_the_run_and_starts_no_other(
             ["v2", "v1"], "true", accels=["tcg"], timeout=60, echo=False, side_by_side=True
         )
     assert started == ["v2"]
+
+
+def test_every_test_the_guests_select_exists() -> None:
+    """The selection names single tests: one renamed must fail here, on the host,
+    rather than stop both guests with "not found" minutes into CI."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *run.SELECTION],
+        cwd=run.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
