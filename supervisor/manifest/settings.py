@@ -225,7 +225,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "pids-limit", "both", "whole number >= 1", "no limit",
         "pids.max of each container's cgroup: `pids-limit` for every container, "
-        "`pids-limit.CONTAINER` for one.",
+        "`pids-limit.CONTAINER` for one. The container's own init counts: two processes, "
+        "unless shareProcessNamespace.",
         _positive_int, "pids_limit",
     ),
     Setting(

@@ -91,6 +91,15 @@ async def test_with_host_network_the_hostname_is_the_nodes() -> None:
     assert result.lines("main") == [socket.gethostname()] * 3
 
 
+async def test_the_containers_own_init_counts_against_its_pids_limit() -> None:
+    # What the annotation's words say: two of the limit are the container's init
+    # (its outer process and PID 1 of its namespace); the shell is the third.
+    script = "cat /sys/fs/cgroup/pids/pids.current /sys/fs/cgroup/pids.current 2>/dev/null"
+    extra = "metadata: {name: shell, annotations: {podvisor.io/pids-limit: '3'}}"
+    text = _shell_pod(script).replace("metadata: {name: shell}", extra)
+    assert (await run_pod(text)).lines("main") == ["3"]
+
+
 async def test_host_aliases_and_dns_config_are_the_pods_name_files() -> None:
     script = "getent hosts db; grep -v '^#' /etc/resolv.conf"
     result = await run_pod(f"""
