@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults import procfs
 from tests.faults.pods import Supervisor, write_pod
 
 pytestmark = pytest.mark.needs_root
@@ -43,8 +44,18 @@ print("still here", flush=True)
 """
 
 
-def _pod(tmp_path: Path, program: str, *, share: bool) -> Path:
+IDLE = r"""
+import signal
+print("up", flush=True)
+signal.pause()
+"""
+
+
+def _pod(tmp_path: Path, program: str, *, share: bool, containers: int = 1) -> Path:
     command = json.dumps([sys.executable, "-c", program])
+    listed = "\n".join(
+        f"            - {{name: c{n}, command: {command}}}" for n in range(1, containers)
+    )
     return write_pod(
         tmp_path,
         "pid1",
@@ -59,6 +70,7 @@ def _pod(tmp_path: Path, program: str, *, share: bool) -> Path:
           shareProcessNamespace: {str(share).lower()}
           containers:
             - {{name: main, command: {command}}}
+{listed}
         """,
     )
 
@@ -79,3 +91,29 @@ def test_a_signal_to_the_pods_init_as_pid_1_is_noted_and_ignored(tmp_path: Path)
     assert code == 0, sup.err.text()
     said = sup.out.text() + sup.err.text()
     assert f"the pod's init received signal {int(signal.SIGUSR2)}: ignored" in said
+
+
+def _nspid(pid: int) -> list[int]:
+    """The process's pid in each PID namespace it is in, outermost first (NSpid)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(n) for n in line.split()[1:]]
+    raise AssertionError(f"no NSpid for {pid}")
+
+
+@pytest.mark.timeout(60)
+def test_each_containers_pid_1_is_its_init_a_child_of_the_pods(tmp_path: Path) -> None:
+    # One process per PID namespace: the pod's init forks each container's
+    # init straight into its namespace, and that init's child is the program.
+    with Supervisor(_pod(tmp_path, IDLE, share=False, containers=3)) as sup:
+        for name in ("main", "c1", "c2"):
+            sup.wait_line(name, "up")
+        _, pod_init = sup.init_pids()
+        container_inits = procfs.children_of(pod_init)
+        assert len(container_inits) == 3
+        for init in container_inits:
+            assert procfs.comm_of(init) == "podvisor-init"
+            assert _nspid(init)[-1] == 1  # PID 1 of its own namespace
+            assert len(_nspid(init)) == len(_nspid(pod_init)) + 1  # one level below the pod's
+            (program,) = procfs.children_of(init)
+            assert _nspid(program)[-1] == 2
