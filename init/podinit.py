@@ -629,6 +629,10 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
 
             rootfs.join_pid(spec.rootfs)  # the rest in the child it forks (`_entered`)
         elif confine is not None:
+            if any(m.sub_path for m in spec.mounts):
+                from podvisor.init import volumes
+
+                volumes.make_sub_paths(spec.mounts)
             copies = _propagated_copies(spec.mounts)
             confinement.enter(confine)
             if spec.rootfs is not None:

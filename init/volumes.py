@@ -96,6 +96,16 @@ def open_sources(
     return fds
 
 
+def make_sub_paths(mounts: Sequence[protocol.Mount]) -> None:
+    """Each subPath's missing directories, made beneath its volume while the pod's mounts
+    are still writable: the container's own may all be read-only by the time it binds
+    (readOnlyRootFilesystem), and a subPath is made before the container starts, as the
+    kubelet makes it. The binding resolves each one again."""
+    for m in mounts:
+        if m.sub_path:
+            os.close(_open_source(m))
+
+
 def propagated_copies(mounts: Sequence[protocol.Mount]) -> list[int | None]:
     """For each mount with mountPropagation, a detached copy of its source (subPath
     resolved beneath it), made before this process's mounts are made private: the copy
