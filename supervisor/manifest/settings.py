@@ -225,8 +225,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "pids-limit", "both", "whole number >= 1", "no limit",
         "pids.max of each container's cgroup: `pids-limit` for every container, "
-        "`pids-limit.CONTAINER` for one. The container's own init counts: two processes, "
-        "unless shareProcessNamespace.",
+        "`pids-limit.CONTAINER` for one. The container's own init counts as one process "
+        "(unless shareProcessNamespace).",
         _positive_int, "pids_limit",
     ),
     Setting(

@@ -92,8 +92,8 @@ async def test_with_host_network_the_hostname_is_the_nodes() -> None:
 
 
 async def test_the_containers_own_init_counts_against_its_pids_limit() -> None:
-    # What the annotation's words say: two of the limit are the container's init
-    # (its outer process and PID 1 of its namespace); the shell is the third.
+    # What the annotation's words say: one of the limit is the container's init
+    # (PID 1 of its namespace); the shell and cat are the others.
     script = "cat /sys/fs/cgroup/pids/pids.current /sys/fs/cgroup/pids.current 2>/dev/null"
     extra = "metadata: {name: shell, annotations: {podvisor.io/pids-limit: '3'}}"
     text = _shell_pod(script).replace("metadata: {name: shell}", extra)
