@@ -113,6 +113,15 @@ PVC_RESOURCES: dict[str, Rule] = {"requests": SUPPORTED, "limits": SUPPORTED}
 
 POD_TEMPLATE: dict[str, Rule] = {"metadata": SUPPORTED, "spec": SUPPORTED}
 
+#: A StatefulSet's volumeClaimTemplates[]: a PersistentVolumeClaim without kind.
+CLAIM_TEMPLATE: dict[str, Rule] = {
+    "apiVersion": SUPPORTED,
+    "kind": SUPPORTED,
+    "metadata": SUPPORTED,
+    "spec": SUPPORTED,
+    "status": Ignore("written by a cluster's controllers"),
+}
+
 DEPLOYMENT_SPEC: dict[str, Rule] = {
     "replicas": SUPPORTED,
     "selector": _SELECTOR,
@@ -136,15 +145,14 @@ STATEFUL_SET_SPEC: dict[str, Rule] = {
     "selector": _SELECTOR,
     "template": SUPPORTED,
     "serviceName": Ignore("names in cluster DNS; there is no cluster DNS"),
-    "volumeClaimTemplates": Refuse(
-        "claims made per replica are a cluster's: write a PersistentVolumeClaim in the file "
-        "and a persistentVolumeClaim volume in the template"
-    ),
+    "volumeClaimTemplates": SUPPORTED,
     "podManagementPolicy": _ROLLOUT,
     "updateStrategy": _ROLLOUT,
     "revisionHistoryLimit": _ROLLOUT,
     "minReadySeconds": _ROLLOUT,
-    "persistentVolumeClaimRetentionPolicy": Ignore("no claims are made per replica here"),
+    "persistentVolumeClaimRetentionPolicy": Ignore(
+        "replica 0's claims stay on this machine until `podvisor volume rm`"
+    ),
     "ordinals": Ignore("one pod runs, as replica 0"),
 }
 
@@ -399,13 +407,13 @@ def _the_pod(top: Fields, kind: str, found: Found, main: bool) -> None:
     if kind == "Pod":
         found.pod = top
         return
-    found.owner, found.pod = _workload(top, kind)
+    found.owner, found.pod = _workload(top, kind, found)
 
 
 # --- Workloads -----------------------------------------------------------------------------------
 
 
-def _workload(top: Fields, kind: str) -> tuple[Owner, Fields | None]:
+def _workload(top: Fields, kind: str, found: Found) -> tuple[Owner, Fields | None]:
     meta = top.mapping("metadata", fields.METADATA)
     name = None
     if meta is None:
@@ -439,7 +447,63 @@ def _workload(top: Fields, kind: str) -> tuple[Owner, Fields | None]:
     )
     if template is not None and not template.require("spec", "the pod's spec"):
         return owner, None
+    if template is not None and kind == "StatefulSet":
+        _claim_templates(spec, owner, template, found)
     return owner, template
+
+
+def _claim_templates(spec: Fields, owner: Owner, template: Fields, found: Found) -> None:
+    """Each of volumeClaimTemplates as the StatefulSet's controller makes it for replica 0:
+    a claim NAME-STATEFULSET-0, and a volume NAME of the pod that names it."""
+    volumes: list[yaml.Node] = []
+    for item, path in spec.items("volumeClaimTemplates"):
+        claim = fields_of(spec.report, item, path, CLAIM_TEMPLATE)
+        meta = claim.mapping("metadata", fields.METADATA) if claim is not None else None
+        if claim is None or meta is None:
+            if claim is not None:
+                claim.require("metadata", "metadata.name: the volume's name in the template")
+            continue
+        name = meta.string("name") if meta.require("name", "the volume's name") else None
+        problem = names.dns1123_label(name) if name is not None else None
+        if problem:
+            meta.error("name", problem)
+        if name is None or problem:
+            continue
+        claim_name = f"{name}-{owner.name}-0"
+        found.claims.append((owner.namespace, _claim(claim, claim_name)))
+        volumes.append(_claim_volume(item, name, claim_name))
+    if volumes:
+        _add_volumes(template, volumes)
+
+
+def _claim_volume(at: yaml.Node, name: str, claim_name: str) -> yaml.MappingNode:
+    """``{name: NAME, persistentVolumeClaim: {claimName: CLAIM}}``, placed where *at* is."""
+
+    def scalar(value: str) -> yaml.ScalarNode:
+        return yaml.ScalarNode("tag:yaml.org,2002:str", value, at.start_mark, at.end_mark)
+
+    def mapping(pairs: list[tuple[yaml.Node, yaml.Node]]) -> yaml.MappingNode:
+        return yaml.MappingNode("tag:yaml.org,2002:map", pairs, at.start_mark, at.end_mark)
+
+    claim = mapping([(scalar("claimName"), scalar(claim_name))])
+    return mapping([(scalar("name"), scalar(name)), (scalar("persistentVolumeClaim"), claim)])
+
+
+def _add_volumes(template: Fields, volumes: list[yaml.Node]) -> None:
+    """The template's spec.volumes with *volumes* after its own (a name given twice is
+    then refused, as the API server refuses a template volume a claim template names)."""
+    spec = _value(template.node, "spec")
+    if not isinstance(spec, yaml.MappingNode):
+        return
+    node = _value(spec, "volumes")
+    if isinstance(node, yaml.SequenceNode):
+        node.value.extend(volumes)
+        return
+    if node is None:
+        at = spec
+        key = yaml.ScalarNode("tag:yaml.org,2002:str", "volumes", at.start_mark, at.end_mark)
+        items = yaml.SequenceNode("tag:yaml.org,2002:seq", volumes, at.start_mark, at.end_mark)
+        spec.value.append((key, items))
 
 
 def _cron_job(spec: Fields, owner: Owner) -> Fields | None:

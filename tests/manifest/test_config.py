@@ -826,3 +826,27 @@ items:
 """
     loaded = load("list.yaml", text)
     assert resolve_env(loaded.pod.container("web"), loaded.pod, None) == {"LEVEL": "debug"}
+
+
+def test_a_stateful_sets_claim_templates_are_replica_0s_claims_and_volumes() -> None:
+    """As the StatefulSet controller makes them for replica 0: claim data-web-0 in the
+    StatefulSet's namespace, and a volume data in the pod that names it."""
+    text = workload(
+        "StatefulSet",
+        "apps/v1",
+        "  serviceName: web\n"
+        "  volumeClaimTemplates:\n"
+        "  - metadata: {name: data}\n"
+        "    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
+    ).replace(
+        "        command: [sleep, infinity]\n",
+        "        command: [sleep, infinity]\n"
+        "        volumeMounts: [{name: data, mountPath: /var/lib/web}]\n",
+    )
+    loaded = load("sts.yaml", text)
+    pod = loaded.pod
+    assert pod.spec.volumes == (Volume("data", PersistentVolumeClaimVolume("data-web-0")),)
+    assert pod.container("web").volume_mounts == (VolumeMount("data", "/var/lib/web"),)
+    claim = pod.config.claims["data-web-0"]
+    assert (claim.storage_request_bytes, claim.access_modes) == (1 << 30, ("ReadWriteOnce",))
+    assert loaded.not_yet == ()
