@@ -35,6 +35,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from podvisor.supervisor.network import records
 from tests.faults import procfs
 from tests.faults.conftest import FdWatch, Record
 from tests.faults.pods import running_pod
@@ -135,7 +136,10 @@ async def test_100_stop_cycles_leave_no_survivor(
 ) -> None:
     run = f"pvf-stop-{uuid.uuid4().hex[:8]}"
     tally = Tally()
-    fd_watch.steady(os.getpid())  # the supervisors run in this process
+    # The supervisors run in this process, which holds its owner lock (one
+    # descriptor, kept for the process's life) from its first record on.
+    records.Owner.current()
+    fd_watch.steady(os.getpid())
     # Several runners in one loop open and close signal receivers out of order;
     # put back what pytest had.
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
