@@ -107,7 +107,9 @@ def test_over_the_memory_limit_20_times(tmp_path: Path, faults: Record, fd_watch
 
     ended = _events(sup.err.snapshot(), "Exited")
     started = _events(sup.err.snapshot(), "Started")
-    assert all("oom_killed=True" in said for _, said in ended), [s for _, s in ended]
+    # The pod's stop may find the hog starting again (seconds on an emulated
+    # machine) and end it with SIGTERM: the exits counted before it are the OOM kills.
+    assert all("oom_killed=True" in said for _, said in ended[:KILLS]), [s for _, s in ended]
     gaps = []
     for k, (exited_at, _) in enumerate(ended[: len(started) - 1]):
         next_start = started[k + 1][0]
@@ -121,4 +123,4 @@ def test_over_the_memory_limit_20_times(tmp_path: Path, faults: Record, fd_watch
     faults.figure("longest restart wait s", f"{max(gaps):.2f}")
     faults.leak("supervisor memory growth KiB", grown if grown > RSS_SLACK_KIB else 0)
     faults.runs = len(ended)
-    assert re.search(r"oom_killed=True", ended[-1][1])
+    assert re.search(r"oom_killed=True", ended[KILLS - 1][1])
