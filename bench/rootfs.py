@@ -87,7 +87,12 @@ def main() -> int:
         layout = busybox_layout(work / "layout", name=IMAGE, config={"Cmd": ["/bin/true"]})
         store = work / "store"
         ImageStore(str(store)).load(str(layout.path))
-        env = {**os.environ, "PODVISOR_IMAGE_STORE": str(store), "PODVISOR_RUN_DIR": tmp}
+        env = {
+            **os.environ,
+            "PODVISOR_IMAGE_STORE": str(store),
+            "PODVISOR_RUN_DIR": tmp,
+            "PODVISOR_LOG_DIR": str(work / "logs"),  # gone with the rest, not in /var/log/pods
+        }
         on_image = work / "image.yaml"
         on_image.write_text(POD.format(image=IMAGE, extra=""))
         on_host = work / "host.yaml"
