@@ -22,6 +22,11 @@ identity last:
    capability sets, no_new_privs, and the seccomp filter last. Without
    no_new_privs the filter goes first instead, while CAP_SYS_ADMIN (which
    seccomp(2) then asks for) is still held; it allows every call that follows.
+4. `drop_init_privileges`, in a container's own init once its program is
+   forked: the init only waits, reaps and forwards signals from then on, so
+   it keeps the container's bounding set and at most CAP_KILL (`init_keeps`),
+   and sets no_new_privs. Its program waits for that before it execs
+   (`InitDrop`), so nothing in the container ever sees a privileged PID 1.
 
 A step that fails raises: the program never runs unconfined.
 
@@ -31,6 +36,7 @@ Standard library only: the init imports this on its first confined spawn.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import os
 
@@ -331,3 +337,76 @@ def _name_of(uid: int) -> str | None:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return None
+
+
+# =============================================================================
+# 4. A container's own init, once its program is forked
+# =============================================================================
+
+CAP_KILL = 5
+CAP_SETUID = 7
+
+
+def init_keeps(c: protocol.Confinement | None, uid: int | None) -> int:
+    """The capabilities a container's init needs once its program runs, as a mask.
+
+    Only CAP_KILL, to forward signals to a program that runs as another user
+    than the init (kill(2) compares uids), or that may become one (it holds
+    CAP_SETUID: ``su``, gosu); else nothing.
+    """
+    other_user = uid is not None and uid != os.getuid()
+    may_change_user = c is None or bool(c.capabilities >> CAP_SETUID & 1)
+    return 1 << CAP_KILL if other_user or may_change_user else 0
+
+
+def drop_init_privileges(c: protocol.Confinement | None, uid: int | None) -> None:
+    """The container's bounding set, `init_keeps` in the other sets, no_new_privs.
+
+    The ambient set is cleared with them (`syscalls.set_capabilities`).
+    no_new_privs stops an exec by the init from gaining what it gave up:
+    a uid 0 that execs otherwise regains its whole bounding set.
+    """
+    privileged = os.geteuid() == 0
+    if c is not None:
+        try:
+            syscalls.limit_bounding_set(c.capabilities)
+        except OSError as exc:
+            # Without CAP_SETPCAP (podvisor itself unprivileged) this init holds
+            # nothing to lose, and no_new_privs below still applies.
+            if exc.errno != errno.EPERM or privileged:
+                raise
+    keep = init_keeps(c, uid) & syscalls.permitted_capabilities()
+    syscalls.set_capabilities(keep, keep, 0)
+    syscalls.set_no_new_privs()
+
+
+class InitDrop:
+    """A container's init giving up its privileges, and its program waiting for it.
+
+    `child_waits` runs in the program's child before its confinement (a
+    seccomp filter might refuse the read afterwards); `init_drops` runs in
+    the init once the child is forked (`process.spawn`'s *after_fork*). The
+    pipe is close-on-exec: the program never holds it.
+    """
+
+    def __init__(self, c: protocol.Confinement | None, uid: int | None) -> None:
+        self.confinement = c
+        self.uid = uid
+        self.read_end, self.write_end = os.pipe()
+
+    def child_waits(self) -> None:
+        os.close(self.write_end)
+        os.read(self.read_end, 1)  # end of file: the init has dropped, or has failed to
+        os.close(self.read_end)
+
+    def init_drops(self) -> None:
+        try:
+            drop_init_privileges(self.confinement, self.uid)
+        except OSError as exc:
+            # The program runs already: the init goes on as it is, and says so.
+            said = f"podvisor-init: the container's init keeps its privileges: {exc}\n"
+            with contextlib.suppress(OSError):
+                os.write(2, said.encode(errors="replace"))
+        finally:
+            os.close(self.write_end)
+            os.close(self.read_end)

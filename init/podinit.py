@@ -547,7 +547,9 @@ def _container_init(spec: protocol.Process) -> int:
     process (root, as the pod's init is) was born in the PID namespace, has
     mounted /proc there and masked it (`_child_setup`), and only the program,
     right before its exec, becomes the container's user with the container's
-    privileges.
+    privileges. Once the program is forked, this init keeps only what it
+    still needs (`confinement.InitDrop`): probes, hooks and ``podvisor exec``
+    enter the container from the pod's init, never through this one.
     """
     from podvisor.init import entry, tini
 
@@ -564,12 +566,25 @@ def _container_init(spec: protocol.Process) -> int:
         os.set_inheritable(spec.orphans_fd, False)
         tini.ORPHANS.fd = spec.orphans_fd
     confine = spec.confine
-    before_exec = None
+    confine_program: Callable[[], None] | None = None
     if confine is not None:
-        before_exec = partial(confinement.drop_privileges, confine, spec.uid, spec.gid)
+        confine_program = partial(confinement.drop_privileges, confine, spec.uid, spec.gid)
     elif spec.uid is not None or spec.gid is not None:
-        before_exec = partial(_set_identity, spec.uid, spec.gid)
-    return tini.main(args, prog=entry.PROCESS_NAME, environ=spec.env, before_exec=before_exec)
+        confine_program = partial(_set_identity, spec.uid, spec.gid)
+    drop = confinement.InitDrop(confine, spec.uid)
+
+    def before_exec() -> None:
+        drop.child_waits()
+        if confine_program is not None:
+            confine_program()
+
+    return tini.main(
+        args,
+        prog=entry.PROCESS_NAME,
+        environ=spec.env,
+        before_exec=before_exec,
+        after_fork=drop.init_drops,
+    )
 
 
 def _entered(spec: protocol.Process) -> int:

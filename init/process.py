@@ -211,6 +211,7 @@ def spawn(
     before_exec: Callable[[], None] | None = None,
     run: Callable[[], int] | None = None,
     new_pid_namespace: bool = False,
+    after_fork: Callable[[], None] | None = None,
 ) -> int:
     """Start *argv* as a child and return its pid once its program runs.
 
@@ -228,6 +229,8 @@ def spawn(
     (``prepare_child()`` is for what it execs), so no signal finds it at its
     default action before it waits for them. With *new_pid_namespace* it is
     born PID 1 of a new PID namespace (where none can be made, in ours).
+    ``after_fork()`` runs here once the child is forked, before its exec is
+    awaited: a child's ``before_exec`` may wait for what it does.
 
     Raises ``SpawnError`` (an ``OSError`` with the child's errno) when any of
     that fails; the failed child has then been reaped.
@@ -264,6 +267,8 @@ def spawn(
         if own_pid_namespace is not None:
             _children_in_our_pid_namespace(own_pid_namespace)
     os.close(write_end)
+    if after_fork is not None:
+        after_fork()
     report = _read_all(read_end)
     if not report:
         return pid

@@ -361,13 +361,15 @@ def main(
     *,
     separator_required: bool = False,
     before_exec: Callable[[], None] | None = None,
+    after_fork: Callable[[], None] | None = None,
 ) -> int:
     """Tini mode's whole life: parse and run; returns only for usage, help and version.
 
     With *separator_required* (``podvisor``, whose other first words are
     commands), a program runs only after ``--``: a mistyped command after an
     option must not run as a program. A container's init passes the rest of
-    its confinement: *before_exec* runs in the program's child.
+    its confinement: *before_exec* runs in the program's child, and
+    *after_fork* in the init once the child is forked (`process.spawn`).
     """
     env = os.environ if environ is None else environ
     try:
@@ -393,9 +395,9 @@ def main(
         return 0
     log = Log(prog, options.verbosity)
     if options.pid_ns:
-        status = run_in_pid_namespace(options, log, env, before_exec)
+        status = run_in_pid_namespace(options, log, env, before_exec, after_fork)
     else:
-        status = run(options, log, env, before_exec)
+        status = run(options, log, env, before_exec, after_fork)
     return exit_now(status)
 
 
@@ -436,13 +438,14 @@ def run(
     log: Log,
     environ: Mapping[str, str],
     before_exec: Callable[[], None] | None = None,
+    after_fork: Callable[[], None] | None = None,
 ) -> int:
     """Run the command under this process, as init or as a subreaper."""
     waited = process.block_signals()
     set_parent_death_signal(options, log)
     if os.getpid() != 1:
         become_subreaper(log)
-    return run_child(options, log, environ, waited, before_exec)
+    return run_child(options, log, environ, waited, before_exec=before_exec, after_fork=after_fork)
 
 
 def run_child(
@@ -450,7 +453,9 @@ def run_child(
     log: Log,
     environ: Mapping[str, str],
     waited: frozenset[int],
+    *,
     before_exec: Callable[[], None] | None = None,
+    after_fork: Callable[[], None] | None = None,
 ) -> int:
     """Spawn the command, supervise it, and return the status to exit with."""
     try:
@@ -460,6 +465,7 @@ def run_child(
             new_session=False,
             foreground_tty=0 if _in_terminal_foreground(0) else None,
             before_exec=before_exec,
+            after_fork=after_fork,
         )
     except process.SpawnError as exc:
         log.say(0, f"cannot run {exc}")
@@ -604,6 +610,7 @@ def run_in_pid_namespace(
     log: Log,
     environ: Mapping[str, str],
     before_exec: Callable[[], None] | None = None,
+    after_fork: Callable[[], None] | None = None,
 ) -> int:
     """Run the command under an inner init that is PID 1 of a new PID namespace."""
     waited = process.block_signals()
@@ -615,7 +622,9 @@ def run_in_pid_namespace(
         log.say(1, f"--pid-ns: cannot make a PID namespace ({exc}); running without one")
         if os.getpid() != 1:
             become_subreaper(log)
-        return run_child(options, log, environ, waited, before_exec)
+        return run_child(
+            options, log, environ, waited, before_exec=before_exec, after_fork=after_fork
+        )
     alive_read, alive_write = os.pipe()
     inner = os.fork()
     if inner == 0:
@@ -628,6 +637,7 @@ def run_in_pid_namespace(
                 waited,
                 alive_read,
                 before_exec=before_exec,
+                after_fork=after_fork,
             )
         )
     os.close(alive_read)
@@ -654,6 +664,7 @@ def _inner_init(
     alive: int,
     *,
     before_exec: Callable[[], None] | None,
+    after_fork: Callable[[], None] | None,
 ) -> int:
     """PID 1 of the new namespace: its own /proc, then the usual loop."""
     # Die with the outer init; and if it is already gone, do not start at
@@ -672,7 +683,7 @@ def _inner_init(
         syscalls.mount_proc()
     except OSError as exc:
         log.say(1, f"--pid-ns: cannot mount a private /proc ({exc}): ps shows the host's processes")
-    return run_child(options, log, environ, waited, before_exec)
+    return run_child(options, log, environ, waited, before_exec=before_exec, after_fork=after_fork)
 
 
 def relay(inner: int, waited: frozenset[int]) -> int:
