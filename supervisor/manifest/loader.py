@@ -396,6 +396,37 @@ def _root_rules(report: Report, p: ParsedContainer, c: Container, pod_rootfs: st
             child(p.path, "image"),
             f"required: {choice.why}, but the container names no image",
         )
+    if choice.mode is RootMode.HOST:
+        _non_root_in_host_mode(report, p, c)
+
+
+def _non_root_in_host_mode(report: Report, p: ParsedContainer, c: Container) -> None:
+    """runAsNonRoot with no runAsUser: in host mode the uid is podvisor's own, root here.
+
+    The kubelet refuses an image of root so; on an image, its User is checked
+    where the image is had (`pod.rootfs`).
+    """
+    sc = c.security_context
+    if not sc.run_as_non_root or sc.run_as_user is not None or os.geteuid() != 0:
+        return
+    path = child(p.path, "securityContext")
+    node = _value_of(p.node, "securityContext")
+    own = _value_of(node, "runAsNonRoot")
+    report.error(
+        own or node or p.node,
+        child(path, "runAsNonRoot") if own is not None else path,
+        f"container has runAsNonRoot and image will run as root (container: {c.name}): "
+        "with no image, a container runs as the user podvisor runs as (root here); "
+        "set runAsUser to a uid other than 0",
+    )
+
+
+def _value_of(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == key:
+                return v  # type: ignore[no-any-return]
+    return None
 
 
 # --- Rules across containers, and warnings ------------------------------------------------

@@ -5,15 +5,14 @@ runAsNonRoot; a container's own value wins, field by field, as in Kubernetes.
 supplementalGroups, supplementalGroupsPolicy and fsGroup are the pod's only,
 and apply to every container. Kubernetes' rules: privileged and adding
 CAP_SYS_ADMIN both contradict allowPrivilegeEscalation: false. The kubelet's
-check before a start is made here, when the manifest is read: with
-runAsNonRoot, a container that would run as uid 0 (runAsUser: 0, or no
-runAsUser while podvisor runs as root: there is no image whose user to take)
-is refused with the kubelet's reason.
+check before a start is made when the manifest is read: with runAsNonRoot,
+runAsUser: 0 is refused here with the kubelet's reason. With no runAsUser the
+uid is the image's (checked where the image is had, `pod.rootfs`) or, in host
+mode, podvisor's own (checked by the loader, which knows the container's root).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -159,13 +158,6 @@ def _non_root(f: Fields, context: SecurityContext, name: str, key: str) -> None:
         return
     if context.run_as_user == 0:
         f.error(key, f"container's runAsUser breaks non-root policy (container: {name})")
-    elif context.run_as_user is None and os.geteuid() == 0:
-        f.error(
-            key,
-            f"container has runAsNonRoot and image will run as root (container: {name}): "
-            "with no image, a container runs as the user podvisor runs as (root here); "
-            "set runAsUser to a uid other than 0",
-        )
 
 
 def _run_as(f: Fields, base: SecurityContext) -> SecurityContext:

@@ -9,7 +9,8 @@ Pure functions of the manifest's container and the image's `ImageConfig`
 - the environment: the image's Env, then the container's, which wins;
 - the working directory: ``workingDir``, else the image's WorkingDir, else /;
 - the user: runAsUser and runAsGroup win over the image's User
-  (``uid``, ``uid:gid``, ``name``, ``name:group``).
+  (``uid``, ``uid:gid``, ``name``, ``name:group``); with runAsNonRoot and
+  no runAsUser, the image's User is checked as the kubelet checks it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,21 @@ def user(
         if group and gid is None:
             gid = _id(group, "group", layers)
     return uid, gid
+
+
+def runs_as_root(config: ImageConfig) -> str | None:
+    """Why the kubelet refuses the image's User under runAsNonRoot with no runAsUser, or None.
+
+    The kubelet reads the User as the runtime reports it, never the image's
+    /etc/passwd: none is root, a number (before any ``:group``) is that uid,
+    and a name, even ``root``, cannot be verified, so it is refused too.
+    """
+    name = (config.user or "").partition(":")[0]
+    if not name:
+        return "image will run as root"
+    if not (name.isascii() and name.isdigit()):
+        return f"image has non-numeric user ({name}), cannot verify user is non-root"
+    return "image will run as root" if int(name) == 0 else None
 
 
 def _id(text: str, database: str, layers: Sequence[str]) -> int:

@@ -87,7 +87,7 @@ class PodRoots:
                     raise _problem(pod, unavailable(c, exc, store.root)) from exc
                 roots.images[c.name] = roots._held.enter_context(store.lease(image))
                 try:
-                    _check_runnable(c, image)
+                    _check_runnable(pod, c, image)
                 except ValueError as exc:
                     raise _problem(pod, str(exc)) from None
             roots._own_directory()
@@ -178,7 +178,7 @@ def _problem(pod: Pod, message: str) -> ConfigError:
     return ConfigError([Problem(pod.source, 0, 0, "", message)])
 
 
-def _check_runnable(c: Container, image: Image) -> None:
+def _check_runnable(pod: Pod, c: Container, image: Image) -> None:
     """What the kubelet would refuse at the container's creation, refused before any start."""
     from podvisor.supervisor.pod import image_config
 
@@ -188,6 +188,14 @@ def _check_runnable(c: Container, image: Image) -> None:
             "no Cmd): give the container a command"
         )
     sc = c.security_context
+    why = image_config.runs_as_root(image.config)
+    if sc.run_as_non_root and sc.run_as_user is None and why is not None:
+        raise ValueError(
+            f"container {c.name}: CreateContainerConfigError: container has runAsNonRoot and "
+            f'{why} (pod: "{pod.name}_{pod.namespace}({pod.uid})", container: {c.name}): '
+            "set the container's runAsUser to a uid other than 0, or use an image whose "
+            "User is a numeric uid other than 0"
+        )
     layers = tuple(reversed(image.layer_dirs()))
     try:
         image_config.user(image.config, sc.run_as_user, sc.run_as_group, layers)
