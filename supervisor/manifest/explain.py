@@ -131,6 +131,7 @@ class ImageLine:
     id: str | None = None
     credential: str | None = None  # where a pull would take its credentials from
     program: tuple[str, ...] | None = None  # what runs, the image's config applied
+    as_root: str | None = None  # why runAsNonRoot refuses the image's User, if it does
 
 
 def image_states(pod: Pod) -> dict[str, ImageLine]:
@@ -152,13 +153,16 @@ def image_states(pod: Pod) -> dict[str, ImageLine]:
             continue
         image_id = a.image.id if a.image else None
         credential = _credential(c.image, pod) if a.state == WOULD_PULL else None
-        program = None
+        program = as_root = None
         if a.image is not None:
-            from podvisor.supervisor.pod.image_config import program as image_program
+            from podvisor.supervisor.pod import image_config
 
-            program = image_program(c, a.image.config, {})
+            program = image_config.program(c, a.image.config, {})
+            sc = c.security_context
+            if sc.run_as_non_root and sc.run_as_user is None:
+                as_root = image_config.runs_as_root(a.image.config)
         found[c.name] = ImageLine(
-            c.image, str(a.policy), str(a.state), a.reason, image_id, credential, program
+            c.image, str(a.policy), str(a.state), a.reason, image_id, credential, program, as_root
         )
     return found
 
@@ -195,6 +199,11 @@ def _root_lines(pod: Pod, c: Container, line: ImageLine | None) -> Iterator[str]
     if choice.mode is RootMode.IMAGE and line.program is not None and not c.command:
         how = "Entrypoint and args" if c.args else "Entrypoint and Cmd"
         yield f"    runs: {shlex.join(line.program)} (the image's {how})"
+    if choice.mode is RootMode.IMAGE and line.as_root is not None:
+        yield (
+            "    refused at its start (CreateContainerConfigError): container has runAsNonRoot "
+            f"and {line.as_root}: set runAsUser"
+        )
 
 
 def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[str]:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from podvisor.supervisor.manifest.explain import main as check
 from tests.rootfs.conftest import LoadImage
-from tests.security.conftest import Ran, run_pod
+from tests.security.conftest import Ran, manifest, run_pod
 
 #: What the container runs when it is allowed to: who it is.
 WHO = json.dumps(["/bin/sh", "-c", "echo uid=$(id -u)"])
@@ -91,3 +92,23 @@ def test_run_as_user_wins_over_the_images_root(run_dir: Path, load_image: LoadIm
     )
     assert ran.status == 0, ran.stderr
     assert ran.of("main") == ["uid=4242"]
+
+
+def test_check_says_the_image_will_be_refused(
+    tmp_path: Path, load_image: LoadImage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = load_image("test/nonroot-check:1", {"Cmd": json.loads(WHO), "User": "app"})
+    path = tmp_path / "pod.yaml"
+    body = f"""
+        securityContext: {{runAsNonRoot: true}}
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+        """
+    path.write_text(manifest(body, "nonroot-check"))
+    assert check([str(path)]) == 0
+    assert (
+        "refused at its start (CreateContainerConfigError): container has runAsNonRoot and "
+        "image has non-numeric user (app), cannot verify user is non-root: set runAsUser"
+    ) in capsys.readouterr().out
