@@ -42,6 +42,7 @@ from podvisor.supervisor.errors import (
     ImageReferenceError,
     LayerError,
 )
+from podvisor.supervisor.flocks import flock_held
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.images import oci
 from podvisor.supervisor.images.reference import PullPolicy, parse
@@ -442,17 +443,7 @@ class ImageStore:
 
     def _in_use(self, image_id: str) -> bool:
         path = f"{self.root}/leases/{image_id.removeprefix('sha256:')}"
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return flock_held(path, missing=False)
 
     def _check_unused(self, image_id: str) -> None:
         if self._in_use(image_id):

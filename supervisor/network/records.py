@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from podvisor.supervisor.flocks import flock_held
 from podvisor.supervisor.frozen import frozen
 
 
@@ -129,20 +130,12 @@ def _release(path: Path, fd: int) -> None:
 def _lock_held(path: Path) -> bool:
     """Whether a live process holds the lock at *path*; a dead owner's file is removed."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
+        held = flock_held(path, missing=False, flags=os.O_RDWR)
     except OSError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # EWOULDBLOCK: its owner holds it
-        return True
-    else:
+        return True  # what cannot be shown dead is not taken from it
+    if not held:
         path.unlink(missing_ok=True)
-        return False
-    finally:
-        os.close(fd)
+    return held
 
 
 def remove_dead_owner_locks() -> int:

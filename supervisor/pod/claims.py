@@ -23,6 +23,7 @@ import fcntl
 import os
 from dataclasses import dataclass
 
+from podvisor.supervisor.flocks import flock_held
 from podvisor.supervisor.manifest import names
 
 #: Where the claims are, unless $PODVISOR_VOLUMES says.
@@ -117,16 +118,9 @@ def _names(directory: str) -> list[str]:
 
 def _held(path: str) -> bool:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        return flock_held(path, missing=False, flags=os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # a link or a file where a claim's folder should be: nobody runs on it
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def bytes_used(top: str) -> int:

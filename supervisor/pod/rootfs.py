@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from podvisor.init import protocol
 from podvisor.supervisor.errors import ConfigError, ImageError, Problem
+from podvisor.supervisor.flocks import flock_held
 from podvisor.supervisor.manifest.rootfs import on_image
 
 if TYPE_CHECKING:
@@ -334,18 +335,10 @@ def _store_root() -> str:
 def _abandoned(path: str) -> bool:
     """Whether nobody holds *path*'s owner lock (its supervisor is gone)."""
     try:
-        fd = os.open(f"{path}/owner", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True  # killed before it took the lock: nothing of it ran
+        # No owner file: killed before it took the lock, so nothing of it ran.
+        return not flock_held(f"{path}/owner", missing=False)
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
 
 
 def _remove(path: str) -> None:
