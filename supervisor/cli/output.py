@@ -3,7 +3,9 @@
 Ages read as kubectl's do (``45s``, ``3m12s``, ``5h4m``, ``2d3h``); memory in
 Kubernetes' binary units (``45Mi``), CPU in cores or millicores (``250m``).
 Colours only on a terminal, and never with ``NO_COLOR`` set (no-color.org) or
-``TERM=dumb``. Standard library only, like the rest of the client.
+``TERM=dumb``. The store listings (`image ls`, `volume ls`) print plain
+columns and sizes in decimal units, as podman's do. Standard library only,
+like the rest of the client.
 """
 
 from __future__ import annotations
@@ -75,6 +77,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], style: Style) 
     return "\n".join(lines)
 
 
+def columns(rows: Sequence[Sequence[str]]) -> str:
+    """Plain rows, the first the headers, aligned two spaces apart, each line ended."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        for row in rows
+    )
+
+
 def _split(cell: Cell) -> tuple[str, str | None]:
     if isinstance(cell, tuple):
         return cell
@@ -111,6 +122,14 @@ def memory(n: int | None) -> str:
             value = n / size
             return f"{value:.0f}{unit}i" if value >= 10 else f"{value:.1f}{unit}i"
     return str(n)
+
+
+def disk_size(count: int) -> str:
+    """Bytes on disk in decimal units, as podman lists them: ``5.3 MB``, ``812 B``."""
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
 
 
 def cores(n: float | None) -> str:

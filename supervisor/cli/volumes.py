@@ -10,6 +10,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from podvisor.supervisor.cli.output import columns, disk_size
+
 if TYPE_CHECKING:
     import argparse
 
@@ -68,11 +70,10 @@ def _ls(store: ClaimStore, args: argparse.Namespace) -> int:
     else:
         rows = [("NAMESPACE", "NAME", "SIZE", "IN USE")]
         rows += [
-            (c.namespace, c.name, _size(c.bytes_used), "yes" if c.in_use else "no") for c in claims
+            (c.namespace, c.name, disk_size(c.bytes_used), "yes" if c.in_use else "no")
+            for c in claims
         ]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        print(columns(rows), end="")
     return 0
 
 
@@ -104,10 +105,3 @@ def _json(c: Claim) -> dict[str, object]:
         "bytes": c.bytes_used,
         "inUse": c.in_use,
     }
-
-
-def _size(count: int) -> str:
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} B"

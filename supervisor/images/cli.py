@@ -13,6 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from podvisor.supervisor.cli.output import columns, disk_size
 from podvisor.supervisor.errors import ImageError
 
 if TYPE_CHECKING:
@@ -104,19 +105,8 @@ def _table(images: list[Image]) -> str:
         for name in image.names or ("<none>",):
             shown = familiar(name) if name != "<none>" else name
             created = _age(image.created)
-            rows.append((shown, image.id[7:19], image.platform, _size(image.size), created))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
-        for row in rows
-    )
-
-
-def _size(count: int) -> str:
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} B"
+            rows.append((shown, image.id[7:19], image.platform, disk_size(image.size), created))
+    return columns(rows)
 
 
 def _age(created: str | None) -> str:
