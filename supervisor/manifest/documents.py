@@ -47,6 +47,7 @@ from podvisor.supervisor.manifest.nodes import (
     fields_of,
     kind_of,
     string_map,
+    value_of,
 )
 from podvisor.supervisor.manifest.quantity import QuantityError, memory_bytes, parse_quantity
 
@@ -301,20 +302,12 @@ def sort_out(report: Report, documents: list[yaml.Node], found: Found, main: boo
 
 def _flat(documents: list[yaml.Node]) -> Iterator[yaml.Node]:
     for document in documents:
-        kind = _value(document, "kind")
-        items = _value(document, "items")
+        kind = value_of(document, "kind")
+        items = value_of(document, "items")
         if isinstance(kind, yaml.ScalarNode) and kind.value == "List":
             yield from _flat(list(items.value) if isinstance(items, yaml.SequenceNode) else [])
         else:
             yield document
-
-
-def _value(node: yaml.Node, key: str) -> yaml.Node | None:
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    return next(
-        (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None
-    )
 
 
 def _rules_for(node: yaml.MappingNode) -> dict[str, Rule]:
@@ -370,11 +363,11 @@ def _kind(top: Fields) -> str | None:
 
 def _pod_security_labels(top: Fields, found: Found) -> None:
     """The Pod Security Standards a Namespace enforces (or warns of) for its pods, if it says."""
-    meta = _value(top.node, "metadata")
-    labels = _value(meta, "labels") if meta is not None else None
+    meta = value_of(top.node, "metadata")
+    labels = value_of(meta, "labels") if meta is not None else None
     modes = found.pod_security_labels.setdefault(_name_of(top), {})
     for mode in ("enforce", "warn", "audit"):
-        node = _value(labels, f"pod-security.kubernetes.io/{mode}") if labels else None
+        node = value_of(labels, f"pod-security.kubernetes.io/{mode}") if labels else None
         if isinstance(node, yaml.ScalarNode):
             modes[mode] = (node, node.value)
 
@@ -492,10 +485,10 @@ def _claim_volume(at: yaml.Node, name: str, claim_name: str) -> yaml.MappingNode
 def _add_volumes(template: Fields, volumes: list[yaml.Node]) -> None:
     """The template's spec.volumes with *volumes* after its own (a name given twice is
     then refused, as the API server refuses a template volume a claim template names)."""
-    spec = _value(template.node, "spec")
+    spec = value_of(template.node, "spec")
     if not isinstance(spec, yaml.MappingNode):
         return
-    node = _value(spec, "volumes")
+    node = value_of(spec, "volumes")
     if isinstance(node, yaml.SequenceNode):
         node.value.extend(volumes)
         return

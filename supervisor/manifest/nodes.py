@@ -591,6 +591,15 @@ def dump(value: Any) -> str:
     return text.removesuffix("\n...").removesuffix(" ...").strip()
 
 
+def value_of(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    """The node under `key` when *node* is a mapping that has it, else None."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next(
+        (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None
+    )
+
+
 def has_key(node: yaml.Node, key: str) -> bool:
     """True when a mapping node has `key`, whatever its value."""
     return isinstance(node, yaml.MappingNode) and any(

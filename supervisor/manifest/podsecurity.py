@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from podvisor.supervisor.manifest.nodes import child, plain
+from podvisor.supervisor.manifest.nodes import child, plain, value_of
 from podvisor.supervisor.manifest.sysctls import SAFE
 
 LEVELS = ("privileged", "baseline", "restricted")
@@ -71,16 +71,6 @@ class Violation:
 # --- Reading the manifest as written ------------------------------------------------------
 
 
-def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    for k, v in node.value:
-        if isinstance(k, yaml.ScalarNode) and k.value == key:
-            found: yaml.Node = v
-            return found
-    return None
-
-
 def _items(node: yaml.Node | None) -> list[yaml.Node]:
     return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
@@ -101,14 +91,14 @@ class _Context:
     def at(self, *keys: str) -> tuple[yaml.Node | None, str]:
         node, path = self.node, self.path
         for key in keys:
-            node, path = _get(node, key), child(path, key)
+            node, path = value_of(node, key), child(path, key)
         return node, path
 
     def where(self, *keys: str) -> yaml.Node:
         """The deepest node that is there on the way to *keys*."""
         node, found = self.node, self.node or self.owner
         for key in keys:
-            node = _get(node, key)
+            node = value_of(node, key)
             if node is None:
                 break
             found = node
@@ -125,11 +115,11 @@ class _Container:
 
 def _containers(spec: yaml.Node) -> Iterator[_Container]:
     for key in ("initContainers", "containers", "ephemeralContainers"):
-        for index, node in enumerate(_items(_get(spec, key))):
+        for index, node in enumerate(_items(value_of(spec, key))):
             path = child(f"spec.{key}", index)
-            name = str(_value(_get(node, "name")) or index)
+            name = str(_value(value_of(node, "name")) or index)
             sc = child(path, "securityContext")
-            context = _Context(f'container "{name}"', sc, _get(node, "securityContext"), node)
+            context = _Context(f'container "{name}"', sc, value_of(node, "securityContext"), node)
             yield _Container(name, path, node, context)
 
 
@@ -138,7 +128,7 @@ def _containers(spec: yaml.Node) -> Iterator[_Container]:
 
 def violations(spec: yaml.Node, annotations: dict[str, tuple[yaml.Node, str]]) -> list[Violation]:
     """Every violation of the restricted level (baseline's among them) in the pod's *spec*."""
-    pod = _Context("pod", "spec.securityContext", _get(spec, "securityContext"), spec)
+    pod = _Context("pod", "spec.securityContext", value_of(spec, "securityContext"), spec)
     containers = list(_containers(spec))
     found = [
         *_host_namespaces(spec),
@@ -156,22 +146,22 @@ def violations(spec: yaml.Node, annotations: dict[str, tuple[yaml.Node, str]]) -
 
 def _host_namespaces(spec: yaml.Node) -> Iterator[Violation]:
     for key in ("hostNetwork", "hostPID", "hostIPC"):
-        node = _get(spec, key)
+        node = value_of(spec, key)
         if _value(node) is True:
             yield Violation("baseline", "host namespaces", f"{key}=true", f"spec.{key}", node)
 
 
 def _host_path_volumes(spec: yaml.Node) -> Iterator[Violation]:
-    for index, volume in enumerate(_items(_get(spec, "volumes"))):
-        if _get(volume, "hostPath") is not None:
-            name = _value(_get(volume, "name"))
+    for index, volume in enumerate(_items(value_of(spec, "volumes"))):
+        if value_of(volume, "hostPath") is not None:
+            name = _value(value_of(volume, "name"))
             path = child(child("spec.volumes", index), "hostPath")
             yield Violation("baseline", "hostPath volumes", f'volume "{name}"', path, volume)
 
 
 def _volume_types(spec: yaml.Node) -> Iterator[Violation]:
-    for index, volume in enumerate(_items(_get(spec, "volumes"))):
-        name = _value(_get(volume, "name"))
+    for index, volume in enumerate(_items(value_of(spec, "volumes"))):
+        name = _value(value_of(volume, "name"))
         keys = [k.value for k, _ in volume.value] if isinstance(volume, yaml.MappingNode) else []
         for key in keys:
             if key != "name" and key not in _RESTRICTED_VOLUMES:
@@ -183,10 +173,10 @@ def _volume_types(spec: yaml.Node) -> Iterator[Violation]:
 def _sysctls(pod: _Context) -> Iterator[Violation]:
     node, path = pod.at("sysctls")
     for index, item in enumerate(_items(node)):
-        name = _value(_get(item, "name"))
+        name = _value(value_of(item, "name"))
         if name not in SAFE:
             at = child(child(path, index), "name")
-            yield Violation("baseline", "forbidden sysctls", str(name), at, _get(item, "name"))
+            yield Violation("baseline", "forbidden sysctls", str(name), at, value_of(item, "name"))
 
 
 def _apparmor_annotations(annotations: dict[str, tuple[yaml.Node, str]]) -> Iterator[Violation]:
@@ -207,10 +197,10 @@ def _profiles(sc: _Context) -> Iterator[Violation]:
         yield Violation("baseline", "forbidden AppArmor profile", detail, path, node)
     options, path = sc.at("seLinuxOptions")
     for key in ("type", "user", "role"):
-        value = _value(_get(options, key))
+        value = _value(value_of(options, key))
         if value is not None and (key != "type" or value not in _SELINUX_TYPES):
             detail = f'{sc.who} set forbidden securityContext.seLinuxOptions: {key} "{value}"'
-            node = _get(options, key)
+            node = value_of(options, key)
             yield Violation("baseline", "seLinuxOptions", detail, child(path, key), node)
     node, path = sc.at("seccompProfile", "type")
     if _value(node) == "Unconfined":
@@ -247,23 +237,25 @@ def _container_baseline(c: _Container) -> Iterator[Violation]:
     if _value(node) not in (None, "Default"):
         detail = f'{sc.who} must not set securityContext.procMount to "{_value(node)}"'
         yield Violation("baseline", "procMount", detail, path, node)
-    for index, port in enumerate(_items(_get(c.node, "ports"))):
-        host = _value(_get(port, "hostPort"))
+    for index, port in enumerate(_items(value_of(c.node, "ports"))):
+        host = _value(value_of(port, "hostPort"))
         if host not in (None, 0):
             at = child(child(child(c.path, "ports"), index), "hostPort")
             detail = f"{sc.who} uses hostPort {host}"
-            yield Violation("baseline", "hostPort", detail, at, _get(port, "hostPort"))
+            yield Violation("baseline", "hostPort", detail, at, value_of(port, "hostPort"))
     yield from _handler_hosts(c)
 
 
 def _handler_hosts(c: _Container) -> Iterator[Violation]:
     """Probes and hooks that reach out to another host, as the standard's newest control forbids."""
-    handlers = [(k, _get(c.node, k)) for k in ("livenessProbe", "readinessProbe", "startupProbe")]
-    life = _get(c.node, "lifecycle")
-    handlers += [(f"lifecycle.{k}", _get(life, k)) for k in ("postStart", "preStop")]
+    handlers = [
+        (k, value_of(c.node, k)) for k in ("livenessProbe", "readinessProbe", "startupProbe")
+    ]
+    life = value_of(c.node, "lifecycle")
+    handlers += [(f"lifecycle.{k}", value_of(life, k)) for k in ("postStart", "preStop")]
     for where, handler in handlers:
         for kind in ("httpGet", "tcpSocket"):
-            host = _get(_get(handler, kind), "host")
+            host = value_of(value_of(handler, kind), "host")
             if _value(host) not in (None, ""):
                 path = f"{c.path}.{where}.{kind}.host"
                 detail = f'{c.context.who} uses probe or lifecycle host "{_value(host)}"'

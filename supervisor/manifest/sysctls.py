@@ -24,10 +24,8 @@ import os
 import re
 from dataclasses import dataclass
 
-import yaml
-
 from podvisor.supervisor.manifest import fields
-from podvisor.supervisor.manifest.nodes import Fields, child, fields_of, sequence
+from podvisor.supervisor.manifest.nodes import Fields, child, fields_of, sequence, value_of
 
 #: The kubelet's safe set, each with the first kernel that namespaces it.
 SAFE: dict[str, tuple[int, int]] = {
@@ -128,7 +126,7 @@ def read_sysctls(
     *network*: podvisor's network mode ("host" shares this machine's network
     namespace, as hostNetwork does); *allowed*: the annotation's patterns.
     """
-    node = _key(spec.get("securityContext"), "sysctls")
+    node = value_of(spec.get("securityContext"), "sysctls")
     if node is None:
         return ()
     sharing = _Sharing(host_network, host_ipc, network, allowed)
@@ -195,14 +193,4 @@ def _allow_problem(name: str, sharing: _Sharing) -> str | None:
             f"podvisor.io/allowed-unsafe-sysctls: {key!r} (as the kubelet's "
             "--allowed-unsafe-sysctls allows it on a node)"
         )
-    return None
-
-
-def _key(node: yaml.Node | None, key: str) -> yaml.Node | None:
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    for k, v in node.value:
-        if isinstance(k, yaml.ScalarNode) and k.value == key:
-            found: yaml.Node = v
-            return found
     return None
