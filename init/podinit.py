@@ -266,6 +266,8 @@ def _write_files(files: tuple[protocol.PlanFile, ...]) -> None:
         return
     import base64
 
+    from podvisor.init import volumes
+
     for f in files:
         if f.kind == "link":
             os.symlink(f.target, f.path)
@@ -277,12 +279,7 @@ def _write_files(files: tuple[protocol.PlanFile, ...]) -> None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(f.path, flags, 0o600)
         try:
-            view = memoryview(base64.b64decode(f.data))
-            while view:
-                view = view[os.write(fd, view) :]
-            if f.group is not None:
-                os.fchown(fd, -1, f.group)
-            os.fchmod(fd, f.mode)
+            volumes.settle(fd, base64.b64decode(f.data), f.mode, f.group)
         finally:
             os.close(fd)
 

@@ -270,3 +270,21 @@ def _set_readonly(m: protocol.Mount) -> None:
         if kept & st_flag:
             flags |= ms_flag
     syscalls.mount("none", m.target, None, flags)
+
+
+# =============================================================================
+# 3. Files a volume holds (configMap, secret, downwardAPI, projected)
+# =============================================================================
+
+
+def settle(fd: int, data: bytes, mode: int, group: int | None) -> None:
+    """Write *data* whole into the new file or directory at *fd*, then its group and mode.
+
+    The mode comes after the group: chown(2) clears the set-group-ID bit.
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    if group is not None:
+        os.fchown(fd, -1, group)
+    os.fchmod(fd, mode)

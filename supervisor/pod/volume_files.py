@@ -53,6 +53,7 @@ import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from podvisor.init.volumes import settle
 from podvisor.supervisor.errors import VolumeContentError
 from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.expansion import resource_value
@@ -457,12 +458,7 @@ def _write_file(root: int, entry: VolumeFile) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(entry.path, flags, 0o600, dir_fd=root)
     try:
-        view = memoryview(entry.data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if entry.group is not None:
-            os.fchown(fd, -1, entry.group)
-        os.fchmod(fd, entry.mode)
+        settle(fd, entry.data, entry.mode, entry.group)
     finally:
         os.close(fd)
 
