@@ -10,4 +10,7 @@ from __future__ import annotations
 from tests.rootfs.conftest import image_store, load_image
 from tests.security.conftest import run_dir
 
-__all__ = ["image_store", "load_image", "run_dir"]
+__all__ = ["BUSYBOX", "image_store", "load_image", "run_dir"]
+
+#: The config of the busybox image the volumes' pods run on (`load_image`'s second argument).
+BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}

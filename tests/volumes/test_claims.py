@@ -18,8 +18,8 @@ import pytest
 from tests.faults.pods import Supervisor, podvisor_command
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import manifest, sh
+from tests.volumes.conftest import BUSYBOX
 
-BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
 CLAIM = """\
 ---
 apiVersion: v1

@@ -23,8 +23,7 @@ from tests.faults.pods import Supervisor
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import manifest, sh
 from tests.supervisor.conftest import podvisor_command
-
-BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
+from tests.volumes.conftest import BUSYBOX
 
 OBJECTS = """\
 apiVersion: v1

@@ -13,8 +13,7 @@ from pathlib import Path
 from podvisor.supervisor.images import ImageStore
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import run_pod, sh
-
-BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
+from tests.volumes.conftest import BUSYBOX
 
 
 def test_the_documentations_init_container_writes_what_a_server_serves(

@@ -15,8 +15,7 @@ from pathlib import Path
 from tests.faults.pods import Supervisor, podvisor_command
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import manifest, sh
-
-BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
+from tests.volumes.conftest import BUSYBOX
 
 
 def podvisor_exec(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,8 +20,7 @@ import pytest
 from tests.faults.pods import podvisor_command
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import manifest, run_pod, sh
-
-BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
+from tests.volumes.conftest import BUSYBOX
 
 
 @pytest.fixture

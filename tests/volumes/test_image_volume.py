@@ -14,8 +14,8 @@ from podvisor.supervisor.images import ImageStore
 from tests.images.build import Entry, Layout, tar
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import run_pod, sh
+from tests.volumes.conftest import BUSYBOX
 
-BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
 DATA = [Entry("models/", kind="dir", mode=0o755), Entry("models/weights", b"from the image\n")]
 READ = "cat {at}/models/weights; (echo x > {at}/new) 2>&1; true"
 

@@ -17,8 +17,8 @@ from podvisor.supervisor.images import ImageStore
 from tests.faults.pods import Supervisor
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import manifest, sh
+from tests.volumes.conftest import BUSYBOX
 
-BUSYBOX = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"], "Env": ["PATH=/bin"]}
 OBJECTS = """\
 ---
 apiVersion: v1
