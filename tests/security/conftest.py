@@ -44,6 +44,20 @@ class Ran:
         return self.lines.get(container, [])
 
 
+def web_pod(spec: str = "", container: str = "", annotations: str = "") -> str:
+    """A Pod "web" whose one container "web" sleeps, read but never run: *spec*, *container*
+    and *annotations* are YAML lines added to its spec, its container and its annotations."""
+    meta = f"  annotations:\n{textwrap.indent(annotations, '    ')}\n" if annotations else ""
+    return (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n"
+        + meta
+        + "spec:\n"
+        + textwrap.indent(textwrap.dedent(spec), "  ")
+        + "  containers:\n  - name: web\n    command: [sleep, infinity]\n"
+        + textwrap.indent(textwrap.dedent(container), "    ")
+    )
+
+
 def manifest(body: str, name: str, annotations: dict[str, str] | None = None) -> str:
     given = json.dumps({"podvisor.io/network": "loopback", **(annotations or {})})
     head = f"""\

@@ -7,25 +7,13 @@ of the host each reads.
 
 from __future__ import annotations
 
-import textwrap
 from unittest import mock
 
 import pytest
 
 from podvisor.supervisor.errors import ConfigError
 from podvisor.supervisor.manifest import load, lsm
-
-
-def pod(spec: str = "", container: str = "", annotations: str = "") -> str:
-    meta = f"  annotations:\n{textwrap.indent(annotations, '    ')}\n" if annotations else ""
-    return (
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n"
-        + meta
-        + "spec:\n"
-        + textwrap.indent(textwrap.dedent(spec), "  ")
-        + "  containers:\n  - name: web\n    command: [sleep, infinity]\n"
-        + textwrap.indent(textwrap.dedent(container), "    ")
-    )
+from tests.security.conftest import web_pod as pod
 
 
 def problems(text: str) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 from podvisor.supervisor.errors import ConfigError
 from podvisor.supervisor.manifest import load
 from tests.faults.pods import podvisor_command
+from tests.security.conftest import web_pod
 
 #: A container that meets restricted, written out, as the standard wants it.
 RESTRICTED_CONTEXT = """\
@@ -29,15 +30,8 @@ securityContext:
 
 
 def pod(spec: str = "", container: str = RESTRICTED_CONTEXT, annotations: str = "") -> str:
-    meta = f"  annotations:\n{textwrap.indent(annotations, '    ')}\n" if annotations else ""
-    return (
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n"
-        + meta
-        + "spec:\n"
-        + textwrap.indent(textwrap.dedent(spec), "  ")
-        + "  containers:\n  - name: web\n    command: [sleep, infinity]\n"
-        + textwrap.indent(container, "    ")
-    )
+    """`web_pod`, its container restricted unless the case says otherwise."""
+    return web_pod(spec, container, annotations)
 
 
 def violations(text: str, level: str) -> list[str]:
