@@ -158,6 +158,16 @@ def _optional_number(f: Fields, name: str) -> float | None:
     return None if f.values.get(name) is None else f.number(name)
 
 
+def _terminal_size(f: Fields) -> tuple[int, int] | None:
+    """The optional "size" of a terminal: [rows, columns]."""
+    size = None if f.values.get("size") is None else f.integers("size")
+    if size is None:
+        return None
+    if len(size) != 2:
+        raise ProtocolError(f"{f.where}: 'size' must be [rows, columns], not {list(size)}")
+    return size[0], size[1]
+
+
 def _objects(f: Fields, name: str) -> list[Fields]:
     """The objects of the list *name*, each to be read."""
     values = f.values.get(name)
@@ -217,15 +227,12 @@ class Exec(Request):
 
     @classmethod
     def read(cls, f: Fields) -> Self:
-        size = None if f.values.get("size") is None else f.integers("size")
-        if size is not None and len(size) != 2:
-            raise ProtocolError(f"{f.where}: 'size' must be [rows, columns], not {list(size)}")
         return cls(
             f.optional_text("container"),
             f.texts("argv"),
             f.mapping("env"),
             f.flag("tty"),
-            (size[0], size[1]) if size is not None else None,
+            _terminal_size(f),
         )
 
 
@@ -241,10 +248,7 @@ class AttachStdin(Request):
 
     @classmethod
     def read(cls, f: Fields) -> Self:
-        size = None if f.values.get("size") is None else f.integers("size")
-        if size is not None and len(size) != 2:
-            raise ProtocolError(f"{f.where}: 'size' must be [rows, columns], not {list(size)}")
-        return cls(f.optional_text("container"), (size[0], size[1]) if size is not None else None)
+        return cls(f.optional_text("container"), _terminal_size(f))
 
 
 @frozen
