@@ -91,9 +91,11 @@ def run_pod(
     *,
     timeout: float = 60,
     annotations: dict[str, str] | None = None,
+    objects: str = "",
 ) -> Ran:
+    """`podvisor run` of the pod *body*; *objects*: YAML documents that follow it in the file."""
     path = run_dir / f"{name}.yaml"
-    path.write_text(manifest(body, name, annotations))
+    path.write_text(manifest(body, name, annotations) + objects)
     env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
     done = subprocess.run(
         [*podvisor_command(), "run", "--metrics-address", "off", str(path)],

@@ -8,7 +8,6 @@ running pod uses it. The claims live in a folder of the test's own
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from tests.faults.pods import Supervisor, podvisor_command
 from tests.rootfs.conftest import LoadImage
-from tests.security.conftest import manifest, sh
+from tests.security.conftest import manifest, run_pod, sh
 from tests.volumes.conftest import BUSYBOX
 
 CLAIM = """\
@@ -62,38 +61,28 @@ def pod_with_claim(image: str, script: str, *, read_only: bool = False) -> str:
         """
 
 
-def run_with_claim(run_dir: Path, name: str, body: str) -> tuple[int, list[str], str]:
-    path = run_dir / f"{name}.yaml"
-    path.write_text(manifest(body, name) + CLAIM)
-    done = subprocess.run(
-        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
-        check=False,
-    )
-    lines = [line.partition(" | ")[2] for line in done.stdout.splitlines()]
-    return done.returncode, lines, done.stderr
-
-
 def test_a_claims_data_survives_the_pod_and_the_next_pod_sees_it(
     run_dir: Path, load_image: LoadImage, claims: Path
 ) -> None:
     image = load_image("test/busybox:1", BUSYBOX)
-    status, said, err = run_with_claim(
-        run_dir, "vol-claim-1", pod_with_claim(image, "echo kept > /var/lib/app/file; echo ok")
+    ran = run_pod(
+        run_dir,
+        "vol-claim-1",
+        pod_with_claim(image, "echo kept > /var/lib/app/file; echo ok"),
+        objects=CLAIM,
     )
-    assert (status, said) == (0, ["ok"]), err
+    assert (ran.status, ran.lines) == (0, {"main": ["ok"]}), ran.stderr
     assert (claims / "default" / "data" / "file").read_text() == "kept\n"
-    status, said, err = run_with_claim(
+    ran = run_pod(
         run_dir,
         "vol-claim-2",
         pod_with_claim(
             image, "cat /var/lib/app/file; (echo x > /var/lib/app/n) 2>&1; true", read_only=True
         ),
+        objects=CLAIM,
     )
-    assert status == 0, err
+    assert ran.status == 0, ran.stderr
+    said = ran.of("main")
     assert said[0] == "kept"
     assert said[1].endswith("Read-only file system")  # the claim's readOnly, every mount
     listed = json.loads(volume("ls", "-o", "json").stdout)
