@@ -237,28 +237,19 @@ def test_host_mode_by_annotation_runs_the_hosts_programs(
     run_dir: Path, image_store: ImageStore
 ) -> None:
     here = Path(__file__).resolve()
-    body = manifest(
+    ran = run_pod(
+        run_dir,
+        "img-host",
         f"""
         containers:
           - name: main
             image: test/absent:1
             command: [sh, -c, "test -e {here} && echo host"]
         """,
-        "img-host",
-        {"podvisor.io/rootfs": "host"},
+        annotations={"podvisor.io/rootfs": "host"},
     )
-    path = run_dir / "img-host.yaml"
-    path.write_text(body)
-    done = subprocess.run(
-        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "main | host" in done.stdout
+    assert ran.status == 0, ran.stderr
+    assert ran.of("main") == ["host"]
 
 
 def test_check_says_which_root_and_why(
