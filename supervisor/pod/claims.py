@@ -124,8 +124,10 @@ def _held(path: str) -> bool:
 
 
 def bytes_used(top: str) -> int:
-    """What the folder's files take on disk (allocated blocks, hard links once), as du counts."""
-    used, seen, stack = 0, set(), [top]
+    """What the folder's files take on disk (allocated blocks, hard links once), as du counts,
+    the folder itself aside; what goes while it is walked is not counted."""
+    used, stack = 0, [top]
+    seen: set[tuple[int, int]] = set()
     while stack:
         try:
             entries = os.scandir(stack.pop())
@@ -137,9 +139,10 @@ def bytes_used(top: str) -> int:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
+                if st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
                 used += st.st_blocks * 512
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)

@@ -286,26 +286,10 @@ def layer_usage(upper: str) -> LayerUsage | None:
         fs = os.statvfs(upper)
     except OSError:
         return None
-    used, seen = top.st_blocks * 512, set()
-    stack = [upper]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue  # removed while we walk: a restart
-        with entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if st.st_nlink > 1:
-                    if st.st_ino in seen:
-                        continue
-                    seen.add(st.st_ino)
-                used += st.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
+    from podvisor.supervisor.pod.claims import bytes_used
+
+    # A restart may remove what the walk has yet to reach: it counts what is left.
+    used = top.st_blocks * 512 + bytes_used(upper)
     device = f"{os.major(top.st_dev)}:{os.minor(top.st_dev)}"
     return LayerUsage(used, device, fs.f_blocks * fs.f_frsize, fs.f_files, fs.f_ffree)
 
