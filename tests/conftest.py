@@ -23,8 +23,12 @@ import pytest
 
 from podvisor.init import syscalls
 from podvisor.supervisor.cgroups.driver import V2_CONTROLLERS, is_supervisor_leaf
+from podvisor.supervisor.network import records
+from podvisor.supervisor.network.model import DEFAULT_BRIDGE
 
 PREFIXES = ("podvisor-", "pv-", "pvh", "pvp")
+#: Where the shared bridges' records are: a bridge without one is nobody's.
+BRIDGES = records.BRIDGES_DIR
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -190,7 +194,12 @@ def leftover_netns() -> list[str]:
 
 
 def leftover_links() -> list[str]:
-    return sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(PREFIXES))
+    """podvisor's links, and its default bridge when no record says a pod still uses it."""
+    found = sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(PREFIXES))
+    bridge = DEFAULT_BRIDGE
+    if Path(f"/sys/class/net/{bridge}").exists() and not (BRIDGES / f"{bridge}.json").exists():
+        found.append(bridge)
+    return found
 
 
 # --- Whose is it? -------------------------------------------------------------------
