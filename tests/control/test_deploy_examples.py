@@ -296,7 +296,10 @@ class Container:
 
 @contextlib.contextmanager
 def container(image: Image) -> Iterator[Container]:
-    running = Container(image.command(), image.env())
+    # Its pods' log folders go where the session's do: this "container" has
+    # the host's files, and /var/log/pods is the host's.
+    env = {**image.env(), "PODVISOR_LOG_DIR": os.environ["PODVISOR_LOG_DIR"]}
+    running = Container(image.command(), env)
     try:
         yield running
     finally:
