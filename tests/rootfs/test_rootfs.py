@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from podvisor.init.rootfs import DEVICES
 from podvisor.supervisor.images import ImageStore
 from podvisor.supervisor.manifest.explain import main as check
 from tests.faults import procfs
-from tests.faults.pods import podvisor_command
+from tests.faults.pods import Supervisor, podvisor_command
 from tests.images.build import Entry
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import Ran, manifest, run_pod
@@ -30,6 +31,13 @@ CONFIG = {
     "WorkingDir": "/home/app",
     "User": "app",
 }
+
+
+def _supervised(run_dir: Path, name: str, body: str) -> Supervisor:
+    """`podvisor run` of *body* in the background, in *run_dir*; stopped as the block ends."""
+    path = run_dir / f"{name}.yaml"
+    path.write_text(body)
+    return Supervisor(path, env={"PODVISOR_RUN_DIR": str(run_dir)})
 
 
 def said(ran: Ran, container: str = "main") -> list[str]:
@@ -156,23 +164,11 @@ def test_writes_land_in_the_upper_directory_and_vanish_on_restart(
         """,
         "img-restart",
     ).replace("restartPolicy: Never", "restartPolicy: OnFailure")
-    path = run_dir / "img-restart.yaml"
-    path.write_text(body)
-    pod = subprocess.Popen(
-        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
-    )
-    try:
-        assert pod.stdout is not None
-        said = [pod.stdout.readline().strip() for _ in range(2)]  # the first restart is at once
+    with _supervised(run_dir, "img-restart", body) as pod:
+        pod.wait_line("main", "fresh", count=2)  # the first restart is at once
+        said = pod.out.of("main")[:2]
         uppers = list((Path(image_store.root) / "containers").glob("*/main/*/upper"))
-    finally:
-        pod.terminate()
-        pod.communicate(timeout=30)
-    assert said == ["main | fresh", "main | fresh"]
+    assert said == ["fresh", "fresh"]
     # One instance's files at a time: the one before is gone.
     assert [u.parent.name for u in uppers] == ["2"]
     # The image's own layer never saw the write.
@@ -382,32 +378,16 @@ def test_the_termination_message_reaches_the_pods_status(
         """,
         "img-message",
     )
-    path = run_dir / "img-message.yaml"
-    path.write_text(body)
-    env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
-    pod = subprocess.Popen(
-        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert pod.stdout is not None
-        for line in pod.stdout:  # names are padded to the longest: "main        | ready"
-            if [part.strip() for part in line.split("|", 1)] == ["main", "ready"]:
-                break
+    with _supervised(run_dir, "img-message", body) as pod:
+        pod.wait_line("main", "ready")
         shown = subprocess.run(
             [*podvisor_command(), "status", "-o", "json", "img-message"],
             capture_output=True,
             text=True,
             timeout=30,
-            env=env,
+            env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
             check=True,
         ).stdout
-    finally:
-        pod.terminate()
-        pod.communicate(timeout=30)
     ended = {c["name"]: c["last_termination"] for c in json.loads(shown)["containers"]}
     assert ended["leaves-word"]["message"] == "done: 42 rows\n"
     assert ended["custom-path"]["message"] == "x" * 4096
@@ -427,26 +407,14 @@ def test_after_a_sigkilled_supervisor_nothing_is_mounted_and_its_init_cleans_up(
         """,
         "img-killed",
     ).replace("terminationGracePeriodSeconds: 3", "terminationGracePeriodSeconds: 1")
-    path = run_dir / "img-killed.yaml"
-    path.write_text(body)
-    env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
-    pod = subprocess.Popen(
-        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert pod.stdout is not None
-    for line in pod.stdout:
-        if line.strip() == "main | ready":
-            break
-    containers = Path(image_store.root) / "containers"
-    (left,) = containers.iterdir()  # the pod's directory
-    assert list(left.glob("main/1/upper/etc/mark"))
-    tree = procfs.descendants(pod.pid)
-    pod.kill()
-    pod.communicate(timeout=30)
+    with _supervised(run_dir, "img-killed", body) as pod:
+        pod.wait_line("main", "ready")
+        containers = Path(image_store.root) / "containers"
+        (left,) = containers.iterdir()  # the pod's directory
+        assert list(left.glob("main/1/upper/etc/mark"))
+        tree = procfs.descendants(pod.pid)
+        pod.signal(signal.SIGKILL)
+        pod.wait(timeout=30)
     # The pod's outer init cleans up in the killed supervisor's place, then ends.
     procfs.wait_gone(tree, timeout=30)
     procfs.reap_adopted()
@@ -482,22 +450,11 @@ def test_the_images_stop_signal_stops_the_container(run_dir: Path, load_image: L
         """,
         "img-stop",
     )
-    path = run_dir / "img-stop.yaml"
-    path.write_text(body)
-    pod = subprocess.Popen(
-        [*podvisor_command(), "run", "--metrics-address", "off", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
-    )
-    assert pod.stdout is not None
-    for line in pod.stdout:
-        if line.strip() == "main | ready":
-            break
-    pod.terminate()
-    out, _ = pod.communicate(timeout=30)
-    assert "main | got USR1" in out
+    with _supervised(run_dir, "img-stop", body) as pod:
+        pod.wait_line("main", "ready")
+        pod.signal(signal.SIGTERM)
+        pod.wait(timeout=30)
+    assert "got USR1" in pod.out.of("main")
 
 
 def test_a_tty_on_an_images_root_is_a_terminal(run_dir: Path, load_image: LoadImage) -> None:
