@@ -278,9 +278,9 @@ def run_files(pod: str) -> list[Path]:
 def remove_run_files(pod: str) -> list[str]:
     """Remove what a SIGKILLed supervisor of *pod* left in /run/podvisor/pods (what was there).
 
-    podvisor leaves a dead supervisor's NOTIFY_SOCKET directory for good
-    (reported; `test_a_killed_supervisor_leaves_no_run_files` is its xfail);
-    the tests remove it so that the machine stays as they found it.
+    The next start of a pod of that name removes them
+    (`test_a_killed_supervisor_leaves_no_run_files`); a test whose last run was
+    killed removes them here, so that the machine stays as the tests found it.
     """
     found = run_files(pod)
     for path in found:

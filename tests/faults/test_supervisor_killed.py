@@ -140,7 +140,7 @@ def test_supervisor_sigkilled_50_times(tmp_path: Path, faults: Record) -> None:
     assert all(kills.values()), kills
     faults.leak("cgroups of the pods", _own_cgroups("fault-killed-"))
     left = [name for lane in lanes for name in remove_run_files(lane.name)]
-    faults.figure("/run/podvisor/pods entries left (a known bug, removed)", len(left))
+    faults.figure("/run/podvisor/pods entries left, removed", len(left))
 
 
 def test_a_killed_supervisor_leaves_no_run_files(tmp_path: Path, faults: Record) -> None:
