@@ -49,6 +49,21 @@ def pod_yaml(body: str) -> str:
     return textwrap.dedent(body).strip() + "\n"
 
 
+#: The unprivileged user the tests act as.
+NOBODY = 65534
+#: A command's prefix that runs it as NOBODY, able to read this checkout and its
+#: interpreter wherever they are (CAP_DAC_READ_SEARCH) and nothing more.
+AS_NOBODY = [
+    "setpriv",
+    f"--reuid={NOBODY}",
+    f"--regid={NOBODY}",
+    "--clear-groups",
+    "--inh-caps=+dac_read_search",
+    "--ambient-caps=+dac_read_search",
+    "--",
+]
+
+
 def write_pod(directory: Path, name: str, body: str) -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(pod_yaml(body))

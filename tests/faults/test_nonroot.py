@@ -19,20 +19,9 @@ import pytest
 
 from podvisor.supervisor.network import records
 from tests.faults.conftest import Record
-from tests.faults.pods import podvisor_command, write_pod
+from tests.faults.pods import AS_NOBODY, NOBODY, podvisor_command, write_pod
 
 pytestmark = [pytest.mark.faults, pytest.mark.needs_root]
-
-NOBODY = 65534
-AS_NOBODY = [
-    "setpriv",
-    f"--reuid={NOBODY}",
-    f"--regid={NOBODY}",
-    "--clear-groups",
-    "--inh-caps=+dac_read_search",
-    "--ambient-caps=+dac_read_search",
-    "--",
-]
 
 
 @pytest.mark.timeout(120)

@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import Record
-from tests.faults.pods import Supervisor, free_port, write_pod
+from tests.faults.pods import NOBODY, Supervisor, free_port, write_pod
 from tests.security.conftest import PYTHON
 
 pytestmark = [pytest.mark.faults, pytest.mark.needs_root]
 
-NOBODY = 65534
 FLOOD_SECONDS = 5
 FLOOD = """
 import socket, sys, time

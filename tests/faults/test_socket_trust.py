@@ -21,20 +21,10 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import Record
-from tests.faults.pods import podvisor_command
+from tests.faults.pods import AS_NOBODY, NOBODY, podvisor_command
 
 pytestmark = [pytest.mark.faults, pytest.mark.needs_root]
 
-NOBODY = 65534
-AS_NOBODY = [
-    "setpriv",
-    f"--reuid={NOBODY}",
-    f"--regid={NOBODY}",
-    "--clear-groups",
-    "--inh-caps=+dac_read_search",
-    "--ambient-caps=+dac_read_search",
-    "--",
-]
 #: The fake server: listens on fd N (argv[1] "fd:N", bound by the test) or binds
 #: the path argv[1]; writes "ready", then one line per packet with its descriptors.
 FAKE = """
