@@ -231,7 +231,19 @@ def _how(c: ContainerStatus, state: PodState, stop_began: float | None) -> str:
         return f" ({_signal_name(end.signal)})"
     if end.reason not in (Reason.COMPLETED, Reason.ERROR) and end.message:
         return f" ({end.reason.value}: {end.message})"
+    if end.message:
+        # The program's own termination message: the pod is gone once these
+        # words are said, so they are where a user reads why it ended.
+        return f" (its message: {_first_line(end.message)})"
     return ""
+
+
+def _first_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    if not lines:
+        return ""
+    first = lines[0] if len(lines[0]) <= 200 else lines[0][:200] + "..."
+    return first + (" ..." if len(lines) > 1 else "")
 
 
 def _signal_name(signum: int) -> str:

@@ -28,6 +28,7 @@ class Behaviour:
     exit_code: int = 0  # ... with this code
     signal: int | None = None  # ... or killed by this signal
     oom_killed: bool = False
+    message: str = ""  # its termination message
     cannot_run: int | None = None  # 127 or 126: the program cannot start
     stop_exit_code: int | None = None  # exits with this on its stop signal; None: dies of it
     stop_takes: float = 0.0  # from stop signal to exit
@@ -192,7 +193,7 @@ class Sim:
         self.alive[name] = n
         self._at(0.0, lc.Started(name, pid=1000 + n), n)
         if b.runs_for is not None:
-            self._at(b.runs_for, lc.Exited(name, b.exit_code, b.signal, b.oom_killed), n)
+            self._at(b.runs_for, lc.Exited(name, b.exit_code, b.signal, b.oom_killed, b.message), n)
         if b.ready_after is not None:
             self._at(b.ready_after, lc.Notified(name, ready=True), n)
 

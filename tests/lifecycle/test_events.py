@@ -73,6 +73,18 @@ def test_an_oom_kill_is_an_oom_killing_warning_and_the_last_words_say_so() -> No
     )
 
 
+def test_the_last_words_give_a_programs_termination_message() -> None:
+    told = Behaviour(runs_for=1, exit_code=1, message="input is missing\nsee /data\n")
+    sim = Sim(pod(main(), restart_policy=lc.RestartPolicy.NEVER), {"app": told})
+    sim.run_until_finished()
+
+    assert sim.state.container("app").terminated is not None
+    assert lc.last_words(sim.state) == (
+        "pod Failed (exit 1): its main containers ended; "
+        "app exited 1 (its message: input is missing ...)"
+    )
+
+
 def test_a_user_restart_is_killing_with_its_reason_then_a_new_start() -> None:
     sim = Sim(pod(main()))
     sim.run(until=1)
