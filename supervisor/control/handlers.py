@@ -54,9 +54,10 @@ import anyio.abc
 from podvisor.supervisor import lifecycle as lc
 from podvisor.supervisor.cgroups import CgroupStats
 from podvisor.supervisor.control.client import close_all
+from podvisor.supervisor.control.connection import Connection
 from podvisor.supervisor.control.describe import conditions, detail, event_records
 from podvisor.supervisor.control.logs import serve_logs
-from podvisor.supervisor.control.server import Connection, ControlSocket
+from podvisor.supervisor.control.server import ControlSocket
 from podvisor.supervisor.control.wire import (
     CPU_SAMPLE_SECONDS,
     AttachStdin,

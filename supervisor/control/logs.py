@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import anyio
 
-from podvisor.supervisor.control.server import Connection
+from podvisor.supervisor.control.connection import Connection
 from podvisor.supervisor.control.wire import LogEnd, LogLines, LogRecord, LogsReply
 from podvisor.supervisor.pod.logs import ContainerLog, LogLine
 

@@ -7,9 +7,10 @@ supervisor that was SIGKILLed refuses connections and is replaced; one that
 answers belongs to a live pod of the same name, and this pod then serves none
 (said once on its log), rather than failing to start.
 
-`serve_control` accepts; the requests' handlers (`control.ControlServer`) are
-imported by the first connection: a supervisor whose pod nobody asks about
-does not keep their code, 0.2 MB, as long as the pod runs.
+`serve_control` accepts; the requests' handlers (`handlers.ControlServer`),
+with the connection (`connection`) and the messages (`wire`), are imported
+by the first connection: a supervisor whose pod nobody asks about does not
+keep their code as long as the pod runs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,13 +26,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from podvisor.init import seqpacket
-from podvisor.supervisor.control import chunks
-from podvisor.supervisor.control.client import close_all
 from podvisor.supervisor.control.paths import SUN_PATH_MAX, pods_dir, socket_path, user_pods_dir
-from podvisor.supervisor.control.wire import MAX_MESSAGE, Message, Request, decode_request, encode
-from podvisor.supervisor.errors import ControlMessageError
-from podvisor.supervisor.packets import PacketStream
 
 if TYPE_CHECKING:
     from podvisor.supervisor.control.handlers import ControlServer
@@ -202,58 +196,3 @@ def _bind(path: Path) -> ControlSocket:
         temporary.unlink(missing_ok=True)
         raise
     return ControlSocket(path, sock, (st.st_dev, st.st_ino))
-
-
-class Connection:
-    """A client's connection: its messages, typed, over a packet stream that owns the socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.stream = PacketStream(sock, MAX_MESSAGE)
-
-    async def receive(self) -> tuple[Request, list[int]] | None:
-        """The client's next request and its fds (the caller's); None when it hung up.
-
-        A message that is no request is a ControlMessageError naming it.
-        """
-        joiner = chunks.Joiner(MAX_MESSAGE)
-        while True:
-            try:
-                packet = await self.stream.receive()
-                if packet is None:
-                    return None
-                data, fds = packet
-                whole = joiner.feed(data)
-            except seqpacket.PacketError as exc:
-                raise ControlMessageError(str(exc)) from exc
-            if whole is not None:
-                data = whole
-                break
-            close_all(fds)  # descriptors ride on a message's last packet only
-        try:
-            return decode_request(data), fds
-        except ControlMessageError:
-            close_all(fds)
-            raise
-
-    async def send(self, message: Message, fds: Sequence[int] = ()) -> None:
-        *first, last = chunks.split(encode(message))
-        for packet in first:
-            await self.stream.send(packet)
-        await self.stream.send(last, fds)
-
-    def send_nowait(self, message: Message) -> None:
-        """Send if the socket takes it now (on the way out, when nothing may wait)."""
-        with contextlib.suppress(ControlMessageError):
-            packets = chunks.split(encode(message))
-            if len(packets) == 1:  # a message cut short would be worse than none
-                self.stream.send_nowait(packets[0])
-
-    def peer_uid(self) -> int:
-        creds = self.stream.sock.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
-        )
-        _, uid, _ = struct.unpack("3i", creds)
-        return int(uid)
-
-    def close(self) -> None:
-        self.stream.close()

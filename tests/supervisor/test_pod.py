@@ -358,6 +358,8 @@ NOT_KEPT = (
     "podvisor.sidecars.execs",  # and shlex, for exec probes, hooks and `podvisor exec`
     "podvisor.supervisor.network.proxy",
     "podvisor.supervisor.control.handlers",
+    "podvisor.supervisor.control.connection",  # and the messages, `wire`, with it
+    "podvisor.supervisor.control.wire",
     "podvisor.supervisor.cgroups.stats",
     "podvisor.supervisor.metrics.status",
     "podvisor.init.process",  # its exit status for a program that cannot run
