@@ -3,13 +3,18 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup example test lint pytest kernels bench
+.PHONY: setup example images test lint pytest kernels bench
 
 setup:
 	@./scripts/setup
 
 example: setup
 	$(BIN)/podvisor run examples/bundle.yaml
+
+# The images examples/security-context.yaml and its neighbours run on, made
+# from this machine's busybox-static and loaded into the image store (offline).
+images: setup
+	@./scripts/example-images
 
 lint: setup
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.control.conftest import REPO, control_pod
+from tests.rootfs.test_examples import ON_IMAGES
 
 pytestmark = [pytest.mark.anyio, pytest.mark.needs_root]
 
@@ -42,6 +43,11 @@ def host_tmp() -> Iterator[None]:
 @pytest.mark.parametrize("manifest", MANIFESTS)
 async def test_example_runs(manifest: str, run_dir: Path) -> None:
     """A service (restartPolicy Always) shows in ps and status and stops; a job ends with 0."""
+    if manifest in ON_IMAGES:
+        pytest.skip(
+            f"examples/{manifest} runs on the images make images loads: "
+            "tests/rootfs/test_examples.py builds them and runs it with podvisor run"
+        )
     async with control_pod(MANIFESTS[manifest], run_dir) as pod:
         if pod.runner.pod.spec.restart_policy.value != "Always":
             assert await pod.finished() == 0, pod.log.getvalue()

@@ -3,6 +3,11 @@
 The base image is Debian's busybox-static: /bin/busybox and a symbolic link
 per applet the tests use. Every blob is written as an OCI layout holds it,
 named by its digest, so the store's checks see what a real tool writes.
+
+The images examples/ runs on are built here too, for the tests and for
+`make images` alike (`python -m tests.images.build DIR` writes them as OCI
+archives): `busybox` with every applet, and an httpd image on top of it
+whose Entrypoint and Cmd say what to run.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,3 +223,98 @@ def tree(root: Path) -> dict[str, str]:
             else:
                 found[rel] = "other"
     return found
+
+
+# --- The images examples/ runs on ------------------------------------------------------
+
+#: busybox as Docker and Kubernetes name it; the examples ask for it by `busybox`.
+EXAMPLE_BUSYBOX = "docker.io/library/busybox:latest"
+#: An image of our own on top of it: a tag, so that Kubernetes' default pull
+#: policy (IfNotPresent) takes the loaded image and asks no registry.
+EXAMPLE_HTTPD = "localhost/busybox-httpd:1"
+EXAMPLE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: The users and groups a busybox image has, with www-data for the web server.
+EXAMPLE_PASSWD = (
+    b"root:x:0:0:root:/root:/bin/sh\n"
+    b"daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
+    b"www-data:x:33:33:www-data:/var/www:/bin/false\n"
+    b"nobody:x:65534:65534:nobody:/home:/bin/false\n"
+)
+EXAMPLE_GROUP = b"root:x:0:\ndaemon:x:1:\nwww-data:x:33:\nnogroup:x:65534:\n"
+
+
+def all_applets() -> list[str]:
+    """Every applet this machine's busybox-static holds."""
+    listed = subprocess.run(
+        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return sorted(set(listed) - {"busybox"})
+
+
+def example_busybox_entries() -> list[Entry]:
+    """busybox-static as a base image: every applet in /bin, users and groups, /root, /tmp."""
+    return [
+        Entry("bin/", kind="dir", mode=0o755),
+        Entry("bin/busybox", BUSYBOX.read_bytes(), mode=0o755),
+        *(Entry(f"bin/{a}", kind="symlink", target="busybox", mode=0o777) for a in all_applets()),
+        Entry("etc/", kind="dir", mode=0o755),
+        Entry("etc/passwd", EXAMPLE_PASSWD),
+        Entry("etc/group", EXAMPLE_GROUP),
+        Entry("home/", kind="dir", mode=0o755),
+        Entry("root/", kind="dir", mode=0o700),
+        Entry("tmp/", kind="dir", mode=0o1777),
+        Entry("var/", kind="dir", mode=0o755),
+    ]
+
+
+def example_httpd_entries() -> list[Entry]:
+    """The web server's layer: a page to serve until a volume is mounted over it."""
+    return [
+        Entry("var/www/", kind="dir", mode=0o755),
+        Entry("var/www/index.html", b"<h1>busybox httpd</h1>\n"),
+    ]
+
+
+def example_images(directory: Path) -> dict[str, Path]:
+    """The examples' images as OCI archives in *directory*: name -> archive.
+
+    The httpd image shares the busybox layer (the same bytes, so the same
+    digest): a store that holds both unpacks it once.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    base = tar(example_busybox_entries())
+    images: dict[str, tuple[list[bytes], dict[str, Any]]] = {
+        EXAMPLE_BUSYBOX: ([base], {"Env": [EXAMPLE_PATH], "Cmd": ["sh"]}),
+        EXAMPLE_HTTPD: (
+            [base, tar(example_httpd_entries())],
+            {
+                "Env": [EXAMPLE_PATH],
+                "Entrypoint": ["httpd", "-f", "-v"],
+                "Cmd": ["-p", "80", "-h", "/var/www"],
+                "ExposedPorts": {"80/tcp": {}},
+                "WorkingDir": "/var/www",
+            },
+        ),
+    }
+    written = {}
+    for name, (layers, config) in images.items():
+        short = name.rsplit("/", 1)[1].split(":")[0]
+        with tempfile.TemporaryDirectory(dir=directory) as scratch:
+            layout = Layout(Path(scratch))
+            layout.tag(layout.image(layers, config=config), name)
+            written[name] = archive(layout.path, directory / f"{short}.tar")
+    return written
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tests.images.build DIR`: the examples' images as OCI archives in DIR."""
+    if len(argv) != 1:
+        print("usage: python -m tests.images.build DIR", file=sys.stderr)
+        return 2
+    for name, path in example_images(Path(argv[0])).items():
+        print(f"{path} {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

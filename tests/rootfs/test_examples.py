@@ -1,0 +1,142 @@
+"""The examples on images run unchanged, as a new user runs them after `make images`.
+
+Each test builds the examples' images with the code `make images` runs
+(`tests.images.build.example_images`), loads them into a store of its own
+with `podvisor image load`, and runs the example's file, untouched, with
+`podvisor run`: what the pod prints is what its Kubernetes documentation task
+says it shows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from podvisor.supervisor.images import ImageStore
+from tests.control.conftest import REPO
+from tests.faults.pods import Supervisor, podvisor_command
+from tests.images.build import EXAMPLE_BUSYBOX, EXAMPLE_HTTPD, example_images
+
+pytestmark = pytest.mark.needs_root
+
+EXAMPLES = REPO / "examples"
+#: The examples that run on the images `make images` loads; tests/control's
+#: generic run of every example leaves them to this file.
+ON_IMAGES = (
+    "security-context.yaml",
+    "downward-api.yaml",
+    "termination-message.yaml",
+    "shared-volume.yaml",
+)
+
+
+@pytest.fixture
+def loaded(tmp_path: Path, image_store: ImageStore) -> list[str]:
+    """The examples' images, built and loaded as `make images` does; their names."""
+    names = []
+    for name, archive in example_images(tmp_path / "images").items():
+        done = subprocess.run(
+            [*podvisor_command(), "image", "load", str(archive)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.rstrip().endswith(f": {name}"), done.stdout
+        names.append(name)
+    return names
+
+
+def run(example: str, run_dir: Path) -> Supervisor:
+    return Supervisor(EXAMPLES / example, env={"PODVISOR_RUN_DIR": str(run_dir)})
+
+
+def test_the_images_are_what_the_examples_name(loaded: list[str], image_store: ImageStore) -> None:
+    assert loaded == [EXAMPLE_BUSYBOX, EXAMPLE_HTTPD]
+    busybox = image_store.find("busybox")
+    httpd = image_store.find(EXAMPLE_HTTPD)
+    assert busybox is not None
+    assert httpd is not None
+    # The web server's image is busybox's layer and one more, unpacked once.
+    assert httpd.layer_dirs()[0] == busybox.layer_dirs()[0]
+    assert (httpd.config.entrypoint, httpd.config.cmd) == (
+        ("httpd", "-f", "-v"),
+        ("-p", "80", "-h", "/var/www"),
+    )
+
+
+@pytest.mark.usefixtures("loaded")
+def test_the_security_context_example_runs_as_its_user_and_groups(run_dir: Path) -> None:
+    with run("security-context.yaml", run_dir) as pod:
+        assert pod.wait() == 0, pod.err.text()
+    said = pod.out.of("demo")
+    ids = re.fullmatch(r"uid=(\d+) gid=(\d+) groups=([\d,]+)", said[0])
+    assert ids is not None, said
+    assert (ids[1], ids[2]) == ("1000", "3000")
+    assert "2000" in ids[3].split(",")
+    # fsGroup: the volume is group 2000 and set-group-ID, so what is written there is too.
+    assert said[1:] == [
+        "/data/demo owner 0 group 2000 mode 2777",
+        "/data/demo/greeting owner 1000 group 2000 mode 644",
+    ]
+
+
+@pytest.mark.usefixtures("loaded")
+def test_the_downward_api_example_reads_the_pod_from_files(run_dir: Path) -> None:
+    with run("downward-api.yaml", run_dir) as pod:
+        assert pod.wait() == 0, pod.err.text()
+    assert pod.out.of("reader") == [
+        "name:",
+        "podinfo-demo",
+        "labels:",
+        'app="podinfo"',
+        'tier="demo"',
+        "annotations:",
+        'owner="docs-team"',
+        'revision="7"',
+        "memory-limit:",
+        "32",
+    ]
+
+
+@pytest.mark.usefixtures("loaded")
+def test_the_termination_message_example_says_why_it_failed(run_dir: Path) -> None:
+    with run("termination-message.yaml", run_dir) as pod:
+        assert pod.wait() == 1, pod.err.text()
+    assert pod.out.of("worker") == ["checking the input"]
+    last = pod.err.snapshot()[-1].text
+    assert last == (
+        "pod Failed (exit 1): its main containers ended; "
+        "worker exited 1 (its message: input file /data/input.csv is missing)"
+    )
+
+
+@pytest.mark.usefixtures("loaded")
+def test_the_shared_volume_example_serves_with_its_images_entrypoint(run_dir: Path) -> None:
+    page = "<p>written by the writer of pod shared-volume-demo</p>"
+    with run("shared-volume.yaml", run_dir) as pod:
+        pod.wait_line("writer", page)
+        status = subprocess.run(
+            [*podvisor_command(), "status", "shared-volume-demo"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
+            check=False,
+        )
+        pod.signal(signal.SIGINT)  # what Ctrl-C does, as the example says
+        assert pod.wait() == 143, pod.err.text()
+    assert status.returncode == 0, status.stderr
+    server = next(line for line in status.stdout.splitlines() if line.startswith("server"))
+    assert "Running" in server, status.stdout
+    # The server ran what its image says (httpd -f -v logs each answer on its stderr).
+    served = [line for line in pod.err.of("server") if line.endswith("response:200")]
+    assert served, pod.err.text()
+    assert pod.err.snapshot()[-1].text == (
+        "pod Failed (exit 143): stopped on request: SIGINT; "
+        "server exited 143 after SIGTERM; writer exited 0"
+    )
