@@ -185,7 +185,8 @@ def test_sidecar_page_without_its_volume_is_accepted() -> None:
 
 # --- The Kubernetes documentation's probe page ----------------------------------------
 
-# pods/probe/exec-liveness.yaml; the page's args (for the busybox image) become command.
+# pods/probe/exec-liveness.yaml as it is: its args run on the busybox image
+# (tests/rootfs/test_examples.py runs it so).
 EXEC_LIVENESS = """\
 apiVersion: v1
 kind: Pod
@@ -197,7 +198,7 @@ spec:
   containers:
   - name: liveness
     image: registry.k8s.io/busybox:1.27.2
-    command:
+    args:
     - /bin/sh
     - -c
     - touch /tmp/healthy; sleep 30; rm -f /tmp/healthy; sleep 600

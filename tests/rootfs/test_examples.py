@@ -9,6 +9,7 @@ says it shows.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from podvisor.supervisor.images import ImageStore
 from tests.control.conftest import REPO
 from tests.faults.pods import Supervisor, podvisor_command
 from tests.images.build import EXAMPLE_BUSYBOX, EXAMPLE_HTTPD, example_images
+from tests.manifest.test_examples import EXEC_LIVENESS
 
 pytestmark = pytest.mark.needs_root
 
@@ -40,20 +42,24 @@ def loaded(tmp_path: Path, image_store: ImageStore) -> list[str]:
     """The examples' images, built and loaded as `make images` does; their names."""
     names = []
     for name, archive in example_images(tmp_path / "images").items():
-        done = subprocess.run(
-            [*podvisor_command(), "image", "load", str(archive)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.rstrip().endswith(f": {name}"), done.stdout
+        said = podvisor("image", "load", str(archive))
+        assert said.endswith(f": {name}"), said
         names.append(name)
     return names
 
 
-def run(example: str, run_dir: Path) -> Supervisor:
-    return Supervisor(EXAMPLES / example, env={"PODVISOR_RUN_DIR": str(run_dir)})
+def podvisor(*args: str, run_dir: Path | None = None) -> str:
+    """What `podvisor ARGS` prints; it must succeed."""
+    env = {**os.environ, **({"PODVISOR_RUN_DIR": str(run_dir)} if run_dir else {})}
+    done = subprocess.run(
+        [*podvisor_command(), *args], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, f"podvisor {' '.join(args)}: {done.stderr}"
+    return done.stdout.rstrip()
+
+
+def run(example: Path, run_dir: Path) -> Supervisor:
+    return Supervisor(example, env={"PODVISOR_RUN_DIR": str(run_dir)})
 
 
 def test_the_images_are_what_the_examples_name(loaded: list[str], image_store: ImageStore) -> None:
@@ -72,7 +78,7 @@ def test_the_images_are_what_the_examples_name(loaded: list[str], image_store: I
 
 @pytest.mark.usefixtures("loaded")
 def test_the_security_context_example_runs_as_its_user_and_groups(run_dir: Path) -> None:
-    with run("security-context.yaml", run_dir) as pod:
+    with run(EXAMPLES / "security-context.yaml", run_dir) as pod:
         assert pod.wait() == 0, pod.err.text()
     said = pod.out.of("demo")
     ids = re.fullmatch(r"uid=(\d+) gid=(\d+) groups=([\d,]+)", said[0])
@@ -88,7 +94,7 @@ def test_the_security_context_example_runs_as_its_user_and_groups(run_dir: Path)
 
 @pytest.mark.usefixtures("loaded")
 def test_the_downward_api_example_reads_the_pod_from_files(run_dir: Path) -> None:
-    with run("downward-api.yaml", run_dir) as pod:
+    with run(EXAMPLES / "downward-api.yaml", run_dir) as pod:
         assert pod.wait() == 0, pod.err.text()
     assert pod.out.of("reader") == [
         "name:",
@@ -106,7 +112,7 @@ def test_the_downward_api_example_reads_the_pod_from_files(run_dir: Path) -> Non
 
 @pytest.mark.usefixtures("loaded")
 def test_the_termination_message_example_says_why_it_failed(run_dir: Path) -> None:
-    with run("termination-message.yaml", run_dir) as pod:
+    with run(EXAMPLES / "termination-message.yaml", run_dir) as pod:
         assert pod.wait() == 1, pod.err.text()
     assert pod.out.of("worker") == ["checking the input"]
     last = pod.err.snapshot()[-1].text
@@ -119,20 +125,13 @@ def test_the_termination_message_example_says_why_it_failed(run_dir: Path) -> No
 @pytest.mark.usefixtures("loaded")
 def test_the_shared_volume_example_serves_with_its_images_entrypoint(run_dir: Path) -> None:
     page = "<p>written by the writer of pod shared-volume-demo</p>"
-    with run("shared-volume.yaml", run_dir) as pod:
+    with run(EXAMPLES / "shared-volume.yaml", run_dir) as pod:
         pod.wait_line("writer", page)
-        status = subprocess.run(
-            [*podvisor_command(), "status", "shared-volume-demo"],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
-            check=False,
-        )
+        status = podvisor("status", "shared-volume-demo", run_dir=run_dir)
         pod.signal(signal.SIGINT)  # what Ctrl-C does, as the example says
         assert pod.wait() == 143, pod.err.text()
-    assert status.returncode == 0, status.stderr
-    server = next(line for line in status.stdout.splitlines() if line.startswith("server"))
-    assert "Running" in server, status.stdout
+    server = next(line for line in status.splitlines() if line.startswith("server"))
+    assert "Running" in server, status
     # The server ran what its image says (httpd -f -v logs each answer on its stderr).
     served = [line for line in pod.err.of("server") if line.endswith("response:200")]
     assert served, pod.err.text()
@@ -140,3 +139,27 @@ def test_the_shared_volume_example_serves_with_its_images_entrypoint(run_dir: Pa
         "pod Failed (exit 143): stopped on request: SIGINT; "
         "server exited 143 after SIGTERM; writer exited 0"
     )
+
+
+def test_the_documentations_exec_liveness_pod_runs_as_it_is(
+    tmp_path: Path, image_store: ImageStore, run_dir: Path
+) -> None:
+    """The probe page's pod has args and no command: busybox, loaded under its name, runs them."""
+    [archive] = [a for n, a in example_images(tmp_path / "images").items() if n == EXAMPLE_BUSYBOX]
+    podvisor("image", "load", "--name", "registry.k8s.io/busybox:1.27.2", str(archive))
+    manifest = tmp_path / "exec-liveness.yaml"
+    manifest.write_text(EXEC_LIVENESS)
+    with run(manifest, run_dir) as pod:
+        pod.err.wait_line("podvisor", "Normal Started liveness: Started container liveness", 60)
+        # The args touch /tmp/healthy first, which the liveness probe reads.
+        wait = "until [ -e /tmp/healthy ]; do sleep 0.1; done; echo healthy"
+        said = podvisor(
+            "exec", "liveness-exec", "--", "timeout", "30", "sh", "-c", wait, run_dir=run_dir
+        )
+        assert said == "healthy"
+        status = podvisor("status", "liveness-exec", "-o", "json", run_dir=run_dir)
+        pod.signal(signal.SIGINT)
+        assert pod.wait() == 143, pod.err.text()
+    [liveness] = json.loads(status)["containers"]
+    assert (liveness["name"], liveness["state"], liveness["restarts"]) == ("liveness", "running", 0)
+    assert "Unhealthy" not in pod.err.text()
