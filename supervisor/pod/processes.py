@@ -20,10 +20,10 @@ from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, Pod
 from podvisor.supervisor.pod import image_config
 from podvisor.supervisor.pod.confinement import confinement
-from podvisor.supervisor.pod.volumes import PodVolumes, container_mounts
 
 if TYPE_CHECKING:
     from podvisor.supervisor.images import Image
+    from podvisor.supervisor.pod.volumes import PodVolumes
 
 #: The PATH a container starts with when the supervisor has none.
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -58,7 +58,11 @@ def container_process(
     own_env = resolve_env(c, pod, pod_ip)
     env.update(own_env)
     env.update(extra_env)
-    mounts = container_mounts(c, volumes, own_env) if volumes and c.volume_mounts else ()
+    mounts: tuple[protocol.Mount, ...] = ()
+    if volumes is not None and c.volume_mounts:
+        from podvisor.supervisor.pod.volumes import container_mounts  # a pod with volumes only
+
+        mounts = container_mounts(c, volumes, own_env)
     cwd, uid, gid = c.working_dir, sc.run_as_user, sc.run_as_group
     notify = env.get("NOTIFY_SOCKET", "")
     confine = confinement(sc, (notify,) if notify.startswith("/") else ())

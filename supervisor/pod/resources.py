@@ -25,12 +25,12 @@ from podvisor.supervisor.network import NetworkRequest, PodNetwork, cleanup_stal
 from podvisor.supervisor.pod.init_client import InitClient
 from podvisor.supervisor.pod.rootfs import PodRoots, remove_stale
 from podvisor.supervisor.pod.sandbox import WaitingInit, plan_namespaces, without_namespaces
-from podvisor.supervisor.pod.volumes import PodVolumes
 
 if TYPE_CHECKING:
     from podvisor.supervisor.manifest.model import Container, Pod
     from podvisor.supervisor.network.maker import NetworkMaker
     from podvisor.supervisor.pod.logs import LogSink
+    from podvisor.supervisor.pod.volumes import PodVolumes
 
 #: How long the init gets to end the pod's processes when the pod is torn down.
 INIT_EXIT_WAIT = 10.0
@@ -45,7 +45,8 @@ class PodResources:
     network: PodNetwork
     init: InitClient
     roots: PodRoots
-    volumes: PodVolumes
+    #: None for a pod without volumes: its supervisor keeps none of their code.
+    volumes: PodVolumes | None
 
 
 def container_limits(pod: Pod, c: Container) -> Limits:
@@ -75,8 +76,7 @@ async def make_resources(
     being made by a child that `podvisor run` forked (each made here if None).
     """
     roots = await _make_roots(pod, sink, stack)
-    volumes = await anyio.to_thread.run_sync(PodVolumes.make, pod, roots.directory)
-    stack.callback(volumes.close)
+    volumes = await _make_volumes(pod, roots, stack)
     pod_cgroup, cgroups = await _make_cgroups(pod, sink, stack)
     network = await _make_network(pod, sink, stack, network_maker)
     plan = plan_namespaces(
@@ -89,7 +89,7 @@ async def make_resources(
         grace=float(pod.spec.termination_grace_period_seconds),
         sysctls=pod.spec.sysctls,
     )
-    if volumes.tmpfs or volumes.overlays or volumes.propagated:
+    if volumes is not None and (volumes.tmpfs or volumes.overlays or volumes.propagated):
         if "mnt" not in plan.unshare:
             raise ConfigError(
                 "memory, Secrets' and image volumes and mountPropagation need a mount "
@@ -123,6 +123,17 @@ async def _make_roots(pod: Pod, sink: LogSink, stack: AsyncExitStack) -> PodRoot
     roots = await anyio.to_thread.run_sync(PodRoots.make, pod)
     stack.callback(roots.close)  # after the init's end: the containers' processes are gone
     return roots
+
+
+async def _make_volumes(pod: Pod, roots: PodRoots, stack: AsyncExitStack) -> PodVolumes | None:
+    """The pod's volumes, in the pod's own directory; None for a pod that has none."""
+    if not pod.spec.volumes:
+        return None
+    from podvisor.supervisor.pod.volumes import PodVolumes
+
+    volumes = await anyio.to_thread.run_sync(PodVolumes.make, pod, roots.directory)
+    stack.callback(volumes.close)
+    return volumes
 
 
 async def _make_cgroups(

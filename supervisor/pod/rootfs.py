@@ -165,12 +165,13 @@ def _needs_directory(pod: Pod) -> bool:
     """Whether the pod keeps files of its own on this machine: its emptyDirs, its
     configMap, secret, downwardAPI and projected volumes, its image volumes' mount points,
     the staging places of its volumes mounted with mountPropagation."""
-    from podvisor.supervisor.manifest.model import EmptyDirVolume, ImageVolume
-    from podvisor.supervisor.pod.volume_files import has_content
+    if pod.spec.volumes:  # the volumes' code is kept by a pod that has some
+        from podvisor.supervisor.manifest.model import EmptyDirVolume, ImageVolume
+        from podvisor.supervisor.pod.volume_files import has_content
 
-    own = (EmptyDirVolume, ImageVolume)
-    if any(isinstance(v.source, own) or has_content(v) for v in pod.spec.volumes):
-        return True
+        own = (EmptyDirVolume, ImageVolume)
+        if any(isinstance(v.source, own) or has_content(v) for v in pod.spec.volumes):
+            return True
     mounts = (m for c in pod.spec.all_containers for m in c.volume_mounts)
     return any(m.mount_propagation != "None" for m in mounts)
 

@@ -67,10 +67,10 @@ from podvisor.supervisor.pod.sandbox import WaitingInit
 from podvisor.supervisor.pod.signals import IGNORED, NOTED, STOPPING, receiving_signals
 from podvisor.supervisor.pod.stdio import ContainerStdio
 from podvisor.supervisor.pod.view import PodView
-from podvisor.supervisor.pod.volumes import subpath_message
 
 if TYPE_CHECKING:
     from podvisor.supervisor.network.maker import NetworkMaker
+    from podvisor.supervisor.pod.volumes import PodVolumes
 
 # =============================================================================
 # Options
@@ -286,8 +286,8 @@ class Supervision:
             tg.start_soon(self._watch_notices)
             tg.start_soon(self._watch_signals)
             tg.start_soon(self._watch_init)
-            if self.resources.volumes.limits:
-                tg.start_soon(self._watch_empty_dirs)
+            if self.resources.volumes is not None and self.resources.volumes.limits:
+                tg.start_soon(self._watch_empty_dirs, self.resources.volumes)
             if self.server is not None:
                 tg.start_soon(self.server.serve, self.view)
             # NOTIFY_SOCKET is bound before the first container needs it.
@@ -438,6 +438,8 @@ class Supervision:
             err = OSError(spawned.errno, message)
             self.post(lc.StartFailed(name, exec_failure_exit_code(err), message=message))
         elif spawned.stage == "subpath":  # as the kubelet says it (CreateContainerConfigError)
+            from podvisor.supervisor.pod.volumes import subpath_message  # only with volumes
+
             reason = lc.Reason.CREATE_CONTAINER_CONFIG_ERROR
             self.post(lc.StartFailed(name, 128, reason, subpath_message(message, name)))
         else:  # the program was found, but its process could not be set up (as the kubelet)
@@ -538,11 +540,10 @@ class Supervision:
                     )
                 )
 
-    async def _watch_empty_dirs(self) -> None:
+    async def _watch_empty_dirs(self, volumes: PodVolumes) -> None:
         """Evict the pod once an emptyDir on disk outgrows its sizeLimit, as the kubelet does."""
         from podvisor.supervisor.pod.volumes import EMPTY_DIR_CHECK_SECONDS, outgrown
 
-        volumes = self.resources.volumes
         while True:
             await anyio.sleep(EMPTY_DIR_CHECK_SECONDS)
             message = await anyio.to_thread.run_sync(outgrown, volumes)

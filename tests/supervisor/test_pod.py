@@ -332,6 +332,34 @@ def test_podvisor_run_is_on_asyncio_unless_told_trio(
     assert ("trio" in imported) == (backend == "trio")
 
 
+def test_podvisor_run_does_what_it_registered_for_its_exit(tmp_path: Path) -> None:
+    # `podvisor run` skips the interpreter's teardown once the pod is gone,
+    # but not its atexit handlers (the owner lock of its network records) nor
+    # its last lines.
+    from podvisor.supervisor.network.records import OWNERS_DIR
+
+    path = _write(
+        tmp_path,
+        "pod.yaml",
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: last-words, annotations: {podvisor.io/network: loopback}}
+        spec:
+          restartPolicy: Never
+          containers:
+            - {name: main, command: ["echo", "done"]}
+    """,
+    )
+    with podvisor_run(path) as proc:
+        owner_lock = f"*-{proc.pid}-*.lock"
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "main | done" in out
+    assert "pod Succeeded (exit 0)" in err
+    assert not list(OWNERS_DIR.glob(owner_lock))
+
+
 #: Modules a supervisor has no use for while its pod runs: the command
 #: line's and the manifest's reading and the network's making (forked
 #: children's work), the control client, and standard modules only rare paths
@@ -360,6 +388,8 @@ NOT_KEPT = (
     "podvisor.supervisor.control.handlers",
     "podvisor.supervisor.control.connection",  # and the messages, `wire`, with it
     "podvisor.supervisor.control.wire",
+    "podvisor.supervisor.pod.volumes",  # a pod without volumes
+    "podvisor.supervisor.pod.volume_files",
     "podvisor.supervisor.cgroups.stats",
     "podvisor.supervisor.metrics.status",
     "podvisor.init.process",  # its exit status for a program that cannot run
