@@ -1,6 +1,7 @@
 """Prometheus metrics and health endpoints of a running pod.
 
-`MetricsServer` / `serve_metrics` (server.py) serve /metrics, /livez, /readyz and /status;
+`MetricsServer` / `serve_metrics` (server.py) serve /metrics, /livez, /readyz and /status,
+the routes (endpoint.py) imported by the first connection;
 `PodCollector` (collector.py) builds cAdvisor's, kube-state-metrics' and
 podvisor's own series at scrape time; `PodMetrics` (recorder.py) keeps what
 must be recorded as it happens (probe attempts, start-up times).

@@ -17,7 +17,7 @@ use up the supervisor's descriptors. So:
   request and to send its head (`http.IDLE_SECONDS`, `HEAD_SECONDS`), to
   take its answer (`SEND_SECONDS`), and a slot of the scrape limiter only
   while its scrape is answered, never while it idles; /livez and /readyz
-  need no slot at all (`server.Endpoint`).
+  need no slot at all (`endpoint.Endpoint`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why a module of its own: this is where prometheus_client comes in. The
 library, and what it imports (http.server, email, urllib, ssl, platform,
 logging), costs some 60 ms and 3 MB at start, and nothing needs it before
-the first scrape. So `server.Endpoint` imports this module at the first
+the first scrape. So `endpoint.Endpoint` imports this module at the first
 scrape, and it is the only way in: the modules that build families
 (collector, cadvisor, kube, own, families) and write them (exposition) are
 imported from here, never from what the supervisor imports at start. The

@@ -390,6 +390,8 @@ NOT_KEPT = (
     "podvisor.supervisor.control.wire",
     "podvisor.supervisor.pod.volumes",  # a pod without volumes
     "podvisor.supervisor.pod.volume_files",
+    "podvisor.supervisor.metrics.endpoint",  # and its HTTP, `http`: the first connection's
+    "podvisor.supervisor.metrics.http",
     "podvisor.supervisor.cgroups.stats",
     "podvisor.supervisor.metrics.status",
     "podvisor.init.process",  # its exit status for a program that cannot run
