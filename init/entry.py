@@ -58,7 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in SUPERVISOR_COMMANDS or args[0] in HELP_FLAGS:
         cli = _module("podvisor.supervisor.cli.main")
-        return int(cli.main(args))
+        status = int(cli.main(args))
+        if argv is None and args[:1] == ["run"]:
+            # The pod is gone and all it held undone: the interpreter's
+            # teardown of the supervisor's modules would only keep the
+            # caller waiting.
+            from podvisor.init import process
+
+            process.exit_now(status)
+        return status
     if args[0].startswith("-"):
         return _tini_mode(args, "podvisor", separator_required=True)
     cli = _module("podvisor.supervisor.cli.main")

@@ -173,7 +173,9 @@ def _set_up(channel: int, options: protocol.Plan) -> int:
         _, status = os.waitpid(pid, 0)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             origin.hand_over()  # returns unless the supervisor died
-            return process.exit_status(status)
+            # The supervisor tears the pod down only once this process has
+            # ended: the interpreter's own teardown would come first.
+            process.exit_now(process.exit_status(status))
 
 
 # =============================================================================

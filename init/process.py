@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 TYPE_CHECKING = False  # not typing's: importing typing would slow every start
 if TYPE_CHECKING:
@@ -171,6 +172,25 @@ def exit_status(raw_status: int) -> int:
     if os.WIFSIGNALED(raw_status):
         return 128 + os.WTERMSIG(raw_status)
     return os.WEXITSTATUS(raw_status)
+
+
+def exit_now(status: int) -> NoReturn:
+    """End this process without tearing the interpreter down.
+
+    For a process whose work is done: its atexit handlers run and its
+    standard streams are flushed, but its modules are not taken apart one
+    object at a time, which is all the interpreter's own exit would add, and
+    whoever waits for this process (a shell, the supervisor) would wait for.
+    """
+    atexit = sys.modules.get("atexit")
+    if atexit is not None:  # else nothing was registered: nothing imported it
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105 (contextlib is an import the start-up path avoids)
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # closed: nothing to flush
+    os._exit(status)
 
 
 # --- Spawning -------------------------------------------------------------------

@@ -398,21 +398,7 @@ def main(
         status = run_in_pid_namespace(options, log, env, before_exec, after_fork)
     else:
         status = run(options, log, env, before_exec, after_fork)
-    return exit_now(status)
-
-
-def exit_now(status: int) -> NoReturn:
-    """Exit without the interpreter's clean-up, which an init does not need.
-
-    Its child is gone and its messages are unbuffered; tearing down the
-    modules would only add ~10 ms (measured) to every ``podvisor -- CMD``.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:  # noqa: SIM105 (contextlib is an import the start-up path avoids)
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # closed: nothing to flush
-    os._exit(status)
+    return process.exit_now(status)
 
 
 def usage(prog: str) -> str:
