@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ ON_IMAGES = (
     "downward-api.yaml",
     "termination-message.yaml",
     "shared-volume.yaml",
+    "site.yaml",
 )
 
 
@@ -163,3 +165,43 @@ def test_the_documentations_exec_liveness_pod_runs_as_it_is(
     [liveness] = json.loads(status)["containers"]
     assert (liveness["name"], liveness["state"], liveness["restarts"]) == ("liveness", "running", 0)
     assert "Unhealthy" not in pod.err.text()
+
+
+@pytest.mark.usefixtures("loaded")
+def test_the_site_example_serves_a_configmaps_page_behind_a_secrets_password(
+    run_dir: Path,
+) -> None:
+    with run(EXAMPLES / "site.yaml", run_dir) as pod:
+        page = _wget(run_dir, "http://admin:s3cret@127.0.0.1:8080/")
+        refused = _wget(run_dir, "http://127.0.0.1:8080/")
+        pod.signal(signal.SIGINT)  # what Ctrl-C does
+        assert pod.wait() == 143, pod.err.text()
+    assert page.stdout == "<h1>hello</h1>"
+    assert refused.returncode != 0
+    assert "401 Unauthorized" in refused.stderr
+
+
+def _wget(run_dir: Path, url: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`wget URL` in the site's server, as its comment says, once the server answers."""
+    command = [
+        *podvisor_command(),
+        "exec",
+        "site",
+        "-c",
+        "server",
+        "--",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        url,
+    ]
+    env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        # Before the server is up: no pod yet, no running container, or no listener.
+        answered = done.returncode == 0 or "HTTP/1." in done.stderr
+        if answered or time.monotonic() > deadline:
+            return done
+        time.sleep(0.2)
