@@ -45,7 +45,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from podvisor.init import cleanup, process, protocol, syscalls, sysctls
+# Each container's init is a fork of this process, and the pod's PID 1 a fork
+# of the one that imports this: a module imported before those forks is one
+# copy they all share, one imported after them a copy of its own in each. So
+# everything a container's init runs (entry, tini, rootfs, volumes too) is
+# imported here, once, up front.
+from podvisor.init import (
+    cleanup,
+    entry,
+    process,
+    protocol,
+    rootfs,
+    syscalls,
+    sysctls,
+    tini,
+    volumes,
+)
 from podvisor.init import confine as confinement
 
 _NAMESPACES = {
@@ -267,8 +282,6 @@ def _write_files(files: tuple[protocol.PlanFile, ...]) -> None:
     if not files:
         return
     import base64
-
-    from podvisor.init import volumes
 
     for f in files:
         if f.kind == "link":
@@ -550,8 +563,6 @@ def _container_init(spec: protocol.Process) -> int:
     still needs (`confinement.InitDrop`): probes, hooks and ``podvisor exec``
     enter the container from the pod's init, never through this one.
     """
-    from podvisor.init import entry, tini
-
     # This process holds a copy of the pod init's memory (earlier requests,
     # other containers' environments): no core dumps, no /proc/PID/mem for
     # the container's processes. The command gets its own state back at exec.
@@ -593,8 +604,6 @@ def _entered(spec: protocol.Process) -> int:
 
     An exec that fails is said on stderr, with 127 (not found) or 126, as a shell says it.
     """
-    from podvisor.init import rootfs, tini
-
     assert spec.rootfs is not None
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     waited = process.block_signals()
@@ -639,19 +648,13 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
             with open(procs, "w") as f:
                 f.write("0")
         if spec.rootfs is not None and spec.rootfs.join:
-            from podvisor.init import rootfs
-
             rootfs.join_pid(spec.rootfs)  # the rest in the child it forks (`_entered`)
         elif confine is not None:
             if any(m.sub_path for m in spec.mounts):
-                from podvisor.init import volumes
-
                 volumes.make_sub_paths(spec.mounts)
             copies = _propagated_copies(spec.mounts)
             confinement.enter(confine)
             if spec.rootfs is not None:
-                from podvisor.init import rootfs
-
                 rootfs.enter(spec.rootfs, spec.mounts, copies)
             elif spec.mounts:
                 _mount_volumes(spec.mounts, confine, spec.cwd, copies)
@@ -697,8 +700,6 @@ def _propagated_copies(mounts: tuple[protocol.Mount, ...]) -> list[int | None]:
     before the container's own is made private (`volumes.propagated_copies`)."""
     if all(m.propagation == "None" for m in mounts):
         return [None] * len(mounts)
-    from podvisor.init import volumes
-
     return volumes.propagated_copies(mounts)
 
 
@@ -712,8 +713,6 @@ def _mount_volumes(
 
     The working directory is entered again afterwards: it may be in a volume.
     """
-    from podvisor.init import volumes
-
     if not confine.mounts:
         raise volumes.VolumeError(
             "volume",
