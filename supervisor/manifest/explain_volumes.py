@@ -152,13 +152,26 @@ def _source_text(source: VolumeSource, pod: Pod) -> str:
     return _local_text(source, pod)
 
 
+def _memory_volume_bound(pod: Pod, size_limit: int | None, size: int) -> str:
+    if size_limit == size:
+        return "its sizeLimit"
+    if pod.spec.memory_limit_bytes == size:
+        return "the pod's memory limit" + (", below its sizeLimit" if size_limit else "")
+    return "this machine's memory"
+
+
 def _local_text(
     source: EmptyDirVolume | HostPathVolume | PersistentVolumeClaimVolume, pod: Pod
 ) -> str:
     if isinstance(source, EmptyDirVolume):
-        medium = "a tmpfs (medium Memory)" if source.medium == "Memory" else "a directory on disk"
         limit = source.size_limit_bytes
-        return f"({medium}" + (f", sizeLimit {_bytes(limit)})" if limit else ")")
+        if source.medium == "Memory":
+            from podvisor.supervisor.pod.volumes import memory_volume_size
+
+            tmpfs = memory_volume_size(pod, limit)
+            why = _memory_volume_bound(pod, limit, tmpfs)
+            return f"(a tmpfs (medium Memory) of {_bytes(tmpfs)}: {why})"
+        return "(a directory on disk" + (f", sizeLimit {_bytes(limit)})" if limit else ")")
     if isinstance(source, HostPathVolume):
         return source.path + (f" (type {source.type})" if source.type else "")
     claim = pod.config.claims.get(source.claim_name)

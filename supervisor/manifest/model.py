@@ -532,6 +532,27 @@ class PodSpec:
         """Every container in start order: initContainers (sidecars among them), then containers."""
         return self.init_containers + self.containers
 
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        """The pod's memory limit as the kubelet reckons it; None unless every container has one.
+
+        The main containers and the sidecars run together; an init container
+        runs beside the sidecars started before it. The pod's limit is the
+        larger of the two peaks.
+        """
+        limits = [c.resources.memory_limit_bytes for c in self.all_containers]
+        if any(limit is None for limit in limits):
+            return None
+        sidecars = init_peak = 0
+        for c in self.init_containers:
+            limit = c.resources.memory_limit_bytes or 0
+            if c.kind is ContainerKind.SIDECAR:
+                sidecars += limit
+            else:
+                init_peak = max(init_peak, sidecars + limit)
+        running = sidecars + sum(c.resources.memory_limit_bytes or 0 for c in self.containers)
+        return max(running, init_peak)
+
 
 @frozen
 class Pod:

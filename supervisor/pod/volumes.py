@@ -11,9 +11,10 @@ to set the volume up, with the kubelet's message:
   (`rootfs.PodRoots` owns that directory: it goes with the pod, and a killed
   supervisor's goes with its clean-up or the next run), mode 0777 as the
   kubelet makes it (with an fsGroup: that group's, and setgid). With
-  ``medium: Memory`` the pod's init mounts a tmpfs of sizeLimit on it in
-  the pod's own mount namespace (`tmpfs`): the files never touch the disk,
-  the host never sees the mount, and it goes with the pod's last process.
+  ``medium: Memory`` the pod's init mounts a tmpfs on it, of the kubelet's
+  size (`memory_volume_size`), in the pod's own mount namespace (`tmpfs`):
+  the files never touch the disk, the host never sees the mount, and it goes
+  with the pod's last process.
   On disk, an emptyDir with a sizeLimit is measured every
   `EMPTY_DIR_CHECK_SECONDS` (`outgrown`, as the kubelet's du): past it, the
   pod is evicted (Evicted, with the kubelet's message).
@@ -181,9 +182,9 @@ class PodVolumes:
                 os.chown(path, -1, group)
             os.chmod(path, mode)
             if source.medium == "Memory":
-                size = f",size={source.size_limit_bytes}" if source.size_limit_bytes else ""
+                size = memory_volume_size(pod, source.size_limit_bytes)
                 owner = f",gid={group}" if group is not None else ""
-                self.tmpfs += ((path, f"mode={mode:o}{owner}{size}"),)
+                self.tmpfs += ((path, f"mode={mode:o}{owner},size={size}"),)
             elif source.size_limit_bytes is not None:
                 self.limits += ((volume.name, path, source.size_limit_bytes),)
             self.sources[volume.name] = path
@@ -286,6 +287,21 @@ def outgrown(volumes: PodVolumes) -> str | None:
         if bytes_used(path) > limit:
             return f'Usage of EmptyDir volume "{name}" exceeds the limit "{_quantity(limit)}".'
     return None
+
+
+def memory_volume_size(pod: Pod, size_limit: int | None) -> int:
+    """A Memory emptyDir's size in bytes, as the kubelet gives it.
+
+    The smallest of this machine's memory, the pod's memory limit when it has
+    one, and the volume's sizeLimit: what a pod may keep in memory-backed files
+    is what it may keep in memory, not the kernel's default of half the
+    machine's, and `df` in the container shows what it would on a node.
+    """
+    size = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for bound in (pod.spec.memory_limit_bytes, size_limit):
+        if bound:
+            size = min(size, bound)
+    return size
 
 
 def _quantity(count: int) -> str:

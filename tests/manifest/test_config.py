@@ -622,7 +622,7 @@ def test_check_shows_each_volume_where_it_is_mounted_and_from_what(
     out = capsys.readouterr().out
     assert "  volumes:" in out
     for line in (
-        "    scratch: emptyDir (a tmpfs (medium Memory), sizeLimit 64Mi); mounted at /scratch in web",
+        "    scratch: emptyDir (a tmpfs (medium Memory) of 64Mi: its sizeLimit); mounted at /scratch in web",
         "    logs: hostPath /var/log (type Directory); mounted at /var/log/host in web (read-only)",
         "    store: persistentVolumeClaim claim data (1Gi), read-only; mounted nowhere",
         # configMap and secret volumes are read-only wherever they are mounted, as in Kubernetes
@@ -850,3 +850,33 @@ def test_a_stateful_sets_claim_templates_are_replica_0s_claims_and_volumes() -> 
     claim = pod.config.claims["data-web-0"]
     assert (claim.storage_request_bytes, claim.access_modes) == (1 << 30, ("ReadWriteOnce",))
     assert loaded.not_yet == ()
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        # A sidecar, then an init container, then main: the sidecar runs beside both.
+        (("64Mi", "16Mi", "32Mi"), 80 * 2**20),  # the init container's peak: 64 + 16
+        (("8Mi", "16Mi", "32Mi"), 48 * 2**20),  # the main containers' peak: 16 + 32
+        ((None, "16Mi", "32Mi"), None),  # a container without a limit: the pod has none
+    ],
+)
+def test_the_pods_memory_limit_is_the_kubelets(
+    limits: tuple[str | None, str, str], expected: int | None
+) -> None:
+    def resources(limit: str | None) -> str:
+        return f"resources: {{limits: {{memory: {limit}}}}}" if limit else "resources: {}"
+
+    init, sidecar, main = (resources(limit) for limit in limits)
+    text = f"""\
+apiVersion: v1
+kind: Pod
+metadata: {{name: limits}}
+spec:
+  initContainers:
+  - {{name: helper, command: [sleep, "60"], restartPolicy: Always, {sidecar}}}
+  - {{name: prepare, command: ["true"], {init}}}
+  containers:
+  - {{name: main, command: ["true"], {main}}}
+"""
+    assert load("pod.yaml", text).pod.spec.memory_limit_bytes == expected

@@ -118,6 +118,46 @@ def test_a_memory_empty_dir_is_a_tmpfs_of_its_size_limit(
     assert ran.of("main")[1] == "No space left on device"
 
 
+def test_a_memory_volume_is_no_larger_than_the_pods_memory_limit(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    # As the kubelet sizes it: the pod's limit (main containers and sidecars
+    # together) caps the tmpfs below a larger sizeLimit, or without one.
+    image = load_image("test/busybox:1", BUSYBOX)
+    script = "grep -E ' /(capped|unbounded) ' /proc/self/mountinfo | sed 's/.* - //'"
+    ran = run_pod(
+        run_dir,
+        "vol-memory-limit",
+        f"""
+        initContainers:
+          - name: helper
+            image: {image}
+            imagePullPolicy: Never
+            restartPolicy: Always
+            command: [sleep, "3600"]
+            resources: {{limits: {{memory: 16Mi}}}}
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(script)}
+            resources: {{limits: {{memory: 32Mi}}}}
+            volumeMounts:
+              - {{name: capped, mountPath: /capped}}
+              - {{name: unbounded, mountPath: /unbounded}}
+        volumes:
+          - {{name: capped, emptyDir: {{medium: Memory, sizeLimit: 1Gi}}}}
+          - {{name: unbounded, emptyDir: {{medium: Memory}}}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    sizes = [
+        next(o for o in line.split()[2].split(",") if o.startswith("size="))
+        for line in ran.of("main")
+    ]
+    assert sizes == ["size=49152k", "size=49152k"], ran.of("main")
+
+
 def test_read_only_mounts_refuse_writes_with_erofs(run_dir: Path, load_image: LoadImage) -> None:
     image = load_image("test/busybox:1", BUSYBOX)
     script = "echo kept > /rw/file; cat /ro/file; (echo lost > /ro/other) 2>&1 || true"
