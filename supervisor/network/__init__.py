@@ -15,6 +15,11 @@ from typing import TYPE_CHECKING
 from podvisor.supervisor.lazy import lazy_names
 
 if TYPE_CHECKING:
+    from podvisor.supervisor.network.create import (
+        bridge_unavailable_reason,
+        create_network,
+        create_network_sync,
+    )
     from podvisor.supervisor.network.model import (
         DEFAULT_BRIDGE,
         DEFAULT_SUBNET,
@@ -23,13 +28,7 @@ if TYPE_CHECKING:
         PortMapping,
         Protocol,
     )
-    from podvisor.supervisor.network.pod import (
-        PodNetwork,
-        bridge_unavailable_reason,
-        cleanup_stale,
-        create_network,
-        create_network_sync,
-    )
+    from podvisor.supervisor.network.pod import PodNetwork, cleanup_stale
     from podvisor.supervisor.network.proxy import PortProxy, open_connection_in, publish_ports
 
 __all__ = [
@@ -61,10 +60,10 @@ _HOME = {
     "PortMapping": "model",
     "Protocol": "model",
     "PodNetwork": "pod",
-    "bridge_unavailable_reason": "pod",
+    "bridge_unavailable_reason": "create",
     "cleanup_stale": "pod",
-    "create_network": "pod",
-    "create_network_sync": "pod",
+    "create_network": "create",
+    "create_network_sync": "create",
     "PortProxy": "proxy",
     "open_connection_in": "proxy",
     "publish_ports": "proxy",

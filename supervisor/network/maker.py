@@ -241,7 +241,7 @@ def _serve(requests: int, answer_end: int, parent: int, mask: Iterable[int]) -> 
             os.nice(19)
             # This package and pyroute2, while the manifest is read.
             # If pyroute2 fails, it fails again below, where that is answered.
-            from podvisor.supervisor.network import links, pod
+            from podvisor.supervisor.network import create, links
 
             with contextlib.suppress(Exception):
                 links.preload()
@@ -251,7 +251,7 @@ def _serve(requests: int, answer_end: int, parent: int, mask: Iterable[int]) -> 
                 # Written by our own parent over a pipe only it and we hold.
                 request, owner = pickle.loads(sent)
                 with open(answer_end, "wb") as pipe:
-                    pipe.write(pickle.dumps(_answer(pod.create_network_sync, request, owner)))
+                    pipe.write(pickle.dumps(_answer(create.create_network_sync, request, owner)))
             status = 0
     finally:
         # Never the parent's exit path: no atexit handler (one would remove the

@@ -21,7 +21,7 @@ import anyio
 
 from podvisor.supervisor.cgroups import CgroupDriver, ContainerCgroup, Limits, PodCgroup
 from podvisor.supervisor.errors import CgroupError, ConfigError, InitDiedError, NamespaceError
-from podvisor.supervisor.network import NetworkRequest, PodNetwork, cleanup_stale, create_network
+from podvisor.supervisor.network import NetworkRequest, PodNetwork, cleanup_stale
 from podvisor.supervisor.pod.init_client import InitClient
 from podvisor.supervisor.pod.rootfs import PodRoots, remove_stale
 from podvisor.supervisor.pod.sandbox import WaitingInit, plan_namespaces, without_namespaces
@@ -168,6 +168,9 @@ async def _make_network(
         request = maker.request
         network = await maker.network()
     else:
+        # Made here (a loopback network, or no maker): only then is the making imported.
+        from podvisor.supervisor.network import create_network
+
         request = NetworkRequest.for_pod(pod)
         network = await create_network(request)
     stack.push_async_callback(_close_network, network)

@@ -270,10 +270,10 @@ def test_a_bug_in_the_child_is_said_not_lost(tmp_path: Path) -> None:
     seen = scenario(
         tmp_path,
         """
-        from podvisor.supervisor.network import pod as pod_module
+        from podvisor.supervisor.network import create
         def broken(mode):
             raise RuntimeError("a bug")
-        pod_module.choose_mode = broken
+        create.choose_mode = broken
         maker = forked(pod)
         ask(maker)
         print(json.dumps(seen))

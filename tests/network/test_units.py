@@ -13,7 +13,7 @@ import pytest
 
 from podvisor.supervisor.errors import NetworkError
 from podvisor.supervisor.manifest.model import DnsConfig, DnsPolicy, HostAlias
-from podvisor.supervisor.network import NetworkMode, NetworkRequest, nat, pod, records
+from podvisor.supervisor.network import NetworkMode, NetworkRequest, create, nat, records
 from podvisor.supervisor.network.etcfiles import (
     apply_dns_config,
     nameservers_left_out,
@@ -137,21 +137,21 @@ ALL_CAPS = "CapEff:\t000001ffffffffff\n"
 
 def test_default_mode_falls_back_to_host_with_the_reason() -> None:
     no_caps = "Name:\tx\nCapEff:\t0000000000000000\n"
-    reason = pod.bridge_unavailable_reason(no_caps)
+    reason = create.bridge_unavailable_reason(no_caps)
     assert reason is not None
     assert "CAP_NET_ADMIN" in reason
-    assert pod.bridge_unavailable_reason(ALL_CAPS) is None
+    assert create.bridge_unavailable_reason(ALL_CAPS) is None
 
 
 def test_explicit_bridge_without_privileges_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pod, "bridge_unavailable_reason", lambda: "no CAP_NET_ADMIN")
-    assert pod.choose_mode(None) == (
+    monkeypatch.setattr(create, "bridge_unavailable_reason", lambda: "no CAP_NET_ADMIN")
+    assert create.choose_mode(None) == (
         NetworkMode.HOST,
         ["network: the pod uses the host's network: no CAP_NET_ADMIN"],
     )
     with pytest.raises(NetworkError, match="no CAP_NET_ADMIN"):
-        pod.choose_mode(NetworkMode.BRIDGE)
-    assert pod.choose_mode(NetworkMode.LOOPBACK) == (NetworkMode.LOOPBACK, [])
+        create.choose_mode(NetworkMode.BRIDGE)
+    assert create.choose_mode(NetworkMode.LOOPBACK) == (NetworkMode.LOOPBACK, [])
 
 
 def test_a_missing_nft_is_named_with_how_to_install_it(
@@ -161,12 +161,12 @@ def test_a_missing_nft_is_named_with_how_to_install_it(
     (tmp_path / "nft").write_text("#!/bin/sh\necho '{\"nftables\": []}'\n")
     monkeypatch.setenv("PATH", str(tmp_path))
     assert not nat.nft_available()
-    assert "apt-get install nftables" in (pod.bridge_unavailable_reason(ALL_CAPS) or "")
+    assert "apt-get install nftables" in (create.bridge_unavailable_reason(ALL_CAPS) or "")
     with pytest.raises(NetworkError, match=r"needs the nft program.*apt-get install nftables"):
         nat.disable_masquerade("pvbr-gone")
     (tmp_path / "nft").chmod(0o755)
     assert nat.nft_available()
-    assert pod.bridge_unavailable_reason(ALL_CAPS) is None
+    assert create.bridge_unavailable_reason(ALL_CAPS) is None
 
 
 def test_remove_tree_removes_a_tree_but_not_what_its_symlinks_point_to(tmp_path: Path) -> None:

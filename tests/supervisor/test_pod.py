@@ -385,6 +385,8 @@ NOT_KEPT = (
     "podvisor.sidecars.hooks",
     "podvisor.sidecars.execs",  # and shlex, for exec probes, hooks and `podvisor exec`
     "podvisor.supervisor.network.proxy",
+    "podvisor.supervisor.network.create",  # with the /etc files' rendering: the maker's
+    "podvisor.supervisor.network.etcfiles",
     "podvisor.supervisor.control.handlers",
     "podvisor.supervisor.control.connection",  # and the messages, `wire`, with it
     "podvisor.supervisor.control.wire",
