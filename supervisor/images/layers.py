@@ -42,6 +42,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 
 from podvisor.supervisor.errors import LayerError
 from podvisor.supervisor.frozen import frozen
+from podvisor.supervisor.trees import remove_tree
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -413,21 +414,3 @@ def _copy(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> int:
             view = view[count:]
         written += len(data)
     return written
-
-
-def remove_tree(path: str) -> None:
-    """Remove *path* and everything beneath it, never following a link."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(mode):
-        os.unlink(path)
-        return
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                remove_tree(entry.path)
-            else:
-                os.unlink(entry.path)
-    os.rmdir(path)

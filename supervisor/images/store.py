@@ -394,14 +394,14 @@ class ImageStore:
                     removed.append(f"deleted {image_id}")
             removed += self._collect()
             for entry in os.listdir(self._tmp):
-                from podvisor.supervisor.images.layers import remove_tree
+                from podvisor.supervisor.trees import remove_tree
 
                 remove_tree(os.path.join(self._tmp, entry))
         return removed
 
     def _collect(self) -> list[str]:
         """Remove the blobs and layers no image uses (under the exclusive lock)."""
-        from podvisor.supervisor.images.layers import remove_tree
+        from podvisor.supervisor.trees import remove_tree
 
         records = self._records()
         used_layers = {d.removeprefix("sha256:") for r in records.values() for d in r["layers"]}
@@ -481,7 +481,7 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _temporary(self, prefix: str) -> Iterator[str]:
-        from podvisor.supervisor.images.layers import remove_tree
+        from podvisor.supervisor.trees import remove_tree
 
         work = self._fresh(prefix)
         os.mkdir(work, 0o700)

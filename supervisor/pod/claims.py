@@ -101,7 +101,7 @@ class ClaimStore:
                     f"claim {namespace}/{name} is in use by a running pod: stop the pod first "
                     "(`podvisor ps` lists the pods)"
                 ) from None
-            from podvisor.supervisor.images.layers import remove_tree
+            from podvisor.supervisor.trees import remove_tree
 
             remove_tree(path)
         finally:

@@ -327,7 +327,7 @@ def _abandoned(path: str) -> bool:
 
 
 def _remove(path: str) -> None:
-    from podvisor.supervisor.images.layers import remove_tree
+    from podvisor.supervisor.trees import remove_tree
 
     with contextlib.suppress(FileNotFoundError):
         remove_tree(path)

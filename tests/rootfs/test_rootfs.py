@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from podvisor.init.rootfs import DEVICES
@@ -324,6 +325,38 @@ def test_the_writable_layers_usage_is_what_the_container_wrote(
     assert value.labels["device"] == usage.device
     assert "container_fs_inodes_free" in families
     shutil.rmtree(Path(image_store.root) / "containers")
+
+
+def test_the_supervisor_of_a_pod_on_an_image_keeps_no_layer_unpacking(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    # Its containers' instance directories are made and removed with the
+    # standard library's cheap part: tarfile and hashlib (OpenSSL's libcrypto
+    # with it) would stay in the supervisor for the pod's whole life.
+    image = load_image("test/lean:1", {"Cmd": ["/bin/true"]})
+    path = run_dir / "img-lean.yaml"
+    path.write_text(manifest(f"containers: [{{name: main, image: {image}}}]", "img-lean"))
+    code = (
+        "import sys\n"
+        "from podvisor.init.entry import main\n"
+        f"status = main(['run', {str(path)!r}, '--metrics-address', 'off'])\n"
+        "print('modules:', ' '.join(sys.modules))\n"
+        "sys.exit(status)\n"
+    )
+    env = {**os.environ, "PODVISOR_RUN_DIR": str(run_dir)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f'Container image "{image}" already present' in done.stderr  # it ran on its image
+    modules = set(done.stdout.rpartition("modules: ")[2].split())
+    heavy = ("tarfile", "hashlib", "podvisor.supervisor.images.layers")
+    assert [m for m in heavy if m in modules] == []
 
 
 def test_a_killed_supervisors_files_are_removed_by_the_next_run(
