@@ -10,7 +10,8 @@ side's stdin into it while the output goes on as before, as ``kubectl attach
 
 With ``-t`` on a terminal the keys go unchanged (raw mode, so that Ctrl-C
 reaches the program's terminal, whose line discipline makes it a signal), the
-window's size is the container's terminal's, and Ctrl-P Ctrl-Q leaves, as
+window's size is the container's terminal's, and follows it as it changes
+(SIGWINCH), and Ctrl-P Ctrl-Q leaves, as
 docker's detach keys do. At the end of this side's stdin (a pipe, or Ctrl-D
 read as data), the copy is closed: a container with ``stdinOnce: true`` then
 reads end-of-file.
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import signal
 import socket
+import struct
 import termios
 import threading
 import tty
@@ -95,6 +98,7 @@ def _attach_stdin(
     [stdin] = fds
     if keys:
         stack.enter_context(_raw_keys(0))
+        stack.enter_context(_window_follows(stdin))
     copier = threading.Thread(target=_copy, args=(stdin, client, keys), daemon=True)
     return reply.container, copier.start
 
@@ -121,6 +125,30 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+@contextlib.contextmanager
+def _window_follows(master: int) -> Iterator[None]:
+    """The container's terminal takes this window's size at each change (SIGWINCH).
+
+    The size goes on a copy of the master: the copying thread closes its own
+    at the end of the input, and a size must never land on whatever file
+    later takes that number.
+    """
+    from podvisor.supervisor.cli.commands import _window_size
+
+    own = os.dup(master)
+
+    def resize(signum: int, frame: object) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(own, termios.TIOCSWINSZ, struct.pack("HHHH", *_window_size(0), 0, 0))
+
+    previous = signal.signal(signal.SIGWINCH, resize)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+        os.close(own)
 
 
 @contextlib.contextmanager

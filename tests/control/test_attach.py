@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
 import subprocess
+import termios
 import textwrap
 from pathlib import Path
 
@@ -95,6 +98,32 @@ async def test_attach_it_types_into_the_containers_terminal(run_dir: Path) -> No
         await pod.log.said("shell", "got podvisor")
         assert pod.container("shell").restart_count == 0
         assert not pod.done.is_set()
+
+
+async def test_attach_it_gives_the_container_the_windows_size_as_it_changes(
+    run_dir: Path,
+) -> None:
+    # The shell says its terminal's size each time the kernel tells it of a change.
+    script = "trap 'stty size' WINCH; echo ready; while :; do sleep 0.1; done"
+    text = _pod(
+        "att-size",
+        f'{{name: shell, stdin: true, tty: true, command: ["sh", "-c", "{script}"]}}',
+        policy="Always",
+    )
+    async with control_pod(text, run_dir) as pod:
+        await pod.log.said("shell", "ready")
+        argv = ["setsid", "--ctty", *ctl_argv("attach", "att-size", "-it", "--tail", "1")]
+        with caller_terminal(24, 80) as (master, terminal):
+            async with child(
+                argv, stdin=terminal, stdout=terminal, stderr=terminal, env=ctl_env(run_dir)
+            ) as client:
+                await pod.log.said("shell", "24 80")  # the size at the attach
+                # The window is made larger, as a terminal emulator's is dragged.
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+                await pod.log.said("shell", "30 100")
+                os.write(master, b"\x10\x11")  # Ctrl-P Ctrl-Q: leave, the pod running
+                with anyio.fail_after(WAIT):
+                    await client.wait()
 
 
 def test_check_says_what_run_gives_the_container() -> None:
