@@ -655,7 +655,7 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
             copies = _propagated_copies(spec.mounts)
             confinement.enter(confine)
             if spec.rootfs is not None:
-                rootfs.enter(spec.rootfs, spec.mounts, copies)
+                rootfs.enter(spec.rootfs, spec.mounts, copies, console=terminal)
             elif spec.mounts:
                 _mount_volumes(spec.mounts, confine, spec.cwd, copies)
             if spec.pidns:

@@ -85,10 +85,17 @@ def enter(
     r: protocol.Rootfs,
     mounts: tuple[protocol.Mount, ...] = (),
     copies: list[int | None] | None = None,
+    *,
+    console: bool = False,
 ) -> None:
     """Mount the container's root and pivot into it, its volumes (*mounts*) in place;
-    *copies*: the detached copies of those with mountPropagation."""
+    *copies*: the detached copies of those with mountPropagation. With
+    *console*, the terminal on fd 0 is also the container's /dev/console."""
     _preload()
+    # The terminal is a pty of the host's /dev/pts, which the container's own
+    # does not show: bound at /dev/console, as runtimes give a container's
+    # terminal, it has a name there (ttyname finds the device under /dev).
+    terminal = os.ttyname(0) if console else None
     # Opened while the pod's paths still mean what they say; bound once in the new root.
     held = volumes.open_sources(mounts, copies)
     new_root = mount_point(r)
@@ -101,6 +108,8 @@ def enter(
     os.chdir("/")
     old = _OLD_ROOT
     _make_dev(old + r.shm if r.shm else "")
+    if terminal is not None:
+        _bind(old + terminal, "/dev/console", directory=False)
     _bind(old + "/sys", "/sys", directory=True, recursive=True)
     for source, target in r.binds:
         _bind(old + os.path.realpath(source), target, directory=False)
