@@ -10,10 +10,14 @@ and the namespace folders are root's alone (0700), so that no user of the
 host reaches a claim's files through them. The folder outlives the pod and
 every pod that names the claim finds it again, data and all.
 
-A pod holds a shared flock(2) on each claim's folder while it runs (so two
-pods may share a claim, as ReadWriteMany does); `remove` takes it
-exclusively, without waiting, and refuses a claim that a running pod holds.
-The kernel lets go of the lock however the pod's supervisor ends.
+A pod holds a flock(2) on each claim's folder while it runs: a shared one,
+so that pods share a claim as they share one on a node (ReadWriteOnce,
+ReadOnlyMany and ReadWriteMany all allow it), or an exclusive one for a
+claim whose accessModes are ReadWriteOncePod, which Kubernetes gives one pod
+at a time. A lock that is taken is refused at once, never waited for: a pod
+whose claim another pod holds does not start. `remove` takes the lock
+exclusively, likewise without waiting, so it refuses a claim that a running
+pod holds. The kernel lets go of the lock however the pod's supervisor ends.
 """
 
 from __future__ import annotations
@@ -63,8 +67,11 @@ class ClaimStore:
                 raise ClaimError(f"{word!r} is no claim's name: {problem}")
         return os.path.join(self.root, namespace, name)
 
-    def hold(self, namespace: str, name: str) -> tuple[str, int]:
-        """The claim's folder, made if new, and a descriptor holding it (close it to let go)."""
+    def hold(self, namespace: str, name: str, *, one_pod: bool = False) -> tuple[str, int]:
+        """The claim's folder, made if new, and a descriptor holding it (close it to let go).
+
+        *one_pod*: the claim is ReadWriteOncePod, held by this pod alone.
+        """
         path = self.path_of(namespace, name)
         os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
         os.chmod(self.root, 0o700)
@@ -72,7 +79,26 @@ class ClaimStore:
             os.mkdir(path)
             os.chmod(path, 0o777)  # noqa: S103 (a container of any user writes its claim)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if one_pod else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if one_pod:
+                raise ClaimError(
+                    f"claim {namespace}/{name} is ReadWriteOncePod and a running pod uses it: "
+                    "stop that pod first (`podvisor volume ls` shows the claims in use)"
+                ) from None
+            raise ClaimError(
+                f"claim {namespace}/{name} is held by a running pod alone (its accessModes "
+                "are ReadWriteOncePod), or is being removed: stop that pod first "
+                "(`podvisor volume ls` shows the claims in use)"
+            ) from None
+        # `remove` may have taken the folder away between the open and the lock.
+        if not _still_there(fd, path):
+            os.close(fd)
+            raise ClaimError(
+                f"claim {namespace}/{name} was removed while the pod started: start it again"
+            )
         return path, fd
 
     def claims(self) -> list[Claim]:
@@ -107,6 +133,13 @@ class ClaimStore:
         finally:
             os.close(fd)
         return path
+
+
+def _still_there(fd: int, path: str) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
 
 
 def _names(directory: str) -> list[str]:

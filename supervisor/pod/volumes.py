@@ -198,8 +198,12 @@ class PodVolumes:
         elif isinstance(source, PersistentVolumeClaimVolume):
             from podvisor.supervisor.pod.claims import ClaimError, ClaimStore
 
+            claim = pod.config.claims.get(source.claim_name)
+            one_pod = claim is not None and "ReadWriteOncePod" in claim.access_modes
             try:
-                path, fd = (claims or ClaimStore()).hold(pod.namespace, source.claim_name)
+                path, fd = (claims or ClaimStore()).hold(
+                    pod.namespace, source.claim_name, one_pod=one_pod
+                )
             except ClaimError as exc:
                 raise ValueError(str(exc)) from None
             self.held.append(fd)

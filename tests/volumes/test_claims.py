@@ -119,3 +119,31 @@ def test_rm_refuses_a_claim_a_running_pod_uses_and_removes_it_after(
     assert removed.stdout == f"removed default/data ({claims / 'default' / 'data'})\n"
     assert not (claims / "default" / "data").exists()
     assert volume("rm", "data").stderr.startswith("podvisor volume rm: no claim default/data")
+
+
+def test_a_read_write_once_pod_claim_is_one_pods_at_a_time(
+    run_dir: Path, load_image: LoadImage, claims: Path, tmp_path: Path
+) -> None:
+    image = load_image("test/busybox:1", BUSYBOX)
+    only_one = CLAIM.replace("[ReadWriteOnce]", "[ReadWriteOncePod]")
+    path = tmp_path / "vol-claim-owner.yaml"
+    body = pod_with_claim(image, "echo up; trap 'exit 0' TERM; sleep 60 & wait")
+    path.write_text(manifest(body, "vol-claim-owner") + only_one)
+    with Supervisor(path, env={"PODVISOR_RUN_DIR": str(run_dir)}) as owner:
+        owner.wait_line("main", "up")
+        second = run_pod(
+            run_dir, "vol-claim-second", pod_with_claim(image, "echo ran"), objects=only_one
+        )
+        shared = run_pod(
+            run_dir, "vol-claim-shared", pod_with_claim(image, "echo ran"), objects=CLAIM
+        )
+        owner.signal(signal.SIGTERM)
+        assert owner.wait(timeout=60) == 0
+    # Neither started: the claim was the running pod's alone.
+    assert (second.status, second.lines) == (2, {}), second.stderr
+    assert "claim default/data is ReadWriteOncePod and a running pod uses it" in second.stderr
+    assert (shared.status, shared.lines) == (2, {}), shared.stderr
+    assert "claim default/data is held by a running pod alone" in shared.stderr
+    # Once its pod has ended, the claim is the next pod's.
+    after = run_pod(run_dir, "vol-claim-after", pod_with_claim(image, "echo ran"), objects=only_one)
+    assert (after.status, after.lines) == (0, {"main": ["ran"]}), after.stderr
