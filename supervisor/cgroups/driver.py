@@ -212,6 +212,8 @@ class CgroupDriver:
         for name in sorted(names - self._pods.keys()):
             try:
                 removed += self._remove_if_stale(name)
+            except FileNotFoundError:
+                pass  # its own supervisor removed it meanwhile, as a pod's end does
             except CgroupError as exc:
                 # Its last process may be exiting right now (EBUSY): the next
                 # start tries again. Never a reason not to start this pod.

@@ -243,6 +243,26 @@ def test_remove_stale_on_v2_removes_a_dead_supervisors_leaf_and_pod(host: FakeKe
     assert (own / "podvisor-busy-89abcdef").is_dir()
 
 
+@pytest.mark.parametrize("host", ["v2"], indirect=True)
+def test_remove_stale_passes_over_a_pod_cgroup_its_supervisor_removes_meanwhile(
+    host: FakeKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another pod ends between this start's listing and its lock: that pod's
+    # supervisor removes its own cgroup first. This pod starts all the same.
+    own = host.root / V2_OWN
+    host.make_dir(str(own / "podvisor-ending-0123abcd"))
+    real_lock = cgroupfs.lock
+
+    def lock_after_the_owner_removed_it(path: str, *, wait: bool) -> int | None:
+        shutil.rmtree(path)
+        return real_lock(path, wait=wait)
+
+    monkeypatch.setattr(cgroupfs, "lock", lock_after_the_owner_removed_it)
+    driver = detect(host, "v2")
+    assert driver.remove_stale() == []
+    assert driver.warnings == []
+
+
 # --- Read-only v2 (an unprivileged container) --------------------------------------
 
 
