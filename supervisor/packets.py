@@ -11,6 +11,7 @@ too, blocking.
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from collections.abc import Sequence
 
@@ -29,12 +30,18 @@ class PacketStream:
         self.limit = limit
 
     async def send(self, data: bytes, fds: Sequence[int] = ()) -> None:
-        """Send one packet (the fds are duplicated into the peer, still ours to close)."""
+        """Send one packet (the fds are duplicated into the peer, still ours to close).
+
+        Raises OSError when it cannot: the peer is gone, or the stream was closed.
+        """
         while True:
             try:
                 seqpacket.send(self.sock, data, fds)
             except BlockingIOError:
-                await anyio.wait_writable(self.sock)
+                try:
+                    await anyio.wait_writable(self.sock)
+                except anyio.ClosedResourceError:
+                    raise OSError(errno.EBADF, "the stream was closed") from None
             else:
                 return
 
@@ -49,16 +56,30 @@ class PacketStream:
     async def receive(self) -> tuple[bytes, list[int]] | None:
         """The next packet and its fds (the caller's to close); None at end-of-file.
 
-        A peer that reset the connection is an end-of-file too.
+        A peer that reset the connection is an end-of-file too, and so is this
+        stream's closing while a task reads it: the reader ends as it would
+        at the peer's end, whether it was waiting or about to read again.
         """
         while True:
             try:
                 return seqpacket.receive(self.sock, self.limit)
             except BlockingIOError:
-                await anyio.wait_readable(self.sock)
+                try:
+                    await anyio.wait_readable(self.sock)
+                except anyio.ClosedResourceError:
+                    return None
             except ConnectionResetError:
                 return None
+            except OSError:
+                if self.sock.fileno() == -1:  # closed here
+                    return None
+                raise
 
     def close(self) -> None:
+        if self.sock.fileno() == -1:
+            return
+        # Wakes a task waiting on the socket before its descriptor number is freed.
+        with contextlib.suppress(RuntimeError):  # no event loop: nobody can be waiting
+            anyio.notify_closing(self.sock)
         with contextlib.suppress(OSError):
             self.sock.close()

@@ -145,3 +145,22 @@ async def test_when_the_init_goes_waiters_and_handles_fail() -> None:
             await handle.wait()
         with pytest.raises(InitDiedError):
             await client.spawn(protocol.Process(("late",)))
+
+
+async def test_closing_the_channel_ends_its_reader_as_the_inits_end_does() -> None:
+    # The pod's undoing closes the channel once the init is gone, whether or
+    # not the reader has seen the end-of-file yet: it must end, not fail.
+    async with scripted() as (client, theirs):
+        async with anyio.create_task_group() as tg:
+            results: list[InitProcessHandle | protocol.SpawnFailed] = []
+
+            async def spawn() -> None:
+                results.append(await client.spawn(protocol.Process(("long",))))
+
+            tg.start_soon(spawn)
+            await anyio.to_thread.run_sync(answer, theirs, protocol.Spawned(1, 7))
+        [handle] = results
+        assert isinstance(handle, InitProcessHandle)
+        client.close()  # the reader is waiting on the channel
+        with anyio.fail_after(WAIT), pytest.raises(InitDiedError):
+            await handle.wait()  # the reader ended, and said the process is lost with it
