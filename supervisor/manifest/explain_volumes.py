@@ -177,6 +177,8 @@ def _local_text(
     claim = pod.config.claims.get(source.claim_name)
     size = claim.storage_request_bytes if claim is not None else None
     shown = f" ({_bytes(size)})" if size else ""
+    if claim is not None and "ReadWriteOncePod" in claim.access_modes:
+        shown += ", ReadWriteOncePod: this pod's alone while it runs"
     return f"claim {source.claim_name}{shown}" + (", read-only" if source.read_only else "")
 
 

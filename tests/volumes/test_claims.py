@@ -129,6 +129,10 @@ def test_a_read_write_once_pod_claim_is_one_pods_at_a_time(
     path = tmp_path / "vol-claim-owner.yaml"
     body = pod_with_claim(image, "echo up; trap 'exit 0' TERM; sleep 60 & wait")
     path.write_text(manifest(body, "vol-claim-owner") + only_one)
+    checked = subprocess.run(
+        [*podvisor_command(), "check", str(path)], capture_output=True, text=True, check=True
+    )
+    assert "claim data (1Gi), ReadWriteOncePod: this pod's alone while it runs" in checked.stdout
     with Supervisor(path, env={"PODVISOR_RUN_DIR": str(run_dir)}) as owner:
         owner.wait_line("main", "up")
         second = run_pod(
