@@ -176,6 +176,7 @@ def _set_up(channel: int, options: protocol.Plan) -> int:
     # Block everything before the fork, so no signal slips between the fork
     # and the inner process's signalfd; the outer process relays nothing.
     process.block_signals()
+    process.freeze_before_fork()
     pid = os.fork()
     if pid == 0:
         origin.close()  # the host's namespaces stay out of the pod's reach

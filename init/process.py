@@ -272,6 +272,8 @@ def spawn(
         before_exec=before_exec,
         run=run,
     )
+    if run is not None:
+        freeze_before_fork()  # the child lives on as a fork of this process
     read_end, write_end = _error_pipe()
     own_pid_namespace = _children_in_a_new_pid_namespace() if new_pid_namespace else None
     try:
@@ -294,6 +296,23 @@ def spawn(
         return pid
     os.waitpid(pid, 0)
     raise _decode_error(report, argv[0], cwd)
+
+
+def freeze_before_fork() -> None:
+    """Keep what this process has made out of the collector's reach, before a fork
+    whose child lives on without an exec.
+
+    Such a child (the pod's PID 1, a container's init) shares this process's
+    pages until either of them writes to one, and a full collection of the
+    cyclic garbage collector, in either, writes to every object it tracks.
+    Frozen objects are never visited again (``gc.freeze``, as Python's
+    documentation of the gc module advises before such a fork). The garbage
+    there is now is collected first, so that none is kept for good.
+    """
+    import gc  # here: tini mode never forks without an exec
+
+    gc.collect()
+    gc.freeze()
 
 
 def _children_in_a_new_pid_namespace() -> int | None:

@@ -232,6 +232,30 @@ assert sorted(seen) == sorted(pids)
     assert result.returncode == 0, result.stderr
 
 
+def test_a_child_that_runs_without_exec_finds_its_parents_objects_frozen() -> None:
+    # A full collection writes to every object it tracks: in a fork that
+    # lives on, it would copy every page the two processes share. An exec'd
+    # child (tini mode's) leaves the collector as it is.
+    code = """
+import gc, os
+from podvisor.init import process
+made = [{"n": n} for n in range(1000)]
+pid = process.spawn(["true"], dict(os.environ))
+os.waitpid(pid, 0)
+assert gc.get_freeze_count() == 0
+def run():
+    return 0 if gc.get_freeze_count() >= len(made) else 1
+pid = process.spawn(["a fork"], dict(os.environ), run=run)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert gc.get_freeze_count() >= len(made)
+"""
+    result = subprocess.run(
+        [PY, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [(0, 0), (3 << 8, 3), (255 << 8, 255), (9, 137), (15, 143), (11 | 0x80, 139)],
