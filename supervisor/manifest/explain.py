@@ -389,7 +389,8 @@ def _security_lines(sc: SecurityContext) -> Iterator[str]:
     user = {
         "runAsUser": sc.run_as_user,
         "runAsGroup": sc.run_as_group,
-        "runAsNonRoot": sc.run_as_non_root,
+        # As the manifest writes it (YAML's true), not as Python prints it.
+        "runAsNonRoot": None if sc.run_as_non_root is None else str(sc.run_as_non_root).lower(),
         "supplementalGroups": ",".join(map(str, sc.supplemental_groups)) or None,
         "fsGroup": sc.fs_group,
     }

@@ -68,7 +68,7 @@ def container_process(
     confine = confinement(sc, (notify,) if notify.startswith("/") else ())
     if image is not None and rootfs is not None:
         if argv is None:
-            argv = image_config.program(c, image.config, env)
+            argv = image_config.program(c, image.config, own_env)
         layers = tuple(reversed(image.layer_dirs()))
         uid, gid = image_config.user(image.config, uid, gid, layers)
         cwd_inside = image_config.working_dir(c, image.config)
@@ -77,7 +77,9 @@ def container_process(
         if notify.startswith("/") and not rootfs.join:  # the socket, where the container looks
             rootfs = dataclasses.replace(rootfs, binds=(*rootfs.binds, (notify, notify)))
     elif argv is None:
-        argv = expand_argv(c, env)
+        # Against the manifest's variables alone, as the kubelet expands them:
+        # HOSTNAME, PATH and the image's ENV come later, from the runtime.
+        argv = expand_argv(c, own_env)
     return protocol.Process(
         argv=tuple(argv),
         env=env,
@@ -85,8 +87,14 @@ def container_process(
         uid=uid,
         gid=gid,
         cgroups=tuple(cgroup_procs),
-        # On its image, nothing of the host's files is left to hide from the container.
-        confine=dataclasses.replace(confine, hidden=(), exposed=()) if image else confine,
+        confine=_on_image(confine) if image else confine,
         rootfs=rootfs if image is not None else None,
         mounts=mounts,
     )
+
+
+def _on_image(confine: protocol.Confinement) -> protocol.Confinement:
+    """On its image, nothing of the host's files is left to hide from the container, and
+    readOnlyRootFilesystem is its root's alone (`protocol.Rootfs.readonly`): the host's
+    mounts made read-only would hold the overlay's upper directory read-only too."""
+    return dataclasses.replace(confine, hidden=(), exposed=(), readonly_root=False)

@@ -106,6 +106,24 @@ spec:
     ) in out
 
 
+def test_the_plan_writes_booleans_as_yaml_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - {name: web, command: [sleep, infinity], securityContext: {runAsNonRoot: true, runAsUser: 7}}
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    out = capsys.readouterr().out
+    assert "    runAsNonRoot: true\n" in out
+    assert "True" not in out
+
+
 def test_the_start_order_waits_for_a_sidecars_notification_fd(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

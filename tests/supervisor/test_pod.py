@@ -81,6 +81,16 @@ async def test_hostname_is_the_pod_name_or_spec_hostname() -> None:
     assert named.lines("main") == ["web-0"]
 
 
+async def test_only_the_containers_own_variables_expand_in_its_command() -> None:
+    # The kubelet expands $(VAR) in command and args against env and envFrom
+    # alone: HOSTNAME and PATH are the runtime's, set after the expansion.
+    script = "echo '$(HOSTNAME)' '$(PATH)' '$(MINE)'"
+    own = "env: [{name: MINE, value: own}]\n              command:"
+    result = await run_pod(_shell_pod(script).replace("command:", own))
+    assert result.status == 0, result.stderr
+    assert result.lines("main") == ["$(HOSTNAME) $(PATH) own"]
+
+
 async def test_with_host_network_the_hostname_is_the_nodes() -> None:
     # As the kubelet leaves a hostNetwork pod's sandbox to the node's name
     # (spec.hostname applies to pods with their own network only).
