@@ -1,0 +1,71 @@
+"""readOnlyRootFilesystem on an image's root: the root read-only, the rest as Kubernetes has it.
+
+As with runc under containerd, only the container's root becomes read-only:
+its volumes stay as their own ``readOnly`` says, and /dev and /dev/shm stay
+writable. There is no writable /tmp: a program that needs one mounts a volume.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.rootfs.conftest import LoadImage
+from tests.security.conftest import run_pod
+
+#: For each directory, "rw" or why a file cannot be made in it.
+WRITES = (
+    "for d in / /etc /tmp /data /dev /dev/shm; do"
+    ' if err=$(touch "$d/probe" 2>&1); then echo "$d rw"; else echo "$d ${err##*: }"; fi;'
+    " done"
+)
+
+
+def test_the_root_is_read_only_and_volumes_dev_and_shm_are_not(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    image = load_image("test/ro-root:1", {"Env": ["PATH=/bin"]})
+    ran = run_pod(
+        run_dir,
+        "img-ro-root",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, {json.dumps(WRITES)}]
+            securityContext: {{readOnlyRootFilesystem: true}}
+            volumeMounts: [{{name: data, mountPath: /data}}]
+        volumes:
+          - name: data
+            emptyDir: {{}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    assert ran.of("main") == [
+        "/ Read-only file system",
+        "/etc Read-only file system",
+        "/tmp Read-only file system",
+        "/data rw",
+        "/dev rw",
+        "/dev/shm rw",
+    ]
+
+
+def test_without_it_the_root_is_the_containers_to_write(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    image = load_image("test/ro-root:1", {"Env": ["PATH=/bin"]})
+    ran = run_pod(
+        run_dir,
+        "img-rw-root",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, {json.dumps(WRITES.replace(" /data", ""))}]
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    assert ran.of("main") == ["/ rw", "/etc rw", "/tmp rw", "/dev rw", "/dev/shm rw"]
