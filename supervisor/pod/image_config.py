@@ -10,7 +10,9 @@ Pure functions of the manifest's container and the image's `ImageConfig`
 - the working directory: ``workingDir``, else the image's WorkingDir, else /;
 - the user: runAsUser and runAsGroup win over the image's User
   (``uid``, ``uid:gid``, ``name``, ``name:group``); with runAsNonRoot and
-  no runAsUser, the image's User is checked as the kubelet checks it.
+  no runAsUser, the image's User is checked as the kubelet checks it;
+- HOME, when neither Env sets it: the user's home in the image's
+  /etc/passwd, else /, as runc sets it.
 """
 
 from __future__ import annotations
@@ -91,20 +93,39 @@ def runs_as_root(config: ImageConfig) -> str | None:
     return "image will run as root" if int(name) == 0 else None
 
 
+def home(uid: int, layers: Sequence[str]) -> str:
+    """The home of *uid* in the image's /etc/passwd (its first entry), else /."""
+    for fields in _database("passwd", layers):
+        if len(fields) > 5 and fields[2] == str(uid):
+            return fields[5]
+    return "/"
+
+
 def _id(text: str, database: str, layers: Sequence[str]) -> int:
     if text.isdigit():
         return int(text)
+    for fields in _database(database, layers):
+        if len(fields) > 2 and fields[0] == text and fields[2].isdigit():
+            return int(fields[2])
+    raise LookupError(f"the image's user {text!r} is not in its /etc/{database}")
+
+
+def _database(database: str, layers: Sequence[str]) -> list[list[str]]:
+    """The fields of each line of the image's /etc/*database*: the top layer's that has it.
+
+    A file whose links lead out of its layer is read as none: the image's links
+    would otherwise name the host's files.
+    """
     for layer in layers:
         path = os.path.join(layer, "etc", database)
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    fields = line.rstrip("\n").split(":")
-                    if len(fields) > 2 and fields[0] == text and fields[2].isdigit():
-                        return int(fields[2])
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             continue
-        except OSError:
-            break
-        break  # the top layer that has the file is the file the container sees
-    raise LookupError(f"the image's user {text!r} is not in its /etc/{database}")
+        real = os.path.realpath(path)
+        if not real.startswith(os.path.realpath(layer) + os.sep):
+            return []
+        try:
+            with open(real, encoding="utf-8", errors="replace") as f:
+                return [line.rstrip("\n").split(":") for line in f]
+        except OSError:  # a whiteout, a directory: the container sees no such file
+            return []
+    return []

@@ -71,6 +71,8 @@ def container_process(
             argv = image_config.program(c, image.config, own_env)
         layers = tuple(reversed(image.layer_dirs()))
         uid, gid = image_config.user(image.config, uid, gid, layers)
+        if "HOME" not in env:
+            env["HOME"] = image_config.home(0 if uid is None else uid, layers)
         cwd_inside = image_config.working_dir(c, image.config)
         rootfs = dataclasses.replace(rootfs, cwd=cwd_inside, readonly=sc.read_only_root_filesystem)
         cwd = None  # changed to inside the container's root, once there
@@ -80,6 +82,10 @@ def container_process(
         # Against the manifest's variables alone, as the kubelet expands them:
         # HOSTNAME, PATH and the image's ENV come later, from the runtime.
         argv = expand_argv(c, own_env)
+    if "HOME" not in env:  # on the host's files (an image's root has it by now)
+        env["HOME"] = _host_home(os.getuid() if uid is None else uid)
+    if c.tty:  # as containerd gives a container a terminal
+        env.setdefault("TERM", "xterm")
     return protocol.Process(
         argv=tuple(argv),
         env=env,
@@ -98,3 +104,13 @@ def _on_image(confine: protocol.Confinement) -> protocol.Confinement:
     readOnlyRootFilesystem is its root's alone (`protocol.Rootfs.readonly`): the host's
     mounts made read-only would hold the overlay's upper directory read-only too."""
     return dataclasses.replace(confine, hidden=(), exposed=(), readonly_root=False)
+
+
+def _host_home(uid: int) -> str:
+    """The home of *uid* in the host's passwd, else /: HOME as runc sets it, on the host's files."""
+    import pwd  # here: a pod on images never needs it
+
+    try:
+        return pwd.getpwuid(uid).pw_dir or "/"
+    except KeyError:
+        return "/"
