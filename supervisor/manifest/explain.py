@@ -327,6 +327,8 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
         name = f" {port.name}" if port.name else ""
         yield f"    port{name}: {port.container_port}/{port.protocol}{host}"
     yield f"    resources: {_resources(c.resources)}"
+    if c.resources.ephemeral_storage_limit_bytes is not None:
+        yield f"    ephemeral-storage: {_local_storage(c, pod)}"
     grace = pod.spec.termination_grace_period_seconds
     ports = {p.name: p.container_port for p in c.ports if p.name}
     for which, probe in (
@@ -340,7 +342,7 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
         if hook is not None:
             yield f"    {which}: {_handler(hook, ports)}"
     yield f"    stop: {_signal_name(c.settings.stop_signal)}, then SIGKILL after {grace}s"
-    yield from _container_extras(c)
+    yield from _container_extras(c, pod)
 
 
 def _command(argv: tuple[str, ...]) -> Iterator[str]:
@@ -358,7 +360,7 @@ def _command(argv: tuple[str, ...]) -> Iterator[str]:
         yield f"      | {line}"
 
 
-def _container_extras(c: Container) -> Iterator[str]:
+def _container_extras(c: Container, pod: Pod) -> Iterator[str]:
     s = c.settings
     extras = {
         "pids limit": s.pids_limit,
@@ -369,7 +371,9 @@ def _container_extras(c: Container) -> Iterator[str]:
     for name, value in extras.items():
         if value is not None:
             yield f"    {name}: {value}"
-    yield from _security_lines(c.security_context)
+    from podvisor.supervisor.manifest.rootfs import on_image
+
+    yield from _security_lines(c.security_context, on_image=on_image(pod, c))
     if c.tty:
         yield "    tty: a terminal of its own for stdin, stdout and stderr (its output: stdout)"
     if c.stdin:
@@ -377,7 +381,7 @@ def _container_extras(c: Container) -> Iterator[str]:
         yield f"    stdin: open, written by `podvisor attach -i`{once}"
 
 
-def _security_lines(sc: SecurityContext) -> Iterator[str]:
+def _security_lines(sc: SecurityContext, *, on_image: bool) -> Iterator[str]:
     """What the container's process will hold, as the init applies it."""
     from podvisor.supervisor.manifest.capabilities import (
         CAPABILITY_BITS,
@@ -412,7 +416,9 @@ def _security_lines(sc: SecurityContext) -> Iterator[str]:
     if sc.seccomp_localhost:
         shown += f" {sc.seccomp_localhost}"
     yield f"    seccomp: {shown}" + (f" ({size} BPF instructions)" if size else "")
-    if sc.read_only_root_filesystem:
+    if sc.read_only_root_filesystem and on_image:
+        yield "    readOnlyRootFilesystem: the root read-only; volumes, /dev and /dev/shm not"
+    elif sc.read_only_root_filesystem:
         yield "    readOnlyRootFilesystem: every mount read-only but /dev, /proc and /sys"
 
 
@@ -426,7 +432,26 @@ def _resources(r: Resources) -> str:
         parts.append(
             f"memory request {_bytes(r.memory_request_bytes)}, limit {_bytes(r.memory_limit_bytes)}"
         )
-    return "; ".join(parts) or "no requests or limits"
+    return "; ".join(parts) or "no cpu or memory requests or limits"
+
+
+def _local_storage(c: Container, pod: Pod) -> str:
+    """What the container's ephemeral-storage limit covers, as the supervisor measures it."""
+    from podvisor.supervisor.manifest.model import ContainerKind
+    from podvisor.supervisor.manifest.rootfs import on_image
+
+    limit = c.resources.ephemeral_storage_limit_bytes or 0
+    what = (
+        "its writable layer and its log files"
+        if on_image(pod, c)
+        else ("its log files only (on the host's files it has no writable layer of its own)")
+    )
+    total = _bytes(pod.spec.ephemeral_storage_limit_bytes)
+    if c.kind is not ContainerKind.MAIN:
+        return f"limit {_bytes(limit)}, counted in the pod's total of {total} only: {what}"
+    return (
+        f"limit {_bytes(limit)} ({what}), the pod's total {total}: the pod is evicted past either"
+    )
 
 
 def _cpu(millicores: int | None) -> str:

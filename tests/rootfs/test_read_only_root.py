@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from podvisor.supervisor.manifest.explain import main as check
 from tests.rootfs.conftest import LoadImage
-from tests.security.conftest import run_pod
+from tests.security.conftest import manifest, run_pod
 
 #: For each directory, "rw" or why a file cannot be made in it.
 WRITES = (
@@ -69,3 +72,30 @@ def test_without_it_the_root_is_the_containers_to_write(
     )
     assert ran.status == 0, ran.stderr
     assert ran.of("main") == ["/ rw", "/etc rw", "/tmp rw", "/dev rw", "/dev/shm rw"]
+
+
+def test_check_says_what_is_read_only_on_an_image_and_in_host_mode(
+    tmp_path: Path, load_image: LoadImage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = load_image("test/ro-root:1", {"Env": ["PATH=/bin"]})
+    path = tmp_path / "pod.yaml"
+    path.write_text(
+        manifest(
+            f"""
+            containers:
+              - name: main
+                image: {image}
+                imagePullPolicy: Never
+                securityContext: {{readOnlyRootFilesystem: true}}
+              - name: tool
+                command: [sh]
+                securityContext: {{readOnlyRootFilesystem: true}}
+            """,
+            "img-ro-check",
+        )
+    )
+    assert check([str(path)]) == 0
+    out = capsys.readouterr().out
+    main, tool = out.split("container tool")
+    assert "readOnlyRootFilesystem: the root read-only; volumes, /dev and /dev/shm not" in main
+    assert "readOnlyRootFilesystem: every mount read-only but /dev, /proc and /sys" in tool
