@@ -344,6 +344,8 @@ class ContainerCgroup(CgroupTree):
                 if e.errno == errno.EROFS:
                     self._pod._driver._warn_once(_read_only_warning(self._pod._driver._places))
                     return
+                if e.errno == errno.ENOENT and write.if_present:
+                    continue  # this kernel does not account swap, or predates oom.group
                 raise CgroupError(
                     f"cannot set {write.file} = {write.value} for {self._label}: {e.strerror}"
                 ) from e

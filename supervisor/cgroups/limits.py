@@ -10,9 +10,17 @@ same cgroup values here as on a Kubernetes node:
   on v2, ``cpu.cfs_period_us`` then ``cpu.cfs_quota_us`` on v1.
 * CPU request -> shares: ``max(2, millicores * 1024 / 1000)`` (at most
   262144), ``cpu.shares`` on v1; on v2 the kubelet (through runc) maps shares
-  to ``cpu.weight = 1 + ((shares - 2) * 9999) / 262142``.
-* memory limit -> ``memory.max`` / ``memory.limit_in_bytes`` (no memsw on
-  v1, as the kubelet).
+  to ``cpu.weight = 1 + ((shares - 2) * 9999) / 262142``. Every container
+  gets them: with no request, the limit's, and with neither, the least there
+  is (shares 2, weight 1), so a BestEffort container yields to any that asked.
+* memory limit -> ``memory.max`` / ``memory.limit_in_bytes``.
+* Swap, as the kubelet's default NoSwap: on v2 ``memory.swap.max = 0`` for
+  every container; on v1 ``memory.memsw.limit_in_bytes`` = the memory limit,
+  after ``memory.limit_in_bytes`` (the kernel keeps memsw at or above it).
+  Either only where the kernel accounts swap (the file exists).
+* On v2, ``memory.oom.group = 1`` for every container, as the kubelet asks
+  since 1.28: an OOM kill ends all of the container's processes, its init
+  too, not one of them. v1 has no such file; there the kernel kills one.
 * pids limit -> ``pids.max``; cpuset -> ``cpuset.cpus`` (on v1 the driver has
   already copied ``cpuset.mems`` from the parent when it made the cgroup).
 """
@@ -38,7 +46,8 @@ class Limits:
 
     memory_bytes: int | None = None
     cpu_limit_millicores: int | None = None  # 0 or None: no CFS quota, as the kubelet
-    #: None leaves the default weight; 0 gives the kubelet's BestEffort shares (2).
+    #: None: the limit's shares, else the least (2), as the kubelet; unlike a
+    #: request, it needs no cpu controller (where there is none, nothing is weighed).
     cpu_request_millicores: int | None = None
     pids_max: int | None = None
     cpuset: str | None = None  # the kernel's list format: "0-1,3"
@@ -64,6 +73,9 @@ class LimitWrite:
     controller: str
     file: str
     value: str
+    #: Skipped where the kernel has no such file: swap accounting and
+    #: memory.oom.group depend on how the kernel was built and booted.
+    if_present: bool = False
 
 
 # --- Kubernetes' conversions ---------------------------------------------------------
@@ -108,10 +120,7 @@ def plan_limits(limits: Limits, versions: Mapping[str, int]) -> list[LimitWrite]
             "e.g. `systemd-run -p Delegate=yes ...`; on v1: mount its hierarchy), "
             "or remove the limit from the manifest"
         )
-    writes = []
-    if limits.memory_bytes is not None:
-        file = "memory.max" if versions["memory"] == 2 else "memory.limit_in_bytes"
-        writes.append(LimitWrite("memory", file, str(limits.memory_bytes)))
+    writes = _memory_writes(limits, versions.get("memory", 0))
     writes += _cpu_writes(limits, versions.get("cpu", 0))
     if limits.pids_max is not None:
         writes.append(LimitWrite("pids", "pids.max", str(limits.pids_max)))
@@ -120,8 +129,27 @@ def plan_limits(limits: Limits, versions: Mapping[str, int]) -> list[LimitWrite]
     return writes
 
 
+def _memory_writes(limits: Limits, version: int) -> list[LimitWrite]:
+    limit = limits.memory_bytes
+    if version == 2:
+        writes = [] if limit is None else [LimitWrite("memory", "memory.max", str(limit))]
+        return [
+            *writes,
+            LimitWrite("memory", "memory.swap.max", "0", if_present=True),
+            LimitWrite("memory", "memory.oom.group", "1", if_present=True),
+        ]
+    if version == 1 and limit is not None:
+        # The limit first: a new cgroup's memsw is unlimited, and the kernel
+        # refuses a memsw limit below the memory limit.
+        return [
+            LimitWrite("memory", "memory.limit_in_bytes", str(limit)),
+            LimitWrite("memory", "memory.memsw.limit_in_bytes", str(limit), if_present=True),
+        ]
+    return []
+
+
 def _cpu_writes(limits: Limits, version: int) -> list[LimitWrite]:
-    writes = []
+    writes: list[LimitWrite] = []
     if limits.cpu_limit_millicores:
         quota = cpu_quota_us(limits.cpu_limit_millicores)
         if version == 2:
@@ -130,8 +158,11 @@ def _cpu_writes(limits: Limits, version: int) -> list[LimitWrite]:
             # The period first: a quota is checked against the period already set.
             writes.append(LimitWrite("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)))
             writes.append(LimitWrite("cpu", "cpu.cfs_quota_us", str(quota)))
-    if limits.cpu_request_millicores is not None:
-        shares = cpu_shares(limits.cpu_request_millicores)
+    if version:
+        request = limits.cpu_request_millicores
+        if request is None:
+            request = limits.cpu_limit_millicores or 0
+        shares = cpu_shares(request)
         if version == 2:
             writes.append(LimitWrite("cpu", "cpu.weight", str(cpu_weight(shares))))
         else:

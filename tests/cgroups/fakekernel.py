@@ -17,7 +17,11 @@ ways the driver relies on:
 * cgroup.kill empties the cgroup, and so does `kill` (patched in for the
   driver's SIGKILL, so that no pid of a sample ever reaches a real process);
   rmdir removes a cgroup's files with it and refuses a populated one;
-* a write to a file the kernel did not make fails with ENOENT.
+* a write to a file the kernel did not make fails with ENOENT (`missing`
+  leaves files out, as a kernel without swap accounting has no memsw or swap
+  files);
+* v1 keeps memory.memsw.limit_in_bytes at or above memory.limit_in_bytes and
+  refuses a write that would break it (EINVAL).
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ V1_FILES = {
         "memory.usage_in_bytes": "0\n",
         "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
         "memory.stat": "",
+        "memory.memsw.limit_in_bytes": "9223372036854771712\n",
+        "memory.memsw.usage_in_bytes": "0\n",
     },
     "pids": {"pids.max": "max\n", "pids.current": "0\n"},
     "freezer": {"freezer.state": "THAWED\n"},
@@ -78,9 +84,19 @@ V2_FILES = {
     "cpu": {"cpu.max": "max 100000\n", "cpu.weight": "100\n"},
     "cpuset": {"cpuset.cpus": "\n", "cpuset.mems": "\n"},
     "io": {"io.stat": ""},
-    "memory": {"memory.max": "max\n", "memory.current": "0\n", "memory.events": "oom_kill 0\n"},
+    "memory": {
+        "memory.max": "max\n",
+        "memory.current": "0\n",
+        "memory.events": "oom_kill 0\n",
+        "memory.swap.max": "max\n",
+        "memory.swap.current": "0\n",
+        "memory.oom.group": "0\n",
+    },
     "pids": {"pids.max": "max\n", "pids.current": "0\n"},
 }
+
+
+MEMSW_ORDER = frozenset({"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"})
 
 
 def _error(code: int, path: str | Path) -> OSError:
@@ -95,6 +111,8 @@ class FakeKernel:
         self.pid = pid
         self.writes: list[tuple[str, str]] = []  # (path below root, value)
         self.killed: list[int] = []
+        #: interface files this kernel does not make in new cgroups
+        self.missing: set[str] = set()
         #: each mount's directory here -> its controllers (None: cgroup2)
         self.mounts: dict[Path, frozenset[str] | None] = {}
         own = parse_proc_cgroup(proc_cgroup)
@@ -159,12 +177,15 @@ class FakeKernel:
             for controller in controllers:
                 files.update(V1_FILES.get(controller, {}))
         for name, text in files.items():
-            (directory / name).write_text(text)
+            if name not in self.missing:
+                (directory / name).write_text(text)
 
     def write(self, path: str, value: str) -> None:
         file = Path(path)
         if not file.is_file():
             raise _error(errno.ENOENT, path)
+        if file.name in MEMSW_ORDER and not self._memsw_holds(file, int(value)):
+            raise _error(errno.EINVAL, path)
         self.writes.append((str(file.relative_to(self.root)), value))
         if file.name == "cgroup.procs":
             self._move(file.parent, int(value) or self.pid)
@@ -210,6 +231,15 @@ class FakeKernel:
         procs = directory / "cgroup.procs"
         procs.write_text(procs.read_text() + f"{pid}\n")
         self._refresh_events(top)
+
+    def _memsw_holds(self, file: Path, value: int) -> bool:
+        """Whether v1's memory + swap limit stays at or above the memory limit."""
+        memsw = file.parent / "memory.memsw.limit_in_bytes"
+        if not memsw.exists():
+            return True
+        if file.name == "memory.limit_in_bytes":
+            return value <= int(memsw.read_text())
+        return value >= int((file.parent / "memory.limit_in_bytes").read_text())
 
     def _refresh_events(self, top: Path) -> None:
         """v2's cgroup.events: populated while any process is in the cgroup or beneath."""

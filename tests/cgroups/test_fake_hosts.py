@@ -147,6 +147,45 @@ def test_v2_limits_join_read_kill_and_remove(host: FakeKernel) -> None:
 
 
 @pytest.mark.parametrize("host", ["v2"], indirect=True)
+def test_v2_no_container_swaps_an_oom_ends_it_whole_and_besteffort_weighs_least(
+    host: FakeKernel,
+) -> None:
+    pod = detect(host, "v2").create_pod("web", UID)
+    pod.container("main").apply_limits(LIMITS)
+    pod.container("idle").apply_limits(Limits())  # no resources at all: BestEffort
+    pod_dir = host.root / V2_OWN / "podvisor-web-7c4e1f3a"
+    for name in ("main", "idle"):
+        assert text(pod_dir / name / "memory.swap.max") == "0", name
+        assert text(pod_dir / name / "memory.oom.group") == "1", name
+    assert text(pod_dir / "idle" / "memory.max") == "max"
+    assert (text(pod_dir / "main" / "cpu.weight"), text(pod_dir / "idle" / "cpu.weight")) == (
+        "4",
+        "1",
+    )
+    # The pod's init is no container: its cgroup keeps the kernel's defaults.
+    pod.init()
+    assert text(pod_dir / "_init" / "memory.oom.group") == "0"
+    assert text(pod_dir / "_init" / "cpu.weight") == "100"
+    pod.remove()
+
+
+@pytest.mark.parametrize("host", ["v2"], indirect=True)
+def test_v2_a_kernel_without_swap_accounting_or_oom_group_gets_the_other_limits(
+    host: FakeKernel,
+) -> None:
+    host.missing = {"memory.swap.max", "memory.swap.current", "memory.oom.group"}
+    driver = detect(host, "v2")
+    pod = driver.create_pod("web", UID)
+    pod.container("main").apply_limits(LIMITS)
+    directory = host.root / V2_OWN / "podvisor-web-7c4e1f3a" / "main"
+    assert not (directory / "memory.swap.max").exists()
+    assert text(directory / "memory.max") == str(64 << 20)
+    assert (text(directory / "cpu.weight"), text(directory / "pids.max")) == ("4", "10")
+    assert driver.warnings == []
+    pod.remove()
+
+
+@pytest.mark.parametrize("host", ["v2"], indirect=True)
 def test_v2_files_the_kernel_lacks_are_looked_for_once(
     host: FakeKernel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -360,6 +399,43 @@ def test_v1_co_mounted_cpu_cpuacct(host: FakeKernel) -> None:
     assert not list(cgroup.glob("**/podvisor-*"))
 
 
+V1_POD = "podvisor-web-7c4e1f3a"
+V1_UNLIMITED = "9223372036854771712"
+
+
+@pytest.mark.parametrize("host", ["v1"], indirect=True)
+def test_v1_swap_is_held_to_the_memory_limit_and_besteffort_gets_two_shares(
+    host: FakeKernel,
+) -> None:
+    pod = detect(host, "v1").create_pod("web", UID)
+    pod.container("main").apply_limits(LIMITS)
+    pod.container("idle").apply_limits(Limits())
+    memory = host.root / "sys/fs/cgroup/memory/user.slice" / V1_POD
+    assert text(memory / "main" / "memory.memsw.limit_in_bytes") == str(64 << 20)
+    # The fake kernel refuses memsw below the memory limit: the limit went first.
+    main_memory = [f.rsplit("/", 1)[1] for f, _ in host.writes if "/main/memory." in f]
+    assert main_memory == ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+    # No memory limit: memory and swap stay unlimited, as the kubelet leaves them.
+    assert text(memory / "idle" / "memory.memsw.limit_in_bytes") == V1_UNLIMITED
+    cpu = host.root / "sys/fs/cgroup/cpu,cpuacct/user.slice" / V1_POD
+    assert (text(cpu / "main" / "cpu.shares"), text(cpu / "idle" / "cpu.shares")) == ("102", "2")
+    assert not [f for f, _ in host.writes if "oom.group" in f or "swap" in f]
+    pod.remove()
+
+
+@pytest.mark.parametrize("host", ["v1"], indirect=True)
+def test_v1_without_swap_accounting_the_memory_limit_alone_applies(host: FakeKernel) -> None:
+    host.missing = {"memory.memsw.limit_in_bytes", "memory.memsw.usage_in_bytes"}
+    driver = detect(host, "v1")
+    pod = driver.create_pod("web", UID)
+    pod.container("main").apply_limits(LIMITS)
+    memory = host.root / "sys/fs/cgroup/memory/user.slice" / V1_POD / "main"
+    assert text(memory / "memory.limit_in_bytes") == str(64 << 20)
+    assert not (memory / "memory.memsw.limit_in_bytes").exists()
+    assert driver.warnings == []
+    pod.remove()
+
+
 @pytest.mark.parametrize("host", ["v1-docker"], indirect=True)
 def test_v1_bind_mounted_sub_hierarchies_put_pods_at_the_mount_point(host: FakeKernel) -> None:
     driver = detect(host, "v1-docker")
@@ -379,6 +455,8 @@ def test_a_kernel_refusal_is_a_cgroup_error_with_the_reason(
     main = pod.container("main")
 
     def refuse(path: str, value: str) -> None:
+        if not path.endswith("cpuset.cpus"):
+            return host.write(path, value)
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
 
     monkeypatch.setattr(cgroupfs, "write", refuse)

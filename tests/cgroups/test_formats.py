@@ -70,9 +70,19 @@ ALL = Limits(
 )
 
 
+#: Every container on v2, limit or not: no swap (NoSwap), and an OOM kill takes all of it.
+NO_SWAP_ONE_OOM_V2 = [
+    LimitWrite("memory", "memory.swap.max", "0", if_present=True),
+    LimitWrite("memory", "memory.oom.group", "1", if_present=True),
+]
+LEAST_V1 = LimitWrite("cpu", "cpu.shares", "2")
+LEAST_V2 = LimitWrite("cpu", "cpu.weight", "1")
+
+
 def test_plan_on_v1_sets_the_period_before_the_quota() -> None:
     assert plan_limits(ALL, V1) == [
         LimitWrite("memory", "memory.limit_in_bytes", str(64 << 20)),
+        LimitWrite("memory", "memory.memsw.limit_in_bytes", str(64 << 20), if_present=True),
         LimitWrite("cpu", "cpu.cfs_period_us", "100000"),
         LimitWrite("cpu", "cpu.cfs_quota_us", "20000"),
         LimitWrite("cpu", "cpu.shares", "102"),
@@ -84,6 +94,7 @@ def test_plan_on_v1_sets_the_period_before_the_quota() -> None:
 def test_plan_on_v2() -> None:
     assert plan_limits(ALL, V2) == [
         LimitWrite("memory", "memory.max", str(64 << 20)),
+        *NO_SWAP_ONE_OOM_V2,
         LimitWrite("cpu", "cpu.max", "20000 100000"),
         LimitWrite("cpu", "cpu.weight", "4"),
         LimitWrite("pids", "pids.max", "10"),
@@ -91,12 +102,38 @@ def test_plan_on_v2() -> None:
     ]
 
 
-def test_no_limits_write_nothing_and_a_zero_cpu_limit_is_none() -> None:
+def test_no_limits_write_nothing_without_controllers_and_a_zero_cpu_limit_is_none() -> None:
     assert plan_limits(Limits(), {}) == []
     assert plan_limits(Limits(cpu_limit_millicores=0), {}) == []
-    assert plan_limits(Limits(cpu_request_millicores=0), V2) == [
-        LimitWrite("cpu", "cpu.weight", "1")  # BestEffort: shares 2
+    assert plan_limits(Limits(cpu_request_millicores=0), V2) == [*NO_SWAP_ONE_OOM_V2, LEAST_V2]
+
+
+def test_no_cpu_request_is_the_least_weight_as_the_kubelet_gives_besteffort() -> None:
+    assert plan_limits(Limits(), V1) == [LEAST_V1]
+    assert plan_limits(Limits(), V2) == [*NO_SWAP_ONE_OOM_V2, LEAST_V2]
+    assert plan_limits(Limits(cpu_request_millicores=1), V1) == [LEAST_V1]
+    # A limit alone: its shares (the manifest has made it the request already).
+    assert plan_limits(Limits(cpu_limit_millicores=500), V1)[-1] == LimitWrite(
+        "cpu", "cpu.shares", "512"
+    )
+    assert plan_limits(Limits(cpu_limit_millicores=500), V2)[-1] == LimitWrite(
+        "cpu", "cpu.weight", str(cpu_weight(512))
+    )
+    # No cpu controller: nothing is weighed, and no request means nothing is refused.
+    assert plan_limits(Limits(), {"memory": 1, "pids": 1}) == []
+
+
+def test_swap_is_held_to_the_memory_limit_on_v1_and_off_on_v2() -> None:
+    assert plan_limits(Limits(memory_bytes=1 << 30), {"memory": 1}) == [
+        LimitWrite("memory", "memory.limit_in_bytes", str(1 << 30)),
+        LimitWrite("memory", "memory.memsw.limit_in_bytes", str(1 << 30), if_present=True),
     ]
+    assert plan_limits(Limits(memory_bytes=1 << 30), {"memory": 2}) == [
+        LimitWrite("memory", "memory.max", str(1 << 30)),
+        *NO_SWAP_ONE_OOM_V2,
+    ]
+    assert plan_limits(Limits(), {"memory": 2}) == NO_SWAP_ONE_OOM_V2
+    assert plan_limits(Limits(), {"memory": 1}) == []  # v1 memsw without a limit: unlimited
 
 
 def test_a_limit_the_host_cannot_apply_names_every_missing_controller() -> None:

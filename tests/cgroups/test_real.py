@@ -154,7 +154,13 @@ LIMIT_FILES = {
         ("memory", "memory.max"): f"{64 * MiB}",
         ("cpu", "cpu.max"): "25000 100000",
         ("cpu", "cpu.weight"): str(cpu_weight(102)),
+        ("memory", "memory.oom.group"): "1",
     },
+}
+#: Written where the kernel accounts swap (the file exists): NoSwap, the kubelet's default.
+SWAP_FILES = {
+    1: ("memory.memsw.limit_in_bytes", f"{64 * MiB}"),
+    2: ("memory.swap.max", "0"),
 }
 
 
@@ -175,6 +181,9 @@ def test_limits_are_written_with_kubernetes_conversions(
     version = driver.versions["memory"]
     for (controller, name), value in LIMIT_FILES[version].items():
         assert (files[controller] / name).read_text() == f"{value}\n", name
+    swap, value = SWAP_FILES[version]
+    if (files["memory"] / swap).exists():
+        assert (files["memory"] / swap).read_text() == f"{value}\n", swap
     assert (files["pids"] / "pids.max").read_text() == "20\n"
     assert (files["cpuset"] / "cpuset.cpus").read_text() == "0\n"
     if version == 1:  # v1 cpusets start empty: the driver copied the parent's memory nodes
@@ -189,6 +198,19 @@ def test_limits_are_written_with_kubernetes_conversions(
     # On v2, shares are derived from cpu.weight, as cAdvisor does: not the 102 asked for.
     shares = 102 if version == 1 else shares_from_weight(cpu_weight(102))
     assert (stats.cpu_shares, stats.pids_max, stats.cpuset_cpus) == (shares, 20, "0")
+
+
+def test_a_container_without_a_cpu_request_weighs_least_as_besteffort(
+    driver: CgroupDriver, pod: PodCgroup
+) -> None:
+    container = pod.container("main")
+    container.apply_limits(Limits())
+    cpu = controller_dirs(container.dirs)["cpu"]
+    if driver.versions["cpu"] == 1:
+        assert (cpu / "cpu.shares").read_text() == "2\n"
+    else:
+        assert (cpu / "cpu.weight").read_text() == "1\n"
+    assert container.read().cpu_shares == 2
 
 
 def test_a_second_supervisor_cannot_take_a_running_pod(
@@ -216,6 +238,46 @@ def test_memory_limit_turns_an_allocation_past_it_into_an_oom_kill(
     assert hog.wait(timeout=30) == -signal.SIGKILL
     assert container.oom_kills() == 1
     assert container.read().oom_kills == 1
+
+
+# A worker pool: the parent forks a worker, which waits for a line and then
+# allocates past the limit; the parent says how the worker ended, and waits.
+POOL = """
+import os, sys
+worker = os.fork()
+if worker == 0:
+    sys.stdin.readline()
+    hog = bytearray(b'x') * (256 << 20)
+    os._exit(0)
+print('ready', flush=True)
+_, status = os.waitpid(worker, 0)
+print('worker', os.waitstatus_to_exitcode(status), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_an_oom_kill_ends_the_whole_container_on_v2_and_one_process_on_v1(
+    driver: CgroupDriver, pod: PodCgroup, processes: Processes
+) -> None:
+    """As the kubelet asks on v2 (memory.oom.group), and as v1 can only do."""
+    container = pod.container("main")
+    container.apply_limits(Limits(memory_bytes=64 * MiB))
+    pool = processes.start(container, POOL)
+    assert read_line(pool) == "ready"
+    assert pool.stdin is not None
+    pool.stdin.write("go\n")
+    pool.stdin.flush()
+    if driver.versions["memory"] == 2:
+        assert pool.wait(timeout=30) == -signal.SIGKILL
+        assert container.oom_kills() >= 1
+        wait_until(lambda: not container.populated(), what="an empty cgroup")
+    else:
+        assert read_line(pool, timeout=30) == f"worker {-signal.SIGKILL}"
+        assert pool.poll() is None
+        assert container.oom_kills() == 1
+        pool.stdin.write("done\n")
+        pool.stdin.flush()
+        assert pool.wait(timeout=10) == 0
 
 
 def test_cpu_limit_of_200m_throttles_a_busy_loop(pod: PodCgroup, processes: Processes) -> None:
