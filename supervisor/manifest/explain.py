@@ -428,11 +428,13 @@ def _resources(r: Resources) -> str:
         parts.append(
             f"cpu request {_cpu(r.cpu_request_millicores)}, limit {_cpu(r.cpu_limit_millicores)}"
         )
+    else:  # the kubelet's shares for no request: 2, the least there is
+        parts.append("no cpu request: the least CPU weight, as Kubernetes gives BestEffort")
     if r.memory_request_bytes is not None or r.memory_limit_bytes is not None:
         parts.append(
             f"memory request {_bytes(r.memory_request_bytes)}, limit {_bytes(r.memory_limit_bytes)}"
         )
-    return "; ".join(parts) or "no cpu or memory requests or limits"
+    return "; ".join(parts)
 
 
 def _local_storage(c: Container, pod: Pod) -> str:

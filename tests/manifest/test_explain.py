@@ -106,6 +106,26 @@ spec:
     ) in out
 
 
+def test_the_plan_says_a_container_without_a_cpu_request_weighs_least(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - {name: idle, command: [sleep, infinity]}
+  - {name: cache, command: [sleep, infinity], resources: {limits: {memory: 64Mi}}}
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    least = "no cpu request: the least CPU weight, as Kubernetes gives BestEffort"
+    assert f"    resources: {least}" in lines
+    assert f"    resources: {least}; memory request 64Mi, limit 64Mi" in lines
+
+
 def test_the_plan_writes_booleans_as_yaml_does(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
