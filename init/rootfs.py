@@ -20,7 +20,10 @@ with a read-only /sys, calls `enter`:
 4. the volumes are bound at their paths, which resolve inside the new root;
 5. the old root is unmounted (lazily: nothing of it is reachable from here
    on, not by path and not through /proc, whose PID 1 is the container's
-   own init) and its directory removed.
+   own init) and its directory removed;
+6. the working directory is entered, made if missing, and with
+   readOnlyRootFilesystem the root is then remounted read-only: that mount
+   alone, so the volumes, /dev, /dev/shm, /proc and /sys keep their own flags.
 
 Every mount is made after the pivot, so a symbolic link in the image
 (``/dev -> /tmp``, ``/etc/hosts -> /host/etc/shadow``) resolves inside the
@@ -121,10 +124,10 @@ def enter(
     volumes.attach(mounts, held, make_targets=True)
     syscalls.umount(old, syscalls.MNT_DETACH)
     os.rmdir(old)
+    _change_dir(r.cwd)  # made, if the image lacks it, while the root is writable
     if r.readonly:
         remount = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
         syscalls.mount("none", "/", None, remount)
-    _change_dir(r.cwd)
 
 
 def _preload() -> None:

@@ -18,7 +18,7 @@ from tests.security.conftest import manifest, run_pod
 
 #: For each directory, "rw" or why a file cannot be made in it.
 WRITES = (
-    "for d in / /etc /tmp /data /dev /dev/shm; do"
+    "pwd; for d in / /etc /tmp /data /dev /dev/shm; do"
     ' if err=$(touch "$d/probe" 2>&1); then echo "$d rw"; else echo "$d ${err##*: }"; fi;'
     " done"
 )
@@ -38,6 +38,7 @@ def test_the_root_is_read_only_and_volumes_dev_and_shm_are_not(
             imagePullPolicy: Never
             command: [sh, -c, {json.dumps(WRITES)}]
             securityContext: {{readOnlyRootFilesystem: true}}
+            workingDir: /srv/work
             volumeMounts: [{{name: data, mountPath: /data}}]
         volumes:
           - name: data
@@ -45,7 +46,10 @@ def test_the_root_is_read_only_and_volumes_dev_and_shm_are_not(
         """,
     )
     assert ran.status == 0, ran.stderr
+    # The working directory the image lacks is made before the root is read-only, as
+    # runc makes it.
     assert ran.of("main") == [
+        "/srv/work",
         "/ Read-only file system",
         "/etc Read-only file system",
         "/tmp Read-only file system",
@@ -71,7 +75,7 @@ def test_without_it_the_root_is_the_containers_to_write(
         """,
     )
     assert ran.status == 0, ran.stderr
-    assert ran.of("main") == ["/ rw", "/etc rw", "/tmp rw", "/dev rw", "/dev/shm rw"]
+    assert ran.of("main") == ["/", "/ rw", "/etc rw", "/tmp rw", "/dev rw", "/dev/shm rw"]
 
 
 def test_check_says_what_is_read_only_on_an_image_and_in_host_mode(
