@@ -44,7 +44,11 @@ from podvisor.supervisor.manifest.quantity import (
 )
 
 _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
-_EXAMPLES = {"cpu": "500m, 1, 1.5", "memory": "128Mi, 1G, 500M"}
+_EXAMPLES = {
+    "cpu": "500m, 1, 1.5",
+    "memory": "128Mi, 1G, 500M",
+    "ephemeral-storage": "1Gi, 500M",
+}
 _MAX = 2**63 - 1
 
 
@@ -297,6 +301,7 @@ def _resources(f: Fields) -> Resources:
         cpu_limit_millicores=_whole(limits, "cpu"),
         memory_request_bytes=_whole(requests, "memory"),
         memory_limit_bytes=_whole(limits, "memory"),
+        ephemeral_storage_limit_bytes=_whole(limits, "ephemeral-storage"),
     )
 
 
@@ -309,7 +314,8 @@ def _whole(amounts: Amounts, resource: str) -> int | None:
 
 
 def _amounts(r: Fields, key: str) -> Amounts:
-    """The cpu and memory of requests or limits; other resources are ignored or refused."""
+    """The cpu and memory of requests or limits, and the ephemeral-storage of limits; other
+    resources are ignored or refused."""
     node = r.get(key)
     if node is None:
         return {}
@@ -320,18 +326,18 @@ def _amounts(r: Fields, key: str) -> Amounts:
     for key_node, value in entries(r.report, node, r.at(key)):
         resource = key_node.value
         where = child(r.at(key), resource)
-        if _resource_known(r.report, key_node, resource, where):
+        if _resource_known(r.report, key_node, resource, where, key):
             amount = _quantity(r.report, value, where, resource)
             if amount is not None:
                 found[resource] = (amount, value, scalar_text(value) or "")
     return found
 
 
-def _resource_known(report: Report, key: yaml.Node, resource: str, path: str) -> bool:
-    if resource in ("cpu", "memory"):
+def _resource_known(report: Report, key: yaml.Node, resource: str, path: str, which: str) -> bool:
+    if resource in ("cpu", "memory") or (resource, which) == ("ephemeral-storage", "limits"):
         return True
     if resource == "ephemeral-storage":
-        report.ignore(key, path, "podvisor neither measures nor limits local storage")
+        report.ignore(key, path, "scheduling: a request of local storage only chooses a node")
     elif resource.startswith("hugepages-"):
         report.error(key, path, "not supported: podvisor reserves no huge pages; remove it")
     elif "/" in resource:

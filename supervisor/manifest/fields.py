@@ -144,10 +144,7 @@ POD_SECURITY_CONTEXT: dict[str, Rule] = {
     "seLinuxOptions": SUPPORTED,
     "windowsOptions": SUPPORTED,
     "fsGroup": SUPPORTED,
-    "fsGroupChangePolicy": Ignore(
-        "podvisor gives the fsGroup to the volumes it makes for the pod (emptyDir, configMap, "
-        "secret, downwardAPI, projected) and changes no other: there is no walk to skip"
-    ),
+    "fsGroupChangePolicy": SUPPORTED,  # a claim's walk, skipped with OnRootMismatch
     "seLinuxChangePolicy": Ignore("podvisor sets no SELinux labels, so relabels no volume"),
     "supplementalGroups": SUPPORTED,
     "supplementalGroupsPolicy": SUPPORTED,

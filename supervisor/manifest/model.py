@@ -132,6 +132,8 @@ class Resources:
     cpu_limit_millicores: int | None = None
     memory_request_bytes: int | None = None
     memory_limit_bytes: int | None = None
+    # Local ephemeral storage: the writable layer and the logs (`pod.storage`).
+    ephemeral_storage_limit_bytes: int | None = None
 
 
 @frozen
@@ -181,6 +183,8 @@ class SecurityContext:
     supplemental_groups: tuple[int, ...] = ()
     supplemental_groups_policy: str = "Merge"  # or "Strict"
     fs_group: int | None = None
+    # "Always" or "OnRootMismatch": whether a claim's files are walked at every start.
+    fs_group_change_policy: str = "Always"
     read_only_root_filesystem: bool = False
     # "RuntimeDefault", "Localhost" or "Unconfined"; "" when unset (then RuntimeDefault,
     # or Unconfined for a privileged container).
@@ -552,6 +556,29 @@ class PodSpec:
                 init_peak = max(init_peak, sidecars + limit)
         running = sidecars + sum(c.resources.memory_limit_bytes or 0 for c in self.containers)
         return max(running, init_peak)
+
+    @property
+    def ephemeral_storage_limit_bytes(self) -> int | None:
+        """The pod's local storage limit as the kubelet's eviction reckons it; None when no
+        container has one.
+
+        Unlike memory (a cgroup's limit, set only when every container has one),
+        the kubelet sums the limits that are given: a container without one adds
+        nothing. Main containers and sidecars run together; an init container
+        runs beside the sidecars started before it; the larger peak is the limit.
+        """
+        limits = [c.resources.ephemeral_storage_limit_bytes for c in self.all_containers]
+        if all(limit is None for limit in limits):
+            return None
+        sidecars = init_peak = 0
+        for c in self.init_containers:
+            limit = c.resources.ephemeral_storage_limit_bytes or 0
+            if c.kind is ContainerKind.SIDECAR:
+                sidecars += limit
+            else:
+                init_peak = max(init_peak, sidecars + limit)
+        running = sum(c.resources.ephemeral_storage_limit_bytes or 0 for c in self.containers)
+        return max(sidecars + running, init_peak)
 
 
 @frozen

@@ -45,6 +45,9 @@ def pod_security(
     policy = f.string("supplementalGroupsPolicy") or "Merge"
     if policy not in ("Merge", "Strict"):
         f.error("supplementalGroupsPolicy", f"{policy!r} is not one of Merge, Strict")
+    change = f.string("fsGroupChangePolicy") or "Always"
+    if change not in ("Always", "OnRootMismatch"):
+        f.error("fsGroupChangePolicy", f"{change!r} is not one of Always, OnRootMismatch")
     seccomp_type, localhost = _seccomp_profile(f)
     return replace(
         _run_as(f, SecurityContext()),
@@ -53,6 +56,7 @@ def pod_security(
         supplemental_groups=_groups(f),
         supplemental_groups_policy=policy,
         fs_group=f.integer("fsGroup", 0, INT32_MAX),
+        fs_group_change_policy=change,
     )
 
 

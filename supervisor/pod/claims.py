@@ -18,13 +18,24 @@ at a time. A lock that is taken is refused at once, never waited for: a pod
 whose claim another pod holds does not start. `remove` takes the lock
 exclusively, likewise without waiting, so it refuses a claim that a running
 pod holds. The kernel lets go of the lock however the pod's supervisor ends.
+
+A pod with an fsGroup gets the claim as the kubelet's volume ownership
+management gives it (`give_to_group`): the folder and every file in it that
+group's, readable and writable by it, directories setgid so that what is made
+in them is that group's too; with fsGroupChangePolicy OnRootMismatch the walk
+is skipped when the folder itself is already so. Files a container made are
+reached from their directory's descriptor and never through a link, so no
+file outside the folder changes, whatever links a container left in it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from podvisor.supervisor.flocks import flock_held
@@ -133,6 +144,78 @@ class ClaimStore:
         finally:
             os.close(fd)
         return path
+
+
+#: What the kubelet adds to the mode of each file it gives to the fsGroup: read and write
+#: for the owner and the group (read only, for a read-only mount); directories also get
+#: search and setgid.
+_READ_WRITE, _READ_ONLY, _SEARCH = 0o660, 0o440, 0o110
+
+
+def give_to_group(
+    fd: int, group: int, *, read_only: bool = False, on_root_mismatch: bool = False
+) -> None:
+    """Give the folder open on *fd*, and all in it, to *group*, as the kubelet does for fsGroup.
+
+    *on_root_mismatch*: fsGroupChangePolicy OnRootMismatch, nothing is changed when
+    the folder is the group's already, setgid, with the group's bits.
+    """
+    wanted = _READ_ONLY if read_only else _READ_WRITE
+    if on_root_mismatch and _root_matches(os.fstat(fd), group, wanted):
+        return
+    stack: list[tuple[int, Iterator[str]]] = []
+    try:
+        top = os.dup(fd)
+        stack.append((top, _give_directory(top, group, wanted)))
+        while stack:
+            directory, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                os.close(stack.pop()[0])
+                continue
+            inner = _give_entry(directory, name, group, wanted)
+            if inner is not None:
+                stack.append((inner, _give_directory(inner, group, wanted)))
+    finally:
+        for directory, _ in stack:
+            os.close(directory)
+
+
+def _root_matches(st: os.stat_result, group: int, wanted: int) -> bool:
+    bits = wanted | _SEARCH
+    return st.st_gid == group and st.st_mode & bits == bits and bool(st.st_mode & stat.S_ISGID)
+
+
+def _give_directory(fd: int, group: int, wanted: int) -> Iterator[str]:
+    """Give the directory open on *fd* to *group*; the names in it, to be given next."""
+    os.fchown(fd, -1, group)
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    os.fchmod(fd, mode | wanted | _SEARCH | stat.S_ISGID)
+    return iter([entry.name for entry in os.scandir(fd)])
+
+
+def _give_entry(directory: int, name: str, group: int, wanted: int) -> int | None:
+    """Give *name* (in *directory*) to *group*; a descriptor of it if it is a directory.
+
+    Each step acts on the name itself, never through a link: a container that
+    swaps a file for a link meanwhile gets the link changed (or nothing), never
+    what it points to.
+    """
+    try:
+        st = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(name, flags, dir_fd=directory)
+        os.chown(name, -1, group, dir_fd=directory, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):  # a link's own mode means nothing
+            mode = stat.S_IMODE(st.st_mode) | wanted
+            os.chmod(name, mode, dir_fd=directory, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # gone, or no longer a directory, while the folder was walked
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EOPNOTSUPP):
+            raise  # ELOOP, EOPNOTSUPP: it became a link meanwhile, left as it is
+    return None
 
 
 def _still_there(fd: int, path: str) -> bool:

@@ -70,7 +70,6 @@ from podvisor.supervisor.pod.view import PodView
 
 if TYPE_CHECKING:
     from podvisor.supervisor.network.maker import NetworkMaker
-    from podvisor.supervisor.pod.volumes import PodVolumes
 
 # =============================================================================
 # Options
@@ -286,8 +285,10 @@ class Supervision:
             tg.start_soon(self._watch_notices)
             tg.start_soon(self._watch_signals)
             tg.start_soon(self._watch_init)
-            if self.resources.volumes is not None and self.resources.volumes.limits:
-                tg.start_soon(self._watch_empty_dirs, self.resources.volumes)
+            volumes = self.resources.volumes
+            limited = self.pod.spec.ephemeral_storage_limit_bytes is not None
+            if limited or (volumes is not None and volumes.limits):
+                tg.start_soon(self._watch_local_storage)
             if self.server is not None:
                 tg.start_soon(self.server.serve, self.view)
             # NOTIFY_SOCKET is bound before the first container needs it.
@@ -540,13 +541,19 @@ class Supervision:
                     )
                 )
 
-    async def _watch_empty_dirs(self, volumes: PodVolumes) -> None:
-        """Evict the pod once an emptyDir on disk outgrows its sizeLimit, as the kubelet does."""
-        from podvisor.supervisor.pod.volumes import EMPTY_DIR_CHECK_SECONDS, outgrown
+    async def _watch_local_storage(self) -> None:
+        """Evict the pod once an emptyDir on disk outgrows its sizeLimit, or the pod or a
+        container its ephemeral-storage limit, as the kubelet does (`storage`)."""
+        from podvisor.supervisor.pod.storage import LocalStorage
+        from podvisor.supervisor.pod.volumes import EMPTY_DIR_CHECK_SECONDS
 
+        logs = self.sink.files.folder if self.sink.files is not None else None
+        measured = LocalStorage(
+            self.pod, self.resources.volumes, self.resources.roots.upper_of, logs
+        )
         while True:
             await anyio.sleep(EMPTY_DIR_CHECK_SECONDS)
-            message = await anyio.to_thread.run_sync(outgrown, volumes)
+            message = await anyio.to_thread.run_sync(measured.eviction)
             if message is not None:
                 self.post(lc.Evicted(message))
                 return

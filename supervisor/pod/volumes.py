@@ -17,7 +17,9 @@ to set the volume up, with the kubelet's message:
   with the pod's last process.
   On disk, an emptyDir with a sizeLimit is measured every
   `EMPTY_DIR_CHECK_SECONDS` (`outgrown`, as the kubelet's du): past it, the
-  pod is evicted (Evicted, with the kubelet's message).
+  pod is evicted (Evicted, with the kubelet's message). Every emptyDir on
+  disk, and every configMap volume, counts in the pod's local storage
+  against its containers' ephemeral-storage limits (`storage.py`).
 - hostPath: the host's path, checked (and made, for DirectoryOrCreate and
   FileOrCreate) by its type as the kubelet checks it.
 - configMap, secret, downwardAPI, projected: their files (`volume_files`),
@@ -33,7 +35,9 @@ to set the volume up, with the kubelet's message:
   (`overlays`); every mount of it is read-only.
 - persistentVolumeClaim: the claim's folder, made by its first pod and kept
   (`claims.py`), held while the pod runs so that `podvisor volume rm` leaves
-  it alone; ``readOnly`` makes every mount of it read-only.
+  it alone; ``readOnly`` makes every mount of it read-only. With an fsGroup
+  the folder and its files are given to that group first, as the kubelet's
+  ownership management gives them (`claims.give_to_group`).
 
 A volume that a container mounts with mountPropagation gets a staging place
 (``<pod's directory>/propagated/NAME``): the pod's init copies the host's
@@ -64,6 +68,7 @@ from podvisor.init import protocol
 from podvisor.supervisor.errors import ConfigError, ImageError, Problem, VolumeContentError
 from podvisor.supervisor.manifest.expansion import expand
 from podvisor.supervisor.manifest.model import (
+    ConfigMapVolume,
     Container,
     EmptyDirVolume,
     HostPathVolume,
@@ -130,6 +135,9 @@ class PodVolumes:
     staging: dict[str, str] = field(default_factory=dict)
     #: (volume, directory, bytes): emptyDirs on disk with a sizeLimit (`outgrown`).
     limits: tuple[tuple[str, str, int], ...] = ()
+    #: The volumes on disk that the kubelet counts in the pod's local ephemeral storage:
+    #: emptyDirs and configMaps (`storage`).
+    local: tuple[str, ...] = ()
     #: The claims' folders, held while the pod runs (`close` lets go).
     held: list[int] = field(default_factory=list)
 
@@ -185,8 +193,10 @@ class PodVolumes:
                 size = memory_volume_size(pod, source.size_limit_bytes)
                 owner = f",gid={group}" if group is not None else ""
                 self.tmpfs += ((path, f"mode={mode:o}{owner},size={size}"),)
-            elif source.size_limit_bytes is not None:
-                self.limits += ((volume.name, path, source.size_limit_bytes),)
+            else:
+                self.local += (path,)
+                if source.size_limit_bytes is not None:
+                    self.limits += ((volume.name, path, source.size_limit_bytes),)
             self.sources[volume.name] = path
         elif isinstance(source, HostPathVolume):
             check_host_path(source)
@@ -207,6 +217,13 @@ class PodVolumes:
             except ClaimError as exc:
                 raise ValueError(str(exc)) from None
             self.held.append(fd)
+            group = _fs_group(pod)
+            if group is not None:
+                from podvisor.supervisor.pod.claims import give_to_group
+
+                policy = pod.spec.all_containers[0].security_context.fs_group_change_policy
+                mismatch = policy == "OnRootMismatch"
+                give_to_group(fd, group, read_only=source.read_only, on_root_mismatch=mismatch)
             self.sources[volume.name] = path
             if source.read_only:
                 self.read_only.add(volume.name)
@@ -252,6 +269,8 @@ class PodVolumes:
         self.read_only.add(volume.name)  # as Kubernetes mounts them, whatever readOnly says
         if not _holds_a_secret(volume):
             write_layout(path, entries)
+            if isinstance(volume.source, ConfigMapVolume):
+                self.local += (path,)
             return
         size = sum(len(f.data) for f in files) + 4096 * (len(entries) + 1)
         self.tmpfs += ((path, f"mode=755,size={size}"),)
@@ -289,7 +308,7 @@ def outgrown(volumes: PodVolumes) -> str | None:
 
     for name, path, limit in volumes.limits:
         if bytes_used(path) > limit:
-            return f'Usage of EmptyDir volume "{name}" exceeds the limit "{_quantity(limit)}".'
+            return f'Usage of EmptyDir volume "{name}" exceeds the limit "{quantity(limit)}".'
     return None
 
 
@@ -308,7 +327,7 @@ def memory_volume_size(pod: Pod, size_limit: int | None) -> int:
     return size
 
 
-def _quantity(count: int) -> str:
+def quantity(count: int) -> str:
     """*count* bytes as Kubernetes writes a quantity: 64Mi, 1Gi, 1500."""
     for suffix, size in (("Ei", 1 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30),
                          ("Mi", 1 << 20), ("Ki", 1 << 10)):  # fmt: skip

@@ -330,10 +330,17 @@ status:
     assert ignored[1].reason == "scheduling: the pod runs on this machine"
 
 
-def test_ephemeral_storage_is_ignored() -> None:
-    text = pod_yaml("resources:\n  limits: {memory: 64Mi, ephemeral-storage: 1Gi}\n")
-    [ignored] = load("pod.yaml", text).ignored
-    assert ignored.path == "spec.containers[0].resources.limits[ephemeral-storage]"
+def test_an_ephemeral_storage_limit_is_read_and_its_request_ignored() -> None:
+    text = pod_yaml(
+        "resources:\n  limits: {memory: 64Mi, ephemeral-storage: 1Gi}\n"
+        "  requests: {ephemeral-storage: 1Mi}\n"
+    )
+    loaded = load("pod.yaml", text)
+    [ignored] = loaded.ignored
+    assert ignored.path == "spec.containers[0].resources.requests[ephemeral-storage]"
+    assert ignored.reason.startswith("scheduling")
+    [c] = loaded.pod.spec.containers
+    assert c.resources.ephemeral_storage_limit_bytes == 1 << 30
 
 
 # --- podvisor.io/ settings -------------------------------------------------------------------

@@ -8,12 +8,15 @@ running pod uses it. The claims live in a folder of the test's own
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from podvisor.supervisor.pod.claims import give_to_group
 from tests.faults.pods import Supervisor, podvisor_command
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import manifest, run_pod, sh
@@ -151,3 +154,61 @@ def test_a_read_write_once_pod_claim_is_one_pods_at_a_time(
     # Once its pod has ended, the claim is the next pod's.
     after = run_pod(run_dir, "vol-claim-after", pod_with_claim(image, "echo ran"), objects=only_one)
     assert (after.status, after.lines) == (0, {"main": ["ran"]}), after.stderr
+
+
+def test_a_claim_is_the_pods_fs_group_and_the_next_user_of_that_group_writes_it(
+    run_dir: Path, load_image: LoadImage, claims: Path, tmp_path: Path
+) -> None:
+    """The kubelet's ownership management: files of the claim take the fsGroup, group rw,
+    and a later pod of another user with that fsGroup writes them; links are left as they
+    are, and what they point to outside the claim never changes."""
+    image = load_image("test/busybox:1", BUSYBOX)
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    (outside / "file").write_text("host's\n")
+    os.chmod(outside / "file", 0o600)
+
+    def pod(user: int, script: str) -> str:
+        context = f"{{runAsUser: {user}, runAsGroup: {user}, fsGroup: 2000}}"
+        return pod_with_claim(image, script) + f"securityContext: {context}\n"
+
+    links = f"ln -s {outside} /var/lib/app/dir-link; ln -s {outside}/file /var/lib/app/link"
+    first = pod(1000, f"mkdir /var/lib/app/sub; echo one > /var/lib/app/sub/f; {links}; echo ok")
+    ran = run_pod(run_dir, "vol-claim-group-1", first, objects=CLAIM)
+    assert (ran.status, ran.lines) == (0, {"main": ["ok"]}), ran.stderr
+    folder = claims / "default" / "data"
+    made = (folder / "sub" / "f").stat()
+    assert (made.st_uid, made.st_gid) == (1000, 2000)  # setgid passed the group on
+    assert stat.S_IMODE(folder.stat().st_mode) & 0o2070 == 0o2070
+    second = pod(1001, "echo two >> /var/lib/app/sub/f && cat /var/lib/app/sub/f")
+    ran = run_pod(run_dir, "vol-claim-group-2", second, objects=CLAIM)
+    assert (ran.status, ran.lines) == (0, {"main": ["one", "two"]}), ran.stderr
+    assert stat.S_IMODE((folder / "sub" / "f").stat().st_mode) & 0o060 == 0o060
+    assert (folder / "link").lstat().st_gid == 2000  # the link itself
+    for path in (outside, outside / "file"):
+        st = path.stat()
+        assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0o600 if path.is_file() else 0o700)
+
+
+def test_on_root_mismatch_walks_a_claim_only_while_its_folder_is_not_the_groups(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "claim"
+    folder.mkdir(mode=0o755)
+    (folder / "old").write_text("x")
+    os.chmod(folder / "old", 0o600)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        give_to_group(fd, 2000, on_root_mismatch=True)  # the folder is not the group's: walked
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o2775
+        assert (folder / "old").stat().st_gid == 2000
+        os.chown(folder / "old", -1, 0)
+        os.chmod(folder / "old", 0o600)
+        give_to_group(fd, 2000, on_root_mismatch=True)  # the folder is: nothing changes
+        kept = (folder / "old").stat()
+        assert (kept.st_gid, stat.S_IMODE(kept.st_mode)) == (0, 0o600)
+        give_to_group(fd, 2000, read_only=True)  # Always: every file, read-only bits
+        old = (folder / "old").stat()
+        assert (old.st_gid, stat.S_IMODE(old.st_mode)) == (2000, 0o640)
+    finally:
+        os.close(fd)

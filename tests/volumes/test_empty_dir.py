@@ -295,3 +295,84 @@ def test_an_empty_dir_on_disk_past_its_size_limit_evicts_the_pod(
     assert ran.stderr.splitlines()[-1].startswith(
         f"podvisor | pod Failed (exit 137): evicted: {said}"
     )
+
+
+def test_a_container_past_its_ephemeral_storage_limit_evicts_the_pod(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    """Its writable layer counts: 5 MB written into / outgrow a limit of 1Mi. The pod's
+    total (the sum of its containers' limits, 1Mi) is checked first, as the kubelet
+    checks it."""
+    image = load_image("test/busybox:1", BUSYBOX)
+    fill = "busybox dd if=/dev/zero of=/big bs=1024 count=5120 2>/dev/null; echo full"
+    ran = run_pod(
+        run_dir,
+        "vol-storage-evicted",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(fill + "; sleep 60")}
+            resources: {{limits: {{ephemeral-storage: 1Mi}}}}
+        """,
+    )
+    said = "Pod ephemeral local storage usage exceeds the total limit of containers 1Mi."
+    assert ran.status == 137, ran.stderr
+    assert ran.of("main") == ["full"]
+    assert f"podvisor | Warning Evicted pod/vol-storage-evicted: {said}" in ran.stderr
+    assert ran.stderr.splitlines()[-1].startswith(
+        f"podvisor | pod Failed (exit 137): evicted: {said}"
+    )
+
+
+def test_a_container_past_its_own_limit_within_the_pods_total_evicts_the_pod(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    """2 MB in one container's root: past its own 1Mi, within the pod's 9Mi; the other
+    container, with 8Mi, holds less than its limit and is not the one named."""
+    image = load_image("test/busybox:1", BUSYBOX)
+    fill = "busybox dd if=/dev/zero of=/big bs=1024 count=2048 2>/dev/null; echo full"
+    ran = run_pod(
+        run_dir,
+        "vol-storage-own",
+        f"""
+        containers:
+          - name: small
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(fill + "; sleep 60")}
+            resources: {{limits: {{ephemeral-storage: 1Mi}}}}
+          - name: large
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(fill + "; sleep 60")}
+            resources: {{limits: {{ephemeral-storage: 8Mi}}}}
+        """,
+    )
+    said = 'Container small exceeded its local ephemeral storage limit "1Mi".'
+    assert ran.status == 137, ran.stderr
+    assert f"podvisor | Warning Evicted pod/vol-storage-own: {said}" in ran.stderr, ran.stderr
+
+
+def test_a_container_within_its_ephemeral_storage_limit_runs_on(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    """2 MB against 8Mi, kept past several measures: the container ends as it would."""
+    image = load_image("test/busybox:1", BUSYBOX)
+    fill = "busybox dd if=/dev/zero of=/big bs=1024 count=2048 2>/dev/null; echo full"
+    ran = run_pod(
+        run_dir,
+        "vol-storage-within",
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: {sh(fill + "; sleep 5; ls -s /big")}
+            resources: {{limits: {{ephemeral-storage: 8Mi}}}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    assert ran.of("main")[0] == "full"
+    assert "Evicted" not in ran.stderr
