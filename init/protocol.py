@@ -257,7 +257,8 @@ class Confinement:
     mounted afresh, read-only; /sys read-only; ``hidden`` covered by empty
     read-only directories; ``masked`` covered (a directory by an empty one, a
     file by /dev/null) and ``readonly`` made read-only, both under /proc and
-    /sys; with ``readonly_root`` every other mount read-only but /dev. Then
+    /sys; with ``readonly_root`` every other mount read-only but /dev (on
+    the host's files; on an image, `Rootfs.readonly` instead). Then
     the identity (supplementary groups, gid, uid), the capability set, no_new_privs,
     and last the seccomp filter.
     """

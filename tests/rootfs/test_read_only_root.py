@@ -1,8 +1,8 @@
 """readOnlyRootFilesystem on an image's root: the root read-only, the rest as Kubernetes has it.
 
 As with runc under containerd, only the container's root becomes read-only:
-its volumes stay as their own ``readOnly`` says, and /dev and /dev/shm stay
-writable. There is no writable /tmp: a program that needs one mounts a volume.
+its volumes stay as their own ``readOnly`` says, and /dev, /dev/shm and the
+pod's /etc/hosts (bound, as the kubelet binds it) stay writable. There is no writable /tmp: a program that needs one mounts a volume.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from tests.security.conftest import manifest, run_pod
 WRITES = (
     "pwd; for d in / /etc /tmp /data /dev /dev/shm; do"
     ' if err=$(touch "$d/probe" 2>&1); then echo "$d rw"; else echo "$d ${err##*: }"; fi;'
-    " done"
+    " done;"
+    ' if echo >> /etc/hosts; then echo "/etc/hosts rw"; fi'
 )
 
 
@@ -56,6 +57,7 @@ def test_the_root_is_read_only_and_volumes_dev_and_shm_are_not(
         "/data rw",
         "/dev rw",
         "/dev/shm rw",
+        "/etc/hosts rw",
     ]
 
 
@@ -75,7 +77,15 @@ def test_without_it_the_root_is_the_containers_to_write(
         """,
     )
     assert ran.status == 0, ran.stderr
-    assert ran.of("main") == ["/", "/ rw", "/etc rw", "/tmp rw", "/dev rw", "/dev/shm rw"]
+    assert ran.of("main") == [
+        "/",
+        "/ rw",
+        "/etc rw",
+        "/tmp rw",
+        "/dev rw",
+        "/dev/shm rw",
+        "/etc/hosts rw",
+    ]
 
 
 def test_check_says_what_is_read_only_on_an_image_and_in_host_mode(
