@@ -11,9 +11,10 @@ identity last:
    cgroup namespace rooted at the cgroup the child has just joined, so that it
    sees its own cgroup as / and cannot name one outside it. /sys becomes a
    fresh read-only sysfs, and each cgroup file system is mounted afresh under
-   it, read-only, showing the namespace's root. podvisor's own state
-   (``hidden``: its control sockets, the pods' network namespace files) is
-   covered by empty read-only directories.
+   it, read-only, showing the namespace's root. Once the container's
+   volumes are bound, `hide_state` covers podvisor's own state (``hidden``:
+   its control sockets, the pods' network namespace files, the image store,
+   the claims, the logs) by empty read-only directories.
 2. `apply_masks`: once /proc shows the right PID namespace (a container init
    mounts its own, after this process's fork), the masked paths are covered
    and the read-only ones bound read-only, as the OCI runtimes' defaults do.
@@ -125,10 +126,20 @@ def enter(c: protocol.Confinement) -> None:
     cgroups = [m for m in before if m.fstype in ("cgroup", "cgroup2")]
     fresh_sys = c.sys_readonly and _fresh_sysfs(before)
     _cgroup_mounts(cgroups, readonly=c.sys_readonly, on_fresh_sys=fresh_sys)
-    for path in c.hidden:
-        _hide(path, [e for e in c.exposed if _under(e, path)])
     if c.readonly_root:
         _readonly_everywhere_but(_WRITABLE_UNDER_READONLY_ROOT)
+
+
+def hide_state(c: protocol.Confinement) -> None:
+    """Cover podvisor's state (``hidden``), keeping only ``exposed`` within it.
+
+    After `enter` and after the container's volumes are bound: an emptyDir or
+    a claim comes from a folder that is covered here.
+    """
+    if not c.mounts:
+        return
+    for path in c.hidden:
+        _hide(path, [e for e in c.exposed if _under(e, path)])
 
 
 def _fresh_sysfs(before: list[Mount]) -> bool:

@@ -657,7 +657,7 @@ def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], 
             confinement.enter(confine)
             if spec.rootfs is not None:
                 rootfs.enter(spec.rootfs, spec.mounts, copies, console=terminal)
-            elif spec.mounts:
+            else:
                 _mount_volumes(spec.mounts, confine, spec.cwd, copies)
             if spec.pidns:
                 _own_proc(required=True, has_namespace=confine.mounts)
@@ -710,10 +710,23 @@ def _mount_volumes(
     cwd: str | None,
     copies: list[int | None],
 ) -> None:
-    """On the host's files: the volumes over their paths, in the mount namespace just made.
+    """On the host's files: the volumes over their paths, in the mount namespace just made,
+    then podvisor's state covered (the volumes' sources lie in it: emptyDirs, claims).
 
-    The working directory is entered again afterwards: it may be in a volume.
+    The working directory is entered again afterwards: it may be in a volume, or covered.
     """
+    if mounts:
+        _attach_volumes(mounts, confine, copies)
+    confinement.hide_state(confine)
+    if cwd:
+        os.chdir(cwd)
+
+
+def _attach_volumes(
+    mounts: tuple[protocol.Mount, ...],
+    confine: protocol.Confinement,
+    copies: list[int | None],
+) -> None:
     if not confine.mounts:
         raise volumes.VolumeError(
             "volume",
@@ -722,8 +735,6 @@ def _mount_volumes(
             "(podvisor lacks CAP_SYS_ADMIN): run podvisor as root",
         )
     volumes.attach(mounts, volumes.open_sources(mounts, copies), make_targets=False)
-    if cwd:
-        os.chdir(cwd)
 
 
 def _set_identity(uid: int | None, gid: int | None) -> None:

@@ -27,7 +27,7 @@ from podvisor.supervisor.control import paths
 from podvisor.supervisor.manifest.capabilities import capability_set
 from podvisor.supervisor.manifest.model import SecurityContext
 from podvisor.supervisor.network import records
-from podvisor.supervisor.pod import sandbox
+from podvisor.supervisor.pod import claims, logfiles, rootfs, sandbox
 
 #: Covered: kernel memory, keys, timers and firmware tables a container has no use for.
 MASKED_PATHS = (
@@ -51,16 +51,21 @@ def _may_mount() -> bool:
 
 
 def hidden_paths() -> tuple[str, ...]:
-    """podvisor's state, which no container may reach: sockets, records, network namespaces.
+    """podvisor's state, which no container may reach: sockets, records, network namespaces,
+    and every pod's files: the image store (emptyDirs and upper directories), the claims,
+    the logs.
 
     The control sockets' folder (which PODVISOR_RUN_DIR moves) and the
-    records' (the pods' network records and NOTIFY_SOCKETs) may differ.
+    records' (the pods' network records and NOTIFY_SOCKETs) may differ. The
+    container's own emptyDirs and claims are bound before these are covered.
     """
     found = [str(paths.run_dir()), str(records.RUN_DIR), "/run/netns"]
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         found.append(f"{runtime}/podvisor")
     found += sorted(str(p) for p in Path("/run/user").glob("*/podvisor"))
+    stores = (rootfs.default_store_root(), claims.default_root(), str(logfiles.log_root()))
+    found += [os.path.abspath(p) for p in stores if os.path.isdir(p)]
     return tuple(dict.fromkeys(found))
 
 

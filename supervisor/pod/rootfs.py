@@ -70,7 +70,7 @@ class PodRoots:
         if not wanted:
             if not _needs_directory(pod):
                 return cls(None, {}, "")
-            roots = cls(None, {}, os.path.join(_store_root(), CONTAINERS, pod.uid))
+            roots = cls(None, {}, os.path.join(default_store_root(), CONTAINERS, pod.uid))
             roots._own_directory()
             return roots
         from podvisor.supervisor.images import ImageStore, PullPolicy
@@ -272,7 +272,7 @@ class LayerUsage:
 
 def writable_layer(pod_uid: str, container: str, store_root: str | None = None) -> str | None:
     """The upper directory of *container*'s current instance, or None (host mode, not started)."""
-    base = os.path.join(store_root or _store_root(), CONTAINERS, pod_uid, container)
+    base = os.path.join(store_root or default_store_root(), CONTAINERS, pod_uid, container)
     try:
         numbers = [int(n) for n in os.listdir(base) if n.isdigit()]
     except OSError:
@@ -297,7 +297,7 @@ def layer_usage(upper: str) -> LayerUsage | None:
 
 def remove_stale(store_root: str | None = None) -> list[str]:
     """Remove the pod directories of supervisors that died; what was removed."""
-    top = os.path.join(store_root or _store_root(), CONTAINERS)
+    top = os.path.join(store_root or default_store_root(), CONTAINERS)
     try:
         names = sorted(os.listdir(top))
     except OSError:
@@ -311,7 +311,7 @@ def remove_stale(store_root: str | None = None) -> list[str]:
     return removed
 
 
-def _store_root() -> str:
+def default_store_root() -> str:
     """`images.default_root()`, without importing the store (and its shutil) into every
     supervisor: a pod in host mode only looks for what a killed supervisor left."""
     return os.environ.get("PODVISOR_IMAGE_STORE") or "/var/lib/podvisor/images"

@@ -7,6 +7,7 @@ root (the default): it must fail, and the host must be as it was.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +174,42 @@ def test_the_notify_socket_is_the_pods_containers_alone(run_dir: Path) -> None:
     )
     assert ran.status == 0, ran.stderr
     assert ran.of("c") == ["sent"], ran.stderr
+
+
+def test_every_pods_files_are_out_of_reach_in_host_mode(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image store (every pod's emptyDirs and upper directories), the claims and the
+    logs are covered, as the control sockets are; the container's own emptyDir, which
+    comes from the store, still works."""
+    state = Path(tempfile.mkdtemp(prefix="sectest-state-", dir="/tmp"))
+    try:
+        for folder, variable in (
+            ("store", "PODVISOR_IMAGE_STORE"),
+            ("claims", "PODVISOR_VOLUMES"),
+            ("logs", "PODVISOR_LOG_DIR"),
+        ):
+            (state / folder / "another-pods").mkdir(parents=True)
+            monkeypatch.setenv(variable, str(state / folder))
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        script = (
+            f"ls -A {state}/store {state}/claims {state}/logs | grep -v -e : -e '^$' ; "
+            f"echo kept > {mine}/f && cat {mine}/f"
+        )
+        ran = run_pod(
+            run_dir,
+            "esc-state",
+            f"""
+            containers:
+            - name: c
+              command: {sh(script)}
+              volumeMounts: [{{name: own, mountPath: {mine}}}]
+            volumes: [{{name: own, emptyDir: {{}}}}]
+            """,
+        )
+        assert ran.status == 0, ran.stderr
+        assert ran.of("c") == ["kept"], ran.stderr
+        assert not list(mine.iterdir())  # the emptyDir was bound over it, in the container only
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
