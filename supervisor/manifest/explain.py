@@ -443,17 +443,14 @@ def _local_storage(c: Container, pod: Pod) -> str:
     from podvisor.supervisor.manifest.rootfs import on_image
 
     limit = c.resources.ephemeral_storage_limit_bytes or 0
-    what = (
-        "its writable layer and its log files"
-        if on_image(pod, c)
-        else ("its log files only (on the host's files it has no writable layer of its own)")
-    )
+    if on_image(pod, c):
+        what = "its writable layer and its log files"
+    else:
+        what = "its log files only, as on the host's files it has no writable layer of its own"
     total = _bytes(pod.spec.ephemeral_storage_limit_bytes)
     if c.kind is not ContainerKind.MAIN:
         return f"limit {_bytes(limit)}, counted in the pod's total of {total} only: {what}"
-    return (
-        f"limit {_bytes(limit)} ({what}), the pod's total {total}: the pod is evicted past either"
-    )
+    return f"limit {_bytes(limit)} on {what}; the pod's total {total}: evicted past either"
 
 
 def _cpu(millicores: int | None) -> str:

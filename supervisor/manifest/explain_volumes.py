@@ -179,7 +179,17 @@ def _local_text(
     shown = f" ({_bytes(size)})" if size else ""
     if claim is not None and "ReadWriteOncePod" in claim.access_modes:
         shown += ", ReadWriteOncePod: this pod's alone while it runs"
-    return f"claim {source.claim_name}{shown}" + (", read-only" if source.read_only else "")
+    if source.read_only:
+        shown += ", read-only"
+    sc = pod.spec.all_containers[0].security_context if pod.spec.all_containers else None
+    if sc is not None and sc.fs_group is not None:
+        when = (
+            "unless its folder is already"
+            if sc.fs_group_change_policy == "OnRootMismatch"
+            else "at each start"
+        )
+        shown += f", its files given to fsGroup {sc.fs_group} {when}"
+    return f"claim {source.claim_name}{shown}"
 
 
 def _bytes(count: int) -> str:

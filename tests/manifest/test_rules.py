@@ -596,3 +596,28 @@ def test_aliases_cannot_make_a_small_file_expensive() -> None:
     (problem,) = caught.value.problems  # refused whole, before any field is read
     assert "YAML aliases expand this document" in problem.message
     assert problem.line == 12  # l9: its one alias stands for the most nodes
+
+
+def test_check_says_what_an_ephemeral_storage_limit_and_a_claims_fs_group_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from podvisor.supervisor.manifest.explain import main
+
+    path = tmp_path / "pod.yaml"
+    spec = (
+        "securityContext: {fsGroup: 2000, fsGroupChangePolicy: OnRootMismatch}\n"
+        "volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]\n"
+    )
+    container = "resources: {limits: {ephemeral-storage: 2Mi}}\n"
+    claim = (
+        "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\n"
+        "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n"
+    )
+    path.write_text(pod_yaml(container, spec) + claim)
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "    ephemeral-storage: limit 2Mi on its log files only, as on the host's files it has "
+        "no writable layer of its own; the pod's total 2Mi: evicted past either"
+    ) in out.splitlines()
+    assert "claim data (1Gi), its files given to fsGroup 2000 unless its folder is already" in out
