@@ -52,6 +52,7 @@ from podvisor.supervisor.lifecycle.status import (
 from podvisor.supervisor.lifecycle.words import (
     DEADLINE_TIMER,
     LIVE,
+    MINIMUM_GRACE_SECONDS,
     STOP_TIMER,
     STOPPING,
     UP,
@@ -69,6 +70,7 @@ from podvisor.supervisor.lifecycle.words import (
 __all__ = [
     "DEADLINE_TIMER",
     "LIVE",
+    "MINIMUM_GRACE_SECONDS",
     "STOPPING",
     "STOP_TIMER",
     "UP",

@@ -32,8 +32,13 @@ Rule 2: an event that does not fit the container's step is stale and is
 Rule 3 (order): init entries (plain init containers and sidecars, i.e. init
     containers with restartPolicy Always) start one at a time, in manifest
     order: the next starts when a plain init container has exited 0, or when
-    a sidecar counts as started (rule 5). Then every main container starts at
-    once and the pod is Initialized for good.
+    a sidecar counts as started (rule 5). Then the pod is Initialized for
+    good and the main containers start in manifest order: the kubelet starts
+    them one by one, and a container's start returns only after its
+    postStart hook. So a main container with a postStart hook holds back the
+    ones after it until the hook has ended, well or not, or the container
+    could not start; the others go together (the runner spawns them in the
+    order of the effects, one after the other). A restart holds nobody back.
 Rule 4 (postStart): a started process with a postStart hook stays Waiting
     (ContainerCreating) until the hook finishes; a failed hook stops the
     container (rule 9), which then restarts by its policy (rule 7).
@@ -60,9 +65,14 @@ Rule 8 (back-off): restarts in a row wait `BackOffPolicy.delay` (0, 10, 20,
     ..., 300 s) in Waiting / CrashLoopBackOff; a run of `reset_after` seconds
     starts the count again. restartCount counts restarts that happened.
 Rule 9 (stopping one container): its probes stop, it is unready, its preStop
-    hook runs if it has one, then it gets its stop signal. A container
-    stopped on its own (rules 4, 6) is killed after its grace period; during
-    a pod stop the pod's single deadline applies instead (rule 12).
+    hook runs if it has one and the grace period is not 0, then it gets its
+    stop signal, also when the hook failed or ran out of time (it is cut
+    short when the grace period ends). It is killed when the grace period
+    ends, but never sooner than MINIMUM_GRACE_SECONDS after its stop signal:
+    the kubelet always leaves a program that long to stop (its
+    minimumGracePeriodInSeconds, after the preStop hook). A container
+    stopped on its own (rules 4, 6, 16) has its own grace period; during a
+    pod stop the pod's single deadline applies instead (rule 12).
 Rule 10 (termination): an exit makes the container Terminated: Completed
     (0), OOMKilled, or Error; exitCode is the code or 128+N for signal N. A
     start failure is Terminated with the runner's reason (ContainerCannotRun,
@@ -74,9 +84,14 @@ Rule 11 (the pod ends): on StopRequested, at activeDeadlineSeconds (reason
 Rule 12 (stop order): one deadline, now + terminationGracePeriodSeconds.
     Pending back-offs are cancelled and nothing new starts. Main and plain
     init containers stop at once; when none is left, sidecars stop one at a
-    time in reverse manifest order.
-Rule 13 (kill): at the deadline, or on StopRequested(immediate=True), every
-    container left is killed (KillContainer: the whole cgroup).
+    time in reverse manifest order. At the deadline whoever still waits for
+    its turn stops at once (rule 9: its stop signal, SIGKILL
+    MINIMUM_GRACE_SECONDS later); a container already stopping on its own is
+    held to the deadline too.
+Rule 13 (kill): on StopRequested(immediate=True) (podvisor's own force: a
+    second Ctrl-C, SIGQUIT, `podvisor stop --now`), on eviction and when the
+    init died, every container left is killed at once (KillContainer: the
+    whole cgroup), with no stop signal first.
 Rule 14 (init died): every container is killed and counted as killed by
     SIGKILL; the pod fails at once with reason InitDied.
 Rule 15 (result): when no container is left alive the pod finishes
@@ -143,6 +158,7 @@ from podvisor.supervisor.lifecycle.status import (
 from podvisor.supervisor.lifecycle.words import (
     DEADLINE_TIMER,
     LIVE,
+    MINIMUM_GRACE_SECONDS,
     STOP_TIMER,
     STOPPING,
     UP,
@@ -337,7 +353,7 @@ def _on_hook_finished(tx: _Tx, ev: HookFinished, now: float) -> None:
             cause = f"postStart hook failed: {ev.message}"
             _stop_one(tx, ev.name, now, cause, tx.pod.plan.grace_seconds)
     elif ev.hook is Hook.PRE_STOP and step is Step.PRE_STOP:
-        _signal(tx, ev.name)  # rule 9: a failed preStop still goes on to the signal
+        _signal(tx, ev.name, now)  # rule 9: a failed preStop still goes on to the signal
 
 
 def _on_probe_result(tx: _Tx, ev: ProbeResult, now: float) -> None:
@@ -394,7 +410,8 @@ def _on_exited(tx: _Tx, ev: Exited, now: float) -> None:
     code = 128 + ev.signal if ev.signal is not None else ev.exit_code or 0
     reason = Reason.COMPLETED if code == 0 else Reason.ERROR
     reason = Reason.OOM_KILLED if ev.oom_killed else reason
-    end = Termination(code, reason, ev.message or c.message, ev.signal, c.started_at, now)
+    killed = c.step is Step.KILLED
+    end = Termination(code, reason, ev.message or c.message, ev.signal, c.started_at, now, killed)
     _terminate(tx, ev.name, end, now)
 
 
@@ -421,6 +438,8 @@ def _terminate(tx: _Tx, name: str, end: Termination, now: float) -> None:
         started=False,
         pid=None,
         restart_requested=False,
+        grace_ends=None,
+        signalled_at=None,
     )
     if tx.pod.stopping or not (requested or _restarts(_policy(tx.pod.plan, spec), end.exit_code)):
         tx.move(name, Step.DONE)
@@ -479,7 +498,7 @@ def _restart(tx: _Tx, name: str, now: float) -> None:
     tx.set_timer(_timer("restart", name), now + delay)
 
 
-def _start(tx: _Tx, name: str) -> None:
+def _start(tx: _Tx, name: str) -> ContainerStatus:
     c = tx.get(name)
     if c.terminated is not None:  # a restart: the old instance's end becomes lastState
         tx.update(name, previous=c.terminated, terminated=None, restart_count=c.restart_count + 1)
@@ -493,25 +512,37 @@ def _start(tx: _Tx, name: str) -> None:
         notified_ready=False,
     )
     tx.emit(StartContainer(name))
+    return tx.get(name)
 
 
 def _stop_one(tx: _Tx, name: str, now: float, cause: str, grace: float | None) -> None:
     """Rule 9. `grace` is None during a pod stop: the pod's deadline applies."""
     _stop_probes(tx, name)
     tx.cancel_timer(_timer("watchdog", name))
-    tx.update(name, ready=False, message=cause or tx.get(name).message)
-    if grace is not None:
-        tx.set_timer(_timer("kill", name), now + grace)
-    if tx.spec(name).has_pre_stop:
+    ends = [now + grace] if grace is not None else []
+    if tx.pod.stop_deadline is not None:  # the pod stops: its deadline holds (rule 12)
+        ends.append(tx.pod.stop_deadline)
+    c = tx.update(name, ready=False, message=cause or tx.get(name).message, grace_ends=min(ends))
+    if tx.spec(name).has_pre_stop and c.grace_ends is not None and c.grace_ends > now:
+        tx.set_timer(_timer("kill", name), c.grace_ends)  # where the hook is cut short
         tx.move(name, Step.PRE_STOP)
         tx.emit(RunHook(name, Hook.PRE_STOP))
     else:
-        _signal(tx, name)
+        _signal(tx, name, now)
 
 
-def _signal(tx: _Tx, name: str) -> None:
-    tx.move(name, Step.SIGNALLED)
+def _signal(tx: _Tx, name: str, now: float) -> None:
+    """Rule 9: the stop signal; SIGKILL at the end of the grace period, not sooner
+    than the kubelet's minimum after the signal."""
+    c = tx.move(name, Step.SIGNALLED, signalled_at=now)
     tx.emit(SignalContainer(name, tx.spec(name).stop_signal))
+    tx.set_timer(_timer("kill", name), _kill_time(c))
+
+
+def _kill_time(c: ContainerStatus) -> float:
+    assert c.grace_ends is not None
+    assert c.signalled_at is not None
+    return max(c.grace_ends, c.signalled_at + MINIMUM_GRACE_SECONDS)
 
 
 def _kill(tx: _Tx, name: str) -> None:
@@ -525,7 +556,7 @@ def _on_timer(tx: _Tx, ev: TimerFired, now: float) -> None:
     if not tx.fired(ev.key):
         return  # rule 2
     if ev.key == STOP_TIMER:
-        tx.pod = replace(tx.pod, killing=True)  # rule 13
+        tx.pod = replace(tx.pod, grace_over=True)  # rule 12: _stop_waves stops everyone left
         return
     if ev.key == DEADLINE_TIMER:
         message = "Pod was active on the node longer than the specified deadline"
@@ -535,7 +566,9 @@ def _on_timer(tx: _Tx, ev: TimerFired, now: float) -> None:
     step = tx.get(name).step
     if kind == "restart" and step is Step.BACK_OFF:
         _start(tx, name)  # rule 8
-    elif kind == "kill" and step in (Step.PRE_STOP, Step.SIGNALLED):
+    elif kind == "kill" and step is Step.PRE_STOP:
+        _signal(tx, name, now)  # rule 9: the hook ran out of time; the signal still goes
+    elif kind == "kill" and step is Step.SIGNALLED:
         _kill(tx, name)  # rule 9
     elif kind == "watchdog" and step in UP:  # rule 6
         grace = _grace(tx, tx.spec(name).liveness_probe)
@@ -608,6 +641,8 @@ def _begin_stop(
     tx.set_timer(STOP_TIMER, deadline)
     tx.cancel_timer(DEADLINE_TIMER)
     for c in tx.pod.containers:
+        if c.step in STOPPING and c.grace_ends is not None and c.grace_ends > deadline:
+            _hold_to(tx, c.name, deadline)  # rule 12
         if c.step is Step.BACK_OFF:  # what it waited after is its end for good
             assert c.terminated is not None
             tx.cancel_timer(_timer("restart", c.name))
@@ -616,11 +651,21 @@ def _begin_stop(
             tx.move(c.name, Step.DONE, started_at=end.started_at, **ended)
 
 
+def _hold_to(tx: _Tx, name: str, deadline: float) -> None:
+    """Rule 12: a container stopping on its own with a longer grace period gets the pod's."""
+    c = tx.update(name, grace_ends=deadline)
+    if c.step is Step.PRE_STOP:
+        tx.set_timer(_timer("kill", name), deadline)
+    elif c.step is Step.SIGNALLED:
+        tx.set_timer(_timer("kill", name), _kill_time(c))
+
+
 # --- The pod-level rules, run after every event ------------------------------------------------
 
 
 def _reconcile(tx: _Tx, now: float) -> None:
     _advance_init(tx)
+    _advance_mains(tx)
     _end_when_done(tx, now)
     if tx.pod.stopping:
         if tx.pod.killing:
@@ -651,9 +696,23 @@ def _advance_init(tx: _Tx) -> None:
             _start(tx, c.name)
         return
     tx.pod = replace(tx.pod, gate=gate, initialized=True)
+
+
+def _advance_mains(tx: _Tx) -> None:
+    """Rule 3: main containers start in order; a postStart hook holds back the ones after it."""
+    if not tx.pod.initialized or tx.pod.stopping:
+        return
     for c in tx.pod.containers:
         if c.kind is ContainerKind.MAIN:
-            _start(tx, c.name)
+            started = _start(tx, c.name) if c.step is Step.PENDING else c
+            if _holds_back(tx, started):
+                return
+
+
+def _holds_back(tx: _Tx, c: ContainerStatus) -> bool:
+    """Whether *c*'s first start has a postStart hook that has not ended yet."""
+    first = c.restart_count == 0
+    return first and tx.spec(c.name).has_post_start and c.step in (Step.CREATING, Step.POST_START)
 
 
 def _end_when_done(tx: _Tx, now: float) -> None:
@@ -671,13 +730,15 @@ def _stop_waves(tx: _Tx, now: float) -> None:
     for name in first:
         if tx.get(name).step in UP:
             _stop_one(tx, name, now, "", None)
-    if any(tx.get(name).step in LIVE for name in first):
+    waits = not tx.pod.grace_over  # past the deadline nobody waits for a turn
+    if waits and any(tx.get(name).step in LIVE for name in first):
         return
     for c in reversed(tx.pod.containers):
         if c.kind is ContainerKind.SIDECAR and c.step in LIVE:
             if c.step in UP:
                 _stop_one(tx, c.name, now, "", None)
-            return  # this one first: wait for it to exit
+            if waits:
+                return  # this one first: wait for it to exit
 
 
 def _finish(tx: _Tx) -> None:

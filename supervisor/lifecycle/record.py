@@ -224,7 +224,7 @@ def _how(c: ContainerStatus, state: PodState, stop_began: float | None) -> str:
     end = c.terminated
     assert end is not None
     if stop_began is not None and end.finished_at >= stop_began and end.started_at is not None:
-        if end.signal == signals.SIGKILL and state.killing:
+        if end.signal == signals.SIGKILL and (end.killed or state.killing):
             return " (SIGKILL: still running when the grace period ended)"
         return " after " + _signal_name(state.plan.spec(c.name).stop_signal)
     if end.signal is not None:

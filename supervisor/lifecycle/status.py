@@ -27,6 +27,7 @@ class Termination:
     signal: int | None = None
     started_at: float | None = None
     finished_at: float = 0.0
+    killed: bool = False  # podvisor sent SIGKILL: its grace period ended, or the pod was killed
 
 
 @frozen
@@ -48,6 +49,8 @@ class ContainerStatus:
     notified_ready: bool = False  # READY=1 came (perhaps while postStart ran)
     restarts_in_a_row: int = 0  # for the back-off (rule 8)
     restart_requested: bool = False  # start again once it has exited (rule 16)
+    grace_ends: float | None = None  # while it stops: when its grace period ends (rule 9)
+    signalled_at: float | None = None  # while it stops: when its stop signal went (rule 9)
     probing: frozenset[ProbeKind] = frozenset()
     streaks: Mapping[ProbeKind, int] = field(default_factory=dict)  # >0 successes, <0 failures
 
@@ -88,6 +91,7 @@ class PodState:
     gate: int = 0  # how many init entries have let the next one start
     stopping: bool = False
     killing: bool = False
+    grace_over: bool = False  # the pod's deadline passed: whoever waits for its turn stops now
     stop_signal: int = 15
     stop_requested: bool = False  # StopRequested came (not the pod's own end)
     status_from_signal: bool = False

@@ -81,4 +81,7 @@ LIVE = frozenset({Step.CREATING, Step.POST_START, Step.STARTING, Step.RUNNING}) 
 UP = frozenset({Step.POST_START, Step.STARTING, Step.RUNNING})
 
 STOP_TIMER = "stop"  # the pod's one deadline (rule 12)
+#: Kubernetes' minimumGracePeriodInSeconds: the kubelet leaves every container at
+#: least this long between its stop signal and SIGKILL (rule 9).
+MINIMUM_GRACE_SECONDS = 2.0
 DEADLINE_TIMER = "active-deadline"  # activeDeadlineSeconds (rule 11)

@@ -220,8 +220,9 @@ def _plan_lines(loaded: LoadedPod, images: Mapping[str, ImageLine]) -> Iterator[
         yield f"  backoffLimit: {spec.backoff_limit} (restarts of failed containers in all)"
     yield from _pod_settings(pod)
     yield "  start order:"
-    for n, c in enumerate(spec.all_containers, 1):
-        yield f"    {n}. {c.kind:<8} {c.name}{_gate(c)}"
+    everyone = spec.all_containers
+    for n, c in enumerate(everyone, 1):
+        yield f"    {n}. {c.kind:<8} {c.name}{_gate(c) if n < len(everyone) else ''}"
     yield from config_lines(pod)
     yield from volume_lines(loaded)
     for c in spec.all_containers:
@@ -244,16 +245,18 @@ def _gate(c: Container) -> str:
     """What the next container in the start order waits for."""
     if c.kind is ContainerKind.INIT:
         return "  (the next waits for it to exit 0)"
+    # As the kubelet's start of a container returns only after its postStart hook.
+    hook = "its postStart hook, then " if c.lifecycle.post_start is not None else ""
     fd = c.settings.notification_fd
     if c.kind is ContainerKind.SIDECAR and c.startup_probe is not None and fd is not None:
-        return f"  (the next waits for its startupProbe or its readiness line on fd {fd})"
+        return f"  (the next waits for {hook}its startupProbe or its readiness line on fd {fd})"
     if c.kind is ContainerKind.SIDECAR and c.startup_probe is not None:
-        return "  (the next waits for its startupProbe)"
+        return f"  (the next waits for {hook}its startupProbe)"
     if c.kind is ContainerKind.SIDECAR and fd is not None:
-        return f"  (the next waits for its readiness line on fd {fd}: notification-fd)"
-    if c.kind is ContainerKind.SIDECAR:
-        return "  (the next starts right after it)"
-    return ""
+        return f"  (the next waits for {hook}its readiness line on fd {fd}: notification-fd)"
+    if hook or c.kind is ContainerKind.MAIN:
+        return "  (the next waits for its postStart hook)" if hook else ""
+    return "  (the next starts right after it)"
 
 
 def _dns_lines(spec: PodSpec) -> Iterator[str]:
@@ -341,8 +344,27 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
     for which, hook in (("postStart", c.lifecycle.post_start), ("preStop", c.lifecycle.pre_stop)):
         if hook is not None:
             yield f"    {which}: {_handler(hook, ports)}"
-    yield f"    stop: {_signal_name(c.settings.stop_signal)}, then SIGKILL after {grace}s"
+    yield f"    stop: {_stop(c, grace)}"
     yield from _container_extras(c, pod)
+
+
+def _stop(c: Container, grace: int) -> str:
+    """How the container is stopped: the kubelet's killContainer, with its 2 s minimum."""
+    from podvisor.supervisor.lifecycle import MINIMUM_GRACE_SECONDS
+
+    sig, least = _signal_name(c.settings.stop_signal), f"{MINIMUM_GRACE_SECONDS:g}s"
+    if c.lifecycle.pre_stop is not None and grace > 0:
+        return (
+            f"preStop, then {sig}; SIGKILL {grace}s after the stop began, "
+            f"{least} after {sig} at the earliest"
+        )
+    if grace < MINIMUM_GRACE_SECONDS:
+        skipped = "; no time for preStop" if c.lifecycle.pre_stop is not None else ""
+        return (
+            f"{sig}, then SIGKILL after {least} (the kubelet's minimum, above "
+            f"terminationGracePeriodSeconds {grace}{skipped})"
+        )
+    return f"{sig}, then SIGKILL after {grace}s"
 
 
 def _command(argv: tuple[str, ...]) -> Iterator[str]:

@@ -41,6 +41,74 @@ def test_init_containers_run_one_at_a_time_then_mains_together() -> None:
     assert finished == lc.PodFinished(0, lc.PodPhase.SUCCEEDED)
 
 
+# --- Main containers: one by one, as the kubelet's pod sync starts them ------------------
+
+
+def test_a_post_start_hook_holds_back_the_next_main_container() -> None:
+    plan = pod(main("a", has_post_start=True), main("b"), main("c"))
+    sim = Sim(plan, {"a": Behaviour(hook_takes=3)})
+    sim.run(until=2)
+    waiting = sim.state.container("b")
+    sim.run(until=10)
+
+    assert starts(sim) == {"a": [0], "b": [3], "c": [3]}
+    assert (waiting.state, waiting.reason) == (lc.State.WAITING, lc.Reason.POD_INITIALIZING)
+
+
+def test_each_post_start_hook_holds_back_the_ones_after_it() -> None:
+    plan = pod(main("a", has_post_start=True), main("b", has_post_start=True), main("c"))
+    sim = Sim(plan, {"a": Behaviour(hook_takes=3), "b": Behaviour(hook_takes=4)})
+    sim.run(until=10)
+    assert starts(sim) == {"a": [0], "b": [3], "c": [7]}
+
+
+def test_main_containers_without_post_start_start_together() -> None:
+    sim = Sim(pod(main("a"), main("b", has_post_start=True), main("c")))
+    sim.run(until=0)
+    assert sim.of(lc.StartContainer)[:2] == [lc.StartContainer("a"), lc.StartContainer("b")]
+    assert starts(sim) == {"a": [0], "b": [0], "c": [0]}  # b's hook took no time
+
+
+def test_a_failed_post_start_lets_the_next_one_go_and_restarts_by_policy() -> None:
+    plan = pod(main("a", has_post_start=True), main("b"))
+    sim = Sim(plan, {"a": [Behaviour(hook_takes=2, post_start_ok=False), Behaviour()]})
+    sim.run(until=10)
+
+    assert starts(sim) == {"a": [0, 2], "b": [2]}
+    assert sim.state.container("a").restart_count == 1
+
+
+def test_a_container_that_cannot_start_lets_the_next_one_go() -> None:
+    plan = pod(main("a", has_post_start=True), main("b"), restart_policy=NEVER)
+    sim = Sim(plan, {"a": Behaviour(cannot_run=127)})
+    sim.run(until=10)
+    assert starts(sim) == {"a": [0], "b": [0]}
+    assert sim.times(lc.RunHook, "a") == []
+
+
+def test_a_restart_during_post_start_holds_nobody_back() -> None:
+    plan = pod(main("a", has_post_start=True), main("b"))
+    # The first instance dies while its hook runs; the next one's hook never ends.
+    sim = Sim(plan, {"a": [Behaviour(runs_for=1, hook_takes=5), Behaviour(hook_takes=1e6)]})
+    sim.run(until=10)
+    assert starts(sim) == {"a": [0, 1], "b": [1]}
+
+
+def test_main_containers_held_back_when_the_pod_stops_never_start() -> None:
+    plan = pod(main("a", has_post_start=True), main("b"))
+    sim = Sim(plan, {"a": Behaviour(hook_takes=100, stop_exit_code=0)})
+    sim.run(until=5)
+    sim.send(lc.StopRequested())
+    finished = sim.run_until_finished()
+
+    assert "b" not in starts(sim)
+    assert sim.state.container("b").state is lc.State.WAITING
+    assert finished == lc.PodFinished(0, lc.PodPhase.FAILED)  # a's code; b never ran
+
+
+# --- Init entries ----------------------------------------------------------------------
+
+
 def test_sidecars_interleave_and_gate_on_started() -> None:
     plan = pod(
         init("a"),

@@ -25,7 +25,7 @@ def running(policy: lc.RestartPolicy) -> lc.PodState:
 def test_a_running_container_is_stopped_then_started_whatever_the_policy() -> None:
     state = running(lc.RestartPolicy.NEVER)
     state, effects = lc.handle(state, restart("app"), 5.0)
-    assert effects == [lc.SetTimer("kill/app", 35.0), lc.SignalContainer("app", 15)]
+    assert effects == [lc.SignalContainer("app", 15), lc.SetTimer("kill/app", 35.0)]
     assert state.container("app").ready is False
     state, effects = lc.handle(state, lc.Exited("app", None, 15), 6.0)
     assert effects == [lc.CancelTimer("kill/app"), lc.StartContainer("app")]

@@ -64,14 +64,94 @@ def test_pre_stop_runs_first_and_its_time_counts_against_the_grace_period() -> N
     assert finished == lc.PodFinished(137, FAILED)
 
 
-def test_a_pre_stop_that_overruns_the_grace_period_is_cut_short() -> None:
+def test_a_pre_stop_that_overruns_the_grace_period_is_cut_short_and_the_signal_follows() -> None:
     plan = pod(main("app", has_pre_stop=True), grace_seconds=30)
-    sim = Sim(plan, {"app": Behaviour(hook_takes=100)})
+    sim = Sim(plan, {"app": Behaviour(hook_takes=100, ignores_stop=True)})
     stop_at(sim, 5)
     sim.run_until_finished()
-    assert sim.times(lc.SignalContainer, "app") == []
-    assert sim.times(lc.KillContainer, "app") == [35]
-    assert sim.first(lc.PodFinished) == 35
+    assert sim.times(lc.SignalContainer, "app") == [35]  # the program still gets SIGTERM
+    assert sim.times(lc.KillContainer, "app") == [37]  # and the kubelet's 2 s after it
+    assert sim.first(lc.PodFinished) == 37
+
+
+# --- The kubelet's 2 s between the stop signal and SIGKILL ------------------------------
+
+
+def test_grace_zero_still_sends_the_stop_signal_and_waits_two_seconds() -> None:
+    plan = pod(main("app"), grace_seconds=0)
+    sim = Sim(plan, {"app": Behaviour(stop_exit_code=0, stop_takes=1.5)})
+    stop_at(sim, 5)
+    finished = sim.run_until_finished()
+
+    assert sim.times(lc.SignalContainer, "app") == [5]
+    assert sim.times(lc.KillContainer, "app") == []
+    assert finished == lc.PodFinished(0, SUCCEEDED)  # its TERM trap ran
+
+
+def test_grace_zero_kills_two_seconds_after_the_stop_signal() -> None:
+    plan = pod(sidecar("s"), main("app"), grace_seconds=0)
+    sim = Sim(plan, {"app": Behaviour(ignores_stop=True), "s": Behaviour(ignores_stop=True)})
+    stop_at(sim, 5)
+    sim.run_until_finished()
+
+    # Past the deadline nobody waits for a turn: the sidecar gets its signal too.
+    assert sim.times(lc.SignalContainer, "app") == sim.times(lc.SignalContainer, "s") == [5]
+    assert sim.times(lc.KillContainer, "app") == sim.times(lc.KillContainer, "s") == [7]
+    assert sim.first(lc.PodFinished) == 7
+
+
+def test_grace_zero_leaves_no_time_for_a_pre_stop_hook() -> None:
+    plan = pod(main("app", has_pre_stop=True), grace_seconds=0)
+    sim = Sim(plan, {"app": Behaviour(hook_takes=1)})
+    stop_at(sim, 5)
+    sim.run_until_finished()
+    assert sim.times(lc.RunHook, "app") == []
+    assert sim.times(lc.SignalContainer, "app") == [5]
+
+
+def test_a_pre_stop_that_ends_late_still_leaves_two_seconds() -> None:
+    plan = pod(main("app", has_pre_stop=True), grace_seconds=30)
+    sim = Sim(plan, {"app": Behaviour(hook_takes=29.5, ignores_stop=True)})
+    stop_at(sim, 5)
+    sim.run_until_finished()
+    assert sim.times(lc.SignalContainer, "app") == [34.5]
+    assert sim.times(lc.KillContainer, "app") == [36.5]  # not at the deadline, 35
+
+
+def test_a_liveness_kill_whose_pre_stop_overruns_the_probes_grace_still_signals() -> None:
+    from .test_probes_hooks import LIVENESS, failing
+
+    probe = lc.ProbePlan(failure_threshold=1, termination_grace_seconds=2)
+    plan = pod(main(liveness_probe=probe, has_pre_stop=True), grace_seconds=30)
+    sick = Behaviour(probes={LIVENESS: failing((3, 1e9))}, hook_takes=10, ignores_stop=True)
+    sim = Sim(plan, {"app": [sick, Behaviour()]})
+    sim.run(until=20)
+
+    assert sim.times(lc.RunHook, "app") == [3]
+    assert sim.times(lc.SignalContainer, "app") == [5]
+    assert sim.times(lc.KillContainer, "app") == [7]
+
+
+def test_a_container_killed_at_the_end_of_its_grace_says_so() -> None:
+    sim = Sim(pod(main("app"), grace_seconds=0), {"app": Behaviour(ignores_stop=True)})
+    stop_at(sim, 5)
+    sim.run_until_finished()
+    assert "app exited 137 (SIGKILL: still running when the grace period ended)" in (
+        lc.last_words(sim.state)
+    )
+
+
+def test_a_container_already_stopping_on_its_own_is_held_to_the_pods_deadline() -> None:
+    from .test_probes_hooks import LIVENESS, failing
+
+    probe = lc.ProbePlan(failure_threshold=1, termination_grace_seconds=60)
+    plan = pod(main(liveness_probe=probe), grace_seconds=10)
+    sick = Behaviour(probes={LIVENESS: failing((3, 1e9))}, ignores_stop=True)
+    sim = Sim(plan, {"app": sick})
+    stop_at(sim, 4)  # its own grace period ends at 63, the pod's at 14
+    sim.run_until_finished()
+    assert sim.times(lc.SignalContainer, "app") == [3]
+    assert sim.times(lc.KillContainer, "app") == [14]
 
 
 def test_one_deadline_covers_mains_and_sidecars() -> None:
@@ -81,8 +161,9 @@ def test_one_deadline_covers_mains_and_sidecars() -> None:
 
     assert sim.times(lc.SignalContainer, "s2") == [30]  # when the mains were gone
     assert sim.times(lc.KillContainer, "s2") == [40]  # the pod's deadline, not 30 + 30
-    assert sim.times(lc.SignalContainer, "s1") == []  # s2 first: it never got to s1
-    assert sim.times(lc.KillContainer, "s1") == [40]
+    # s2 first: s1's turn never came, so it gets its signal at the deadline
+    assert sim.times(lc.SignalContainer, "s1") == [40]
+    assert sim.times(lc.KillContainer, "s1") == []  # it died of it
     assert sim.first(lc.PodFinished) == 40
     assert sim.state.stop_deadline == 40
     assert finished.exit_status == 143
@@ -202,9 +283,13 @@ def test_a_container_that_starts_during_the_stop_is_stopped() -> None:
     state, effects = lc.handle(state, lc.StopRequested(), 1)
     assert effects == [lc.SetTimer("stop", 31)]  # no process to signal yet
     state, effects = lc.handle(state, lc.Started("app", pid=7), 2)
-    assert effects == [lc.SignalContainer("app", 3)]
+    assert effects == [lc.SignalContainer("app", 3), lc.SetTimer("kill/app", 31)]
     state, effects = lc.handle(state, lc.Exited("app", None, 3), 3)
-    assert effects == [lc.CancelTimer("stop"), lc.PodFinished(131, FAILED)]
+    assert effects == [
+        lc.CancelTimer("kill/app"),
+        lc.CancelTimer("stop"),
+        lc.PodFinished(131, FAILED),
+    ]
 
 
 def test_a_kill_sent_before_the_process_existed_is_sent_again() -> None:

@@ -50,7 +50,10 @@ def test_web_example_plan(capsys: pytest.CaptureFixture[str]) -> None:
         "container (grace 10s)" in lines
     )
     assert "    preStop: sleep 2s" in lines
-    assert "    stop: SIGINT, then SIGKILL after 10s" in lines
+    assert (
+        "    stop: preStop, then SIGINT; SIGKILL 10s after the stop began, 2s after SIGINT at the "
+        "earliest" in lines
+    )
     assert "    pids limit: 64" in lines
     assert "warnings:" not in out
 
@@ -174,6 +177,41 @@ spec:
         "    3. main     web",
     ]
     assert "  warnings:" not in lines
+
+
+def test_the_plan_says_a_post_start_hook_holds_back_the_next_and_the_2s_minimum(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: proxy
+    command: [sleep, infinity]
+    lifecycle:
+      postStart: {exec: {command: ["true"]}}
+      preStop: {exec: {command: ["true"]}}
+  - {name: web, command: [sleep, infinity]}
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("  start order:")
+    assert lines[start + 1 : start + 3] == [
+        "    1. main     proxy  (the next waits for its postStart hook)",
+        "    2. main     web",
+    ]
+    assert (
+        "    stop: SIGTERM, then SIGKILL after 2s (the kubelet's minimum, above "
+        "terminationGracePeriodSeconds 0; no time for preStop)" in lines
+    )
+    assert (
+        "    stop: SIGTERM, then SIGKILL after 2s (the kubelet's minimum, above "
+        "terminationGracePeriodSeconds 0)" in lines
+    )
 
 
 @pytest.mark.parametrize(
