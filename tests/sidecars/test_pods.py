@@ -501,8 +501,42 @@ async def test_a_pre_stop_hook_that_overruns_the_grace_period_is_cut(tmp_path: P
         await run.up("app")
         began = anyio.current_time()
         run.stop()
-        assert await run.finished() == 137  # killed at the deadline
+        assert await run.finished() == 0  # its SIGTERM handler ran: it exited 0
         assert anyio.current_time() - began >= 2.0
     t = Timeline(log)
     assert t.count("app", "pre-stop") == 1
-    assert t.count("app", "stop") == 0  # the hook used the whole grace period: no SIGTERM
+    # The hook used the whole grace period; the program still gets SIGTERM (and 2 s).
+    t.assert_order(("app", "pre-stop"), ("app", "stop"))
+
+
+async def test_grace_zero_still_sends_sigterm_and_the_program_handles_it(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    pod = manifest("grace-zero", [container("app", program(SERVICE, "app", log))], grace=0)
+    async with run_pod(pod) as run:
+        await run.up("app")
+        run.stop()
+        assert await run.finished() == 0  # not 137: SIGTERM came, and time to act on it
+        app = run.container("app")
+        assert (app.exit_code, app.signal) == (0, None)
+    assert Timeline(log).count("app", "stop") == 1
+
+
+async def test_a_post_start_hook_holds_back_the_next_container(tmp_path: Path) -> None:
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    os.mkfifo(gate)
+    hook = PRELUDE + f'record("post-start")\nopen({str(gate)!r}).read()\nrecord("post-started")\n'
+    lifecycle = {"postStart": {"exec": {"command": program(hook, "a", log)}}}
+    pod = manifest(
+        "post-start-order",
+        [
+            container("a", program(SERVICE, "a", log), lifecycle=lifecycle),
+            container("b", program(SERVICE, "b", log)),
+        ],
+    )
+    async with run_pod(pod) as run:
+        await run.until("a's hook runs", lambda: run.container("a").step is lc.Step.POST_START)
+        b = run.container("b")
+        assert (b.step, b.state, b.pid) == (lc.Step.PENDING, lc.State.WAITING, None)
+        await release(gate)
+        await run.up("b")
+    Timeline(log).assert_order(("a", "post-start"), ("a", "post-started"), ("b", "start"))
