@@ -226,7 +226,7 @@ def test_a_second_supervisor_cannot_take_a_running_pod(
 
 
 def test_memory_limit_turns_an_allocation_past_it_into_an_oom_kill(
-    pod: PodCgroup, processes: Processes
+    driver: CgroupDriver, pod: PodCgroup, processes: Processes
 ) -> None:
     container = pod.container("main")
     container.apply_limits(Limits(memory_bytes=64 * MiB))
@@ -236,8 +236,11 @@ def test_memory_limit_turns_an_allocation_past_it_into_an_oom_kill(
     )
     assert read_line(hog) == "ready"
     assert hog.wait(timeout=30) == -signal.SIGKILL
-    assert container.oom_kills() == 1
-    assert container.read().oom_kills == 1
+    # On v2 the kernel counts the victim once more as it kills the victim's group
+    # (memory.oom.group): 2 there for one process, as on a Kubernetes node.
+    kills = container.oom_kills()
+    assert kills in ((1,) if driver.versions["memory"] == 1 else (1, 2))
+    assert container.read().oom_kills == kills
 
 
 # A worker pool: the parent forks a worker, which waits for a line and then
