@@ -173,6 +173,8 @@ def _pod(report: Report, found: documents.Found, pod_security: str | None = None
         ),
     )
     _across_containers(report, pod_spec, parsed)
+    if settings.pod.network == "loopback":
+        _no_host_ports_on_loopback(report, parsed)
     return Pod(
         name=pod_name or "",
         namespace=namespace,
@@ -481,6 +483,21 @@ def _host_ports(report: Report, parsed: list[ParsedContainer]) -> None:
                     f"by container {seen[key]!r}",
                 )
             seen.setdefault(key, p.container.name)
+
+
+def _no_host_ports_on_loopback(report: Report, parsed: list[ParsedContainer]) -> None:
+    """A hostPort forwards to the pod's own address, as Kubernetes' DNAT does: the
+    loopback network has none but 127.0.0.1, where a server is the pod's alone."""
+    for p in parsed:
+        for port, (node, path) in zip(p.container.ports, p.port_nodes, strict=True):
+            if port.host_port:
+                report.error(
+                    node,
+                    child(path, "hostPort"),
+                    "needs the pod's own address to forward to, and the loopback network "
+                    "has none: use the bridge network (podvisor.io/network: bridge) or "
+                    "remove hostPort",
+                )
 
 
 def _pre_stop_time(report: Report, grace: int, p: ParsedContainer) -> None:

@@ -115,9 +115,11 @@ class PodNetwork:
     _record: PodRecord | None = field(default=None, repr=False)
 
     @property
-    def connect_host(self) -> str:
-        """The address that reaches the pod's servers from inside its namespace."""
-        return self.pod_ip if self.mode is NetworkMode.BRIDGE and self.pod_ip else "127.0.0.1"
+    def connect_host(self) -> str | None:
+        """The address a published port forwards to: the pod's own, as Kubernetes' hostPort
+        DNAT does; never 127.0.0.1, where a server the pod keeps to itself listens.
+        None on the loopback network, which has no address but 127.0.0.1."""
+        return self.pod_ip if self.mode is not NetworkMode.LOOPBACK else None
 
     async def aclose(self) -> None:
         """Undo everything `create_network` did (idempotent; cannot be cancelled half-way)."""

@@ -4,10 +4,12 @@ A socket keeps the network namespace it was made in, whatever thread uses
 it later. So `open_connection_in` makes the socket inside the pod's
 namespace (in a short-lived thread, see netns.py) and connects it from the
 event loop: the connect is cancellable and holds no thread while it waits.
-Probes (httpGet, tcpSocket) and the hostPort proxy both use it, which is why
-published ports work in every mode, loopback included: the proxy reaches the
-pod's servers from inside the pod, at 127.0.0.1 (loopback, host) or at the
-pod's IP (bridge, as Kubernetes' hostPort DNAT does).
+Probes (httpGet, tcpSocket) and the hostPort proxy both use it. The proxy
+reaches the pod's servers at the pod's IP (bridge; the host's address in
+host mode), as Kubernetes' hostPort DNAT does, never at 127.0.0.1: a server
+bound to the pod's loopback alone is the pod's own and is not published.
+The loopback network has no other address, so it publishes no port (the
+manifest's check refuses a hostPort there).
 
 The proxy is a userspace one, as Docker's docker-proxy and kube-proxy's old
 userspace mode: every hostPort is bound on the host (all addresses, or the
@@ -135,7 +137,6 @@ class PortProxy:
         udp_idle: float = _UDP_IDLE,
     ) -> None:
         self.netns_path = network.netns_path
-        self.target = network.connect_host
         # In host mode a hostPort equal to its containerPort is the container's own
         # listening port (Kubernetes requires that for hostNetwork): nothing to forward.
         self.mappings = [
@@ -143,6 +144,14 @@ class PortProxy:
             for m in mappings
             if not (network.mode is NetworkMode.HOST and m.host_port == m.container_port)
         ]
+        target = network.connect_host
+        if target is None and self.mappings:
+            raise NetworkError(
+                f"{self.mappings[0]} cannot be published: the pod's {network.mode} network "
+                "has no address but 127.0.0.1, where a server is the pod's own; use the "
+                "bridge network (annotation podvisor.io/network: bridge, or none)"
+            )
+        self.target = target or ""  # with no mapping left, never used
         self.connect_timeout = connect_timeout
         self.udp_idle = udp_idle
         self._bound: list[tuple[PortMapping, socket.socket]] | None = None

@@ -842,6 +842,22 @@ spec:
         """\
 apiVersion: v1
 kind: Pod
+metadata: {name: web, annotations: {podvisor.io/network: loopback}}
+spec:
+  containers:
+  - name: a
+    command: [sleep, infinity]
+    ports: [{containerPort: 80, hostPort: 8080}]
+""",
+        [
+            "pod.yaml:8:13: spec.containers[0].ports[0].hostPort: needs the pod's own address to forward to, and the loopback network has none: use the bridge network (podvisor.io/network: bridge) or remove hostPort",
+        ],
+        id="host-port-on-loopback",
+    ),
+    pytest.param(
+        """\
+apiVersion: v1
+kind: Pod
 metadata: {name: web}
 spec:
   terminationGracePeriodSeconds: 5
