@@ -212,6 +212,9 @@ def _resource_families(prefix: str, pod: Pod, containers: Sequence[Container]) -
         base = (c.name, pod.namespace, pod.name, pod.uid)
         r = c.resources
         _add_resource(limits, base, r.cpu_limit_millicores, r.memory_limit_bytes)
+        if r.ephemeral_storage_limit_bytes is not None:  # as KSM names it: ephemeral_storage
+            storage = float(r.ephemeral_storage_limit_bytes)
+            limits.add((*base, "ephemeral_storage", "byte"), storage)
         _add_resource(requests, base, r.cpu_request_millicores, r.memory_request_bytes)
     yield limits
     yield requests

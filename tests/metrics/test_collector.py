@@ -41,7 +41,7 @@ def running_view(**stats: object) -> tuple[FakeView, Driver]:
         container("side", ContainerKind.SIDECAR, image="busybox"),
         container(
             "main",
-            resources=Resources(250, 500, 64 * 2**20, 128 * 2**20),
+            resources=Resources(250, 500, 64 * 2**20, 128 * 2**20, 2**30),
             image="python:3.11-slim",
         ),
     )
@@ -232,6 +232,7 @@ def test_kube_state_metrics_series_follow_the_status() -> None:
     limits = "kube_pod_container_resource_limits"
     assert found.value(limits, resource="cpu", unit="core", **main) == 0.5
     assert found.value(limits, resource="memory", unit="byte", **main) == 128 * 2**20
+    assert found.value(limits, resource="ephemeral_storage", unit="byte", **main) == 2**30
     requests = "kube_pod_container_resource_requests"
     assert found.value(requests, resource="cpu", unit="core", **main) == 0.25
     assert found.find(limits, container="side") == []
