@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from podvisor.supervisor.pod import image_config
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import run_pod
 
@@ -108,3 +109,21 @@ def test_a_terminal_brings_term_xterm_unless_an_env_says(
         "own-env": ["HOME=/root TERM=vt100"],
         "no-tty": ["HOME=/root TERM="],
     }
+
+
+def test_home_reads_the_top_layers_passwd_and_never_a_link_out_of_it(tmp_path: Path) -> None:
+    top, lower = tmp_path / "top", tmp_path / "lower"
+    for layer in (top, lower):
+        (layer / "etc").mkdir(parents=True)
+    (lower / "etc" / "passwd").write_text("www:x:33:33::/var/www:/bin/sh\n")
+    assert image_config.home(33, [str(top), str(lower)]) == "/var/www"
+    # The top layer's file is the one the container sees: the first entry of the uid wins.
+    (top / "etc" / "passwd").write_text("a:x:33:33::/srv/a:/bin/sh\nb:x:33:33::/srv/b:/bin/sh\n")
+    assert image_config.home(33, [str(top), str(lower)]) == "/srv/a"
+    assert image_config.home(34, [str(top), str(lower)]) == "/"
+    # A link that leads out of the layer would name this machine's files.
+    host = tmp_path / "host-passwd"
+    host.write_text("host:x:33:33::/host-home:/bin/sh\n")
+    (top / "etc" / "passwd").unlink()
+    (top / "etc" / "passwd").symlink_to(host)
+    assert image_config.home(33, [str(top), str(lower)]) == "/"
