@@ -376,3 +376,37 @@ def test_a_container_within_its_ephemeral_storage_limit_runs_on(
     assert ran.status == 0, ran.stderr
     assert ran.of("main")[0] == "full"
     assert "Evicted" not in ran.stderr
+
+
+def test_in_host_mode_the_log_counts_and_the_hosts_files_do_not(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A container on the host's files has no writable layer: 3 MB it writes there are
+    the host's, and leave it under its 1Mi; 3 MB it prints to its log evict the pod."""
+    big = tmp_path / "big"
+    quiet = f"head -c 3000000 /dev/zero > {big}; sync; sleep 5; echo kept"
+    ran = run_pod(
+        run_dir,
+        "vol-storage-host",
+        f"""
+        containers:
+          - name: main
+            command: {sh(quiet)}
+            resources: {{limits: {{ephemeral-storage: 1Mi}}}}
+        """,
+    )
+    assert (ran.status, ran.of("main")) == (0, ["kept"]), ran.stderr
+    loud = "head -c 3000000 /dev/zero | tr '\\\\0' x | fold -w 1000; sleep 60"
+    ran = run_pod(
+        run_dir,
+        "vol-storage-log",
+        f"""
+        containers:
+          - name: main
+            command: {sh(loud)}
+            resources: {{limits: {{ephemeral-storage: 1Mi}}}}
+        """,
+    )
+    said = "Pod ephemeral local storage usage exceeds the total limit of containers 1Mi."
+    assert ran.status == 137, ran.stderr[-2000:]
+    assert f"podvisor | Warning Evicted pod/vol-storage-log: {said}" in ran.stderr
