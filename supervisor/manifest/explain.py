@@ -345,7 +345,25 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
         if hook is not None:
             yield f"    {which}: {_handler(hook, ports)}"
     yield f"    stop: {_stop(c, grace)}"
+    yield from _host_message(c, pod)
     yield from _container_extras(c, pod)
+
+
+def _host_message(c: Container, pod: Pod) -> Iterator[str]:
+    """On the host's files, whether the termination message is read (`host_message_target`)."""
+    from podvisor.supervisor.manifest.rootfs import on_image
+    from podvisor.supervisor.pod.rootfs import host_message_target
+
+    if on_image(pod, c):
+        return
+    path = c.termination_message_path
+    if host_message_target(pod, c):
+        yield f"    termination message: read from a file of its own, bound over {path}"
+    else:
+        yield (
+            f"    termination message: not read: {path} is no file on this machine to bind "
+            "a file of the container's own over, and podvisor makes none on the host"
+        )
 
 
 def _stop(c: Container, grace: int) -> str:

@@ -40,6 +40,7 @@ def container_process(
     image: Image | None = None,
     rootfs: protocol.Rootfs | None = None,
     volumes: PodVolumes | None = None,
+    message: str | None = None,
 ) -> protocol.Process:
     """The process for container *c*: by default its own command (with `$(VAR)`
     expanded as the kubelet does), else *argv* (an exec, a probe, a hook).
@@ -48,7 +49,8 @@ def container_process(
     (NOTIFY_SOCKET, WATCHDOG_USEC). With *image* and *rootfs* the process runs
     on the image's root, the image's config applied (`image_config`); else
     on the host's files. *volumes*: where each of the pod's volumes is,
-    for the container's volumeMounts.
+    for the container's volumeMounts. *message*: on the host's files, the
+    instance's own termination message file, bound over terminationMessagePath.
     """
     sc = c.security_context
     if image is not None:
@@ -66,6 +68,8 @@ def container_process(
     cwd, uid, gid = c.working_dir, sc.run_as_user, sc.run_as_group
     notify = env.get("NOTIFY_SOCKET", "")
     confine = confinement(sc, (notify,) if notify.startswith("/") else ())
+    if message is not None and confine.mounts:  # last: no volume covers its path
+        mounts += (protocol.Mount("termination-log", message, c.termination_message_path),)
     if image is not None and rootfs is not None:
         if argv is None:
             argv = image_config.program(c, image.config, own_env)

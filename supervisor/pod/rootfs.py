@@ -68,7 +68,8 @@ class PodRoots:
         """Every image the pod needs, ensured and leased; ConfigError if one cannot be had."""
         wanted = [c for c in pod.spec.all_containers if on_image(pod, c)]
         if not wanted:
-            if not _needs_directory(pod):
+            messages = any(host_message_target(pod, c) for c in pod.spec.all_containers)
+            if not _needs_directory(pod) and not messages:
                 return cls(None, {}, "")
             roots = cls(None, {}, os.path.join(default_store_root(), CONTAINERS, pod.uid))
             roots._own_directory()
@@ -133,6 +134,20 @@ class PodRoots:
             binds=((message, c.termination_message_path),),
         )
 
+    def fresh_message(self, c: Container) -> str:
+        """On the host's files: a new instance's own termination message file (the image's
+        root has it in `fresh`); the previous instance's goes."""
+        number = self.instances.get(c.name, 0) + 1
+        self.instances[c.name] = number
+        base = os.path.join(self.directory, c.name)
+        _remove(os.path.join(base, str(number - 1)))
+        instance = os.path.join(base, str(number))
+        os.makedirs(instance, 0o700)
+        message = os.path.join(instance, "termination-log")
+        os.close(os.open(message, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        os.chmod(message, 0o666)  # noqa: S103 (any user of the container writes it)
+        return message
+
     def termination_message(self, c: Container) -> str:
         """What the current instance left in its termination message file: 4 KiB at most."""
         number = self.instances.get(c.name)
@@ -159,6 +174,25 @@ class PodRoots:
         if self.directory:
             _remove(self.directory)
         self._held.close()
+
+
+def host_message_target(pod: Pod, c: Container) -> bool:
+    """Whether *c*, on the host's files, gets a termination message file of its own.
+
+    Its own file is bound over terminationMessagePath in its mount namespace,
+    which needs a file there to bind over: podvisor makes nothing on the host
+    (the default, /dev/termination-log, would be made in the host's /dev).
+    So only a regular file that exists gets it, and only when no volume of
+    the container covers it.
+    """
+    path = c.termination_message_path
+    if on_image(pod, c) or not os.path.isfile(path) or os.path.islink(path):
+        return False
+    return not any(_under(path, m.mount_path) for m in c.volume_mounts)
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _needs_directory(pod: Pod) -> bool:

@@ -62,7 +62,7 @@ from podvisor.supervisor.pod.init_client import InitProcessHandle
 from podvisor.supervisor.pod.logs import LogSink, pump
 from podvisor.supervisor.pod.processes import container_process
 from podvisor.supervisor.pod.resources import PodResources, make_resources
-from podvisor.supervisor.pod.rootfs import with_image_stop_signals
+from podvisor.supervisor.pod.rootfs import host_message_target, with_image_stop_signals
 from podvisor.supervisor.pod.sandbox import WaitingInit
 from podvisor.supervisor.pod.signals import IGNORED, NOTED, STOPPING, receiving_signals
 from podvisor.supervisor.pod.stdio import ContainerStdio
@@ -257,7 +257,7 @@ class Supervision:
     def _process_for(self, c: Container, argv: Sequence[str] | None) -> protocol.Process:
         roots = self.resources.roots
         image = roots.image_of(c)
-        rootfs = None
+        rootfs, message = None, None
         if image is not None:
             if argv is None:  # the program: a fresh root from the image
                 binds = tuple((src, dst) for dst, src in self.resources.network.etc_files.items())
@@ -266,6 +266,8 @@ class Supervision:
             else:  # a probe, hook or exec: into the program's root
                 instance = self.instances.get(c.name)
                 rootfs = protocol.Rootfs(join=instance.pid if instance is not None else -1)
+        elif argv is None and roots.directory and host_message_target(self.pod, c):
+            message = roots.fresh_message(c)
         return container_process(
             self.pod,
             c,
@@ -276,6 +278,7 @@ class Supervision:
             image=image,
             rootfs=rootfs,
             volumes=self.resources.volumes,
+            message=message,
         )
 
     async def run(self) -> int:

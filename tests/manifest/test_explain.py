@@ -147,6 +147,31 @@ spec:
     assert "True" not in out
 
 
+def test_the_plan_says_whether_a_host_mode_termination_message_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "why").touch()
+    text = f"""\
+apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  containers:
+  - {{name: a, command: [sleep, infinity], terminationMessagePath: {tmp_path}/none}}
+  - {{name: b, command: [sleep, infinity], terminationMessagePath: {tmp_path}/why}}
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"    termination message: not read: {tmp_path}/none is no file on this machine "
+        "to bind a file of the container's own over, and podvisor makes none on the host\n"
+    ) in out
+    assert (
+        f"    termination message: read from a file of its own, bound over {tmp_path}/why\n" in out
+    )
+
+
 def test_the_start_order_waits_for_a_sidecars_notification_fd(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -426,6 +426,41 @@ def test_the_termination_message_reaches_the_pods_status(
     assert ended["custom-path"]["message"] == "x" * 4096
 
 
+def test_on_the_hosts_files_the_message_is_read_from_a_file_of_the_containers_own(
+    run_dir: Path, tmp_path: Path, image_store: ImageStore
+) -> None:
+    """A terminationMessagePath that exists on the host gets the instance's own file
+    bound over it, in the container's mount namespace: the host's file stays as it was."""
+    on_host = tmp_path / "why"
+    on_host.write_text("the host's\n")
+    body = manifest(
+        f"""
+        initContainers:
+          - name: leaves-word
+            terminationMessagePath: {on_host}
+            command: [sh, -c, "cat {on_host}; echo done: 42 rows > {on_host}"]
+        containers:
+          - name: main
+            command: [sh, -c, "echo ready; sleep 30"]
+        """,
+        "host-message",
+    )
+    with _supervised(run_dir, "host-message", body) as pod:
+        pod.wait_line("main", "ready")
+        shown = subprocess.run(
+            [*podvisor_command(), "status", "-o", "json", "host-message"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
+            check=True,
+        ).stdout
+    ended = {c["name"]: c["last_termination"] for c in json.loads(shown)["containers"]}
+    assert ended["leaves-word"]["message"] == "done: 42 rows\n"
+    assert on_host.read_text() == "the host's\n"
+    assert not list((Path(image_store.root) / "containers").iterdir())
+
+
 def test_after_a_sigkilled_supervisor_nothing_is_mounted_and_its_init_cleans_up(
     run_dir: Path, load_image: LoadImage, image_store: ImageStore
 ) -> None:
