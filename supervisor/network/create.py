@@ -12,7 +12,7 @@ lock (records.py):
 3. (bridge) the bridge (made if missing, with the subnet's first address),
    IP forwarding and the masquerade chain; an address from the pool; a
    veth pair `pvh<hash>` on the bridge / eth0 in the pod, with the pod's
-   address and a default route via the bridge;
+   address and a default route via the bridge; the hostPorts' DNAT chains;
 4. the pod's /etc/hostname, /etc/hosts and /etc/resolv.conf.
 
 A bridge subnet that overlaps a route the host already has (other than the
@@ -170,6 +170,10 @@ def _attach_to_bridge(
     finally:
         os.close(fd)
     netns.run_in_netns(record.netns, lambda: links.configure_pod_interface(address, gateway.ip))
+    if req.host_ports:
+        record.hostports = True  # recorded first, as everything made here
+        record.save()
+        nat.publish_ports(veth, address.ip, subnet, req.host_ports)
     return address
 
 

@@ -17,6 +17,24 @@ of our own, `table ip podvisor`, with one chain per bridge:
 so no rule of the host's is touched, a bridge's rules go with one
 `delete chain`, and all of podvisor's with `nft delete table ip podvisor`.
 
+A bridged pod's hostPorts are DNATs, as the CNI `portmap` plugin makes them,
+in three chains of the pod's own, named after its veth (`publish_ports`):
+
+    chain hostports-pvh0123456789 {         # from outside: prerouting
+        fib daddr type local tcp dport 8080 dnat to 10.213.0.3:80
+    }
+    chain hostports-out-pvh0123456789 {     # from this host: output
+        fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat to 10.213.0.3:80
+    }
+    chain hostports-post-pvh0123456789 {    # a pod of the bridge reaching it: hairpin
+        ct status dnat ip saddr 10.213.0.0/24 ip daddr 10.213.0.3 masquerade
+    }
+
+So the pod sees each client's own address, and a server it binds to its
+127.0.0.1 alone is out of reach. A connection of this host's to 127.0.0.1
+is left to the supervisor's proxy (proxy.py), which holds every hostPort
+bound anyway: DNAT from the loopback would need route_localnet on the bridge.
+
 net.ipv4.ip_forward is set to 1 while a bridge exists; its value before the
 first bridge is kept in /run/podvisor/net/ip_forward.before and restored
 when the last bridge goes.
@@ -29,12 +47,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from ipaddress import IPv4Network
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 from typing import Any
 
 from podvisor.supervisor.errors import NetworkError
 from podvisor.supervisor.network import records
+from podvisor.supervisor.network.model import PortMapping
 
 TABLE = "podvisor"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -85,6 +105,90 @@ def disable_masquerade(bridge: str) -> bool:
         drop = {"delete": {"table": {"family": "ip", "name": TABLE}}}
     _nft(drop)
     return True
+
+
+def hostport_chains(veth: str) -> tuple[str, str, str]:
+    """The pod's hostPort chains: prerouting, output, postrouting."""
+    return (f"hostports-{veth}", f"hostports-out-{veth}", f"hostports-post-{veth}")
+
+
+def publish_ports(
+    veth: str, pod_ip: IPv4Address, subnet: IPv4Network, mappings: Sequence[PortMapping]
+) -> None:
+    """DNAT each of *mappings* to *pod_ip*, in the chains of the pod with *veth* (idempotent).
+
+    A mapping bound to a loopback or IPv6 hostIP is the proxy's alone.
+    """
+    pre, out, post = hostport_chains(veth)
+    commands: list[dict[str, Any]] = [{"add": {"table": {"family": "ip", "name": TABLE}}}]
+    for name, hook, prio in (
+        (pre, "prerouting", -100),
+        (out, "output", -100),
+        (post, "postrouting", 100),
+    ):
+        chain = {"family": "ip", "table": TABLE, "name": name}
+        base = {"type": "nat", "hook": hook, "prio": prio, "policy": "accept"}
+        commands += [{"add": {"chain": {**chain, **base}}}, {"flush": {"chain": chain}}]
+    not_loopback = _match("!=", _ip("daddr"), {"prefix": {"addr": "127.0.0.0", "len": 8}})
+    for m in mappings:
+        dnat = _dnat(m, pod_ip)
+        if dnat is not None:
+            commands += [_rule(pre, dnat, str(m)), _rule(out, [not_loopback, *dnat], str(m))]
+    hairpin = [
+        _match("in", {"ct": {"key": "status"}}, "dnat"),
+        _match(
+            "==",
+            _ip("saddr"),
+            {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}},
+        ),
+        _match("==", _ip("daddr"), str(pod_ip)),
+        {"masquerade": None},
+    ]
+    commands.append(_rule(post, hairpin, "a pod of the bridge reaching a hostPort"))
+    _nft(*commands)
+
+
+def unpublish_ports(veth: str) -> bool:
+    """Delete the hostPort chains of the pod with *veth*, and the table with the last chain."""
+    present = chains()
+    mine = [name for name in hostport_chains(veth) if name in present]
+    if not mine:
+        return False
+    if set(present) <= set(mine):
+        _nft({"delete": {"table": {"family": "ip", "name": TABLE}}})
+        return True
+    drops: list[dict[str, Any]] = []
+    for name in mine:
+        chain = {"family": "ip", "table": TABLE, "name": name}
+        drops += [{"flush": {"chain": chain}}, {"delete": {"chain": chain}}]
+    _nft(*drops)
+    return True
+
+
+def _dnat(m: PortMapping, pod_ip: IPv4Address) -> list[dict[str, Any]] | None:
+    exprs = [_match("==", {"fib": {"result": "type", "flags": ["daddr"]}}, "local")]
+    if m.host_ip:
+        address = ip_address(m.host_ip)
+        if address.version != 4 or address.is_loopback:
+            return None
+        exprs.append(_match("==", _ip("daddr"), str(address)))
+    protocol = m.protocol.lower()
+    exprs.append(_match("==", {"payload": {"protocol": protocol, "field": "dport"}}, m.host_port))
+    exprs.append({"dnat": {"addr": str(pod_ip), "port": m.container_port}})
+    return exprs
+
+
+def _ip(field: str) -> dict[str, Any]:
+    return {"payload": {"protocol": "ip", "field": field}}
+
+
+def _match(op: str, left: dict[str, Any], right: object) -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _rule(chain: str, exprs: list[dict[str, Any]], comment: str) -> dict[str, Any]:
+    rule = {"family": "ip", "table": TABLE, "chain": chain, "comment": f"podvisor: {comment}"}
+    return {"add": {"rule": {**rule, "expr": exprs}}}
 
 
 def chains() -> list[str]:

@@ -47,6 +47,7 @@ class PodRecord:
     bridge: str | None = None
     subnet: str | None = None
     address: str | None = None
+    hostports: bool = False  # DNAT chains named after the veth (nat.publish_ports)
 
     @property
     def dir(self) -> Path:
@@ -183,6 +184,9 @@ def teardown(record: PodRecord) -> list[str]:
         except Exception as e:  # reported below, after every other step was tried
             failed.append(f"{what}: {e}")
 
+    if record.veth and record.hostports:
+        chains = f"nft chains {nat.hostport_chains(record.veth)[0]}..."
+        step(chains, lambda: nat.unpublish_ports(str(record.veth)))
     if record.veth:
         step(f"link {record.veth}", lambda: links.delete_link(str(record.veth)))
     if record.netns:

@@ -9,7 +9,9 @@ reaches the pod's servers at the pod's IP (bridge; the host's address in
 host mode), as Kubernetes' hostPort DNAT does, never at 127.0.0.1: a server
 bound to the pod's loopback alone is the pod's own and is not published.
 The loopback network has no other address, so it publishes no port (the
-manifest's check refuses a hostPort there).
+manifest's check refuses a hostPort there). On the bridge, nat.py's DNAT
+takes every connection but this host's to 127.0.0.1, which alone reach
+the proxy there.
 
 The proxy is a userspace one, as Docker's docker-proxy and kube-proxy's old
 userspace mode: every hostPort is bound on the host (all addresses, or the
@@ -17,7 +19,7 @@ mapping's hostIP) before the pod starts, so a taken port is an error at
 start; each TCP connection gets its own connection into the pod, half-closes
 included; each UDP client (address and port) gets its own socket into the
 pod, forgotten after a minute of silence. The pod's servers see the proxy's
-address as the client's, not the real client's.
+address as the client's (the pod's own), not the real client's.
 """
 
 from __future__ import annotations

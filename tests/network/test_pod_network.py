@@ -23,7 +23,7 @@ from podvisor.supervisor.network import (
     open_connection_in,
 )
 from tests.network.conftest import POD_SUBNET, ip
-from tests.network.helpers import REPO, TCP_WHO_ECHO, child, exchange
+from tests.network.helpers import REPO, TCP_WHO_ECHO, child, exchange, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.needs_root]
 
@@ -195,9 +195,10 @@ async def test_host_mode_keeps_the_host_network() -> None:
 
 SUPERVISOR = """
 import sys, anyio
-from podvisor.supervisor.network import NetworkMode, NetworkRequest, create_network
+from podvisor.supervisor.network import NetworkMode, NetworkRequest, PortMapping, create_network
 async def main():
-    req = NetworkRequest("doomed", "feedbeef00", "doomed", NetworkMode.BRIDGE, sys.argv[1], sys.argv[2])
+    ports = (PortMapping(int(sys.argv[3]), 80),)
+    req = NetworkRequest("doomed", "feedbeef00", "doomed", NetworkMode.BRIDGE, sys.argv[1], sys.argv[2], ports)
     network = await create_network(req)
     print(network.netns_path, flush=True)
     await anyio.sleep_forever()
@@ -208,7 +209,7 @@ anyio.run(main)
 async def start_and_sigkill(bridge: str) -> str:
     """Run a supervisor that makes pod "doomed"'s network, SIGKILL it; the netns it left."""
     process = await anyio.open_process(
-        [sys.executable, "-c", SUPERVISOR, POD_SUBNET, bridge],
+        [sys.executable, "-c", SUPERVISOR, POD_SUBNET, bridge, str(free_port())],
         stdout=subprocess.PIPE,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -232,6 +233,7 @@ async def test_cleanup_stale_undoes_the_network_of_a_sigkilled_supervisor(bridge
     assert "pod doomed-feedbeef: netns pv-doomed-feedbeef" in removed
     assert "pod doomed-feedbeef: address 10.231.0.2" in removed
     assert f"pod doomed-feedbeef: bridge {bridge}" in removed
+    assert any(r.startswith("pod doomed-feedbeef: nft chains hostports-pvh") for r in removed)
     assert not await anyio.Path(netns_path).exists()
     assert bridge not in ip("-o", "link")
     assert cleanup_stale() == []

@@ -17,6 +17,7 @@ from podvisor.supervisor.network import (
     PortMapping,
     Protocol,
     create_network,
+    links,
     open_connection_in,
     publish_ports,
 )
@@ -76,6 +77,37 @@ async def test_a_server_on_the_pods_loopback_alone_is_not_published(
                 inside = await open_connection_in(network.netns_path, "127.0.0.1", int(port), 10)
                 async with await anyio.abc.SocketStream.from_socket(inside) as stream:
                     assert await exchange(stream, b"me") == b"127.0.0.1 me"
+    finally:
+        await network.aclose()
+
+
+async def test_a_host_port_is_a_dnat_to_the_pod_which_sees_the_client(bridge: str) -> None:
+    """As the CNI portmap plugin does: the pod sees the client's own address (here this
+    host's), and a server on the pod's loopback alone is out of reach, not even reset
+    by a proxy."""
+    host_ip = (await anyio.to_thread.run_sync(links.uplink)).address  # pyroute2 runs its own loop
+    if host_ip is None:
+        pytest.skip("this host has no address of its own to publish on (no default route)")
+    served, kept = free_port(), free_port()
+    ports = (PortMapping(served, 8080, container="web"), PortMapping(kept, 8081, container="web"))
+    req = NetworkRequest(
+        "web", str(uuid.uuid4()), "web", NetworkMode.BRIDGE, POD_SUBNET, bridge, ports
+    )
+    network = await create_network(req)
+    try:
+        name = netns_name(network)
+        async with (
+            child(name, TCP_WHO_ECHO, "0.0.0.0", "8080"),
+            child(name, TCP_WHO_ECHO, "127.0.0.1", "8081"),
+            publish_ports(network, ports),
+        ):
+            async with await anyio.connect_tcp(host_ip, served) as stream:
+                assert await exchange(stream, b"hello") == f"{host_ip} hello".encode()
+            with pytest.raises(OSError, match="connection attempts failed"):
+                await anyio.connect_tcp(host_ip, kept)
+            # This host's own 127.0.0.1 goes through the proxy, to the pod's IP.
+            async with await anyio.connect_tcp("127.0.0.1", served) as stream:
+                assert await exchange(stream, b"local") == f"{network.pod_ip} local".encode()
     finally:
         await network.aclose()
 
