@@ -3,8 +3,9 @@
 Whatever the runner reports, in whatever order, the core never makes an
 illegal move (`_Tx.move` raises on one), its status stays coherent, its timer
 bookkeeping matches the effects it emitted, and a stop always ends in one
-PodFinished no later than the pod's deadline, even when every container
-ignores its stop signal and every preStop hook hangs.
+PodFinished no later than the pod's deadline and the kubelet's 2 s after it,
+even when every container ignores its stop signal and every preStop hook
+hangs; and then no container is killed sooner than 2 s after its stop signal.
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ class Timers:
 
     def __init__(self) -> None:
         self.armed: dict[str, float] = {}
+        self.signalled: dict[str, float] = {}  # when each instance got its stop signal
 
-    def apply(self, event: lc.Event | None, effects: list[lc.Effect]) -> None:
+    def apply(self, event: lc.Event | None, effects: list[lc.Effect], now: float = 0.0) -> None:
         if isinstance(event, lc.TimerFired):
             self.armed.pop(event.key, None)
         for e in effects:
@@ -131,13 +133,17 @@ class Timers:
                 self.armed[e.key] = e.at
             elif isinstance(e, lc.CancelTimer):
                 del self.armed[e.key]
+            elif isinstance(e, lc.SignalContainer):
+                self.signalled.setdefault(e.name, now)
+            elif isinstance(e, lc.StartContainer):
+                self.signalled.pop(e.name, None)
 
 
 def step(
     state: lc.PodState, event: lc.Event, now: float, timers: Timers
 ) -> tuple[lc.PodState, list[lc.Effect]]:
     new, effects = lc.handle(state, event, now)
-    timers.apply(event, effects)
+    timers.apply(event, effects, now)
     check(state, new, effects)
     assert set(timers.armed) == set(new.timers)
     return new, effects
@@ -181,5 +187,10 @@ def drain(state: lc.PodState, now: float, timers: Timers) -> float:
             key = min(timers.armed, key=lambda k: timers.armed[k])
             now = max(now, timers.armed[key])
             event = lc.TimerFired(key)
-        state, _ = step(state, event, now, timers)
+        state, effects = step(state, event, now, timers)
+        for kill in (e for e in effects if isinstance(e, lc.KillContainer)):
+            if not state.killing:  # not podvisor's own force (rule 13): rule 9's minimum
+                signalled = timers.signalled.get(kill.name)
+                assert signalled is not None, f"{kill.name} killed with no stop signal first"
+                assert now - signalled >= lc.MINIMUM_GRACE_SECONDS
     raise AssertionError("the stop did not finish")
