@@ -161,9 +161,11 @@ class PodRoots:
             return ""
 
     def upper_of(self, c: Container) -> str | None:
-        """The current instance's upper directory: its writable layer (for the metrics)."""
+        """The current instance's upper directory: its writable layer (for the metrics).
+
+        None on the host's files, where an instance has a termination message alone."""
         number = self.instances.get(c.name)
-        if number is None:
+        if number is None or c.name not in self.images:
             return None
         return os.path.join(self.directory, c.name, str(number), "upper")
 
