@@ -97,10 +97,26 @@ def container_process(
         uid=uid,
         gid=gid,
         cgroups=tuple(cgroup_procs),
-        confine=_on_image(confine) if image else confine,
+        confine=_on_image(confine) if image else _asked_for(confine, mounts),
         rootfs=rootfs if image is not None else None,
         mounts=mounts,
     )
+
+
+def _asked_for(
+    confine: protocol.Confinement, mounts: tuple[protocol.Mount, ...]
+) -> protocol.Confinement:
+    """On the host's files, podvisor's state stays covered but where a volume is mounted
+    over it (a hostPath of /var/log/pods for a log shipper): the manifest asks for it."""
+    if not mounts:
+        return confine
+    targets = [m.target.rstrip("/") or "/" for m in mounts]
+    kept = tuple(
+        h
+        for h in confine.hidden
+        if not any(h == t or h.startswith(t.rstrip("/") + "/") for t in targets)
+    )
+    return dataclasses.replace(confine, hidden=kept)
 
 
 def _on_image(confine: protocol.Confinement) -> protocol.Confinement:

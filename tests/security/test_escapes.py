@@ -205,11 +205,18 @@ def test_every_pods_files_are_out_of_reach_in_host_mode(
             - name: c
               command: {sh(script)}
               volumeMounts: [{{name: own, mountPath: {mine}}}]
-            volumes: [{{name: own, emptyDir: {{}}}}]
+            - name: shipper
+              command: {sh(f"ls {state}/logs")}
+              volumeMounts: [{{name: logs, mountPath: {state}/logs, readOnly: true}}]
+            volumes:
+            - {{name: own, emptyDir: {{}}}}
+            - {{name: logs, hostPath: {{path: {state}/logs}}}}
             """,
         )
         assert ran.status == 0, ran.stderr
         assert ran.of("c") == ["kept"], ran.stderr
+        # A hostPath over the logs asks for them, as a log shipper does.
+        assert "another-pods" in ran.of("shipper"), ran.stderr
         assert not list(mine.iterdir())  # the emptyDir was bound over it, in the container only
     finally:
         shutil.rmtree(state, ignore_errors=True)
