@@ -209,8 +209,8 @@ def forward_drop_warning() -> str | None:
             return (
                 f"the host's firewall chain {chain.get('family')} {chain.get('table')} "
                 f"{chain.get('name')} drops forwarded packets by default: pods on the bridge "
-                "cannot reach beyond this host until it accepts their traffic "
-                "(iifname/oifname of the bridge)"
+                "cannot reach beyond this host, nor other machines their hostPorts, until it "
+                "accepts their traffic (iifname/oifname of the bridge)"
             )
     return None
 
