@@ -29,7 +29,9 @@ network is never left half made or half undone.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -38,7 +40,7 @@ import anyio
 from podvisor.supervisor.errors import NetworkError
 from podvisor.supervisor.network import etcfiles, links, nat, netns, records
 from podvisor.supervisor.network.ipam import AddressPool
-from podvisor.supervisor.network.model import NetworkMode, NetworkRequest
+from podvisor.supervisor.network.model import NetworkMode, NetworkRequest, PortMapping, Protocol
 from podvisor.supervisor.network.pod import (
     BridgeRecord,
     PodNetwork,
@@ -171,10 +173,31 @@ def _attach_to_bridge(
         os.close(fd)
     netns.run_in_netns(record.netns, lambda: links.configure_pod_interface(address, gateway.ip))
     if req.host_ports:
+        _refuse_taken(req.host_ports)  # else its DNAT would take another's traffic
         record.hostports = True  # recorded first, as everything made here
         record.save()
         nat.publish_ports(veth, address.ip, subnet, req.host_ports)
     return address
+
+
+def _refuse_taken(mappings: tuple[PortMapping, ...]) -> None:
+    """NetworkError when another program (another pod's proxy too) holds a hostPort.
+
+    The proxy binds them all once the network is made (proxy.py), and says so
+    too; a DNAT made before that would meanwhile take the holder's traffic.
+    """
+    for m in mappings:
+        kind = socket.SOCK_STREAM if m.protocol == Protocol.TCP else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind((m.host_ip or "0.0.0.0", m.host_port))
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    continue  # an IPv6 hostIP, or one not this host's: the proxy says
+                raise NetworkError(
+                    f"{m} is taken on this host: another program listens on port "
+                    f"{m.host_port}; stop it or choose another hostPort"
+                ) from e
 
 
 def _ensure_bridge(

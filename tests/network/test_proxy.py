@@ -112,6 +112,20 @@ async def test_a_host_port_is_a_dnat_to_the_pod_which_sees_the_client(bridge: st
         await network.aclose()
 
 
+async def test_a_host_port_another_program_holds_gets_no_dnat(bridge: str) -> None:
+    """Its DNAT would take the holder's traffic from other machines: nothing is made."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = (PortMapping(port, 80, container="api"),)
+        req = NetworkRequest(
+            "web", str(uuid.uuid4()), "web", NetworkMode.BRIDGE, POD_SUBNET, bridge, ports
+        )
+        with pytest.raises(NetworkError, match=rf"hostPort {port}/TCP of container api is taken"):
+            await create_network(req)
+
+
 async def test_the_loopback_network_publishes_no_port(bridge: str) -> None:
     network = await pod(NetworkMode.LOOPBACK, bridge)
     try:
