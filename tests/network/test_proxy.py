@@ -112,6 +112,48 @@ async def test_a_host_port_is_a_dnat_to_the_pod_which_sees_the_client(bridge: st
         await network.aclose()
 
 
+#: Connects to ADDRESS:PORT (argv), sends "hello", half-closes; prints the answer, or "refused".
+CLIENT = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+except ConnectionRefusedError:
+    print("refused", flush=True)
+    sys.exit()
+s.sendall(b"hello")
+s.shutdown(socket.SHUT_WR)
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+print(data.decode(), flush=True)
+"""
+
+
+async def test_a_client_on_another_machine_is_seen_with_its_own_address(
+    bridge: str, upstream: str
+) -> None:
+    """The upstream (10.231.1.2) reaches this host at 10.231.1.1: prerouting's DNAT."""
+    served, kept = free_port(), free_port()
+    ports = (PortMapping(served, 8080, container="web"), PortMapping(kept, 8081, container="web"))
+    req = NetworkRequest(
+        "web", str(uuid.uuid4()), "web", NetworkMode.BRIDGE, POD_SUBNET, bridge, ports
+    )
+    network = await create_network(req)
+    try:
+        name = netns_name(network)
+        async with (
+            child(name, TCP_WHO_ECHO, "0.0.0.0", "8080"),
+            child(name, TCP_WHO_ECHO, "127.0.0.1", "8081"),
+            publish_ports(network, ports),
+        ):
+            async with child(upstream, CLIENT, "10.231.1.1", str(served)) as answer:
+                assert answer.strip() == "10.231.1.2 hello"
+            async with child(upstream, CLIENT, "10.231.1.1", str(kept)) as answer:
+                assert answer.strip() == "refused"
+    finally:
+        await network.aclose()
+
+
 async def test_a_host_port_another_program_holds_gets_no_dnat(bridge: str) -> None:
     """Its DNAT would take the holder's traffic from other machines: nothing is made."""
     with socket.socket() as taken:
