@@ -25,7 +25,7 @@ from podvisor.supervisor.frozen import frozen
 from podvisor.supervisor.manifest.explain_volumes import (
     config_lines,
     env_json,
-    env_shown,
+    env_lines,
     mount_text,
     volume_lines,
     volumes_json,
@@ -321,8 +321,8 @@ def _container_lines(c: Container, pod: Pod) -> Iterator[str]:
     yield from _command(c.argv)
     if c.working_dir:
         yield f"    workingDir: {c.working_dir}"
-    for var in c.env:
-        yield f"    env: {var.name}={env_shown(var, pod)}"
+    for line in env_lines(c, pod):
+        yield f"    env: {line}"
     for m in c.volume_mounts:
         yield f"    mount: {m.mount_path} <- {mount_text(m, pod)}"
     for port in c.ports:

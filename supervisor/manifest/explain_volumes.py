@@ -36,7 +36,7 @@ from podvisor.supervisor.manifest.model import (
     VolumeSource,
 )
 
-__all__ = ["config_lines", "env_json", "env_shown", "volume_lines", "volumes_json"]
+__all__ = ["config_lines", "env_json", "env_lines", "volume_lines", "volumes_json"]
 
 #: Pod fields whose value is known only once the pod runs, and what they will be.
 _AT_START = {
@@ -243,15 +243,48 @@ def mount_text(m: VolumeMount, pod: Pod) -> str:
 # --- Environment -------------------------------------------------------------------------------
 
 
-def env_shown(var: EnvVar, pod: Pod) -> str:
-    """A variable's value as `podvisor check` shows it, and its source; never a Secret's value."""
+def env_lines(container: Container, pod: Pod) -> Iterator[str]:
+    """Each variable as `podvisor check` shows it, `NAME=value  (from its source)`;
+    never a Secret's value."""
     import shlex
 
-    value, source = _env_value(var, pod)
-    if value is None:
-        return f"<{source}>"
-    quoted = shlex.quote(value)
-    return f"{quoted}  (from {source})" if source else quoted
+    for var, value, source, waiting in _env_values(container, pod):
+        if value is None:
+            yield f"{var.name}=<{source}>"
+            continue
+        shown = f"{var.name}={shlex.quote(value)}"
+        if source:
+            shown += f"  (from {source})"
+        if waiting:
+            shown += f"  ({', '.join(f'$({n})' for n in waiting)} filled in when it starts)"
+        yield shown
+
+
+def _env_values(
+    container: Container, pod: Pod
+) -> list[tuple[EnvVar, str | None, str | None, list[str]]]:
+    """Each variable in order: its value (None: not shown), its source, and the names
+    its value refers to that are not shown, left as written here.
+
+    A written value's `$(NAME)` is expanded as the kubelet expands it (`expansion`),
+    against the variables before it: so it shows the value the container gets.
+    """
+    from podvisor.supervisor.manifest.expansion import expand
+
+    earlier: dict[str, str | None] = {}
+    found: list[tuple[EnvVar, str | None, str | None, list[str]]] = []
+    for var in container.env:
+        value, source = _env_value(var, pod)
+        waiting: list[str] = []
+        written = var.field_path is None and var.resource_field_ref is None and not var.source
+        if written and value and "$" in value:
+            waiting = [n for n, v in earlier.items() if v is None and f"$({n})" in value]
+            value = expand(value, {n: v for n, v in earlier.items() if v is not None})
+            if waiting:  # kept as written: `$$` stays `$$`, references stay
+                value = var.value
+        earlier[var.name] = None if waiting else value
+        found.append((var, value, source, waiting))
+    return found
 
 
 def _env_value(var: EnvVar, pod: Pod) -> tuple[str | None, str | None]:
@@ -321,7 +354,6 @@ def volumes_json(pod: Pod) -> list[dict[str, Any]]:
 def env_json(container: Container, pod: Pod) -> list[dict[str, Any]]:
     """The container's variables in order: name, value (None when not shown) and source."""
     found = []
-    for var in container.env:
-        value, source = _env_value(var, pod)
+    for var, value, source, _ in _env_values(container, pod):
         found.append({"name": var.name, "value": value, "source": source, "secret": var.secret})
     return found

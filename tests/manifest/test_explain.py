@@ -172,6 +172,30 @@ spec:
     )
 
 
+def test_the_plan_shows_each_variable_expanded_as_the_container_gets_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    command: [sleep, infinity]
+    env:
+    - {name: P, value: "1"}
+    - {name: C, value: "$(P)-$$(B)-$(NOPE)"}
+    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: URL, value: "http://$(IP):$(P)"}
+"""
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["-"]) == 0
+    out = capsys.readouterr().out
+    assert "    env: C='1-$(B)-$(NOPE)'\n" in out
+    assert "    env: URL='http://$(IP):$(P)'  ($(IP) filled in when it starts)\n" in out
+
+
 def test_the_start_order_waits_for_a_sidecars_notification_fd(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
