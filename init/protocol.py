@@ -330,6 +330,8 @@ class Rootfs:
     join: int = 0
     #: readOnlyRootFilesystem: the overlay read-only once its mounts are made.
     readonly: bool = False
+    #: privileged: every device of the host's /dev in the container's /dev too.
+    host_devices: bool = False
 
     @classmethod
     def read(cls, f: Fields) -> Rootfs:
@@ -342,6 +344,7 @@ class Rootfs:
             f.text("cwd"),
             f.integer("join"),
             f.flag("readonly"),
+            f.flag("host_devices"),
         )
 
 

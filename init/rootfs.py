@@ -16,7 +16,9 @@ with a read-only /sys, calls `enter`:
    message file (``binds``), and the volumes' sources, opened before the
    pivot (`podvisor.init.volumes`);
 3. /dev is made: a small tmpfs with the standard devices, a devpts of its
-   own for /dev/ptmx, /dev/shm;
+   own for /dev/ptmx, /dev/shm; for a privileged container, as containerd
+   and CRI-O give one, also a node of each device of the old root's /dev
+   (`_host_devices`), but for those the container has its own of;
 4. the volumes are bound at their paths, which resolve inside the new root;
 5. the old root is unmounted (lazily: nothing of it is reachable from here
    on, not by path and not through /proc, whose PID 1 is the container's
@@ -70,6 +72,12 @@ _LINKS = (
     ("ptmx", "pts/ptmx"),
 )
 _SHM = "/dev/shm"  # noqa: S108 (inside the container's own /dev)
+#: What of the host's /dev a privileged container does not get: its own devpts,
+#: shared memory and message queues, its own console (its terminal, if it has
+#: one), and the standard devices and links it has already.
+_OWN = frozenset(
+    ("pts", "shm", "mqueue", "console", *(d[0] for d in DEVICES), *(k[0] for k in _LINKS))
+)
 #: Where the old root waits between the pivot and its unmounting.
 _OLD_ROOT = "/.podvisor-old-root"
 
@@ -110,7 +118,7 @@ def enter(
     syscalls.pivot_root(".", "." + _OLD_ROOT)
     os.chdir("/")
     old = _OLD_ROOT
-    _make_dev(old + r.shm if r.shm else "")
+    _make_dev(old + r.shm if r.shm else "", host_devices=r.host_devices)
     if terminal is not None:
         _bind(old + terminal, "/dev/console", directory=False)
     _bind(old + "/sys", "/sys", directory=True, recursive=True)
@@ -134,12 +142,12 @@ def _preload() -> None:
     """Import, before the pivot, what this process imports after it: the host's
     Python library is out of reach from the container's root."""
     import fcntl  # noqa: F401 (process._close_on_exec_descriptors)
-    import stat  # noqa: F401 (_device)
+    import stat  # noqa: F401 (_device, _host_devices)
 
     from podvisor.init import entry, tini  # noqa: F401 (podinit._container_init)
 
 
-def _make_dev(shm: str) -> None:
+def _make_dev(shm: str, *, host_devices: bool) -> None:
     _mkdirs("/dev")
     syscalls.mount(
         "tmpfs", "/dev", "tmpfs", syscalls.MS_NOSUID | _MS_STRICTATIME, "mode=755,size=65536k"
@@ -152,6 +160,8 @@ def _make_dev(shm: str) -> None:
             os.symlink(target, f"/dev/{name}")
         os.mkdir("/dev/pts", 0o755)
         os.mkdir(_SHM, 0o1777)
+        if host_devices:
+            _host_devices(_OLD_ROOT + "/dev", "/dev")
     finally:
         os.umask(old_mask)
     syscalls.mount(
@@ -174,8 +184,47 @@ def _device(path: str, major: int, minor: int) -> None:
     try:
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
     except PermissionError:
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
-        syscalls.mount(_OLD_ROOT + path, path, None, syscalls.MS_BIND)
+        _bind_host_node(path)
+
+
+def _host_devices(host: str, inside: str) -> None:
+    """A node for each character and block device under *host* (a directory of the old
+    root's /dev) at the same path under *inside*, with the host's mode and owner.
+
+    Links are not followed and are not copied (/dev/disk/by-id and the like
+    name devices given here by their own names); a device that goes while
+    the walk runs is left out."""
+    import stat
+
+    try:
+        entries = list(os.scandir(host))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if inside == "/dev" and entry.name in _OWN:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        path = f"{inside}/{entry.name}"
+        if stat.S_ISDIR(st.st_mode):
+            _host_devices(entry.path, path)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            _mkdirs(inside)
+            try:
+                os.mknod(path, st.st_mode, st.st_rdev)
+            except PermissionError:
+                _bind_host_node(path)
+            else:
+                os.chown(path, st.st_uid, st.st_gid)
+
+
+def _bind_host_node(path: str) -> None:
+    """The old root's node at *path* bound over an empty file: where mknod(2) is
+    not allowed (a user namespace), the device is still the host's."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+    syscalls.mount(_OLD_ROOT + path, path, None, syscalls.MS_BIND)
 
 
 def _bind(source: str, target: str, *, directory: bool, recursive: bool = False) -> None:

@@ -443,7 +443,10 @@ def _security_lines(sc: SecurityContext, *, on_image: bool) -> Iterator[str]:
             yield f"    {name}: {value}"
     caps = capability_set(sc)
     if sc.privileged:
-        yield "    privileged: every capability, nothing masked, /sys and the cgroups writable"
+        # On the host's files /dev is the host's anyway; an image's root gets its devices.
+        devices = ", the host's devices in /dev" if on_image else ""
+        given = "every capability, nothing masked, /sys and the cgroups writable"
+        yield f"    privileged: {given}{devices}"
     elif caps == mask(DEFAULT_CAPABILITIES):
         yield "    capabilities: the runtime default (14)"
     else:

@@ -78,7 +78,12 @@ def container_process(
         if "HOME" not in env:
             env["HOME"] = image_config.home(0 if uid is None else uid, layers)
         cwd_inside = image_config.working_dir(c, image.config)
-        rootfs = dataclasses.replace(rootfs, cwd=cwd_inside, readonly=sc.read_only_root_filesystem)
+        rootfs = dataclasses.replace(
+            rootfs,
+            cwd=cwd_inside,
+            readonly=sc.read_only_root_filesystem,
+            host_devices=sc.privileged,
+        )
         cwd = None  # changed to inside the container's root, once there
         if notify.startswith("/") and not rootfs.join:  # the socket, where the container looks
             rootfs = dataclasses.replace(rootfs, binds=(*rootfs.binds, (notify, notify)))
