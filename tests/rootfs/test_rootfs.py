@@ -11,12 +11,9 @@ import json
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from podvisor.init.rootfs import DEVICES
 from podvisor.supervisor.images import ImageStore
@@ -150,62 +147,6 @@ def test_the_root_is_the_image_and_the_host_is_out_of_reach(
     devices |= {"pts", "shm", "termination-log"}
     assert rest[: len(devices)] == sorted(devices)
     assert rest[len(devices) :] == ["img-view", "1"]
-
-
-#: Character devices that opening does nothing to: one the host has is the test's.
-HARMLESS_DEVICES = ("net/tun", "loop-control", "fuse", "kvm")
-
-
-def _host_device(names: tuple[str, ...], kind: int) -> tuple[str, str] | None:
-    """The first of *names* that is a device of *kind* in the host's /dev, with what busybox's
-    ``stat -c '%t:%T %a %u:%g'`` says of it (numbers in hex, mode in octal)."""
-    for name in names:
-        try:
-            st = os.lstat(f"/dev/{name}")
-        except FileNotFoundError:
-            continue
-        if stat.S_IFMT(st.st_mode) == kind:
-            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            mode = stat.S_IMODE(st.st_mode)
-            return name, f"{major:x}:{minor:x} {mode:o} {st.st_uid}:{st.st_gid}"
-    return None
-
-
-def test_a_privileged_container_has_the_hosts_devices(run_dir: Path, load_image: LoadImage) -> None:
-    """As containerd and CRI-O give them: each host device, its numbers, mode and owner as on
-    the host; devpts, the console, /dev/ptmx and /dev/tty stay the container's own."""
-    char = _host_device(HARMLESS_DEVICES, stat.S_IFCHR)
-    if char is None:
-        pytest.skip(f"this host has none of /dev/{', /dev/'.join(HARMLESS_DEVICES)}")
-    name, numbers = char
-    loops = tuple(sorted(n for n in os.listdir("/dev") if n.startswith("loop")))
-    block = _host_device(loops, stat.S_IFBLK)
-    script = (
-        f"stat -c '%t:%T %a %u:%g' /dev/{name} && : <> /dev/{name} && echo opened; "
-        + (f"stat -c '%t:%T %a %u:%g' /dev/{block[0]}; " if block else "")
-        + "readlink /dev/ptmx; stat -c '%t:%T' /dev/tty; ls /dev/pts; "
-        "test -e /dev/console || echo no-console"
-    )
-    image = load_image("test/plain:1", {"Cmd": ["/bin/sh"]})
-    ran = run_pod(
-        run_dir,
-        "img-devices",
-        f"""
-        containers:
-          - name: main
-            image: {image}
-            imagePullPolicy: Never
-            command: [sh, -c, {json.dumps(script)}]
-            securityContext: {{privileged: true}}
-          - name: plain
-            image: {image}
-            imagePullPolicy: Never
-            command: [sh, -c, "test -e /dev/{name} && echo has-it || echo none"]
-        """,
-    )
-    own = ["pts/ptmx", "5:0", "ptmx", "no-console"]
-    assert said(ran) == [numbers, "opened", *([block[1]] if block else []), *own]
-    assert said(ran, "plain") == ["none"]
 
 
 def test_writes_land_in_the_upper_directory_and_vanish_on_restart(
