@@ -112,7 +112,12 @@ def enter(
     new_root = mount_point(r)
     lower = ":".join(r.lower)
     options = f"lowerdir={lower},upperdir={r.upper},workdir={r.work}"
-    syscalls.mount("overlay", new_root, "overlay", 0, options)
+    # No device node the container makes opens, as a device cgroup would
+    # refuse it (runc's allows only the standard devices): every place it can
+    # write is nodev, its root, its volumes and its /dev alike (`_make_dev`).
+    # A privileged container is given the host's devices and may make more.
+    nodev = 0 if r.host_devices else syscalls.MS_NODEV
+    syscalls.mount("overlay", new_root, "overlay", nodev, options)
     os.chdir(new_root)
     os.mkdir("." + _OLD_ROOT, 0o700)
     syscalls.pivot_root(".", "." + _OLD_ROOT)
@@ -129,12 +134,12 @@ def enter(
     # the container runs, so only that init's relay to it sees this one.
     _mkdirs("/proc")
     syscalls.mount("proc", "/proc", "proc", _PSEUDO)
-    volumes.attach(mounts, held, make_targets=True)
+    volumes.attach(mounts, held, make_targets=True, nodev=not r.host_devices)
     syscalls.umount(old, syscalls.MNT_DETACH)
     os.rmdir(old)
     _change_dir(r.cwd)  # made, if the image lacks it, while the root is writable
     if r.readonly:
-        remount = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
+        remount = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY | nodev
         syscalls.mount("none", "/", None, remount)
 
 
@@ -164,6 +169,16 @@ def _make_dev(shm: str, *, host_devices: bool) -> None:
             _host_devices(_OLD_ROOT + "/dev", "/dev")
     finally:
         os.umask(old_mask)
+    if not host_devices:
+        # Each standard device is a mount of its own, which keeps the devices
+        # working once /dev itself is nodev: a node made there later (the
+        # container keeps CAP_MKNOD, as under runc) never opens.
+        for name, _, _ in DEVICES:
+            path = f"/dev/{name}"
+            if not os.path.ismount(path):  # bound from the host already (`_device`)
+                syscalls.mount(path, path, None, syscalls.MS_BIND)
+        remount = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_NOSUID | syscalls.MS_NODEV
+        syscalls.mount("none", "/dev", None, remount | _MS_STRICTATIME)
     syscalls.mount(
         "devpts",
         "/dev/pts",

@@ -371,6 +371,7 @@ RESOLVE_BENEATH: Final = 0x08
 AT_FDCWD: Final = -100
 AT_RECURSIVE: Final = 0x8000
 MOUNT_ATTR_RDONLY: Final = 0x1
+MOUNT_ATTR_NODEV: Final = 0x4
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:

@@ -174,18 +174,38 @@ def _beneath(root: int, sub_path: str) -> int:
 # =============================================================================
 
 
-def attach(mounts: Sequence[protocol.Mount], fds: Sequence[int], *, make_targets: bool) -> None:
+def attach(
+    mounts: Sequence[protocol.Mount], fds: Sequence[int], *, make_targets: bool, nodev: bool = False
+) -> None:
     """Bind each source at its target, then set its read-only flag; the descriptors are closed.
 
     *make_targets*: make a missing target (inside a container's own root);
     else (the host's files) a missing target is refused, never made.
+    *nodev*: no device node on the volume opens, there or beneath it (a
+    container on its image whose devices are confined, `rootfs.enter`).
     """
     try:
         for m, fd in zip(mounts, fds, strict=True):
             _attach(m, fd, make_targets=make_targets)
+            if nodev:
+                _set_nodev(m)
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _set_nodev(m: protocol.Mount) -> None:
+    flag = syscalls.MOUNT_ATTR_NODEV
+    try:
+        syscalls.mount_setattr(m.target, set_flags=flag, clear_flags=0, recursive=True)
+    except OSError:  # before Linux 5.12: the volume's own mount, as a remount sets it
+        kept = os.statvfs(m.target).f_flag
+        flags = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_NODEV
+        flags |= syscalls.MS_RDONLY if kept & os.ST_RDONLY else 0
+        for st_flag, ms_flag in _KEPT:
+            if kept & st_flag:
+                flags |= ms_flag
+        syscalls.mount("none", m.target, None, flags)
 
 
 def _attach(m: protocol.Mount, fd: int, *, make_targets: bool) -> None:

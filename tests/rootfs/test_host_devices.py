@@ -138,3 +138,44 @@ def test_in_a_user_namespace_the_hosts_devices_are_bound(tmp_path: Path) -> None
         return f"{refused} {mounted} {given == host} {os.path.exists('/dev/pts/ptmx')}"
 
     assert in_user_namespace(work) == "mknod refused True True False"
+
+
+def test_a_node_a_container_makes_never_opens(run_dir: Path, load_image: LoadImage) -> None:
+    """The container keeps CAP_MKNOD, as under runc, whose device cgroup refuses to open
+    what it makes: here every place it writes is nodev (its root, its /dev, its volumes),
+    while the standard devices work; a privileged container's nodes open."""
+    made = {"root": "/made", "dev": "/dev/made", "volume": "/data/made", "tmpfs": "/mem/made"}
+    tries = " ".join(
+        f"mknod {path} c 1 5 && (head -c 3 {path} | wc -c) 2>&1 | sed 's/^/{where} /';"
+        for where, path in made.items()
+    )
+    script = f"{tries} echo x > /dev/null && head -c 3 /dev/zero | wc -c"
+    image = load_image("test/plain:1", {"Cmd": ["/bin/sh"]})
+    mounts = "[{name: data, mountPath: /data}, {name: mem, mountPath: /mem}]"
+    ran = run_pod(
+        run_dir,
+        "img-nodev",
+        f"""
+        containers:
+          - name: plain
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, {json.dumps(script)}]
+            volumeMounts: {mounts}
+          - name: privileged
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, "mknod /made c 1 5 && head -c 3 /made | wc -c"]
+            securityContext: {{privileged: true}}
+        volumes:
+          - {{name: data, emptyDir: {{}}}}
+          - {{name: mem, emptyDir: {{medium: Memory}}}}
+        """,
+    )
+    assert ran.status == 0, ran.stderr
+    said = ran.of("plain")
+    for where in made:
+        line = next(line for line in said if line.startswith(f"{where} "))
+        assert "Permission denied" in line, said
+    assert said[-1] == "3"  # /dev/zero, a standard device, still reads
+    assert ran.of("privileged") == ["3"]
