@@ -12,7 +12,7 @@ whole bytes and CPU in whole millicores, rounded as Kubernetes rounds them.
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import field
 from enum import StrEnum
 from typing import Any
@@ -538,24 +538,11 @@ class PodSpec:
 
     @property
     def memory_limit_bytes(self) -> int | None:
-        """The pod's memory limit as the kubelet reckons it; None unless every container has one.
-
-        The main containers and the sidecars run together; an init container
-        runs beside the sidecars started before it. The pod's limit is the
-        larger of the two peaks.
-        """
+        """The pod's memory limit as the kubelet reckons it; None unless every container has one."""
         limits = [c.resources.memory_limit_bytes for c in self.all_containers]
         if any(limit is None for limit in limits):
             return None
-        sidecars = init_peak = 0
-        for c in self.init_containers:
-            limit = c.resources.memory_limit_bytes or 0
-            if c.kind is ContainerKind.SIDECAR:
-                sidecars += limit
-            else:
-                init_peak = max(init_peak, sidecars + limit)
-        running = sidecars + sum(c.resources.memory_limit_bytes or 0 for c in self.containers)
-        return max(running, init_peak)
+        return self._peak(lambda r: r.memory_limit_bytes)
 
     @property
     def ephemeral_storage_limit_bytes(self) -> int | None:
@@ -564,20 +551,27 @@ class PodSpec:
 
         Unlike memory (a cgroup's limit, set only when every container has one),
         the kubelet sums the limits that are given: a container without one adds
-        nothing. Main containers and sidecars run together; an init container
-        runs beside the sidecars started before it; the larger peak is the limit.
+        nothing.
         """
         limits = [c.resources.ephemeral_storage_limit_bytes for c in self.all_containers]
         if all(limit is None for limit in limits):
             return None
+        return self._peak(lambda r: r.ephemeral_storage_limit_bytes)
+
+    def _peak(self, limit_of: Callable[[Resources], int | None]) -> int:
+        """The most the pod's containers running together may take, each at *limit_of*.
+
+        The main containers and the sidecars run together; an init container
+        runs beside the sidecars started before it. The larger of the two peaks.
+        """
         sidecars = init_peak = 0
         for c in self.init_containers:
-            limit = c.resources.ephemeral_storage_limit_bytes or 0
+            limit = limit_of(c.resources) or 0
             if c.kind is ContainerKind.SIDECAR:
                 sidecars += limit
             else:
                 init_peak = max(init_peak, sidecars + limit)
-        running = sum(c.resources.ephemeral_storage_limit_bytes or 0 for c in self.containers)
+        running = sum(limit_of(c.resources) or 0 for c in self.containers)
         return max(sidecars + running, init_peak)
 
 
