@@ -119,18 +119,24 @@ async def test_what_the_init_cannot_mean_is_a_notice_and_the_client_reads_on() -
         assert "not an event the supervisor knows" in notices[1].message
 
 
+async def spawned(client: InitClient, theirs: socket.socket, pid: int) -> InitProcessHandle:
+    """A process spawned through *client*, the init's side answering it with *pid*."""
+    results: list[InitProcessHandle | protocol.SpawnFailed] = []
+
+    async def spawn() -> None:
+        results.append(await client.spawn(protocol.Process(("long",))))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(spawn)
+        await anyio.to_thread.run_sync(answer, theirs, protocol.Spawned(1, pid))
+    [handle] = results
+    assert isinstance(handle, InitProcessHandle)
+    return handle
+
+
 async def test_when_the_init_goes_waiters_and_handles_fail() -> None:
     async with scripted() as (client, theirs):
-        async with anyio.create_task_group() as tg:
-            results: list[InitProcessHandle | protocol.SpawnFailed] = []
-
-            async def spawn() -> None:
-                results.append(await client.spawn(protocol.Process(("long",))))
-
-            tg.start_soon(spawn)
-            await anyio.to_thread.run_sync(answer, theirs, protocol.Spawned(1, 7))
-        [handle] = results
-        assert isinstance(handle, InitProcessHandle)
+        handle = await spawned(client, theirs, pid=7)
 
         async def signal() -> None:
             with pytest.raises(InitDiedError):
@@ -151,16 +157,7 @@ async def test_closing_the_channel_ends_its_reader_as_the_inits_end_does() -> No
     # The pod's undoing closes the channel once the init is gone, whether or
     # not the reader has seen the end-of-file yet: it must end, not fail.
     async with scripted() as (client, theirs):
-        async with anyio.create_task_group() as tg:
-            results: list[InitProcessHandle | protocol.SpawnFailed] = []
-
-            async def spawn() -> None:
-                results.append(await client.spawn(protocol.Process(("long",))))
-
-            tg.start_soon(spawn)
-            await anyio.to_thread.run_sync(answer, theirs, protocol.Spawned(1, 7))
-        [handle] = results
-        assert isinstance(handle, InitProcessHandle)
+        handle = await spawned(client, theirs, pid=7)
         client.close()  # the reader is waiting on the channel
         with anyio.fail_after(WAIT), pytest.raises(InitDiedError):
             await handle.wait()  # the reader ended, and said the process is lost with it
