@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -81,13 +83,10 @@ async def test_a_server_on_the_pods_loopback_alone_is_not_published(
         await network.aclose()
 
 
-async def test_a_host_port_is_a_dnat_to_the_pod_which_sees_the_client(bridge: str) -> None:
-    """As the CNI portmap plugin does: the pod sees the client's own address (here this
-    host's), and a server on the pod's loopback alone is out of reach, not even reset
-    by a proxy."""
-    host_ip = (await anyio.to_thread.run_sync(links.uplink)).address  # pyroute2 runs its own loop
-    if host_ip is None:
-        pytest.skip("this host has no address of its own to publish on (no default route)")
+@asynccontextmanager
+async def two_published_servers(bridge: str) -> AsyncIterator[tuple[PodNetwork, int, int]]:
+    """A bridged pod serving on 0.0.0.0:8080 and on its 127.0.0.1:8081 alone, both
+    published: (its network, the first's hostPort, the second's)."""
     served, kept = free_port(), free_port()
     ports = (PortMapping(served, 8080, container="web"), PortMapping(kept, 8081, container="web"))
     req = NetworkRequest(
@@ -101,15 +100,26 @@ async def test_a_host_port_is_a_dnat_to_the_pod_which_sees_the_client(bridge: st
             child(name, TCP_WHO_ECHO, "127.0.0.1", "8081"),
             publish_ports(network, ports),
         ):
-            async with await anyio.connect_tcp(host_ip, served) as stream:
-                assert await exchange(stream, b"hello") == f"{host_ip} hello".encode()
-            with pytest.raises(OSError, match="connection attempts failed"):
-                await anyio.connect_tcp(host_ip, kept)
-            # This host's own 127.0.0.1 goes through the proxy, to the pod's IP.
-            async with await anyio.connect_tcp("127.0.0.1", served) as stream:
-                assert await exchange(stream, b"local") == f"{network.pod_ip} local".encode()
+            yield network, served, kept
     finally:
         await network.aclose()
+
+
+async def test_a_host_port_is_a_dnat_to_the_pod_which_sees_the_client(bridge: str) -> None:
+    """As the CNI portmap plugin does: the pod sees the client's own address (here this
+    host's), and a server on the pod's loopback alone is out of reach, not even reset
+    by a proxy."""
+    host_ip = (await anyio.to_thread.run_sync(links.uplink)).address  # pyroute2 runs its own loop
+    if host_ip is None:
+        pytest.skip("this host has no address of its own to publish on (no default route)")
+    async with two_published_servers(bridge) as (network, served, kept):
+        async with await anyio.connect_tcp(host_ip, served) as stream:
+            assert await exchange(stream, b"hello") == f"{host_ip} hello".encode()
+        with pytest.raises(OSError, match="connection attempts failed"):
+            await anyio.connect_tcp(host_ip, kept)
+        # This host's own 127.0.0.1 goes through the proxy, to the pod's IP.
+        async with await anyio.connect_tcp("127.0.0.1", served) as stream:
+            assert await exchange(stream, b"local") == f"{network.pod_ip} local".encode()
 
 
 #: Connects to ADDRESS:PORT (argv), sends "hello", half-closes; prints the answer, or "refused".
@@ -133,25 +143,11 @@ async def test_a_client_on_another_machine_is_seen_with_its_own_address(
     bridge: str, upstream: str
 ) -> None:
     """The upstream (10.231.1.2) reaches this host at 10.231.1.1: prerouting's DNAT."""
-    served, kept = free_port(), free_port()
-    ports = (PortMapping(served, 8080, container="web"), PortMapping(kept, 8081, container="web"))
-    req = NetworkRequest(
-        "web", str(uuid.uuid4()), "web", NetworkMode.BRIDGE, POD_SUBNET, bridge, ports
-    )
-    network = await create_network(req)
-    try:
-        name = netns_name(network)
-        async with (
-            child(name, TCP_WHO_ECHO, "0.0.0.0", "8080"),
-            child(name, TCP_WHO_ECHO, "127.0.0.1", "8081"),
-            publish_ports(network, ports),
-        ):
-            async with child(upstream, CLIENT, "10.231.1.1", str(served)) as answer:
-                assert answer.strip() == "10.231.1.2 hello"
-            async with child(upstream, CLIENT, "10.231.1.1", str(kept)) as answer:
-                assert answer.strip() == "refused"
-    finally:
-        await network.aclose()
+    async with two_published_servers(bridge) as (_, served, kept):
+        async with child(upstream, CLIENT, "10.231.1.1", str(served)) as answer:
+            assert answer.strip() == "10.231.1.2 hello"
+        async with child(upstream, CLIENT, "10.231.1.1", str(kept)) as answer:
+            assert answer.strip() == "refused"
 
 
 async def test_a_host_port_another_program_holds_gets_no_dnat(bridge: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from podvisor.init import rootfs, syscalls
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import run_pod
+from tests.volumes.test_init_mounts import in_mount_namespace
 
 pytestmark = pytest.mark.needs_root
 
@@ -78,33 +78,6 @@ def test_a_privileged_container_has_the_hosts_devices(run_dir: Path, load_image:
     assert ran.of("plain") == ["none"]
 
 
-def in_user_namespace(work: Callable[[], str]) -> str:
-    """*work*'s answer, run in a child with a user namespace (root mapped to root) and a
-    private mount namespace of its own."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (the child's report is the test's)
-        os.close(read_end)
-        code = 0
-        try:
-            syscalls.unshare(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNS)
-            for name, text in (("setgroups", "deny"), ("gid_map", "0 0 1"), ("uid_map", "0 0 1")):
-                with open(f"/proc/self/{name}", "w") as f:
-                    f.write(text)
-            syscalls.make_mounts_private()
-            answer = work()
-        except BaseException as exc:
-            answer, code = f"failed: {exc!r}", 1
-        os.write(write_end, answer.encode())
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as f:
-        answer = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0, answer
-    return answer
-
-
 def test_in_a_user_namespace_the_hosts_devices_are_bound(tmp_path: Path) -> None:
     """mknod(2) takes CAP_MKNOD of the host's user namespace: the node is the host's,
     bound over an empty file, and opens as the device."""
@@ -137,7 +110,7 @@ def test_in_a_user_namespace_the_hosts_devices_are_bound(tmp_path: Path) -> None
         given = os.stat(f"/dev/{name}").st_rdev
         return f"{refused} {mounted} {given == host} {os.path.exists('/dev/pts/ptmx')}"
 
-    assert in_user_namespace(work) == "mknod refused True True False"
+    assert in_mount_namespace(work, user=True) == "mknod refused True True False"
 
 
 def test_a_node_a_container_makes_never_opens(run_dir: Path, load_image: LoadImage) -> None:

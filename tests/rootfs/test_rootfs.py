@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from podvisor.init.rootfs import DEVICES
 from podvisor.supervisor.images import ImageStore
@@ -419,17 +420,22 @@ def test_the_termination_message_reaches_the_pods_status(
     )
     with _supervised(run_dir, "img-message", body) as pod:
         pod.wait_line("main", "ready")
-        shown = subprocess.run(
-            [*podvisor_command(), "status", "-o", "json", "img-message"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
-            check=True,
-        ).stdout
-    ended = {c["name"]: c["last_termination"] for c in json.loads(shown)["containers"]}
+        ended = _last_terminations(run_dir, "img-message")
     assert ended["leaves-word"]["message"] == "done: 42 rows\n"
     assert ended["custom-path"]["message"] == "x" * 4096
+
+
+def _last_terminations(run_dir: Path, pod: str) -> dict[str, Any]:
+    """Each container's last termination, as `podvisor status -o json POD` shows it."""
+    shown = subprocess.run(
+        [*podvisor_command(), "status", "-o", "json", pod],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
+        check=True,
+    ).stdout
+    return {c["name"]: c["last_termination"] for c in json.loads(shown)["containers"]}
 
 
 def test_on_the_hosts_files_the_message_is_read_from_a_file_of_the_containers_own(
@@ -453,15 +459,7 @@ def test_on_the_hosts_files_the_message_is_read_from_a_file_of_the_containers_ow
     )
     with _supervised(run_dir, "host-message", body) as pod:
         pod.wait_line("main", "ready")
-        shown = subprocess.run(
-            [*podvisor_command(), "status", "-o", "json", "host-message"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={**os.environ, "PODVISOR_RUN_DIR": str(run_dir)},
-            check=True,
-        ).stdout
-    ended = {c["name"]: c["last_termination"] for c in json.loads(shown)["containers"]}
+        ended = _last_terminations(run_dir, "host-message")
     assert ended["leaves-word"]["message"] == "done: 42 rows\n"
     assert on_host.read_text() == "the host's\n"
     assert not list((Path(image_store.root) / "containers").iterdir())

@@ -25,15 +25,24 @@ def _as_root() -> None:
         pytest.skip("mounting needs root")
 
 
-def in_mount_namespace(work: Callable[[], str]) -> str:
-    """*work*'s answer, run in a child with a private mount namespace of its own."""
+def in_mount_namespace(work: Callable[[], str], *, user: bool = False) -> str:
+    """*work*'s answer, run in a child with a private mount namespace of its own (and,
+    with *user*, a user namespace of its own, root mapped to root)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child's report is the test's)
         os.close(read_end)
         code = 0
         try:
-            syscalls.unshare(syscalls.CLONE_NEWNS)
+            syscalls.unshare(syscalls.CLONE_NEWNS | (syscalls.CLONE_NEWUSER if user else 0))
+            if user:
+                for name, text in (
+                    ("setgroups", "deny"),
+                    ("gid_map", "0 0 1"),
+                    ("uid_map", "0 0 1"),
+                ):
+                    with open(f"/proc/self/{name}", "w") as f:
+                        f.write(text)
             syscalls.make_mounts_private()
             answer = work()
         except volumes.VolumeError as exc:
