@@ -107,7 +107,7 @@ class Client:
         except TimeoutError as exc:
             raise ControlError(self._silent()) from exc
         except OSError as exc:
-            raise ControlError(f"lost the connection to pod {self.pod!r}: {exc}") from exc
+            raise self._lost(exc) from exc
 
     def answer(self, kind: type[R]) -> tuple[R | Error, list[int]]:
         """The answer to the request, and the fds with it (the caller's to close)."""
@@ -158,8 +158,18 @@ class Client:
         except TimeoutError as exc:
             raise ControlError(self._silent()) from exc
         except (OSError, seqpacket.PacketError) as exc:
-            raise ControlError(f"lost the connection to pod {self.pod!r}: {exc}") from exc
+            raise self._lost(exc) from exc
         return None
+
+    def _lost(self, exc: OSError | seqpacket.PacketError) -> ControlError:
+        # A unix socket is reset when its server closes it with the request
+        # unread, or closes its listener with the connection still waiting to be
+        # accepted: both are a pod stopping (or its supervisor dying) mid-request.
+        if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+            return ControlError(
+                f"pod {self.pod!r} stopped before answering (its supervisor closed the connection)"
+            )
+        return ControlError(f"lost the connection to pod {self.pod!r}: {exc}")
 
     def _unreadable(self, exc: ControlMessageError) -> ControlMessageError:
         return ControlMessageError(

@@ -129,3 +129,28 @@ def test_a_server_that_does_not_answer_is_an_error_not_a_hang(tmp_path: Path) ->
         client = Client("ctl-stuck", path, timeout=0.2)
         with client, pytest.raises(ControlError, match="pod 'ctl-stuck' does not answer"):
             client.request(Status(), StatusReply)
+
+
+def test_a_server_that_stops_with_the_request_waiting_says_so(tmp_path: Path) -> None:
+    # A pod stopping closes its listener; a connection still in the backlog is reset.
+    path = tmp_path / "ctl-ending.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as ending:
+        ending.bind(str(path))
+        ending.listen(1)
+        with Client("ctl-ending", path, timeout=5) as client:
+            client.send(Status())
+            ending.close()
+            with pytest.raises(ControlError, match="pod 'ctl-ending' stopped before answering"):
+                client.reply(StatusReply)
+
+
+def test_a_server_that_closes_with_the_request_unread_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "ctl-ending.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        with Client("ctl-ending", path, timeout=5) as client:
+            client.send(Status())
+            listener.accept()[0].close()
+            with pytest.raises(ControlError, match="pod 'ctl-ending' stopped before answering"):
+                client.reply(StatusReply)
