@@ -78,20 +78,26 @@ Rule 10 (termination): an exit makes the container Terminated: Completed
     start failure is Terminated with the runner's reason (ContainerCannotRun,
     StartError) and code (127 not found, 126 not executable).
 Rule 11 (the pod ends): on StopRequested, at activeDeadlineSeconds (reason
-    DeadlineExceeded), when evicted (reason Evicted: every container killed at
-    once, the pod Failed), when every main container has terminated for good, or
-    when a plain init container has failed for good (policy Never).
+    DeadlineExceeded), when evicted (reason Evicted, the pod Failed), when
+    every main container has terminated for good, or when a plain init
+    container has failed for good (policy Never). An eviction stops the pod
+    with a grace period of 0, as the kubelet evicts a pod past its local
+    storage: the deadline is now, so no preStop hook runs and every container
+    gets its stop signal at once, then SIGKILL MINIMUM_GRACE_SECONDS later
+    (rule 9); a stop already under way is held to that deadline.
 Rule 12 (stop order): one deadline, now + terminationGracePeriodSeconds.
     Pending back-offs are cancelled and nothing new starts. Main and plain
     init containers stop at once; when none is left, sidecars stop one at a
-    time in reverse manifest order. At the deadline whoever still waits for
+    time in reverse manifest order. Every sidecar's preStop hook runs at
+    once, as the kubelet runs them all when the pod's termination begins;
+    its stop signal waits for its turn (and for its hook). At the deadline whoever still waits for
     its turn stops at once (rule 9: its stop signal, SIGKILL
     MINIMUM_GRACE_SECONDS later); a container already stopping on its own is
     held to the deadline too.
 Rule 13 (kill): on StopRequested(immediate=True) (podvisor's own force: a
-    second Ctrl-C, SIGQUIT, `podvisor stop --now`), on eviction and when the
-    init died, every container left is killed at once (KillContainer: the
-    whole cgroup), with no stop signal first.
+    second Ctrl-C, SIGQUIT, `podvisor stop --now`) and when the init died,
+    every container left is killed at once (KillContainer: the whole cgroup),
+    with no stop signal first.
 Rule 14 (init died): every container is killed and counted as killed by
     SIGKILL; the pod fails at once with reason InitDied.
 Rule 15 (result): when no container is left alive the pod finishes
@@ -353,7 +359,10 @@ def _on_hook_finished(tx: _Tx, ev: HookFinished, now: float) -> None:
             cause = f"postStart hook failed: {ev.message}"
             _stop_one(tx, ev.name, now, cause, tx.pod.plan.grace_seconds)
     elif ev.hook is Hook.PRE_STOP and step is Step.PRE_STOP:
-        _signal(tx, ev.name, now)  # rule 9: a failed preStop still goes on to the signal
+        if tx.get(ev.name).waits_turn:
+            tx.update(ev.name, pre_stop_ended=True)  # rule 12: _stop_waves signals it
+        else:
+            _signal(tx, ev.name, now)  # rule 9: a failed preStop still goes on to the signal
 
 
 def _on_probe_result(tx: _Tx, ev: ProbeResult, now: float) -> None:
@@ -440,6 +449,8 @@ def _terminate(tx: _Tx, name: str, end: Termination, now: float) -> None:
         restart_requested=False,
         grace_ends=None,
         signalled_at=None,
+        waits_turn=False,
+        pre_stop_ended=False,
     )
     if tx.pod.stopping or not (requested or _restarts(_policy(tx.pod.plan, spec), end.exit_code)):
         tx.move(name, Step.DONE)
@@ -616,13 +627,23 @@ def _on_init_died(tx: _Tx, ev: InitDied, now: float) -> None:
 
 
 def _on_evicted(tx: _Tx, ev: Evicted, now: float) -> None:
-    """Rule 11: evicted, the pod fails, its containers killed at once (the kubelet's
-    eviction of a pod past its local storage gives no grace)."""
+    """Rule 11: evicted, the pod fails and stops with a grace period of 0."""
     if not tx.pod.stopping:
         _begin_stop(tx, now, Reason.EVICTED, ev.message)
     elif tx.pod.reason is None:
         tx.pod = replace(tx.pod, reason=Reason.EVICTED, message=ev.message)
-    tx.pod = replace(tx.pod, killing=True)  # rule 13
+    _end_grace(tx, now)
+
+
+def _end_grace(tx: _Tx, now: float) -> None:
+    """Rule 12 with a deadline of now: nobody waits for a turn, and a container
+    already stopping is held to it."""
+    deadline = now if tx.pod.stop_deadline is None else min(now, tx.pod.stop_deadline)
+    tx.cancel_timer(STOP_TIMER)
+    tx.pod = replace(tx.pod, stop_deadline=deadline, grace_over=True)
+    for c in tx.pod.containers:
+        if c.step in STOPPING and c.grace_ends is not None and c.grace_ends > deadline:
+            _hold_to(tx, c.name, deadline)
 
 
 def _begin_stop(
@@ -633,6 +654,7 @@ def _begin_stop(
     tx.pod = replace(
         tx.pod,
         stopping=True,
+        stop_began=now,
         stop_deadline=deadline,
         stop_signal=stop_signal,
         reason=reason,
@@ -731,14 +753,23 @@ def _stop_waves(tx: _Tx, now: float) -> None:
         if tx.get(name).step in UP:
             _stop_one(tx, name, now, "", None)
     waits = not tx.pod.grace_over  # past the deadline nobody waits for a turn
+    sidecars = [c.name for c in reversed(tx.pod.containers) if c.kind is ContainerKind.SIDECAR]
+    deadline = tx.pod.stop_deadline
+    if waits and deadline is not None and deadline > now:
+        for name in sidecars:  # every sidecar's preStop hook now; its signal at its turn
+            if tx.get(name).step in UP and tx.spec(name).has_pre_stop:
+                tx.update(name, waits_turn=True)
+                _stop_one(tx, name, now, "", None)
     if waits and any(tx.get(name).step in LIVE for name in first):
         return
-    for c in reversed(tx.pod.containers):
-        if c.kind is ContainerKind.SIDECAR and c.step in LIVE:
+    for c in map(tx.get, sidecars):
+        if c.step in LIVE:
             if c.step in UP:
                 _stop_one(tx, c.name, now, "", None)
+            elif c.step is Step.PRE_STOP and c.pre_stop_ended:
+                _signal(tx, c.name, now)
             if waits:
-                return  # this one first: wait for it to exit
+                return  # this one first: wait for its hook and its exit
 
 
 def _finish(tx: _Tx) -> None:

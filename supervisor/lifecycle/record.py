@@ -203,8 +203,8 @@ def last_words(state: PodState) -> str:
         cause = "its main containers ended"
     began = None  # when podvisor began to stop the main containers, if it did
     stopped = state.stop_requested or state.reason is not None or state.failed_init is not None
-    if state.stop_deadline is not None and stopped:
-        began = state.stop_deadline - state.plan.grace_seconds
+    if stopped:
+        began = state.stop_began
     ends = [_end(c, state, began) for c in state.containers if c.kind is ContainerKind.MAIN]
     if state.failed_init is not None:
         ends.insert(0, _end(state.container(state.failed_init), state, None))

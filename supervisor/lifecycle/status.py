@@ -51,6 +51,9 @@ class ContainerStatus:
     restart_requested: bool = False  # start again once it has exited (rule 16)
     grace_ends: float | None = None  # while it stops: when its grace period ends (rule 9)
     signalled_at: float | None = None  # while it stops: when its stop signal went (rule 9)
+    #: A sidecar whose preStop hook the pod's stop started: its signal waits for its turn (rule 12).
+    waits_turn: bool = False
+    pre_stop_ended: bool = False  # ... and that hook has ended
     probing: frozenset[ProbeKind] = frozenset()
     streaks: Mapping[ProbeKind, int] = field(default_factory=dict)  # >0 successes, <0 failures
 
@@ -95,6 +98,7 @@ class PodState:
     stop_signal: int = 15
     stop_requested: bool = False  # StopRequested came (not the pod's own end)
     status_from_signal: bool = False
+    stop_began: float | None = None
     stop_deadline: float | None = None
     failed_init: str | None = None
     timers: frozenset[str] = frozenset()  # armed by SetTimer, not yet fired or cancelled

@@ -6,7 +6,7 @@ The kubelet evicts a pod whose local storage outgrows what its manifest
 allows, and so does the supervisor: `LocalStorage.eviction` is measured every
 `volumes.EMPTY_DIR_CHECK_SECONDS` (as du counts: allocated blocks, hard links
 once), and the first limit found exceeded, in the kubelet's order, evicts the
-pod (reason Evicted, the kubelet's message, every container killed at once):
+pod (reason Evicted, the kubelet's message, a grace period of 0):
 
 1. an emptyDir on disk past its sizeLimit (`volumes.outgrown`);
 2. the pod past its total (`PodSpec.ephemeral_storage_limit_bytes`: the sum

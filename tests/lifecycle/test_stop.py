@@ -36,6 +36,28 @@ def test_mains_stop_together_then_sidecars_one_by_one_last_first() -> None:
     assert sim.state.container("m1").signal == 15
 
 
+def test_sidecars_run_their_pre_stop_hooks_at_once_and_get_their_signal_at_their_turn() -> None:
+    plan = pod(
+        sidecar("s1", has_pre_stop=True),
+        sidecar("s2", has_pre_stop=True),
+        main("m1"),
+        grace_seconds=30,
+    )
+    behaviours = {
+        "m1": Behaviour(stop_takes=3),
+        "s1": Behaviour(hook_takes=1),
+        "s2": Behaviour(hook_takes=5, stop_takes=1),
+    }
+    sim = Sim(plan, behaviours)
+    stop_at(sim, 10)
+    sim.run_until_finished()
+    assert sim.times(lc.RunHook, "s1") == sim.times(lc.RunHook, "s2") == [10]
+    assert sim.times(lc.SignalContainer, "m1") == [10]
+    assert sim.times(lc.SignalContainer, "s2") == [15]  # its turn at 13, its hook ends at 15
+    assert sim.times(lc.SignalContainer, "s1") == [16]  # its hook ended at 11: its turn
+    assert sim.first(lc.PodFinished) == 16
+
+
 def test_sidecar_exit_codes_during_the_stop_do_not_count() -> None:
     graceful = Behaviour(stop_exit_code=0)
     sim = Sim(BUNDLE, {"m1": graceful, "m2": graceful})
@@ -310,13 +332,36 @@ def test_a_stop_that_asks_for_its_signal_as_the_status_gets_it() -> None:
     assert sim.run_until_finished() == lc.PodFinished(131, FAILED)
 
 
-def test_an_eviction_kills_every_container_at_once_and_fails_the_pod() -> None:
-    sim = Sim(BUNDLE)
+def test_an_eviction_stops_every_container_with_no_grace_and_fails_the_pod() -> None:
+    # The kubelet evicts with a grace period of 0: no preStop hook, every stop
+    # signal at once, SIGKILL two seconds later for whoever is still there.
+    plan = pod(
+        sidecar("s1"), sidecar("s2"), main("m1", has_pre_stop=True), main("m2"), grace_seconds=30
+    )
+    sim = Sim(plan, {"m1": Behaviour(ignores_stop=True), "s2": Behaviour(stop_takes=1)})
     sim.run(until=10)
     message = 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi".'
-    kills = [x.name for x in sim.send(lc.Evicted(message)) if isinstance(x, lc.KillContainer)]
-    assert sorted(kills) == ["m1", "m2", "s1", "s2"]  # no grace, no stop signal first
+    effects = sim.send(lc.Evicted(message))
+    signalled = sorted(x.name for x in effects if isinstance(x, lc.SignalContainer))
+    assert signalled == ["m1", "m2", "s1", "s2"]  # no turns: the deadline is now
     finished = sim.run_until_finished()
-    assert finished == lc.PodFinished(137, FAILED)
+    assert sim.times(lc.RunHook, "m1") == []
+    assert sim.times(lc.KillContainer, "m1") == [12]
+    assert sim.first(lc.PodFinished) == 12
+    assert finished == lc.PodFinished(137, FAILED)  # m1, the first main container: SIGKILL
     assert (sim.state.reason, sim.state.message) == (lc.Reason.EVICTED, message)
-    assert lc.last_words(sim.state).startswith(f"pod Failed (exit 137): evicted: {message}")
+    words = lc.last_words(sim.state)
+    assert words.startswith(f"pod Failed (exit 137): evicted: {message}; m1 exited 137 (SIGKILL")
+    assert "m2 exited 143 after SIGTERM" in words
+
+
+def test_an_eviction_during_a_stop_cuts_its_grace_period_short() -> None:
+    plan = pod(main("m1", has_pre_stop=True), main("m2"), grace_seconds=30)
+    sim = Sim(plan, {"m1": Behaviour(hook_takes=20), "m2": Behaviour(ignores_stop=True)})
+    stop_at(sim, 5)  # m1 runs its hook, m2 has its SIGTERM and ignores it
+    sim.run(until=8)
+    sim.send(lc.Evicted("evicted"))
+    sim.run_until_finished()
+    assert sim.times(lc.SignalContainer, "m1") == [8]  # the hook cut short at the new deadline
+    assert sim.times(lc.KillContainer, "m2") == [8]  # its 2 s since SIGTERM are long over
+    assert sim.state.reason is lc.Reason.EVICTED

@@ -118,6 +118,41 @@ async def test_sidecars_outlive_main_during_a_stop_and_stop_in_reverse(tmp_path:
     Timeline(log).assert_order(("main", "stop"), ("side-b", "stop"), ("side-a", "stop"))
 
 
+async def test_a_sidecars_pre_stop_hook_runs_when_the_stop_begins(tmp_path: Path) -> None:
+    """As the kubelet runs every preStop hook when the pod's termination begins: the main
+    container, slow to stop, sees the sidecar's hook before it ends; the sidecar's stop
+    signal still waits for the main container's end."""
+    log = tmp_path / "log"
+    hooked = marked(log, "side", "pre-stop")
+    hook = PRELUDE + 'record("pre-stop")\nmark("pre-stop")\n'
+    lingering = SERVICE.replace(
+        "signal.signal(signal.SIGTERM, on_term)",
+        f"""def on_term(signum, frame):
+    deadline = time.time() + 10
+    while not os.path.exists({str(hooked)!r}) and time.time() < deadline:
+        time.sleep(0.05)
+    record("stop")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)""",
+    )
+    side = sidecar(
+        "side",
+        program(SERVICE, "side", log),
+        startupProbe=up_probe(log, "side"),
+        lifecycle={"preStop": {"exec": {"command": program(hook, "side", log)}}},
+    )
+    pod = manifest(
+        "side-pre-stop",
+        init=[side],
+        containers=[container("main", program(lingering, "main", log))],
+    )
+    async with run_pod(pod) as run:
+        await run.up("main")
+        run.stop()
+        await run.finished()
+    Timeline(log).assert_order(("side", "pre-stop"), ("main", "stop"), ("side", "stop"))
+
+
 async def test_a_sidecars_startup_probe_gates_the_main_container(tmp_path: Path) -> None:
     log, gate = tmp_path / "log", tmp_path / "gate"
     os.mkfifo(gate)

@@ -289,11 +289,11 @@ def test_an_empty_dir_on_disk_past_its_size_limit_evicts_the_pod(
         """,
     )
     said = 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi".'
-    assert ran.status == 137, ran.stderr
+    assert ran.status == 143, ran.stderr  # stopped with the kubelet's grace period of 0
     assert ran.of("main") == ["full"]
     assert f"podvisor | Warning Evicted pod/vol-evicted: {said}" in ran.stderr, ran.stderr
     assert ran.stderr.splitlines()[-1].startswith(
-        f"podvisor | pod Failed (exit 137): evicted: {said}"
+        f"podvisor | pod Failed (exit 143): evicted: {said}; main exited 143 after SIGTERM"
     )
 
 
@@ -318,11 +318,11 @@ def test_a_container_past_its_ephemeral_storage_limit_evicts_the_pod(
         """,
     )
     said = "Pod ephemeral local storage usage exceeds the total limit of containers 1Mi."
-    assert ran.status == 137, ran.stderr
+    assert ran.status == 143, ran.stderr
     assert ran.of("main") == ["full"]
     assert f"podvisor | Warning Evicted pod/vol-storage-evicted: {said}" in ran.stderr
     assert ran.stderr.splitlines()[-1].startswith(
-        f"podvisor | pod Failed (exit 137): evicted: {said}"
+        f"podvisor | pod Failed (exit 143): evicted: {said}"
     )
 
 
@@ -330,9 +330,11 @@ def test_a_container_past_its_own_limit_within_the_pods_total_evicts_the_pod(
     run_dir: Path, load_image: LoadImage
 ) -> None:
     """2 MB in one container's root: past its own 1Mi, within the pod's 9Mi; the other
-    container, with 8Mi, holds less than its limit and is not the one named."""
+    container, with 8Mi, holds less than its limit and is not the one named. It
+    ignores SIGTERM: two seconds after it, the eviction's SIGKILL ends it."""
     image = load_image("test/busybox:1", BUSYBOX)
     fill = "busybox dd if=/dev/zero of=/big bs=1024 count=2048 2>/dev/null; echo full"
+    deaf = "trap '' TERM; " + fill
     ran = run_pod(
         run_dir,
         "vol-storage-own",
@@ -346,13 +348,16 @@ def test_a_container_past_its_own_limit_within_the_pods_total_evicts_the_pod(
           - name: large
             image: {image}
             imagePullPolicy: Never
-            command: {sh(fill + "; sleep 60")}
+            command: {sh(deaf + "; sleep 60")}
             resources: {{limits: {{ephemeral-storage: 8Mi}}}}
         """,
     )
     said = 'Container small exceeded its local ephemeral storage limit "1Mi".'
-    assert ran.status == 137, ran.stderr
+    assert ran.status == 143, ran.stderr
     assert f"podvisor | Warning Evicted pod/vol-storage-own: {said}" in ran.stderr, ran.stderr
+    last = ran.stderr.splitlines()[-1]
+    assert "small exited 143 after SIGTERM" in last, last
+    assert "large exited 137 (SIGKILL: still running when the grace period ended)" in last
 
 
 def test_a_container_within_its_ephemeral_storage_limit_runs_on(
@@ -408,5 +413,5 @@ def test_in_host_mode_the_log_counts_and_the_hosts_files_do_not(
         """,
     )
     said = "Pod ephemeral local storage usage exceeds the total limit of containers 1Mi."
-    assert ran.status == 137, ran.stderr[-2000:]
+    assert ran.status == 143, ran.stderr[-2000:]
     assert f"podvisor | Warning Evicted pod/vol-storage-log: {said}" in ran.stderr
