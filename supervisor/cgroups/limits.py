@@ -9,8 +9,11 @@ same cgroup values here as on a Kubernetes node:
   period at 100 ms and at least 1 ms of quota; ``cpu.max = "quota period"``
   on v2, ``cpu.cfs_period_us`` then ``cpu.cfs_quota_us`` on v1.
 * CPU request -> shares: ``max(2, millicores * 1024 / 1000)`` (at most
-  262144), ``cpu.shares`` on v1; on v2 the kubelet (through runc) maps shares
-  to ``cpu.weight = 1 + ((shares - 2) * 9999) / 262142``. Every container
+  262144), ``cpu.shares`` on v1; on v2 the runtime maps shares to
+  ``cpu.weight`` as runc (from 1.3.2) and crun (from 1.23) do, on a curve
+  through (2, 1), (1024, 100) and (262144, 10000) in log space:
+  ``ceil(10 ** ((L * L + 125 * L) / 612 - 7 / 34))`` with ``L = log2(shares)``,
+  so that one CPU's shares (1024) get the default weight (100). Every container
   gets them: with no request, the limit's, and with neither, the least there
   is (shares 2, weight 1), so a BestEffort container yields to any that asked.
 * memory limit -> ``memory.max`` / ``memory.limit_in_bytes``.
@@ -27,6 +30,7 @@ same cgroup values here as on a Kubernetes node:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from podvisor.supervisor.errors import CgroupError
@@ -36,6 +40,8 @@ CFS_PERIOD_US = 100_000  # the kubelet's default cpu-cfs-quota-period
 MIN_QUOTA_US = 1_000  # the kernel refuses a quota below 1 ms
 MIN_SHARES = 2
 MAX_SHARES = 262_144
+MIN_WEIGHT = 1
+MAX_WEIGHT = 10_000
 SHARES_PER_CPU = 1024
 MILLICORES_PER_CPU = 1000
 
@@ -93,8 +99,31 @@ def cpu_shares(millicores: int) -> int:
 
 
 def cpu_weight(shares: int) -> int:
-    """cpu.weight for cpu.shares (runc ConvertCPUSharesToCgroupV2Value, used by the kubelet)."""
-    return 1 + ((shares - 2) * 9999) // 262_142
+    """cpu.weight for cpu.shares, as runc and crun convert them (the module's docstring)."""
+    if shares <= MIN_SHARES:
+        return MIN_WEIGHT
+    if shares >= MAX_SHARES:
+        return MAX_WEIGHT
+    log2_shares = math.log2(shares)
+    return math.ceil(10 ** ((log2_shares * log2_shares + 125 * log2_shares) / 612 - 7 / 34))
+
+
+def shares_from_weight(weight: int) -> int:
+    """The largest cpu.shares `cpu_weight` maps to *weight*: the shares asked for, as
+    far as the weight tells (cAdvisor reports shares)."""
+    if weight <= MIN_WEIGHT:
+        return MIN_SHARES
+    if weight >= MAX_WEIGHT:
+        return MAX_SHARES
+    # The curve solved for L at log10(weight), then moved to the last share of the
+    # weight: the weight was rounded up from the curve.
+    exponent = math.log10(weight) + 7 / 34
+    shares = round(2 ** ((math.sqrt(125 * 125 + 4 * 612 * exponent) - 125) / 2))
+    while cpu_weight(shares + 1) <= weight:
+        shares += 1
+    while cpu_weight(shares) > weight:
+        shares -= 1
+    return shares
 
 
 # --- The plan ----------------------------------------------------------------------

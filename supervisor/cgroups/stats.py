@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 
 from podvisor.supervisor.cgroups import cgroupfs
 from podvisor.supervisor.cgroups.cgroupfs import parse_flat
+from podvisor.supervisor.cgroups.limits import shares_from_weight
 from podvisor.supervisor.frozen import frozen
 
 NS_PER_SECOND = 1e9
@@ -244,11 +245,6 @@ def parse_blkio(service_bytes: str | None, serviced: str | None) -> tuple[Device
         )
         for major, minor in sorted(bytes_.keys() | ops.keys())
     )
-
-
-def shares_from_weight(weight: int) -> int:
-    """The inverse of the kubelet's shares -> weight mapping (cAdvisor reports shares)."""
-    return 2 + ((weight - 1) * 262_142) // 9999
 
 
 def working_set(usage: int | None, inactive_file: int | None) -> int | None:

@@ -99,7 +99,7 @@ def test_v2_limits_join_read_kill_and_remove(host: FakeKernel) -> None:
     main.apply_limits(LIMITS)
     directory = host.root / V2_OWN / "podvisor-web-7c4e1f3a" / "main"
     assert text(directory / "cpu.max") == "20000 100000"
-    assert text(directory / "cpu.weight") == "4"
+    assert text(directory / "cpu.weight") == "17"
     assert text(directory / "memory.max") == str(64 << 20)
     assert text(directory / "pids.max") == "10"
     assert text(directory / "cpuset.cpus") == "0-1"
@@ -136,8 +136,8 @@ def test_v2_limits_join_read_kill_and_remove(host: FakeKernel) -> None:
         20000,
         100000,
     )
-    # cAdvisor's weight -> shares; lossy: 102 shares became weight 4, which reads as 80
-    assert (stats.cpu_weight, stats.cpu_shares, stats.cpuset_cpus) == (4, 80, "0-1")
+    # The sample's weight 4 reads as the last shares of that weight
+    assert (stats.cpu_weight, stats.cpu_shares, stats.cpuset_cpus) == (4, 14, "0-1")
     anyio.run(main.kill)
     assert (f"{V2_OWN}/podvisor-web-7c4e1f3a/main/cgroup.kill", "1") in host.writes
     assert not main.populated()
@@ -159,7 +159,7 @@ def test_v2_no_container_swaps_an_oom_ends_it_whole_and_besteffort_weighs_least(
         assert text(pod_dir / name / "memory.oom.group") == "1", name
     assert text(pod_dir / "idle" / "memory.max") == "max"
     assert (text(pod_dir / "main" / "cpu.weight"), text(pod_dir / "idle" / "cpu.weight")) == (
-        "4",
+        "17",
         "1",
     )
     # The pod's init is no container: its cgroup keeps the kernel's defaults.
@@ -180,7 +180,7 @@ def test_v2_a_kernel_without_swap_accounting_or_oom_group_gets_the_other_limits(
     directory = host.root / V2_OWN / "podvisor-web-7c4e1f3a" / "main"
     assert not (directory / "memory.swap.max").exists()
     assert text(directory / "memory.max") == str(64 << 20)
-    assert (text(directory / "cpu.weight"), text(directory / "pids.max")) == ("4", "10")
+    assert (text(directory / "cpu.weight"), text(directory / "pids.max")) == ("17", "10")
     assert driver.warnings == []
     pod.remove()
 

@@ -14,6 +14,7 @@ from podvisor.supervisor.cgroups.limits import (
     cpu_shares,
     cpu_weight,
     plan_limits,
+    shares_from_weight,
 )
 from podvisor.supervisor.cgroups.stats import (
     DeviceIo,
@@ -22,7 +23,6 @@ from podvisor.supervisor.cgroups.stats import (
     parse_int,
     parse_io_stat,
     parse_pressure,
-    shares_from_weight,
     working_set,
 )
 from podvisor.supervisor.errors import CgroupError
@@ -43,15 +43,30 @@ def test_cpu_shares_as_the_kubelet(millicores: int, shares: int) -> None:
     assert cpu_shares(millicores) == shares
 
 
-@pytest.mark.parametrize(("shares", "weight"), [(2, 1), (102, 4), (1024, 39), (262_144, 10_000)])
-def test_cpu_weight_as_the_kubelet_through_runc(shares: int, weight: int) -> None:
+@pytest.mark.parametrize(
+    ("shares", "weight"),
+    [(2, 1), (3, 2), (102, 17), (256, 35), (1024, 100), (2048, 174), (262_144, 10_000)],
+)
+def test_cpu_weight_as_runc_and_crun_convert_shares(shares: int, weight: int) -> None:
     assert cpu_weight(shares) == weight
 
 
-@pytest.mark.parametrize(("weight", "shares"), [(1, 2), (39, 998), (100, 2597), (10_000, 262_144)])
-def test_shares_from_weight_inverts_it_closely(weight: int, shares: int) -> None:
+def test_cpu_weight_never_falls_as_shares_grow() -> None:
+    weights = [cpu_weight(shares) for shares in range(2, 262_145)]
+    assert weights == sorted(weights)
+    assert set(weights) == set(range(1, 10_001))  # every weight is some shares'
+
+
+@pytest.mark.parametrize(("weight", "shares"), [(1, 2), (17, 102), (100, 1024), (10_000, 262_144)])
+def test_shares_from_weight_gives_back_the_shares_asked_for(weight: int, shares: int) -> None:
     assert shares_from_weight(weight) == shares
-    assert cpu_weight(shares) in (weight, weight - 1)
+
+
+def test_shares_from_weight_is_the_last_share_of_each_weight() -> None:
+    for weight in range(1, 10_001):
+        shares = shares_from_weight(weight)
+        assert cpu_weight(shares) == weight
+        assert shares == 262_144 or cpu_weight(shares + 1) > weight
 
 
 @pytest.mark.parametrize(
@@ -96,7 +111,7 @@ def test_plan_on_v2() -> None:
         LimitWrite("memory", "memory.max", str(64 << 20)),
         *NO_SWAP_ONE_OOM_V2,
         LimitWrite("cpu", "cpu.max", "20000 100000"),
-        LimitWrite("cpu", "cpu.weight", "4"),
+        LimitWrite("cpu", "cpu.weight", "17"),
         LimitWrite("pids", "pids.max", "10"),
         LimitWrite("cpuset", "cpuset.cpus", "0-1"),
     ]

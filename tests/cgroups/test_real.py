@@ -20,8 +20,8 @@ import anyio
 import pytest
 
 from podvisor.supervisor.cgroups import CgroupDriver, Layout, Limits, PodCgroup, cgroupfs, tree
-from podvisor.supervisor.cgroups.limits import cpu_weight
-from podvisor.supervisor.cgroups.stats import V1_UNLIMITED, shares_from_weight
+from podvisor.supervisor.cgroups.limits import cpu_weight, shares_from_weight
+from podvisor.supervisor.cgroups.stats import V1_UNLIMITED
 from podvisor.supervisor.errors import CgroupError
 from tests.cgroups.conftest import new_pod
 from tests.cgroups.helpers import (
@@ -195,8 +195,9 @@ def test_limits_are_written_with_kubernetes_conversions(
         25000,
         100000,
     )
-    # On v2, shares are derived from cpu.weight, as cAdvisor does: not the 102 asked for.
+    # On v2, shares are derived from cpu.weight: the 102 asked for, given back.
     shares = 102 if version == 1 else shares_from_weight(cpu_weight(102))
+    assert shares == 102
     assert (stats.cpu_shares, stats.pids_max, stats.cpuset_cpus) == (shares, 20, "0")
 
 
