@@ -11,6 +11,7 @@ $TMPDIR/podvisor-faults-summary.txt for the README.
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -66,9 +67,11 @@ class FdWatch:
     """A process's open descriptors, sampled over a scenario: they must not grow.
 
     `sample` at steady points along the way (`steady` is the first); `grown`
-    samples once more and compares the fewest seen in the first half with
-    the fewest in the second. Taking the fewest ignores what is open for a
-    moment (a probe's pipes, a scrape's connection); a leak raises the floor.
+    samples once more and compares the usual count of the first half (its
+    median) with the fewest seen in the second. The fewest ignores what is
+    open for a moment (a probe's pipes, a scrape's connection), and a leak
+    raises that floor; the median ignores a descriptor closed for a moment
+    early on (one the supervisor replaces), which would lower the first floor.
     """
 
     def __init__(self) -> None:
@@ -86,7 +89,7 @@ class FdWatch:
         self.sample(pid)
         counts = self.counts[pid]
         half = len(counts) // 2
-        early, late = min(counts[:half]), min(counts[half:])
+        early, late = statistics.median_low(counts[:half]), min(counts[half:])
         if late > early + slack:
             now = procfs.fd_targets(pid)
             new = {fd: what for fd, what in now.items() if self.first[pid].get(fd) != what}
