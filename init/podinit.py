@@ -58,6 +58,7 @@ from podvisor.init import (
     rootfs,
     syscalls,
     sysctls,
+    terminal,
     tini,
     volumes,
 )
@@ -604,15 +605,21 @@ def _entered(spec: protocol.Process) -> int:
     confined, and execs; this process relays signals to it and returns its status.
 
     An exec that fails is said on stderr, with 127 (not found) or 126, as a shell says it.
+    With a terminal, the command gets one of the container's devpts, and this
+    process copies between it and the supervisor's (`terminal`).
     """
     assert spec.rootfs is not None
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     waited = process.block_signals()
+    handover = terminal.handover() if spec.tty else None
     child = os.fork()
     if child == 0:
         code = 126
         try:
             rootfs.join_mounts(spec.rootfs)
+            if handover is not None:
+                handover[0].close()
+                terminal.take(handover[1])
             if spec.confine is not None:
                 confinement.drop_privileges(spec.confine, spec.uid, spec.gid)
             process.prepare_child()
@@ -623,7 +630,13 @@ def _entered(spec: protocol.Process) -> int:
                 os.write(2, f"podvisor: cannot run {spec.argv[0]}: {exc}\n".encode())
         finally:
             os._exit(code)
-    return tini.relay(child, waited)
+    if handover is None:
+        return tini.relay(child, waited)
+    handover[1].close()
+    master = terminal.receive(handover[0])
+    if master is None:  # it failed before it had its terminal: the error is on ours
+        return tini.relay(child, waited)
+    return terminal.relay(child, waited, master)
 
 
 def _child_setup(spec: protocol.Process, extra: dict[int, int]) -> Callable[[], None]:
