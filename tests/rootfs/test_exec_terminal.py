@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.cgroups.helpers import wait_until
 from tests.control.conftest import REPO, child, ctl_argv, ctl_env
 from tests.control.test_exec import Screen, caller_terminal
 from tests.faults.pods import Supervisor
@@ -79,3 +80,47 @@ async def test_exec_it_gets_a_terminal_of_the_containers_devpts(
                 assert code == 7, screen.text
         pod.signal(signal.SIGTERM)
         pod.wait(timeout=30)
+
+
+async def test_a_client_that_goes_away_hangs_up_the_containers_terminal(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    """As a terminal's hang-up: the command's whole session ends, its foreground job too."""
+    image = load_image("test/plain:1", {"Cmd": ["/bin/sh"]})
+    body = manifest(
+        f"""
+        containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Never
+            command: [sh, -c, "echo up; exec sleep 600"]
+        """,
+        "img-exec-hup",
+    )
+    path = run_dir / "img-exec-hup.yaml"
+    path.write_text(body)
+    with Supervisor(path, env={"PODVISOR_RUN_DIR": str(run_dir)}) as pod:
+        pod.wait_line("main", "up")
+        argv = ["setsid", "--ctty", *ctl_argv("exec", "-it", "img-exec-hup", "--", "sh", "-i")]
+        with caller_terminal(24, 80) as (master, terminal):
+            async with child(
+                argv, stdin=terminal, stdout=terminal, stderr=terminal, env=ctl_env(run_dir)
+            ) as client:
+                screen = Screen(master)
+                os.write(master, b"sleep 612\r")
+                await screen.wait_for_process("sleep 612")
+                client.kill()
+        wait_until(lambda: not _running("sleep 612"), WAIT, "the foreground job's hang-up")
+        pod.signal(signal.SIGTERM)
+        pod.wait(timeout=30)
+
+
+def _running(command: str) -> bool:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:
+            continue
+        if cmdline.decode(errors="replace") == command:
+            return True
+    return False
