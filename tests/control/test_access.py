@@ -6,6 +6,7 @@ import os
 import socket
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -131,26 +132,27 @@ def test_a_server_that_does_not_answer_is_an_error_not_a_hang(tmp_path: Path) ->
             client.request(Status(), StatusReply)
 
 
-def test_a_server_that_stops_with_the_request_waiting_says_so(tmp_path: Path) -> None:
-    # A pod stopping closes its listener; a connection still in the backlog is reset.
-    path = tmp_path / "ctl-ending.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as ending:
-        ending.bind(str(path))
-        ending.listen(1)
-        with Client("ctl-ending", path, timeout=5) as client:
-            client.send(Status())
-            ending.close()
-            with pytest.raises(ControlError, match="pod 'ctl-ending' stopped before answering"):
-                client.reply(StatusReply)
+def _close_listener(listener: socket.socket) -> None:
+    listener.close()  # a connection still in its backlog is reset
 
 
-def test_a_server_that_closes_with_the_request_unread_says_so(tmp_path: Path) -> None:
+def _close_connection_unread(listener: socket.socket) -> None:
+    listener.accept()[0].close()
+
+
+@pytest.mark.parametrize(
+    "stop", [_close_listener, _close_connection_unread], ids=["in-the-backlog", "unread"]
+)
+def test_a_server_that_stops_with_the_request_unanswered_says_so(
+    tmp_path: Path, stop: Callable[[socket.socket], None]
+) -> None:
+    # A pod stopping closes its listener and its connections, a request perhaps unread.
     path = tmp_path / "ctl-ending.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
         listener.bind(str(path))
         listener.listen(1)
         with Client("ctl-ending", path, timeout=5) as client:
             client.send(Status())
-            listener.accept()[0].close()
+            stop(listener)
             with pytest.raises(ControlError, match="pod 'ctl-ending' stopped before answering"):
                 client.reply(StatusReply)
