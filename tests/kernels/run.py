@@ -60,7 +60,11 @@ DESCRIPTIONS = {"v2": "cgroup v2 only", "v1": "cgroup v1 only"}
 #: OOM kills, kill, freeze, namespaces, networks); confinement (a cgroup
 #: namespace and the container's cgroup mount, masks, capabilities, seccomp,
 #: sysctls); container roots on overlayfs from images loaded or pulled from a
-#: registry on the guest's loopback; live scrapes by promtool and Prometheus.
+#: registry on the guest's loopback; volumes where the kernel has its say
+#: (tmpfs sized by the pod's memory limits, storage evictions measuring
+#: overlay upper directories, a Secret's tmpfs, a subPath's escape refused,
+#: mount propagation, the init's clean-up after a killed supervisor); live
+#: scrapes by promtool and Prometheus.
 #: Tests that no kernel decides (manifests, the pure core, restart timing, the
 #: event loop's choice, stand-ins for the cgroup files) run on the host alone.
 SELECTION = [
@@ -84,6 +88,14 @@ SELECTION = [
     "tests/rootfs/test_rootfs.py::test_after_a_sigkilled_supervisor_nothing_is_mounted_and_its_init_cleans_up",
     "tests/images/test_layers.py",
     "tests/images/test_registry.py::test_pull_by_tag_and_by_digest",
+    "tests/volumes/test_empty_dir.py::test_a_memory_empty_dir_is_a_tmpfs_of_its_size_limit",
+    "tests/volumes/test_empty_dir.py::test_a_memory_volume_is_no_larger_than_the_pods_memory_limit",
+    "tests/volumes/test_empty_dir.py::test_a_sub_path_through_a_link_a_container_planted_is_refused",
+    "tests/volumes/test_empty_dir.py::test_an_empty_dir_on_disk_past_its_size_limit_evicts_the_pod",
+    "tests/volumes/test_empty_dir.py::test_a_container_past_its_own_limit_within_the_pods_total_evicts_the_pod",
+    "tests/volumes/test_secret_volumes.py",
+    "tests/volumes/test_propagation.py",
+    "tests/volumes/test_cleanup.py::test_after_a_killed_supervisor_its_init_removes_the_empty_dirs",
     "tests/metrics/test_live.py",
     "tests/metrics/test_dashboard_pod.py",
 ]
