@@ -63,8 +63,8 @@ DESCRIPTIONS = {"v2": "cgroup v2 only", "v1": "cgroup v1 only"}
 #: registry on the guest's loopback; volumes where the kernel has its say
 #: (tmpfs sized by the pod's memory limits, storage evictions measuring
 #: overlay upper directories, a Secret's tmpfs, a subPath's escape refused,
-#: mount propagation, the init's clean-up after a killed supervisor); live
-#: scrapes by promtool and Prometheus.
+#: hostPath's sockets and devices, mount propagation, the init's clean-up
+#: after a killed supervisor); live scrapes by promtool and Prometheus.
 #: Tests that no kernel decides (manifests, the pure core, restart timing, the
 #: event loop's choice, stand-ins for the cgroup files) run on the host alone.
 SELECTION = [
@@ -92,7 +92,9 @@ SELECTION = [
     "tests/volumes/test_empty_dir.py::test_a_memory_volume_is_no_larger_than_the_pods_memory_limit",
     "tests/volumes/test_empty_dir.py::test_a_sub_path_through_a_link_a_container_planted_is_refused",
     "tests/volumes/test_empty_dir.py::test_an_empty_dir_on_disk_past_its_size_limit_evicts_the_pod",
+    "tests/volumes/test_empty_dir.py::test_a_container_past_its_ephemeral_storage_limit_evicts_the_pod",
     "tests/volumes/test_empty_dir.py::test_a_container_past_its_own_limit_within_the_pods_total_evicts_the_pod",
+    "tests/volumes/test_host_path.py::test_every_type_that_passes_is_mounted_as_what_it_is",
     "tests/volumes/test_secret_volumes.py",
     "tests/volumes/test_propagation.py",
     "tests/volumes/test_cleanup.py::test_after_a_killed_supervisor_its_init_removes_the_empty_dirs",
