@@ -7,7 +7,9 @@ must say oom_killed, and each restart must wait at least the back-off the
 annotations ask for (100 ms doubling up to 500 ms; the first restart in a row
 is immediate). At the end the pod's /status says OOMKilled with the restart
 count, and the supervisor's own memory (VmRSS) is flat from the 5th kill to
-the 20th.
+the 20th: it may grow once (one more worker thread and its malloc arena,
+where a slow machine has more of them run at once; a module imported at its
+first use), but a leak grows with the kills, in both halves of that stretch.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ KILLS = 20
 BACKOFF = BackOffPolicy(initial=0.1, maximum=0.5)
 #: VmRSS may move by this much between the 5th and the 20th kill (allocator noise).
 RSS_SLACK_KIB = 4 * 1024
+#: Where VmRSS is read: from the 5th kill, halfway, at the last.
+RSS_AT = (5, 12, KILLS)
 
 HOG = "x = b'x' * (512 << 20)"
 
@@ -94,7 +98,7 @@ def test_over_the_memory_limit_20_times(tmp_path: Path, faults: Record, fd_watch
     ) as sup:
         for exits_seen in range(1, KILLS + 1):
             exits(exits_seen)
-            if exits_seen in (5, KILLS):
+            if exits_seen in RSS_AT:
                 rss[exits_seen] = procfs.rss_kib(sup.pid)
             if exits_seen >= 5:
                 fd_watch.sample(sup.pid)
@@ -118,8 +122,10 @@ def test_over_the_memory_limit_20_times(tmp_path: Path, faults: Record, fd_watch
     hog = status["containerStatuses"][0]
     assert hog["lastState"]["terminated"]["reason"] == "OOMKilled", hog
     assert hog["restartCount"] >= KILLS - 1, hog
-    grown = rss[KILLS] - rss[5]
-    faults.figure("VmRSS KiB at kill 5 / 20", f"{rss[5]}/{rss[KILLS]}")
+    first, middle, last = (rss[k] for k in RSS_AT)
+    # What grew in both halves, over the whole stretch: a leak's pace, not a one-off.
+    grown = 2 * min(middle - first, last - middle)
+    faults.figure("VmRSS KiB at kill 5 / 12 / 20", f"{first}/{middle}/{last}")
     faults.figure("longest restart wait s", f"{max(gaps):.2f}")
     faults.leak("supervisor memory growth KiB", grown if grown > RSS_SLACK_KIB else 0)
     faults.runs = len(ended)
