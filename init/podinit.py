@@ -615,6 +615,7 @@ def _entered(spec: protocol.Process) -> int:
     child = os.fork()
     if child == 0:
         code = 126
+        parent = os.getppid()
         try:
             rootfs.join_mounts(spec.rootfs)
             if handover is not None:
@@ -623,6 +624,8 @@ def _entered(spec: protocol.Process) -> int:
             if spec.confine is not None:
                 confinement.drop_privileges(spec.confine, spec.uid, spec.gid)
             process.prepare_child()
+            if handover is not None:
+                terminal.die_with(parent)  # after the identity is dropped, which clears it
             os.execvpe(spec.argv[0], spec.argv, spec.env)  # noqa: S606 (argv, as given)
         except BaseException as exc:
             code = 127 if isinstance(exc, FileNotFoundError) else 126

@@ -62,6 +62,19 @@ def take(sock: socket.socket) -> None:
         os.close(slave)
 
 
+def die_with(relay: int) -> None:
+    """In the command's process, right before its exec: SIGKILL once *relay*, its parent,
+    has ended.
+
+    In a session of its own, the command is out of the reach of the SIGKILL a
+    hang-up ends with (`podvisor exec`'s client gone, the command deaf to
+    SIGHUP), which goes to the relay's process group: it dies with the relay.
+    """
+    syscalls.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != relay:
+        raise OSError(errno.ESRCH, "the terminal's relay has already ended")
+
+
 def receive(sock: socket.socket) -> int | None:
     """The master `take` sent; None when the command ended before it opened one."""
     try:

@@ -112,3 +112,14 @@ def _running(command: str) -> bool:
         if cmdline.decode(errors="replace") == command:
             return True
     return False
+
+
+async def test_a_command_deaf_to_the_hang_up_is_killed_after_the_grace(
+    run_dir: Path, load_image: LoadImage
+) -> None:
+    """The SIGKILL that follows the SIGHUP reaches the command in its own session."""
+    async with exec_shell(run_dir, load_image, "img-exec-deaf", 24, 80) as (master, client):
+        os.write(master, b"trap '' HUP; exec sleep 613\r")  # sleep keeps SIGHUP ignored
+        await Screen(master).wait_for_process("sleep 613")
+        client.kill()
+        wait_until(lambda: not _running("sleep 613"), WAIT, "the deaf command's end")
