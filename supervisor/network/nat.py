@@ -72,39 +72,20 @@ def chain_name(bridge: str) -> str:
 
 def enable_masquerade(bridge: str, subnet: IPv4Network) -> None:
     """Masquerade what *subnet* sends out of any link but *bridge* (idempotent)."""
-    chain = {"family": "ip", "table": TABLE, "name": chain_name(bridge)}
-    match_source = {
-        "op": "==",
-        "left": {"payload": {"protocol": "ip", "field": "saddr"}},
-        "right": {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}},
-    }
-    match_out = {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": bridge}
-    rule = {
-        "family": "ip",
-        "table": TABLE,
-        "chain": chain_name(bridge),
-        "comment": f"podvisor: egress of the pods on {bridge}",
-        "expr": [{"match": match_source}, {"match": match_out}, {"masquerade": None}],
-    }
-    base = {"type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}
+    egress = [
+        _match("==", _ip("saddr"), _prefix(subnet)),
+        _match("!=", {"meta": {"key": "oifname"}}, bridge),
+        {"masquerade": None},
+    ]
     _nft(
-        {"add": {"table": {"family": "ip", "name": TABLE}}},
-        {"add": {"chain": {**chain, **base}}},
-        {"flush": {"chain": chain}},
-        {"add": {"rule": rule}},
+        *_base_chains([(chain_name(bridge), "postrouting", 100)]),
+        _rule(chain_name(bridge), egress, f"egress of the pods on {bridge}"),
     )
 
 
 def disable_masquerade(bridge: str) -> bool:
     """Delete *bridge*'s chain, and the table with the last chain; whether there was one."""
-    present = chains()
-    if chain_name(bridge) not in present:
-        return False
-    drop = {"delete": {"chain": {"family": "ip", "table": TABLE, "name": chain_name(bridge)}}}
-    if present == [chain_name(bridge)]:
-        drop = {"delete": {"table": {"family": "ip", "name": TABLE}}}
-    _nft(drop)
-    return True
+    return _delete_chains([chain_name(bridge)])
 
 
 def hostport_chains(veth: str) -> tuple[str, str, str]:
@@ -120,15 +101,9 @@ def publish_ports(
     A mapping bound to a loopback or IPv6 hostIP is the proxy's alone.
     """
     pre, out, post = hostport_chains(veth)
-    commands: list[dict[str, Any]] = [{"add": {"table": {"family": "ip", "name": TABLE}}}]
-    for name, hook, prio in (
-        (pre, "prerouting", -100),
-        (out, "output", -100),
-        (post, "postrouting", 100),
-    ):
-        chain = {"family": "ip", "table": TABLE, "name": name}
-        base = {"type": "nat", "hook": hook, "prio": prio, "policy": "accept"}
-        commands += [{"add": {"chain": {**chain, **base}}}, {"flush": {"chain": chain}}]
+    commands = _base_chains(
+        [(pre, "prerouting", -100), (out, "output", -100), (post, "postrouting", 100)]
+    )
     not_loopback = _match("!=", _ip("daddr"), {"prefix": {"addr": "127.0.0.0", "len": 8}})
     for m in mappings:
         dnat = _dnat(m, pod_ip)
@@ -136,11 +111,7 @@ def publish_ports(
             commands += [_rule(pre, dnat, str(m)), _rule(out, [not_loopback, *dnat], str(m))]
     hairpin = [
         _match("in", {"ct": {"key": "status"}}, "dnat"),
-        _match(
-            "==",
-            _ip("saddr"),
-            {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}},
-        ),
+        _match("==", _ip("saddr"), _prefix(subnet)),
         _match("==", _ip("daddr"), str(pod_ip)),
         {"masquerade": None},
     ]
@@ -150,18 +121,29 @@ def publish_ports(
 
 def unpublish_ports(veth: str) -> bool:
     """Delete the hostPort chains of the pod with *veth*, and the table with the last chain."""
+    return _delete_chains(hostport_chains(veth))
+
+
+def _base_chains(chains: Sequence[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """Our table, and each (name, hook, priority) as an empty NAT chain of it."""
+    commands: list[dict[str, Any]] = [{"add": {"table": {"family": "ip", "name": TABLE}}}]
+    for name, hook, prio in chains:
+        chain = {"family": "ip", "table": TABLE, "name": name}
+        base = {"type": "nat", "hook": hook, "prio": prio, "policy": "accept"}
+        commands += [{"add": {"chain": {**chain, **base}}}, {"flush": {"chain": chain}}]
+    return commands
+
+
+def _delete_chains(names: Sequence[str]) -> bool:
+    """Delete those of *names* that exist, and the table with its last chain; whether any did."""
     present = chains()
-    mine = [name for name in hostport_chains(veth) if name in present]
+    mine = [name for name in names if name in present]
     if not mine:
         return False
     if set(present) <= set(mine):
         _nft({"delete": {"table": {"family": "ip", "name": TABLE}}})
-        return True
-    drops: list[dict[str, Any]] = []
-    for name in mine:
-        chain = {"family": "ip", "table": TABLE, "name": name}
-        drops += [{"flush": {"chain": chain}}, {"delete": {"chain": chain}}]
-    _nft(*drops)
+    else:
+        _nft(*({"delete": {"chain": {"family": "ip", "table": TABLE, "name": n}}} for n in mine))
     return True
 
 
@@ -180,6 +162,10 @@ def _dnat(m: PortMapping, pod_ip: IPv4Address) -> list[dict[str, Any]] | None:
 
 def _ip(field: str) -> dict[str, Any]:
     return {"payload": {"protocol": "ip", "field": field}}
+
+
+def _prefix(subnet: IPv4Network) -> dict[str, Any]:
+    return {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}}
 
 
 def _match(op: str, left: dict[str, Any], right: object) -> dict[str, Any]:
