@@ -20,6 +20,7 @@ from podvisor.supervisor.manifest.expansion import expand_argv, resolve_env
 from podvisor.supervisor.manifest.model import Container, Pod
 from podvisor.supervisor.pod import image_config
 from podvisor.supervisor.pod.confinement import confinement
+from podvisor.supervisor.pod.rootfs import under
 
 if TYPE_CHECKING:
     from podvisor.supervisor.images import Image
@@ -115,12 +116,7 @@ def _asked_for(
     over it (a hostPath of /var/log/pods for a log shipper): the manifest asks for it."""
     if not mounts:
         return confine
-    targets = [m.target.rstrip("/") or "/" for m in mounts]
-    kept = tuple(
-        h
-        for h in confine.hidden
-        if not any(h == t or h.startswith(t.rstrip("/") + "/") for t in targets)
-    )
+    kept = tuple(h for h in confine.hidden if not any(under(h, m.target) for m in mounts))
     return dataclasses.replace(confine, hidden=kept)
 
 

@@ -190,11 +190,13 @@ def host_message_target(pod: Pod, c: Container) -> bool:
     path = c.termination_message_path
     if on_image(pod, c) or not os.path.isfile(path) or os.path.islink(path):
         return False
-    return not any(_under(path, m.mount_path) for m in c.volume_mounts)
+    return not any(under(path, m.mount_path) for m in c.volume_mounts)
 
 
-def _under(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
+def under(path: str, top: str) -> bool:
+    """Whether *path* is *top* or beneath it."""
+    top = top.rstrip("/")
+    return path.rstrip("/") == top or path.startswith(top + "/")
 
 
 def _needs_directory(pod: Pod) -> bool:
