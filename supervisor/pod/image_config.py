@@ -12,7 +12,8 @@ Pure functions of the manifest's container and the image's `ImageConfig`
   (``uid``, ``uid:gid``, ``name``, ``name:group``); with runAsNonRoot and
   no runAsUser, the image's User is checked as the kubelet checks it;
 - HOME, when neither Env sets it: the user's home in the image's
-  /etc/passwd, else /, as runc sets it.
+  /etc/passwd, else /, as runc sets it; on the host's files, in the host's
+  /etc/passwd (`host_home`).
 """
 
 from __future__ import annotations
@@ -95,7 +96,22 @@ def runs_as_root(config: ImageConfig) -> str | None:
 
 def home(uid: int, layers: Sequence[str]) -> str:
     """The home of *uid* in the image's /etc/passwd (its first entry), else /."""
-    for fields in _database("passwd", layers):
+    return _home(uid, _database("passwd", layers))
+
+
+def host_home(uid: int, database: str = "/etc/passwd") -> str:
+    """The home of *uid* in the host's /etc/passwd (its first entry), else /.
+
+    For a container on the host's files, whose root is the host's. runc reads
+    the passwd file of the container's root itself, not through the C
+    library's name services, so a user only a directory service (LDAP, sssd)
+    knows gets /, as it would in any container.
+    """
+    return _home(uid, _lines(database))
+
+
+def _home(uid: int, passwd: list[list[str]]) -> str:
+    for fields in passwd:
         if len(fields) > 5 and fields[2] == str(uid):
             return fields[5]
     return "/"
@@ -123,9 +139,15 @@ def _database(database: str, layers: Sequence[str]) -> list[list[str]]:
         real = os.path.realpath(path)
         if not real.startswith(os.path.realpath(layer) + os.sep):
             return []
-        try:
-            with open(real, encoding="utf-8", errors="replace") as f:
-                return [line.rstrip("\n").split(":") for line in f]
-        except OSError:  # a whiteout, a directory: the container sees no such file
-            return []
+        return _lines(real)
     return []
+
+
+def _lines(path: str) -> list[list[str]]:
+    """The fields of each line of the database at *path*; none if it cannot be read
+    (a whiteout, a directory: the container sees no such file)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f]
+    except OSError:
+        return []

@@ -93,7 +93,7 @@ def container_process(
         # HOSTNAME, PATH and the image's ENV come later, from the runtime.
         argv = expand_argv(c, own_env)
     if "HOME" not in env:  # on the host's files (an image's root has it by now)
-        env["HOME"] = _host_home(os.getuid() if uid is None else uid)
+        env["HOME"] = image_config.host_home(os.getuid() if uid is None else uid)
     if c.tty:  # as containerd gives a container a terminal
         env.setdefault("TERM", "xterm")
     return protocol.Process(
@@ -125,13 +125,3 @@ def _on_image(confine: protocol.Confinement) -> protocol.Confinement:
     readOnlyRootFilesystem is its root's alone (`protocol.Rootfs.readonly`): the host's
     mounts made read-only would hold the overlay's upper directory read-only too."""
     return dataclasses.replace(confine, hidden=(), exposed=(), readonly_root=False)
-
-
-def _host_home(uid: int) -> str:
-    """The home of *uid* in the host's passwd, else /: HOME as runc sets it, on the host's files."""
-    import pwd  # here: a pod on images never needs it
-
-    try:
-        return pwd.getpwuid(uid).pw_dir or "/"
-    except KeyError:
-        return "/"

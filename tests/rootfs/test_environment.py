@@ -127,3 +127,15 @@ def test_home_reads_the_top_layers_passwd_and_never_a_link_out_of_it(tmp_path: P
     (top / "etc" / "passwd").unlink()
     (top / "etc" / "passwd").symlink_to(host)
     assert image_config.home(33, [str(top), str(lower)]) == "/"
+
+
+def test_home_on_the_hosts_files_reads_the_passwd_file_not_the_name_services(
+    tmp_path: Path,
+) -> None:
+    # runc reads the root's passwd file itself: a user the file lacks gets /,
+    # whatever a directory service would say; the uid's first entry wins.
+    passwd = tmp_path / "passwd"
+    passwd.write_text("a:x:4242:4242::/srv/a:/bin/sh\nb:x:4242:4242::/srv/b:/bin/sh\n")
+    assert image_config.host_home(4242, str(passwd)) == "/srv/a"
+    assert image_config.host_home(0, str(passwd)) == "/"
+    assert image_config.host_home(4242, str(tmp_path / "missing")) == "/"

@@ -407,6 +407,7 @@ NOT_KEPT = (
     "podvisor.supervisor.cgroups.stats",
     "podvisor.supervisor.metrics.status",
     "podvisor.init.process",  # its exit status for a program that cannot run
+    "pwd",  # HOME on the host's files comes from /etc/passwd, read as runc reads it
 )
 
 #: Kept by none but a pod with a network namespace of its own, which needs it
