@@ -55,7 +55,9 @@ names, reasons and numbers, and /status redacts its free-text messages.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
+import socket
 from typing import TYPE_CHECKING
 
 import anyio
@@ -72,6 +74,9 @@ if TYPE_CHECKING:
     from podvisor.supervisor.metrics.endpoint import Endpoint
 
 DEFAULT_ADDRESS = "127.0.0.1:9464"
+#: Connections the kernel queues before they are accepted: anyio's listeners'
+#: default (the kernel holds it to net.core.somaxconn).
+BACKLOG = 65536
 #: Moves the host's endpoint (for every pod started with the default).
 ADDRESS_VARIABLE = "PODVISOR_METRICS_ADDRESS"
 OFF = "off"
@@ -122,6 +127,9 @@ async def listen(
     *shared*: the host's endpoint, which every pod with the default binds too.
     """
     try:
+        numeric = _numeric(host)
+        if numeric is not None:
+            return await anyio.abc.SocketListener.from_socket(_bound(numeric, port, shared))
         return await anyio.create_tcp_listener(
             local_host=host or None, local_port=port, reuse_port=shared
         )
@@ -138,6 +146,38 @@ async def listen(
             f"cannot serve metrics on {where}: {e.strerror or e}; set another address with "
             f"--metrics-address or the annotation {ANNOTATION}"
         ) from e
+
+
+def _numeric(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """*host* as an address, if it is one; None for a name or "" (every interface)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _bound(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, shared: bool
+) -> socket.socket:
+    """A socket listening on *address*, made as `anyio.create_tcp_listener` makes one.
+
+    A numeric address needs no resolver: anyio's would call getaddrinfo in a
+    thread of asyncio's executor, which then stays for the pod's life.
+    """
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((str(address), port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def bound_address(listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> tuple[str, int]:

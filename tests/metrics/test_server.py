@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 import socket
@@ -277,6 +278,18 @@ async def test_the_bound_address_is_recorded_and_ipv6_works() -> None:
         assert metrics.address == address
         assert address is not None
         assert (await get(address[1], "/livez", host="::1")).status == 200
+        tg.cancel_scope.cancel()
+
+
+async def test_a_host_name_is_resolved_and_served() -> None:
+    view, _ = view_of_running_pod()
+    server = await MetricsServer.open(view.pod, PodMetrics(view.pod), "localhost:0")
+    assert server is not None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, view)
+        host = server.address[0]
+        assert ipaddress.ip_address(host).is_loopback
+        assert (await get(server.address[1], "/livez", host=host)).status == 200
         tg.cancel_scope.cancel()
 
 

@@ -408,6 +408,7 @@ NOT_KEPT = (
     "podvisor.supervisor.metrics.status",
     "podvisor.init.process",  # its exit status for a program that cannot run
     "pwd",  # HOME on the host's files comes from /etc/passwd, read as runc reads it
+    "concurrent.futures.thread",  # asyncio's resolver: a numeric metrics address needs none
 )
 
 #: Kept by none but a pod with a network namespace of its own, which needs it
