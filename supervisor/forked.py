@@ -1,4 +1,4 @@
-"""A function run in a forked child, its result pickled back to the parent.
+"""A function run in a forked child, its result sent back to the parent.
 
 For work whose code the supervisor need not keep: a supervisor lives as long
 as its pod, and what it imports stays in its memory all that time. `podvisor
@@ -15,19 +15,31 @@ sys.stderr included), and in the same place among its own.
 
 A process with threads runs the function itself: a lock another thread held
 at the fork would stay held in the child.
+
+What crosses the pipe (`pack`, `unpack`) is marshal data, not pickle's:
+pickle's C half, with the tables it imports, would stay loaded in the
+supervisor for the pod's life, where marshal is the interpreter's own (it
+reads every .pyc). marshal takes None, booleans, numbers, strings, bytes,
+lists, dicts, sets and tuples; the children's results are also made of the
+models' dataclasses and enums, which `pack` spells out as tuples that name
+their class. So every tuple in packed data is one of those spellings, a
+tuple of the value's own included.
 """
 
 from __future__ import annotations
 
-import _pickle  # pickle's C half: pickle.py around it would stay for the pod's life
 import contextlib
+import dataclasses
+import enum
+import importlib
 import io
+import marshal
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Generic, NoReturn, TypeVar, cast
+from typing import Any, Generic, NoReturn, TypeVar, cast
 
 from podvisor.supervisor.errors import ForkedCallError
 
@@ -89,7 +101,7 @@ class ForkedCall(Generic[T]):
                 )
                 raise self._failure
             # Written by our own child over a pipe only it and we hold.
-            self._value, out, err = _pickle.loads(data)
+            self._value, out, err = unpack(data)
             sys.stdout.write(out)
             sys.stderr.write(err)
         return cast("T", self._value)
@@ -174,7 +186,7 @@ def _child(
             if os.getppid() == parent:  # else it died before the prctl
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                     value = function()
-                data = _pickle.dumps((value, out.getvalue(), err.getvalue()))
+                data = pack((value, out.getvalue(), err.getvalue()))
                 with open(result_end, "wb") as pipe:
                     pipe.write(data)
                 status = 0
@@ -207,6 +219,81 @@ def _read_all(fd: int) -> bytes:
     while chunk := os.read(fd, 1 << 16):
         data += chunk
     return bytes(data)
+
+
+# --- What crosses the pipe ----------------------------------------------------
+
+# How `pack` spells a value marshal does not take: a tuple whose first item says which.
+_TUPLE = "tuple"  # ("tuple", item, ...)
+_ENUM = "enum"  # ("enum", "module:Class", value)
+_DATACLASS = "dataclass"  # ("dataclass", "module:Class", {attribute: value})
+
+
+def pack(value: object) -> bytes:
+    """*value* as marshal data; TypeError for what neither marshal nor `pack` can spell."""
+    return marshal.dumps(_plain(value))
+
+
+def unpack(data: bytes) -> Any:
+    """The value `pack` made *data* of; ValueError (or EOFError) if *data* was cut short."""
+    # Only a forked child's data comes here, over a pipe only it and its parent hold.
+    return _made(marshal.loads(data))  # noqa: S302
+
+
+def _plain(value: object) -> Any:
+    plain: Any
+    if isinstance(value, enum.Enum):  # first: a StrEnum is a str, an IntEnum an int
+        plain = (_ENUM, _name(type(value)), _plain(value.value))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # Its attributes, as pickle takes them: fields and all.
+        plain = (_DATACLASS, _name(type(value)), _plain(vars(value)))
+    elif isinstance(value, tuple):
+        plain = (_TUPLE, *map(_plain, value))
+    elif isinstance(value, (list, set, frozenset)):
+        plain = type(value)(map(_plain, value))
+    elif isinstance(value, dict):
+        plain = {_plain(k): _plain(v) for k, v in value.items()}
+    elif value is None or isinstance(value, (bool, int, float, str, bytes)):
+        plain = value
+    else:
+        raise TypeError(f"cannot send a {type(value).__qualname__} back from a forked child")
+    return plain
+
+
+def _made(plain: Any) -> Any:
+    if isinstance(plain, tuple):
+        return _spelled(*plain)
+    if isinstance(plain, dict):
+        return {_made(k): _made(v) for k, v in plain.items()}
+    if isinstance(plain, (list, set, frozenset)):
+        return type(plain)(map(_made, plain))
+    return plain
+
+
+def _spelled(kind: str, *rest: Any) -> Any:
+    """The value `_plain` spelled as the tuple (*kind*, *rest*)."""
+    if kind == _TUPLE:
+        return tuple(map(_made, rest))
+    cls = _class(rest[0])
+    if kind == _ENUM and issubclass(cls, enum.Enum):
+        return cls(_made(rest[1]))
+    if kind == _DATACLASS and dataclasses.is_dataclass(cls):
+        made = cls.__new__(cls)
+        made.__dict__.update(_made(rest[1]))
+        return made
+    raise ValueError(f"packed data with a {kind} of {rest[0]}")
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _class(name: str) -> type:
+    module, _, qualname = name.partition(":")
+    found: Any = sys.modules.get(module) or importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return cast("type", found)
 
 
 def describe_status(status: int) -> str:

@@ -19,8 +19,8 @@ fork (a lock another thread held at the fork would stay held in the child);
 does in loopback mode, which needs no pyroute2. Every record the child writes names the supervisor
 as its owner, never the child, which lives for a moment.
 
-Request and answer travel on pipes, pickled (parent and child are one
-program): the request is (NetworkRequest, Owner), the answer ("network",
+Request and answer travel on pipes, packed (`forked.pack`: marshal data, as
+parent and child are one program): the request is (NetworkRequest, Owner), the answer ("network",
 PodNetwork) or ("error", what went wrong).
 
 How it ends:
@@ -43,7 +43,6 @@ How it ends:
 
 from __future__ import annotations
 
-import _pickle as pickle  # the C half: pickle.py around it would stay in the supervisor
 import contextlib
 import os
 import select
@@ -53,7 +52,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 from podvisor.supervisor.errors import NetworkError
-from podvisor.supervisor.forked import describe_status, fork_with_pipes
+from podvisor.supervisor.forked import describe_status, fork_with_pipes, pack, unpack
 
 # The rest of the network package is imported where it is used: the fork comes
 # first of all, and the child imports it on its own core (`_serve`).
@@ -103,7 +102,7 @@ class NetworkMaker:
 
         request = NetworkRequest.for_pod(pod)
         owner = Owner.current()  # its lock taken here, held by the supervisor
-        data = pickle.dumps((request, owner))
+        data = pack((request, owner))
         try:
             # A child that died already reads nothing: `network` says it ended.
             with contextlib.suppress(BrokenPipeError):
@@ -249,9 +248,9 @@ def _serve(requests: int, answer_end: int, parent: int, mask: Iterable[int]) -> 
                 sent = pipe.read()
             if sent:  # else dismissed, or the parent ended
                 # Written by our own parent over a pipe only it and we hold.
-                request, owner = pickle.loads(sent)
+                request, owner = unpack(sent)
                 with open(answer_end, "wb") as pipe:
-                    pipe.write(pickle.dumps(_answer(create.create_network_sync, request, owner)))
+                    pipe.write(pack(_answer(create.create_network_sync, request, owner)))
             status = 0
     finally:
         # Never the parent's exit path: no atexit handler (one would remove the
@@ -300,7 +299,7 @@ def _decode(data: bytes) -> Answer | None:
         return None
     try:
         # Written by our own child over a pipe only it and we hold.
-        answer: Answer = pickle.loads(data)
-    except (pickle.UnpicklingError, EOFError):
+        answer: Answer = unpack(data)
+    except (ValueError, EOFError):
         return None  # cut short: the child died while it wrote
     return answer

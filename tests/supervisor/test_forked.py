@@ -1,4 +1,4 @@
-"""`ForkedCall`: a function run in a forked child, its result pickled back.
+"""`ForkedCall`: a function run in a forked child, its result sent back (`pack`, `unpack`).
 
 This process has threads (anyio's workers, pytest's), and a process with
 threads runs the function itself, so each scenario runs in a fresh
@@ -15,6 +15,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from podvisor.supervisor import manifest
+from podvisor.supervisor.forked import pack, unpack
+from podvisor.supervisor.lifecycle.words import Reason
+from podvisor.supervisor.manifest.model import ContainerKind
+from podvisor.supervisor.network.model import NetworkMode
+from podvisor.supervisor.network.pod import PodNetwork, PodRecord
+from podvisor.supervisor.network.records import Owner
 from tests.faults import procfs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,3 +248,45 @@ def test_the_child_dies_with_a_parent_that_is_killed() -> None:
     parent.wait(timeout=WAIT)
     parent.stdout.close()
     assert procfs.wait_gone([child], WAIT) == []  # PR_SET_PDEATHSIG
+
+
+# --- what crosses the pipe ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_pod_comes_back_equal(path: Path) -> None:
+    loaded = manifest.load(str(path))
+    assert unpack(pack(loaded)) == loaded
+
+
+def test_the_network_comes_back_with_its_record() -> None:
+    record = PodRecord(Owner(1, 2, 3), "web", "web-1", NetworkMode.BRIDGE, veth="pv1")
+    network = PodNetwork(
+        NetworkMode.BRIDGE, "/run/netns/x", "10.88.0.2", {"/etc/hosts": "/run/h"}, ["w"], record
+    )
+    back = unpack(pack(("network", network)))
+    assert back == ("network", network)
+    assert back[1]._record == record  # a field left out of the comparison comes back too
+    assert type(back[1].mode) is NetworkMode
+
+
+def test_tuples_sets_and_enums_keep_their_types() -> None:
+    value = {
+        ("a", 1): frozenset({(1, 2), "x"}),
+        "list": [(), (None, True, 2.5, b"\0")],
+        "set": {ContainerKind.SIDECAR},
+        Reason.COMPLETED: [Reason.ERROR],
+    }
+    back = unpack(pack(value))
+    assert back == value
+    assert type(back["list"][1]) is tuple
+    assert type(back["set"]) is set
+    assert all(type(k) in (tuple, str, Reason) for k in back)
+
+
+def test_what_it_cannot_spell_is_refused_by_name_and_cut_data_is_an_error() -> None:
+    with pytest.raises(TypeError, match="cannot send a PosixPath back"):
+        pack({"where": Path("/")})
+    data = pack(("network", [1, 2, 3]))
+    with pytest.raises((EOFError, ValueError)):
+        unpack(data[:-3])

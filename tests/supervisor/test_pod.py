@@ -388,7 +388,8 @@ NOT_KEPT = (
     "pyroute2",
     "unittest",
     "shutil",  # with bz2 and lzma: 0.75 MB
-    "pickle",  # its pure-Python half: _pickle does the work
+    "_pickle",  # what crosses a forked child's pipe is marshal data
+    "pickle",
     "podvisor.init.tini",
     # What only some pods or requests use, imported by the first that does:
     "podvisor.sidecars.probes",
