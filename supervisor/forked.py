@@ -227,6 +227,8 @@ def _read_all(fd: int) -> bytes:
 _TUPLE = "tuple"  # ("tuple", item, ...)
 _ENUM = "enum"  # ("enum", "module:Class", value)
 _DATACLASS = "dataclass"  # ("dataclass", "module:Class", {attribute: value})
+#: What marshal takes as it is.
+_SCALARS = frozenset({type(None), bool, int, float, str, bytes})
 
 
 def pack(value: object) -> bytes:
@@ -247,16 +249,18 @@ def _plain(value: object) -> Any:
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         # Its attributes, as pickle takes them: fields and all.
         plain = (_DATACLASS, _name(type(value)), _plain(vars(value)))
-    elif isinstance(value, tuple):
+    # The rest by their exact types: a subclass (a NamedTuple, a str of
+    # its own) would come back as its base, or not at all from marshal.
+    elif type(value) is tuple:
         plain = (_TUPLE, *map(_plain, value))
-    elif isinstance(value, (list, set, frozenset)):
-        plain = type(value)(map(_plain, value))
-    elif isinstance(value, dict):
+    elif type(value) is dict:
         plain = {_plain(k): _plain(v) for k, v in value.items()}
-    elif value is None or isinstance(value, (bool, int, float, str, bytes)):
+    elif isinstance(value, (list, set, frozenset)) and type(value) in (list, set, frozenset):
+        plain = type(value)(map(_plain, value))
+    elif type(value) in _SCALARS:
         plain = value
     else:
-        raise TypeError(f"cannot send a {type(value).__qualname__} back from a forked child")
+        raise TypeError(f"a {type(value).__qualname__} cannot cross a forked child's pipe")
     return plain
 
 

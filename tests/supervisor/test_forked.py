@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -284,9 +284,17 @@ def test_tuples_sets_and_enums_keep_their_types() -> None:
     assert all(type(k) in (tuple, str, Reason) for k in back)
 
 
+class Pair(NamedTuple):
+    low: int
+    high: int
+
+
 def test_what_it_cannot_spell_is_refused_by_name_and_cut_data_is_an_error() -> None:
-    with pytest.raises(TypeError, match="cannot send a PosixPath back"):
+    with pytest.raises(TypeError, match="a PosixPath cannot cross"):
         pack({"where": Path("/")})
+    # A subclass would come back as its base: refused too.
+    with pytest.raises(TypeError, match="a Pair cannot cross"):
+        pack([Pair(1, 2)])
     data = pack(("network", [1, 2, 3]))
     with pytest.raises((EOFError, ValueError)):
         unpack(data[:-3])
