@@ -149,11 +149,13 @@ async def listen(
 
 
 def _numeric(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """*host* as an address, if it is one; None for a name or "" (every interface)."""
+    """*host* as an address, if it is one; None for a name, "" (every interface) and an
+    IPv6 address with a scope (``fe80::1%eth0``), which the resolver turns into an index."""
     try:
-        return ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host)
     except ValueError:
         return None
+    return None if getattr(address, "scope_id", None) else address
 
 
 def _bound(

@@ -285,6 +285,29 @@ async def test_the_bound_address_is_recorded_and_ipv6_works() -> None:
         tg.cancel_scope.cancel()
 
 
+def _link_local() -> str | None:
+    """A link-local IPv6 address of this machine with its interface (fe80::1%eth0), if any."""
+    with open("/proc/net/if_inet6") as f:
+        for line in f:
+            number, _, _, scope, _, interface = line.split()
+            if scope == "20":  # IPV6_ADDR_LINKLOCAL
+                return f"{ipaddress.IPv6Address(int(number, 16))}%{interface}"
+    return None
+
+
+async def test_a_link_local_address_is_served_on_its_interface() -> None:
+    address = _link_local() if socket.has_ipv6 else None
+    if address is None:
+        pytest.skip("no link-local IPv6 address here")
+    view, _ = view_of_running_pod()
+    server = await MetricsServer.open(view.pod, PodMetrics(view.pod), f"[{address}]:0")
+    assert server is not None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, view)
+        assert (await get(server.address[1], "/livez", host=address)).status == 200
+        tg.cancel_scope.cancel()
+
+
 def test_address_precedence_and_default() -> None:
     assert metrics_address(None, None) == ("127.0.0.1", 9464)
     assert metrics_address(None, "0.0.0.0:9000") == ("0.0.0.0", 9000)
