@@ -111,9 +111,13 @@ def host_home(uid: int, database: str = "/etc/passwd") -> str:
 
 
 def _home(uid: int, passwd: list[list[str]]) -> str:
+    """The first entry's home whose uid is *uid* (a number, read as one: 01000 is 1000),
+    comments skipped; / for an entry with no home, as for no entry."""
     for fields in passwd:
-        if len(fields) > 5 and fields[2] == str(uid):
-            return fields[5]
+        if fields[0].startswith("#") or len(fields) < 6 or not fields[2].isdigit():
+            continue
+        if int(fields[2]) == uid:
+            return fields[5] or "/"
     return "/"
 
 

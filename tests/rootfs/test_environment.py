@@ -135,7 +135,15 @@ def test_home_on_the_hosts_files_reads_the_passwd_file_not_the_name_services(
     # runc reads the root's passwd file itself: a user the file lacks gets /,
     # whatever a directory service would say; the uid's first entry wins.
     passwd = tmp_path / "passwd"
-    passwd.write_text("a:x:4242:4242::/srv/a:/bin/sh\nb:x:4242:4242::/srv/b:/bin/sh\n")
+    passwd.write_text(
+        "#old:x:4242:4242::/srv/old:/bin/sh\n"  # a comment
+        "a:x:4242:4242::/srv/a:/bin/sh\nb:x:4242:4242::/srv/b:/bin/sh\n"
+        "zero:x:01000:1000::/srv/zero:/bin/sh\n"  # a uid with a leading zero is still 1000
+        "nohome:x:1001:1001:::/bin/sh\n"
+        "+::::::\n"
+    )
     assert image_config.host_home(4242, str(passwd)) == "/srv/a"
+    assert image_config.host_home(1000, str(passwd)) == "/srv/zero"
+    assert image_config.host_home(1001, str(passwd)) == "/"
     assert image_config.host_home(0, str(passwd)) == "/"
     assert image_config.host_home(4242, str(tmp_path / "missing")) == "/"
