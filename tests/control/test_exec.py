@@ -12,7 +12,7 @@ import subprocess
 import sys
 import termios
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -145,6 +145,37 @@ def caller_terminal(rows: int, cols: int) -> Iterator[tuple[int, int]]:
         os.close(terminal)
 
 
+@contextlib.asynccontextmanager
+async def exec_it(
+    run_dir: Path, pod: str, command: list[str], *, rows: int = 24, cols: int = 80, term: str = ""
+) -> AsyncIterator[tuple[int, anyio.abc.Process]]:
+    """`podvisor exec -it POD -- COMMAND` as from a shell, a terminal of the caller's its
+    controlling one: (the terminal's master, the client)."""
+    argv = ["setsid", "--ctty", *ctl_argv("exec", "-it", pod, "--", *command)]
+    env = ctl_env(run_dir) | ({"TERM": term} if term else {})
+    with caller_terminal(rows, cols) as (master, terminal):
+        async with child(
+            argv, stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=REPO
+        ) as client:
+            yield master, client
+
+
+async def interrupt_a_sleep_then_exit(
+    master: int, screen: Screen, client: anyio.abc.Process
+) -> None:
+    """In an interactive shell: Ctrl-C stops its foreground `sleep` (status 130) and not the
+    shell, whose `exit 7` then ends the client with 7."""
+    os.write(master, b"sleep 611\r")
+    await screen.wait_for_process("sleep 611")
+    os.write(master, b"\x03")  # SIGINT to the shell's foreground job, not to the shell
+    os.write(master, b"echo after-sleep-$?\r")
+    await screen.expect("after-sleep-130")
+    os.write(master, b"exit 7\r")
+    with anyio.fail_after(WAIT):
+        code = await client.wait()
+    assert code == 7, screen.text
+
+
 async def test_exec_with_a_terminal(run_dir: Path) -> None:
     """-it: a terminal of the command's own, the caller's size; resizes and Ctrl-C reach it."""
     async with control_pod(serving_pod("ctl-tty"), run_dir) as pod:
@@ -179,47 +210,31 @@ async def test_a_paste_the_command_never_reads_holds_up_nothing(run_dir: Path) -
     async with control_pod(serving_pod("ctl-paste"), run_dir) as pod:
         await pod.serving()
         script = "sleep 1; echo done-$((40+2)); exit 4"
-        argv = ["setsid", "--ctty", *ctl_argv("exec", "-it", "ctl-paste", "--", "sh", "-c", script)]
-        with caller_terminal(24, 80) as (master, terminal):
-            async with child(
-                argv, stdin=terminal, stdout=terminal, stderr=terminal, env=ctl_env(run_dir)
-            ) as client:
-                screen = Screen(master)
-                pasted = 0
-                with anyio.move_on_after(0.5):  # as much as the terminals take: far over 4 KiB
-                    while pasted < 256 * 1024:
-                        try:
-                            pasted += os.write(master, b"x" * 4096)
-                        except BlockingIOError:
-                            await anyio.sleep(0.01)
-                assert pasted > 8192
-                await screen.expect("done-42")
-                with anyio.fail_after(WAIT):
-                    code = await client.wait()
-                assert code == 4, screen.text
+        async with exec_it(run_dir, "ctl-paste", ["sh", "-c", script]) as (master, client):
+            screen = Screen(master)
+            pasted = 0
+            with anyio.move_on_after(0.5):  # as much as the terminals take: far over 4 KiB
+                while pasted < 256 * 1024:
+                    try:
+                        pasted += os.write(master, b"x" * 4096)
+                    except BlockingIOError:
+                        await anyio.sleep(0.01)
+            assert pasted > 8192
+            await screen.expect("done-42")
+            with anyio.fail_after(WAIT):
+                code = await client.wait()
+            assert code == 4, screen.text
 
 
 async def test_a_shell_through_exec_it_has_job_control(run_dir: Path) -> None:
     """Ctrl-C stops the program the shell runs, not the shell: a terminal's foreground."""
     async with control_pod(serving_pod("ctl-sh"), run_dir) as pod:
         await pod.serving()
-        argv = ["setsid", "--ctty", *ctl_argv("exec", "-it", "ctl-sh", "--", "sh", "-i")]
-        with caller_terminal(24, 80) as (master, terminal):
-            async with child(
-                argv, stdin=terminal, stdout=terminal, stderr=terminal, env=ctl_env(run_dir)
-            ) as client:
-                screen = Screen(master)
-                os.write(master, b"echo shell-$((6*7))\r")
-                await screen.expect("shell-42")
-                os.write(master, b"sleep 611\r")
-                await screen.wait_for_process("sleep 611")
-                os.write(master, b"\x03")  # stops sleep; the shell lives on
-                os.write(master, b"echo after-sleep-$?\r")
-                await screen.expect("after-sleep-130")
-                os.write(master, b"exit 7\r")
-                with anyio.fail_after(WAIT):
-                    code = await client.wait()
-                assert code == 7, screen.text
+        async with exec_it(run_dir, "ctl-sh", ["sh", "-i"]) as (master, client):
+            screen = Screen(master)
+            os.write(master, b"echo shell-$((6*7))\r")
+            await screen.expect("shell-42")
+            await interrupt_a_sleep_then_exit(master, screen, client)
 
 
 # --- Reading what comes back --------------------------------------------------------

@@ -16,8 +16,7 @@ import anyio.abc
 import pytest
 
 from tests.cgroups.helpers import wait_until
-from tests.control.conftest import REPO, child, ctl_argv, ctl_env
-from tests.control.test_exec import Screen, caller_terminal
+from tests.control.test_exec import Screen, exec_it, interrupt_a_sleep_then_exit
 from tests.faults.pods import Supervisor
 from tests.rootfs.conftest import LoadImage
 from tests.security.conftest import manifest
@@ -53,13 +52,10 @@ async def exec_shell(
     )
     with Supervisor(path, env={"PODVISOR_RUN_DIR": str(run_dir)}) as pod:
         pod.wait_line("main", "up")
-        argv = ["setsid", "--ctty", *ctl_argv("exec", "-it", name, "--", "sh", "-i")]
-        env = {**ctl_env(run_dir), "TERM": "xterm"}
-        with caller_terminal(rows, cols) as (master, terminal):
-            async with child(
-                argv, stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=REPO
-            ) as client:
-                yield master, client
+        async with exec_it(
+            run_dir, name, ["sh", "-i"], rows=rows, cols=cols, term="xterm"
+        ) as shell:
+            yield shell
         pod.signal(signal.SIGTERM)
         pod.wait(timeout=30)
 
@@ -81,15 +77,7 @@ async def test_exec_it_gets_a_terminal_of_the_containers_devpts(
         # Keys are edited by the container's terminal: a backspace takes the x back.
         os.write(master, b"echo edit-x\x7fed\r")
         await screen.expect("edit-ed")
-        os.write(master, b"sleep 611\r")
-        await screen.wait_for_process("sleep 611")
-        os.write(master, b"\x03")  # SIGINT to the command's foreground, not the shell
-        os.write(master, b"echo after-sleep-$?\r")
-        await screen.expect("after-sleep-130")
-        os.write(master, b"exit 7\r")
-        with anyio.fail_after(WAIT):
-            code = await client.wait()
-        assert code == 7, screen.text
+        await interrupt_a_sleep_then_exit(master, screen, client)
 
 
 async def test_a_client_that_goes_away_hangs_up_the_containers_terminal(
